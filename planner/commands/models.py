@@ -1,0 +1,106 @@
+"""`planner models`, `planner layers MODEL` and `planner seed`."""
+
+from __future__ import annotations
+
+import argparse
+
+import pandas as pd
+
+from planner.layers import layer_table, totals
+from planner.models import list_models, model, model_from_hf_config
+from planner.precision import POLICIES
+from planner.report import to_csv
+from planner.seed import seed_example
+from planner.units import bytes_str, si
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("models", help="list the model presets")
+    p.add_argument("--csv", metavar="PATH", help="also write the list as CSV")
+    p.set_defaults(handler=_models)
+
+    p = subparsers.add_parser("layers", help="per-layer compute C and storage S of a model")
+    p.add_argument("model", help="preset name (see `planner models`) or path to a config.json")
+    p.add_argument("--seq-len", type=int, default=None, help="tokens per sequence (default: "
+                   "the model's max_seq_len, capped at 2048)")
+    p.add_argument("--batch-size", type=int, default=1, help="sequences per step (default 1)")
+    p.add_argument("--mode", choices=["train", "inference"], default="train")
+    p.add_argument("--precision", choices=list(POLICIES), default="bf16")
+    p.add_argument("--recompute", choices=["none", "selective", "full"], default="none")
+    p.add_argument("--flash-attention", action="store_true", help="fused attention kernel")
+    p.add_argument("--all", action="store_true", help="print every block, not only the first")
+    p.add_argument("--csv", metavar="PATH", help="write the full table (SI units) as CSV")
+    p.set_defaults(handler=_layers)
+
+    p = subparsers.add_parser("seed", help="the seed document's BERT example, checked")
+    p.add_argument("--csv", metavar="PATH", help="write the check as CSV")
+    p.set_defaults(handler=_seed)
+
+
+def resolve_model(name: str):
+    """A preset name, or a path to a Hugging Face config.json."""
+    if name.endswith(".json"):
+        return model_from_hf_config(name)
+    return model(name)
+
+
+def _models(args: argparse.Namespace) -> int:
+    rows = []
+    for name in list_models():
+        spec = model(name)
+        rows.append(dict(model=name, arch=spec.arch, n_layers=spec.n_layers,
+                         d_model=spec.d_model, n_heads=spec.n_heads, n_kv_heads=spec.kv_heads,
+                         n_experts=spec.n_experts, n_params=spec.n_params,
+                         n_active_params=spec.n_active_params, max_seq_len=spec.max_seq_len,
+                         source_url=spec.source_url))
+    df = pd.DataFrame(rows)
+    shown = df.drop(columns="source_url").assign(
+        n_params=df["n_params"].map(lambda n: si(n, "", digits=4)),
+        n_active_params=df["n_active_params"].map(lambda n: si(n, "", digits=4)))
+    print(shown.to_string(index=False))
+    if args.csv:
+        print(f"wrote {to_csv(df, args.csv)}")
+    return 0
+
+
+def _layers(args: argparse.Namespace) -> int:
+    spec = resolve_model(args.model)
+    seq_len = args.seq_len or min(spec.max_seq_len, 2048)
+    df = layer_table(spec, seq_len=seq_len, batch_size=args.batch_size, mode=args.mode,
+                     precision=args.precision, recompute=args.recompute,
+                     flash_attention=args.flash_attention)
+    shown = df if args.all else df[df["block"] <= 0]
+    print(f"{spec.name}: {spec.n_params:,} parameters, {args.mode}, seq_len={seq_len}, "
+          f"batch_size={args.batch_size}, precision={args.precision}"
+          + ("" if args.all else f"  (block 0 of {spec.n_layers} shown; --all for every block)"))
+    print(_display(shown).to_string(index=False))
+    t = totals(df)
+    print(f"\ntotal: forward {si(t['fwd_flops'], 'FLOP')}, backward {si(t['bwd_flops'], 'FLOP')}, "
+          f"weights {bytes_str(t['weight_bytes'])}, gradients {bytes_str(t['grad_bytes'])}, "
+          f"optimizer {bytes_str(t['optimizer_bytes'])}, activations "
+          f"{bytes_str(t['activation_bytes'])}, KV cache {bytes_str(t['kv_cache_bytes'])}")
+    if args.csv:
+        print(f"wrote {to_csv(df, args.csv)}")
+    return 0
+
+
+def _display(df: pd.DataFrame) -> pd.DataFrame:
+    """Human units for the screen: FLOP counts with SI prefixes, bytes as decimal GB/MB."""
+    out = df[["layer", "kind", "n_params"]].copy()
+    out["n_params"] = df["n_params"].map(lambda n: f"{n:,}")
+    for col in [c for c in df.columns if c.endswith("_flops")]:
+        out[col] = df[col].map(lambda v: si(v, "FLOP"))
+    for col in [c for c in df.columns if c.endswith("_bytes")]:
+        out[col] = df[col].map(bytes_str)
+    return out
+
+
+def _seed(args: argparse.Namespace) -> int:
+    df = seed_example()
+    for row in df.itertuples():
+        print(f"- {row.item}  [{row.verdict}]\n    document: {row.document:.4g}   "
+              f"recomputed: {row.recomputed:.4g}   per-layer model: {row.per_layer_model:.4g} "
+              f"{row.unit}\n    {row.explanation}")
+    if args.csv:
+        print(f"wrote {to_csv(df, args.csv)}")
+    return 0

@@ -1,0 +1,395 @@
+"""Transformer model specifications: the `ModelSpec` schema, named presets, and import from a
+Hugging Face `config.json` (no `transformers` needed).
+
+A ModelSpec describes the *architecture* only (shapes and which optional pieces exist); the
+per-layer numbers (parameters, FLOPs, bytes) are derived from it in `planner.layers`.
+Parameter counts of every preset equal the released checkpoints' counts exactly
+(tests/test_models.py cites each one).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Arch = Literal["encoder", "decoder"]
+
+
+class ModelSpec(BaseModel):
+    """Shape of a transformer: enough to count every parameter, FLOP and byte per layer.
+
+    The four families people plan for are all expressed with these fields:
+    BERT (encoder, learned positions, token types, post-LN, GELU, pooler), GPT-2/3 and OPT
+    (decoder, learned positions, pre-LN with bias, GELU/ReLU, tied embeddings), Llama/Mistral/Qwen2
+    (RMSNorm, SwiGLU, rotary, grouped-query attention, untied head, optional qkv bias) and
+    Mixtral-style mixture-of-experts (`n_experts`, `experts_top_k`, `n_shared_experts`).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1, description="Preset or user name, shown in reports.")
+    arch: Arch = Field(description="'encoder' (bidirectional, BERT) or 'decoder' (causal LM).")
+    n_layers: int = Field(gt=0, description="Number of transformer blocks.")
+    d_model: int = Field(gt=0, description="Hidden size h.")
+    n_heads: int = Field(gt=0, description="Attention (query) heads.")
+    n_kv_heads: int | None = Field(
+        default=None, gt=0, description="Key/value heads (GQA/MQA); None means = n_heads (MHA)."
+    )
+    head_dim: int | None = Field(
+        default=None, gt=0, description="Per-head size; None means d_model / n_heads."
+    )
+    d_ff: int = Field(gt=0, description="MLP inner size (per expert for MoE).")
+    vocab_size: int = Field(gt=0, description="Rows of the token embedding (and LM head).")
+    max_seq_len: int = Field(gt=0, description="Longest context the model supports, tokens.")
+    norm: Literal["layernorm", "rmsnorm"] = "layernorm"
+    norm_position: Literal["pre", "post"] = Field(
+        default="pre", description="'pre' (GPT-2, Llama) or 'post' (original BERT) LayerNorm."
+    )
+    mlp_act: Literal["gelu", "relu", "silu"] = "gelu"
+    gated_mlp: bool = Field(default=False, description="SwiGLU-style gate and up projections.")
+    position: Literal["learned", "rotary", "none"] = "learned"
+    position_offset: int = Field(
+        default=0, ge=0, description="Extra learned position rows (OPT reserves 2)."
+    )
+    n_token_types: int = Field(default=0, ge=0, description="BERT segment embeddings (2).")
+    tied_embeddings: bool = Field(default=False, description="LM head shares the token embedding.")
+    qkv_bias: bool = False
+    attn_out_bias: bool = False
+    mlp_bias: bool = False
+    embedding_norm: bool = Field(default=False, description="LayerNorm after embeddings (BERT).")
+    final_norm: bool = Field(default=True, description="Norm after the last block (pre-LN).")
+    lm_head: bool = Field(default=True, description="Output projection to the vocabulary.")
+    pooler: bool = Field(default=False, description="BERT pooler: dense + tanh on token 0.")
+    n_experts: int = Field(default=1, gt=0, description="Routed experts per MoE layer (1 = dense).")
+    experts_top_k: int = Field(default=1, gt=0, description="Experts each token is routed to.")
+    n_shared_experts: int = Field(default=0, ge=0, description="Always-on experts (DeepSeek).")
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="Dropout probability.")
+    source_url: str = Field(default="", description="Where the configuration was read.")
+
+    @model_validator(mode="after")
+    def _check_shapes(self) -> ModelSpec:
+        if self.head_dim is None and self.d_model % self.n_heads != 0:
+            raise ValueError(
+                f"n_heads: {self.n_heads} heads do not divide d_model={self.d_model}; "
+                "choose n_heads dividing d_model or give head_dim explicitly"
+            )
+        if self.n_heads % self.kv_heads != 0:
+            raise ValueError(
+                f"n_kv_heads: {self.kv_heads} must divide n_heads={self.n_heads} "
+                "(grouped-query attention shares each KV head among a whole group)"
+            )
+        if self.experts_top_k > self.n_experts:
+            raise ValueError(
+                f"experts_top_k: {self.experts_top_k} exceeds n_experts={self.n_experts}"
+            )
+        if self.pooler and self.arch != "encoder":
+            raise ValueError("pooler: only encoder models (BERT) have a pooler")
+        if self.tied_embeddings and not self.lm_head:
+            raise ValueError("tied_embeddings: needs lm_head=True")
+        return self
+
+    # ---- derived shapes ------------------------------------------------------------------
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads actually used (n_heads when not grouped)."""
+        return self.n_kv_heads if self.n_kv_heads is not None else self.n_heads
+
+    @property
+    def d_head(self) -> int:
+        """Per-head size."""
+        return self.head_dim if self.head_dim is not None else self.d_model // self.n_heads
+
+    @property
+    def is_moe(self) -> bool:
+        return self.n_experts > 1
+
+    @property
+    def causal(self) -> bool:
+        return self.arch == "decoder"
+
+    # ---- parameter counts (from the per-layer structure: one source of truth) ---------------
+    @property
+    def n_params(self) -> int:
+        """Total parameters, every expert included."""
+        return round(_param_total(self, active=False))
+
+    @property
+    def n_active_params(self) -> int:
+        """Parameters used per token: routed experts count top_k / n_experts of theirs."""
+        return round(_param_total(self, active=True))
+
+    def with_(self, **changes: Any) -> ModelSpec:
+        """A validated copy with some fields changed (e.g. fewer layers for a CPU run)."""
+        return ModelSpec.model_validate({**self.model_dump(), **changes})
+
+
+def _param_total(spec: ModelSpec, *, active: bool) -> float:
+    from planner.layers import layer_structure  # layers imports this module
+
+    total = 0.0
+    for row in layer_structure(spec):
+        n = row.n_params * (row.active_frac if active else 1.0)
+        total += n * spec.n_layers if row.block else n
+    return total
+
+
+# ---- presets ---------------------------------------------------------------------------------
+_HF = "https://huggingface.co/"
+
+_BERT = dict(arch="encoder", norm="layernorm", norm_position="post", mlp_act="gelu",
+             position="learned", n_token_types=2, qkv_bias=True, attn_out_bias=True,
+             mlp_bias=True, embedding_norm=True, final_norm=False, lm_head=False, pooler=True,
+             dropout=0.1)
+_GPT2 = dict(arch="decoder", norm="layernorm", norm_position="pre", mlp_act="gelu",
+             position="learned", tied_embeddings=True, qkv_bias=True, attn_out_bias=True,
+             mlp_bias=True, vocab_size=50257, dropout=0.1)
+_LLAMA = dict(arch="decoder", norm="rmsnorm", norm_position="pre", mlp_act="silu",
+              gated_mlp=True, position="rotary")
+_MEGATRON = dict(_GPT2, vocab_size=51200, max_seq_len=2048, dropout=0.0)
+
+_PRESETS: dict[str, dict[str, Any]] = {
+    "bert-base-cased": dict(_BERT, n_layers=12, d_model=768, n_heads=12, d_ff=3072,
+                            vocab_size=28996, max_seq_len=512,
+                            source_url=_HF + "google-bert/bert-base-cased/blob/main/config.json"),
+    "bert-large-uncased": dict(_BERT, n_layers=24, d_model=1024, n_heads=16, d_ff=4096,
+                               vocab_size=30522, max_seq_len=512,
+                               source_url=_HF + "google-bert/bert-large-uncased/blob/main/config.json"),
+    "gpt2": dict(_GPT2, n_layers=12, d_model=768, n_heads=12, d_ff=3072, max_seq_len=1024,
+                 source_url=_HF + "openai-community/gpt2/blob/main/config.json"),
+    "gpt2-medium": dict(_GPT2, n_layers=24, d_model=1024, n_heads=16, d_ff=4096, max_seq_len=1024,
+                        source_url=_HF + "openai-community/gpt2-medium/blob/main/config.json"),
+    "gpt2-large": dict(_GPT2, n_layers=36, d_model=1280, n_heads=20, d_ff=5120, max_seq_len=1024,
+                       source_url=_HF + "openai-community/gpt2-large/blob/main/config.json"),
+    "gpt2-xl": dict(_GPT2, n_layers=48, d_model=1600, n_heads=25, d_ff=6400, max_seq_len=1024,
+                    source_url=_HF + "openai-community/gpt2-xl/blob/main/config.json"),
+    # Brown et al. 2020, Table 2.1: 96 layers, d_model 12288, 96 heads of 128, context 2048.
+    "gpt3-175b": dict(_GPT2, n_layers=96, d_model=12288, n_heads=96, d_ff=4 * 12288,
+                      max_seq_len=2048, dropout=0.0,
+                      source_url="https://arxiv.org/abs/2005.14165 (Table 2.1)"),
+    # Zhang et al. 2022, Table 1; HF OPT configs: ReLU, pre-LN, 2 reserved position rows.
+    "opt-175b": dict(_GPT2, n_layers=96, d_model=12288, n_heads=96, d_ff=49152, vocab_size=50272,
+                     max_seq_len=2048, position_offset=2, mlp_act="relu", dropout=0.1,
+                     source_url="https://arxiv.org/abs/2205.01068 (Table 1); "
+                                + _HF + "facebook/opt-66b/blob/main/config.json (layout)"),
+    # LLaMA-1: Touvron et al. 2023, Table 2; layouts as converted on the Hub (huggyllama/*).
+    "llama-7b": dict(_LLAMA, n_layers=32, d_model=4096, n_heads=32, d_ff=11008, vocab_size=32000,
+                     max_seq_len=2048, source_url=_HF + "huggyllama/llama-7b/blob/main/config.json"),
+    "llama-13b": dict(_LLAMA, n_layers=40, d_model=5120, n_heads=40, d_ff=13824, vocab_size=32000,
+                      max_seq_len=2048,
+                      source_url=_HF + "huggyllama/llama-13b/blob/main/config.json"),
+    "llama-33b": dict(_LLAMA, n_layers=60, d_model=6656, n_heads=52, d_ff=17920, vocab_size=32000,
+                      max_seq_len=2048,
+                      source_url=_HF + "huggyllama/llama-30b/blob/main/config.json"),
+    "llama-65b": dict(_LLAMA, n_layers=80, d_model=8192, n_heads=64, d_ff=22016, vocab_size=32000,
+                      max_seq_len=2048,
+                      source_url=_HF + "huggyllama/llama-65b/blob/main/config.json"),
+    "llama-2-7b": dict(_LLAMA, n_layers=32, d_model=4096, n_heads=32, d_ff=11008,
+                       vocab_size=32000, max_seq_len=4096,
+                       source_url=_HF + "meta-llama/Llama-2-7b-hf/blob/main/config.json"),
+    "llama-2-13b": dict(_LLAMA, n_layers=40, d_model=5120, n_heads=40, d_ff=13824,
+                        vocab_size=32000, max_seq_len=4096,
+                        source_url=_HF + "meta-llama/Llama-2-13b-hf/blob/main/config.json"),
+    "llama-2-70b": dict(_LLAMA, n_layers=80, d_model=8192, n_heads=64, n_kv_heads=8, d_ff=28672,
+                        vocab_size=32000, max_seq_len=4096,
+                        source_url=_HF + "meta-llama/Llama-2-70b-hf/blob/main/config.json"),
+    "llama-3-8b": dict(_LLAMA, n_layers=32, d_model=4096, n_heads=32, n_kv_heads=8, d_ff=14336,
+                       vocab_size=128256, max_seq_len=8192,
+                       source_url=_HF + "meta-llama/Meta-Llama-3-8B/blob/main/config.json"),
+    "llama-3-70b": dict(_LLAMA, n_layers=80, d_model=8192, n_heads=64, n_kv_heads=8, d_ff=28672,
+                        vocab_size=128256, max_seq_len=8192,
+                        source_url=_HF + "meta-llama/Meta-Llama-3-70B/blob/main/config.json"),
+    "llama-3.1-405b": dict(_LLAMA, n_layers=126, d_model=16384, n_heads=128, n_kv_heads=8,
+                           d_ff=53248, vocab_size=128256, max_seq_len=131072,
+                           source_url=_HF + "meta-llama/Llama-3.1-405B/blob/main/config.json"),
+    "mistral-7b": dict(_LLAMA, n_layers=32, d_model=4096, n_heads=32, n_kv_heads=8, d_ff=14336,
+                       vocab_size=32000, max_seq_len=32768,
+                       source_url=_HF + "mistralai/Mistral-7B-v0.1/blob/main/config.json"),
+    "mixtral-8x7b": dict(_LLAMA, n_layers=32, d_model=4096, n_heads=32, n_kv_heads=8,
+                         d_ff=14336, vocab_size=32000, max_seq_len=32768, n_experts=8,
+                         experts_top_k=2,
+                         source_url=_HF + "mistralai/Mixtral-8x7B-v0.1/blob/main/config.json"),
+    "qwen2-7b": dict(_LLAMA, n_layers=28, d_model=3584, n_heads=28, n_kv_heads=4, d_ff=18944,
+                     vocab_size=152064, max_seq_len=131072, qkv_bias=True,
+                     source_url=_HF + "Qwen/Qwen2-7B/blob/main/config.json"),
+    # Narayanan et al. 2021 (Megatron-LM, SC'21), Table 1: 530B = 105 layers x 20480 x 128 heads;
+    # 1T = 128 layers x 25600 x 160 heads; vocabulary 51,200, sequence 2048.
+    "megatron-530b": dict(_MEGATRON, n_layers=105, d_model=20480, n_heads=128, d_ff=4 * 20480,
+                          source_url="https://arxiv.org/abs/2104.04473 (Table 1)"),
+    "megatron-1t": dict(_MEGATRON, n_layers=128, d_model=25600, n_heads=160, d_ff=4 * 25600,
+                        source_url="https://arxiv.org/abs/2104.04473 (Table 1)"),
+}
+
+
+def list_models() -> list[str]:
+    """Names of the built-in presets, in catalog order."""
+    return list(_PRESETS)
+
+
+def model(name: str | ModelSpec) -> ModelSpec:
+    """The preset called `name` (a ModelSpec is passed through).
+
+    Raises ValueError naming the closest presets when the name is unknown.
+    """
+    if isinstance(name, ModelSpec):
+        return name
+    key = str(name).strip().lower()
+    if key not in _PRESETS:
+        close = difflib.get_close_matches(key, _PRESETS, n=3, cutoff=0.4)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(
+            f"model: unknown preset {name!r}{hint} (see `planner models` for all "
+            f"{len(_PRESETS)} presets)"
+        )
+    return ModelSpec(name=key, **_PRESETS[key])
+
+
+# ---- Hugging Face config.json ------------------------------------------------------------------
+def _hf_llama_like(cfg: dict[str, Any]) -> dict[str, Any]:
+    d_model = cfg["hidden_size"]
+    n_heads = cfg["num_attention_heads"]
+    act = cfg.get("hidden_act", "silu")
+    if act not in ("silu", "swish"):
+        raise ValueError(f"hidden_act: {act!r} not supported for llama-like models (use silu)")
+    out = dict(
+        arch="decoder", norm="rmsnorm", norm_position="pre", mlp_act="silu", gated_mlp=True,
+        position="rotary", n_layers=cfg["num_hidden_layers"], d_model=d_model, n_heads=n_heads,
+        n_kv_heads=cfg.get("num_key_value_heads") or n_heads, d_ff=cfg["intermediate_size"],
+        vocab_size=cfg["vocab_size"], max_seq_len=cfg.get("max_position_embeddings", 4096),
+        tied_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+        qkv_bias=bool(cfg.get("attention_bias", False)),
+        attn_out_bias=bool(cfg.get("attention_bias", False)),
+        mlp_bias=bool(cfg.get("mlp_bias", False)),
+    )
+    if cfg.get("head_dim") and cfg["head_dim"] != d_model // n_heads:
+        out["head_dim"] = cfg["head_dim"]
+    return out
+
+
+def _hf_mixtral(cfg: dict[str, Any]) -> dict[str, Any]:
+    return dict(_hf_llama_like(cfg), n_experts=cfg["num_local_experts"],
+                experts_top_k=cfg["num_experts_per_tok"])
+
+
+def _hf_qwen2(cfg: dict[str, Any]) -> dict[str, Any]:
+    # Qwen2 always has q/k/v biases and no bias on o_proj (transformers Qwen2Attention).
+    return dict(_hf_llama_like(cfg), qkv_bias=True, attn_out_bias=False)
+
+
+def _hf_gpt2(cfg: dict[str, Any]) -> dict[str, Any]:
+    d_model = cfg["n_embd"]
+    act = cfg.get("activation_function", "gelu_new")
+    return dict(
+        _GPT2, n_layers=cfg["n_layer"], d_model=d_model, n_heads=cfg["n_head"],
+        d_ff=cfg.get("n_inner") or 4 * d_model, vocab_size=cfg["vocab_size"],
+        max_seq_len=cfg.get("n_positions", 1024),
+        mlp_act="relu" if act == "relu" else "gelu",
+        tied_embeddings=bool(cfg.get("tie_word_embeddings", True)),
+        dropout=float(cfg.get("resid_pdrop", 0.1)),
+    )
+
+
+def _hf_bert(cfg: dict[str, Any]) -> dict[str, Any]:
+    act = cfg.get("hidden_act", "gelu")
+    if act not in ("gelu", "relu", "gelu_new"):
+        raise ValueError(f"hidden_act: {act!r} not supported for bert (use gelu or relu)")
+    return dict(
+        _BERT, n_layers=cfg["num_hidden_layers"], d_model=cfg["hidden_size"],
+        n_heads=cfg["num_attention_heads"], d_ff=cfg["intermediate_size"],
+        vocab_size=cfg["vocab_size"], max_seq_len=cfg.get("max_position_embeddings", 512),
+        n_token_types=cfg.get("type_vocab_size", 2), mlp_act="relu" if act == "relu" else "gelu",
+        dropout=float(cfg.get("hidden_dropout_prob", 0.1)),
+    )
+
+
+def _hf_opt(cfg: dict[str, Any]) -> dict[str, Any]:
+    d_model = cfg["hidden_size"]
+    if cfg.get("word_embed_proj_dim", d_model) != d_model:
+        raise ValueError(
+            "word_embed_proj_dim: OPT models with an embedding projection (opt-350m) are not "
+            f"supported; it must equal hidden_size={d_model}"
+        )
+    if not cfg.get("do_layer_norm_before", True):
+        raise ValueError("do_layer_norm_before: only pre-LN OPT models are supported (true)")
+    bias = bool(cfg.get("enable_bias", True))
+    return dict(
+        _GPT2, n_layers=cfg["num_hidden_layers"], d_model=d_model,
+        n_heads=cfg["num_attention_heads"], d_ff=cfg["ffn_dim"], vocab_size=cfg["vocab_size"],
+        max_seq_len=cfg.get("max_position_embeddings", 2048), position_offset=2,
+        mlp_act="relu" if cfg.get("activation_function", "relu") == "relu" else "gelu",
+        tied_embeddings=bool(cfg.get("tie_word_embeddings", True)), qkv_bias=bias,
+        attn_out_bias=bias, mlp_bias=bias, dropout=float(cfg.get("dropout", 0.1)),
+    )
+
+
+_HF_READERS = {
+    "llama": _hf_llama_like,
+    "mistral": _hf_llama_like,
+    "mixtral": _hf_mixtral,
+    "qwen2": _hf_qwen2,
+    "gpt2": _hf_gpt2,
+    "bert": _hf_bert,
+    "opt": _hf_opt,
+}
+
+
+def supported_hf_model_types() -> list[str]:
+    return sorted(_HF_READERS)
+
+
+def model_from_hf_config(source: str | Path | dict[str, Any], *, name: str | None = None
+                         ) -> ModelSpec:
+    """A ModelSpec from a Hugging Face `config.json` (a path, a JSON string or a dict).
+
+    Supported `model_type`s: bert, gpt2, llama, mistral, mixtral, opt, qwen2. Any problem
+    (unreadable file, missing key, unsupported type, impossible shape) raises ValueError naming
+    the field.
+    """
+    cfg = _read_hf_config(source)
+    model_type = cfg.get("model_type")
+    if model_type not in _HF_READERS:
+        raise ValueError(
+            f"model_type: {model_type!r} is not supported; supported: "
+            f"{', '.join(supported_hf_model_types())}"
+        )
+    try:
+        fields = _HF_READERS[model_type](cfg)
+    except KeyError as err:
+        raise ValueError(f"{err.args[0]}: required for model_type {model_type!r} but missing"
+                         ) from None
+    label = name or cfg.get("_name_or_path") or f"hf-{model_type}"
+    fields["source_url"] = str(source) if isinstance(source, str | Path) else "config dict"
+    try:
+        return ModelSpec(name=str(label), **fields)
+    except ValidationError as err:
+        raise ValueError(_first_error(err)) from None
+
+
+def _read_hf_config(source: str | Path | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(source, dict):
+        return source
+    text = str(source)
+    if isinstance(source, str) and text.lstrip().startswith("{"):
+        raw = text
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ValueError(f"config.json: no such file {str(path)!r}")
+        raw = path.read_text(encoding="utf-8")
+    try:
+        cfg = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"config.json: not valid JSON ({err.msg} at line {err.lineno})") from None
+    if not isinstance(cfg, dict):
+        raise ValueError("config.json: top level must be a JSON object")
+    return cfg
+
+
+def _first_error(err: ValidationError) -> str:
+    """One line from a pydantic error: 'field: message'."""
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "model"
+    return f"{loc}: {first['msg']}"

@@ -1,0 +1,115 @@
+"""Precision policies: how many bytes each class of stored tensor takes.
+
+Storage follows the seed document's S = Σ|w_i|·bits_i / 8, applied per class of tensor
+(docs/formulas.md F10–F13). The mixed-precision accounting (2 + 2 + 12 bytes per parameter for
+bf16/fp16 weights, gradients and fp32 master copy + Adam moments) is Rajbhandari et al. 2020,
+"ZeRO", Sec. 3.1 (K = 12).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DTYPE_BYTES: dict[str, float] = {
+    "fp64": 8.0, "fp32": 4.0, "tf32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0,
+    "int8": 1.0, "fp4": 0.5, "int4": 0.5,
+}
+
+OPTIMIZER_STATE_BYTES_PER_PARAM: dict[str, float] = {
+    # Adam/AdamW keep two fp32 moments (m, v): 8 bytes per parameter (Kingma & Ba 2015; ZeRO).
+    "adamw": 8.0,
+    "adam": 8.0,
+    # SGD with momentum keeps one fp32 buffer.
+    "sgd": 4.0,
+}
+
+Mode = Literal["train", "inference"]
+
+
+class PrecisionPolicy(BaseModel):
+    """Bytes per element of every stored tensor class, and the dtype matmuls run in."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    compute_dtype: str = Field(description="dtype whose peak FLOP/s applies to matmuls")
+    weight_bytes: float = Field(gt=0, description="bytes per weight of norms and embeddings")
+    linear_weight_bytes: float = Field(gt=0, description="bytes per weight of matmul layers")
+    grad_bytes: float = Field(ge=0, description="bytes per gradient element (training)")
+    master_bytes: float = Field(ge=0, description="fp32 master copy, counted with optimizer state")
+    activation_bytes: float = Field(gt=0, description="bytes per saved activation element")
+    train_ok: bool = True
+    note: str = ""
+
+
+POLICIES: dict[str, PrecisionPolicy] = {
+    p.name: p
+    for p in [
+        PrecisionPolicy(name="fp32", compute_dtype="fp32", weight_bytes=4, linear_weight_bytes=4,
+                        grad_bytes=4, master_bytes=0, activation_bytes=4,
+                        note="everything in fp32 (4 + 4 + 8 bytes per parameter with Adam)"),
+        PrecisionPolicy(name="bf16", compute_dtype="bf16", weight_bytes=2, linear_weight_bytes=2,
+                        grad_bytes=2, master_bytes=4, activation_bytes=2,
+                        note="bf16 mixed precision: bf16 weights/grads/activations, fp32 master "
+                             "and Adam moments (ZeRO Sec. 3.1: 2 + 2 + 12 bytes per parameter)"),
+        PrecisionPolicy(name="fp16", compute_dtype="fp16", weight_bytes=2, linear_weight_bytes=2,
+                        grad_bytes=2, master_bytes=4, activation_bytes=2,
+                        note="fp16 mixed precision with loss scaling (Micikevicius et al. 2018)"),
+        PrecisionPolicy(name="fp8", compute_dtype="fp8", weight_bytes=2, linear_weight_bytes=2,
+                        grad_bytes=2, master_bytes=4, activation_bytes=2,
+                        note="FP8 matmuls (Transformer Engine) with bf16 weights and fp32 master; "
+                             "NB: TE saves fp8 copies of some matmul inputs, counted here at 2 "
+                             "bytes (an upper bound)"),
+        PrecisionPolicy(name="int8", compute_dtype="bf16", weight_bytes=2, linear_weight_bytes=1,
+                        grad_bytes=0, master_bytes=0, activation_bytes=2, train_ok=False,
+                        note="int8 weight-only inference: matmul weights 1 byte, dequantized to "
+                             "bf16 for compute; embeddings and norms stay bf16"),
+        PrecisionPolicy(name="int4", compute_dtype="bf16", weight_bytes=2, linear_weight_bytes=0.5,
+                        grad_bytes=0, master_bytes=0, activation_bytes=2, train_ok=False,
+                        note="int4 weight-only inference (GPTQ/AWQ style); NB: group scales "
+                             "(~0.25 bit/weight at group size 128) are not counted"),
+        PrecisionPolicy(name="fp8-inference", compute_dtype="fp8", weight_bytes=2,
+                        linear_weight_bytes=1, grad_bytes=0, master_bytes=0, activation_bytes=2,
+                        train_ok=False, note="fp8 weights and fp8 matmuls for serving"),
+    ]
+}
+
+
+def precision_policy(name: str | PrecisionPolicy, *, mode: Mode = "train") -> PrecisionPolicy:
+    """Look a policy up by name; ValueError names the field and the allowed values."""
+    if isinstance(name, PrecisionPolicy):
+        policy = name
+    else:
+        key = str(name).lower()
+        if key not in POLICIES:
+            raise ValueError(
+                f"precision: unknown policy {name!r}; allowed: {', '.join(POLICIES)}"
+            )
+        policy = POLICIES[key]
+    if mode == "train" and not policy.train_ok:
+        allowed = ", ".join(p.name for p in POLICIES.values() if p.train_ok)
+        raise ValueError(
+            f"precision: {policy.name!r} is inference-only; for mode='train' use one of {allowed}"
+        )
+    return policy
+
+
+def dtype_bytes(dtype: str, *, field: str = "dtype") -> float:
+    """Bytes per element of a dtype name; ValueError lists the allowed names."""
+    key = str(dtype).lower()
+    if key not in DTYPE_BYTES:
+        raise ValueError(f"{field}: unknown dtype {dtype!r}; allowed: {', '.join(DTYPE_BYTES)}")
+    return DTYPE_BYTES[key]
+
+
+def optimizer_state_bytes(optimizer: str) -> float:
+    """Bytes of optimizer state per parameter, excluding the master copy."""
+    key = str(optimizer).lower()
+    if key not in OPTIMIZER_STATE_BYTES_PER_PARAM:
+        raise ValueError(
+            f"optimizer: unknown {optimizer!r}; allowed: "
+            f"{', '.join(OPTIMIZER_STATE_BYTES_PER_PARAM)}"
+        )
+    return OPTIMIZER_STATE_BYTES_PER_PARAM[key]
