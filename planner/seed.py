@@ -58,7 +58,8 @@ def seed_example(*, seq_len: int = 128, batch_size: int = SEED_BATCH_SIZE) -> pd
                 f"12·768·2²⁴ = {recomputed_c:,} ≈ {recomputed_c:.3e}, not 2.17e10 "
                 f"({recomputed_c / DOC_C_FLOPS:.1f}x more). The formula itself has no basis: a "
                 "transformer's forward pass costs 2 FLOPs per weight per token plus attention "
-                f"(F1, F3), {fwd_per_seq:.3e} FLOP for one {seq_len}-token sequence."
+                f"(F1, F3): {fwd_per_seq:.3e} FLOP for one {seq_len}-token sequence, near the "
+                "document's 2.17e10 only by coincidence (it scales with tokens, not M³)."
             ),
         ),
         dict(
