@@ -157,7 +157,8 @@ _PRESETS: dict[str, dict[str, Any]] = {
                             source_url=_HF + "google-bert/bert-base-cased/blob/main/config.json"),
     "bert-large-uncased": dict(_BERT, n_layers=24, d_model=1024, n_heads=16, d_ff=4096,
                                vocab_size=30522, max_seq_len=512,
-                               source_url=_HF + "google-bert/bert-large-uncased/blob/main/config.json"),
+                               source_url=_HF + "google-bert/bert-large-uncased/blob/main/"
+                                                "config.json"),
     "gpt2": dict(_GPT2, n_layers=12, d_model=768, n_heads=12, d_ff=3072, max_seq_len=1024,
                  source_url=_HF + "openai-community/gpt2/blob/main/config.json"),
     "gpt2-medium": dict(_GPT2, n_layers=24, d_model=1024, n_heads=16, d_ff=4096, max_seq_len=1024,
@@ -177,7 +178,8 @@ _PRESETS: dict[str, dict[str, Any]] = {
                                 + _HF + "facebook/opt-66b/blob/main/config.json (layout)"),
     # LLaMA-1: Touvron et al. 2023, Table 2; layouts as converted on the Hub (huggyllama/*).
     "llama-7b": dict(_LLAMA, n_layers=32, d_model=4096, n_heads=32, d_ff=11008, vocab_size=32000,
-                     max_seq_len=2048, source_url=_HF + "huggyllama/llama-7b/blob/main/config.json"),
+                     max_seq_len=2048,
+                     source_url=_HF + "huggyllama/llama-7b/blob/main/config.json"),
     "llama-13b": dict(_LLAMA, n_layers=40, d_model=5120, n_heads=40, d_ff=13824, vocab_size=32000,
                       max_seq_len=2048,
                       source_url=_HF + "huggyllama/llama-13b/blob/main/config.json"),

@@ -172,7 +172,7 @@ def test_hf_missing_key_names_it():
 def test_hf_malformed_json_file(tmp_path):
     path = tmp_path / "config.json"
     path.write_text("{not json")
-    with pytest.raises(ValueError, match="config.json: not valid JSON"):
+    with pytest.raises(ValueError, match=r"config\.json: not valid JSON"):
         model_from_hf_config(path)
 
 
