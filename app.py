@@ -9,6 +9,7 @@ parameter so a page can be linked. Bad input is shown with `st.error`, never a t
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +32,7 @@ EDITABLE_DIMS = ["n_layers", "d_model", "n_heads", "n_kv_heads", "d_ff", "vocab_
 # Display units per SI column suffix: (divide by, shown label suffix).
 DISPLAY_UNITS = [
     ("_flops_per_s", 1e12, "TFLOP/s"),
+    ("_ops_per_s", 1e12, "TOP/s"),
     ("_bytes_per_s", 1e9, "GB/s"),
     ("_flops", 1e9, "GFLOP"),
     ("_bytes", GB, "GB"),
@@ -111,7 +113,7 @@ def guarded(render: Callable[..., None], *args: Any) -> None:
         render(*args)
     except ValueError as err:
         st.error(error_message(err), icon=":material/error:")
-    except Exception as err:  # noqa: BLE001 - the page must never show a traceback
+    except Exception as err:  # the page must never show a traceback
         st.error(f"Unexpected error ({type(err).__name__}): {err}", icon=":material/bug_report:")
 
 
@@ -120,7 +122,7 @@ def not_available(what: str) -> None:
             icon=":material/construction:")
 
 
-# ---- sidebar: the model and the workload shared by every page -------------------------------------
+# ---- sidebar: the model and the workload shared by every page ----------------------------------
 def sidebar_model() -> planner.ModelSpec | None:
     """Preset, uploaded config.json, or a preset with edited dimensions."""
     st.sidebar.header("Model")
@@ -238,34 +240,466 @@ def _safe_name(name: str) -> str:
 
 
 # ---- Plan page ----------------------------------------------------------------------------------
+OBJECTIVES = {"time": "fastest", "cost": "cheapest", "energy": "least energy"}
+RANKING_FIRST = ["rank", "device", "kind", "feasible", "reason", "n_devices", "tp", "pp", "dp",
+                 "zero_stage", "recompute", "micro_batch_size", "batch_size", "replicas",
+                 "time_s", "cost_usd", "energy_j", "mfu", "ttft_s", "tpot_s", "pareto",
+                 "cost_price_provider", "cost_price_date", "cost_note"]
+
+
+def api(name: str, module: str) -> Any:
+    """A public name from `planner`, or from its module while the export is not there yet."""
+    found = getattr(planner, name, None)
+    if found is None or isinstance(found, type(planner)):
+        found = getattr(__import__(f"planner.{module}", fromlist=[name]), name)
+    return found
+
+
+@st.cache_data(show_spinner="Searching devices and layouts...", max_entries=32)
+def cached_rank(job_kind: str, job_json: str, kinds: tuple[str, ...], objective: str,
+                cost_json: str, catalog_name: str, catalog_text: str) -> pd.DataFrame:
+    job_type = api("TrainingJob" if job_kind == "train" else "InferenceJob", "workloads")
+    job = job_type.model_validate_json(job_json)
+    cost = api("CostOptions", "cost").model_validate_json(cost_json)
+    catalog = cached_catalog(catalog_name, catalog_text) if catalog_text else cached_catalog()
+    return planner.rank(job, catalog, kinds=list(kinds) or None, objective=objective,
+                        cost=cost)
+
+
+def plan_job(spec: planner.ModelSpec, work: dict[str, Any]) -> Any:
+    """The training or serving job from the page's inputs (ValueError when it is invalid)."""
+    if work["mode"] == "train":
+        c1, c2, c3 = st.columns(3)
+        tokens_b = c1.number_input("Training tokens (billions)", min_value=0.001,
+                                   value=DEFAULT_TOKENS / 1e9, step=100.0, key="plan_tokens_b")
+        batch = c2.number_input("Global batch (sequences)", min_value=1,
+                                value=DEFAULT_GLOBAL_BATCH, step=64, key="plan_global_batch")
+        deadline_d = c3.number_input("Deadline (days, 0 = none)", min_value=0.0, value=0.0,
+                                     step=1.0, key="plan_deadline_d",
+                                     help="With a deadline each device gets the cheapest "
+                                     "layout that meets it.")
+        return api("TrainingJob", "workloads")(
+            model=spec, n_tokens=float(tokens_b) * 1e9, seq_len=work["seq_len"],
+            global_batch_size=int(batch), precision=work["precision"],
+            deadline_s=float(deadline_d) * SECONDS_PER_DAY if deadline_d > 0 else None)
+    c1, c2, c3, c4, c5 = st.columns(5)
+    prompt = c1.number_input("Prompt (tokens)", min_value=1, value=1024, step=128,
+                             key="plan_prompt_len")
+    output = c2.number_input("Output (tokens)", min_value=1, value=256, step=64,
+                             key="plan_output_len")
+    rate = c3.number_input("Load (requests/s)", min_value=0.001, value=10.0, step=1.0,
+                           key="plan_requests_per_s")
+    ttft_ms = c4.number_input("TTFT target (ms, 0 = none)", min_value=0.0, value=0.0,
+                              step=100.0, key="plan_ttft_ms")
+    tpot_ms = c5.number_input("TPOT target (ms, 0 = none)", min_value=0.0, value=0.0,
+                              step=10.0, key="plan_tpot_ms")
+    return api("InferenceJob", "workloads")(
+        model=spec, prompt_len=int(prompt), output_len=int(output),
+        requests_per_s=float(rate), precision=work["precision"],
+        ttft_s=ttft_ms / 1e3 if ttft_ms > 0 else None,
+        tpot_s=tpot_ms / 1e3 if tpot_ms > 0 else None)
+
+
+def plan_cost_options() -> Any:
+    cost_type = api("CostOptions", "cost")
+    defaults = cost_type()
+    with st.expander("Money and energy: cloud or ownership, electricity, PUE, lifetime"):
+        c1, c2, c3, c4, c5 = st.columns(5)
+        basis = c1.radio("Cost basis", ["cloud", "ownership"], key="plan_basis",
+                         help="cloud: rent at the catalog's newest on-demand price; ownership: "
+                         "purchase amortized over the lifetime, plus electricity")
+        kwh = c2.number_input("Electricity ($/kWh)", min_value=0.0, value=defaults.usd_per_kwh,
+                              step=0.01, format="%.3f", key="plan_usd_per_kwh")
+        pue = c3.number_input("PUE", min_value=1.0, value=defaults.pue, step=0.05,
+                              key="plan_pue")
+        years = c4.number_input("Lifetime (years)", min_value=0.1,
+                                value=defaults.lifetime_years, step=0.5, key="plan_lifetime")
+        util = c5.number_input("Utilization (%)", min_value=1.0, max_value=100.0,
+                               value=defaults.ownership_utilization_frac * 100, step=5.0,
+                               key="plan_utilization",
+                               help="share of its lifetime an owned device does paid work")
+    return cost_type(basis=basis, usd_per_kwh=kwh, pue=pue, lifetime_years=years,
+                     ownership_utilization_frac=util / 100)
+
+
 def page_plan(spec: planner.ModelSpec | None, work: dict[str, Any]) -> None:
     if spec is None:
         st.warning("Choose a model in the sidebar.")
         return
-    if not hasattr(planner, "rank"):
+    if not callable(getattr(planner, "rank", None)):
         not_available("Ranking hardware (planner.rank)")
         return
+    catalog = active_catalog()
+    job = plan_job(spec, work)
+    c1, c2 = st.columns([3, 2])
+    all_kinds = sorted({d.kind for d in catalog})
+    kinds = c1.multiselect("Kinds of hardware", all_kinds, key="plan_kinds",
+                           placeholder="all kinds", format_func=str.upper)
+    objective = c2.radio("Objective", list(OBJECTIVES), key="plan_objective", horizontal=True,
+                         format_func=lambda o: f"{o} ({OBJECTIVES[o]} first)")
+    cost = plan_cost_options()
+    name, text = catalog_source()
+    if text and catalog is cached_catalog():
+        name, text = "", ""  # the user's file is invalid: the Catalog page says why
+    ranking = cached_rank(work["mode"], job.model_dump_json(), tuple(kinds), objective,
+                          cost.model_dump_json(), name, text)
+    st.session_state["plan_last_ranking"] = ranking
+    plan_headline(job, work["mode"], ranking)
+    left, right = st.columns(2)
+    left.plotly_chart(plots.pareto_figure(ranking, title=plan_scatter_title(work["mode"])),
+                      key="plan_pareto_fig")
+    right.plotly_chart(plots.memory_capacity_figure(ranking[ranking["feasible"]]),
+                       key="plan_memory_fig")
+    unpriced = ranking[ranking["feasible"] & ranking["cost_usd"].isna()]
+    if not unpriced.empty:
+        st.caption(f"Not on the scatter (no price in the catalog): "
+                   f"{', '.join(unpriced['device'])}.")
+    st.markdown("**Ranking** (best configuration per device; infeasible devices last, with "
+                "the reason)")
+    order = [c for c in RANKING_FIRST if c in ranking] + [
+        c for c in ranking if c not in RANKING_FIRST]
+    show_table(ranking[order], key="plan_ranking", file_name="ranking.csv", height=380)
+    plan_layout(ranking)
+
+
+def plan_scatter_title(mode: str) -> str:
+    if mode == "train":
+        return "Time to train vs cost (Pareto frontier dotted)"
+    return "Request latency vs cost per million output tokens"
+
+
+def plan_headline(job: Any, mode: str, ranking: pd.DataFrame) -> None:
+    if mode == "train":
+        st.subheader(f"Train {job.model.name} on {si(job.n_tokens, 'tokens')}: who is fastest "
+                     "and cheapest?")
+    else:
+        st.subheader(f"Serve {job.model.name} at {job.requests_per_s:g} requests/s "
+                     f"({job.prompt_len} in, {job.output_len} out): who is fastest and "
+                     "cheapest?")
+    ok = ranking[ranking["feasible"]]
+    if ok.empty:
+        st.warning("No device can run this workload; the reasons are in the table.")
+        return
+    cols = st.columns(3)
+    cost_unit = "" if mode == "train" else " per M tokens"
+    for col, (label, metric) in zip(cols, [("Fastest", "time_s"), ("Cheapest", "cost_usd"),
+                                           ("Least energy", "energy_j")], strict=True):
+        valid = ok.dropna(subset=[metric])
+        if valid.empty:
+            col.metric(label, "—", help=f"no device has a {metric}")
+            continue
+        best = valid.loc[valid[metric].idxmin()]
+        value = {"time_s": duration_str(best["time_s"]),
+                 "cost_usd": usd_str(best["cost_usd"]) + cost_unit,
+                 "energy_j": f"{best['energy_j'] / 3.6e9:.3g} MWh"}[metric]
+        col.metric(label, f"{best['device']} × {int(best['n_devices'])}",
+                   delta=value, delta_color="off",
+                   help=f"{duration_str(best['time_s'])}, {usd_str(best['cost_usd'])}"
+                   f"{cost_unit}; layout TP {best['tp']} · PP {best['pp']} · DP {best['dp']}")
+
+
+def plan_layout(ranking: pd.DataFrame) -> None:
+    ok = ranking[ranking["feasible"]]
+    if ok.empty:
+        return
+    st.markdown("**Chosen layout**")
+    device = st.selectbox("Device", list(ok["device"]), key="plan_layout_device")
+    row = ok[ok["device"] == device].iloc[0]
+    facts = {
+        "Devices": f"{int(row['n_devices'])}",
+        "Tensor parallel": f"{row['tp']}", "Pipeline parallel": f"{row['pp']}",
+        "Data parallel": f"{row['dp']}",
+    }
+    if "zero_stage" in row:
+        facts |= {"ZeRO stage": f"{row['zero_stage']}", "Recompute": f"{row['recompute']}",
+                  "Micro-batch": f"{row['micro_batch_size']} × {row['n_micro_batches']}",
+                  "Step time": duration_str(row["step_time_s"]),
+                  "MFU": f"{row['mfu']:.1%}"}
+    else:
+        facts |= {"Batch per replica": f"{row['batch_size']}", "Replicas": f"{row['replicas']}",
+                  "TTFT": duration_str(row["ttft_s"]), "TPOT": duration_str(row["tpot_s"])}
+    facts |= {"Price": f"{usd_str(row['usd_per_device_hour'])}/device-h "
+                       f"({row['cost_price_provider'] or '—'}, {row['cost_price_date'] or '—'})"}
+    cols = st.columns(4)
+    for i, (label, value) in enumerate(facts.items()):
+        cols[i % 4].metric(label, value)
+    if row.get("cost_note"):
+        st.caption(str(row["cost_note"]))
+    st.plotly_chart(plots.layout_memory_figure(row, title=f"Memory on one {device}"),
+                    key="plan_layout_memory_fig")
 
 
 # ---- Validate page ------------------------------------------------------------------------------
+@st.cache_resource(show_spinner=False)
+def torch_devices() -> list[str]:
+    """Devices a measured run can use here (imports torch, once, when the page opens)."""
+    try:
+        import torch
+    except ImportError:
+        return []
+    return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+
+
 def page_validate(spec: planner.ModelSpec | None, work: dict[str, Any]) -> None:
-    if not hasattr(planner, "validate"):
+    if not callable(getattr(planner, "validate", None)):
         not_available("Measured validation (planner.validate)")
         return
+    st.caption("Runs the reference PyTorch model on this machine and compares every layer's "
+               "measured FLOPs (FlopCounterMode) and bytes with the analytic model. Use a few "
+               "layers and a short sequence on a CPU.")
+    names = planner.list_models()
+    c1, c2, c3, c4, c5, c6 = st.columns(6)
+    name = c1.selectbox("Model", names, index=names.index("gpt2"), key="val_model")
+    n_layers = c2.number_input("Layers", min_value=1, value=2, step=1, key="val_layers")
+    seq_len = c3.number_input("Sequence (tokens)", min_value=1, value=128, step=32,
+                              key="val_seq_len")
+    batch = c4.number_input("Batch", min_value=1, value=2, step=1, key="val_batch")
+    mode = c5.radio("Mode", ["train", "inference"], key="val_mode")
+    devices = torch_devices()
+    if not devices:
+        st.error("PyTorch is not installed: the measured validation needs it.")
+        return
+    device = c6.radio("Device", devices, key="val_device")
+    inputs = (name, int(n_layers), int(seq_len), int(batch), mode, device)
+    if st.button("Run the measured validation", key="val_run", type="primary"):
+        st.session_state["val_result"] = (inputs, run_validation(*inputs))
+    stored = st.session_state.get("val_result")
+    if stored is None:
+        st.info("Press the button to measure (a few seconds for GPT-2 with 2 layers on a CPU).")
+        return
+    if stored[0] != inputs:
+        st.caption("The inputs changed since the last run; press the button to measure again.")
+    show_validation(stored[1])
+
+
+def run_validation(name: str, n_layers: int, seq_len: int, batch: int, mode: str,
+                   device: str) -> pd.DataFrame:
+    bar = st.progress(0.0, text="starting")
+    steps = ["calibrating", "forward", "optimizer", "prefill", "decode", "timing", "joining"]
+    seen: list[str] = []
+
+    def progress(message: str) -> None:
+        seen.append(message)
+        bar.progress(min(len(seen) / len(steps), 1.0), text=message)
+
+    result = planner.validate(name, seq_len=seq_len, batch_size=batch, mode=mode, device=device,
+                              n_layers=n_layers, progress=progress)
+    bar.progress(1.0, text="done")
+    return result
+
+
+def show_validation(result: pd.DataFrame) -> None:
+    summary = result.attrs.get("summary", {})
+    st.markdown(f"**{summary.get('model', '')}**, {summary.get('n_layers', '')} layers, "
+                f"{summary.get('mode', '')} on {summary.get('device_name', '')} "
+                f"({summary.get('dtype', '')}), seq {summary.get('seq_len', '')} × batch "
+                f"{summary.get('batch_size', '')}")
+    errs = [k for k in summary if k.endswith("_max_abs_rel_err")]
+    cols = st.columns(max(len(errs), 1))
+    for col, key in zip(cols, errs, strict=False):
+        value = summary[key]
+        col.metric(f"max |error| {key.removesuffix('_max_abs_rel_err')}",
+                   f"{value:.2%}" if pd.notna(value) else "—")
+    quantities = [c.removesuffix("_analytic") for c in result if c.endswith("_analytic")]
+    quantity = st.selectbox("Quantity", quantities, key="val_quantity")
+    rows = result[result[f"{quantity}_analytic"].notna() | result[f"{quantity}_measured"].notna()]
+    if "block" in rows:
+        rows = rows[rows["block"] <= 0]  # outer layers and the first block: all blocks alike
+    st.plotly_chart(plots.validation_figure(rows, quantity=quantity), key="val_fig")
+    show_table(result, key="val_layers", file_name="validation.csv", height=360)
+    st.markdown("**Calibrated ceilings and step times** (this machine)")
+    show_table(pd.DataFrame({"quantity": list(summary), "value": [
+        str(v) for v in summary.values()]}), key="val_summary", file_name="validation_summary.csv")
 
 
 # ---- Catalog page -------------------------------------------------------------------------------
+def catalog_source() -> tuple[str, str]:
+    """(file name, text) of the user's catalog file in use, or ("", "")."""
+    return st.session_state.get("user_catalog", ("", ""))
+
+
+def _store_upload() -> None:
+    """on_change of the catalog uploader: keep the file's text for every page (a widget's own
+    state is dropped while its tab is closed)."""
+    upload = st.session_state.get("catalog_upload")
+    if upload is None:
+        st.session_state.pop("user_catalog", None)
+    else:
+        st.session_state["user_catalog"] = (upload.name, upload.getvalue().decode("utf-8",
+                                                                                  "replace"))
+
+
+def _write_temp(folder: str, name: str, text: str) -> Path:
+    path = Path(folder) / (_safe_name(Path(name).stem) + ".toml")
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _split_entries(text: str) -> list[str]:
+    """The file cut before each `[[device]]` header: one self-contained TOML text per entry
+    (its [[device.prices]] and [device.*] tables follow it). Comments before the first entry
+    stay with it."""
+    chunks: list[list[str]] = [[]]
+    for line in text.splitlines(keepends=True):
+        if line.strip() == "[[device]]" and any(ln.strip() == "[[device]]" for ln in chunks[-1]):
+            chunks.append([])
+        chunks[-1].append(line)
+    return ["".join(c) for c in chunks if "".join(c).strip()]
+
+
+@st.cache_resource(show_spinner="Loading the hardware catalog...")
+def cached_catalog(user_name: str = "", user_text: str = "") -> Any:
+    """The built-in catalog, plus the user's file when given (ValueError if it is invalid)."""
+    if not user_text:
+        return planner.load_catalog()
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            return planner.load_catalog(_write_temp(folder, user_name, user_text))
+        except ValueError as err:
+            raise ValueError(str(err).replace(folder + "/", "")) from None
+
+
+@st.cache_data(show_spinner="Checking your catalog file...")
+def cached_catalog_check(user_name: str, user_text: str) -> pd.DataFrame:
+    """One row per entry of the user's file: its id, and what it does or what is wrong."""
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for index, chunk in enumerate(_split_entries(user_text)):
+            match = re.search(r"""^\s*id\s*=\s*["']([^"']*)["']""", chunk, re.MULTILINE)
+            entry_id = match.group(1) if match else ""
+            try:
+                devices = planner.validate_catalog_file(_write_temp(folder, user_name, chunk))
+                builtin = entry_id in cached_catalog()
+                status = "ok: changes a built-in device" if builtin else "ok: adds a device"
+                message = ", ".join(f"{d.name} ({d.kind})" for d in devices)
+            except ValueError as err:
+                status, message = "error", str(err).replace(folder + "/", "")
+            rows.append(dict(entry=index + 1, id=entry_id, status=status, message=message))
+    return pd.DataFrame(rows, columns=["entry", "id", "status", "message"])
+
+
+def active_catalog() -> Any:
+    """The catalog every page uses: built-in, plus the user's file when it is valid."""
+    name, text = catalog_source()
+    if text:
+        try:
+            return cached_catalog(name, text)
+        except ValueError:
+            pass  # the Catalog page shows the problem; the other pages use the built-in one
+    return cached_catalog()
+
+
 def page_catalog() -> None:
-    if not hasattr(planner, "load_catalog"):
+    if not callable(getattr(planner, "load_catalog", None)):
         not_available("The hardware catalog (planner.load_catalog)")
         return
+    catalog_upload_panel()
+    catalog = active_catalog()
+    frame = catalog.to_frame()
+    c1, c2, c3 = st.columns([2, 3, 1])
+    kinds = c1.multiselect("Kinds", sorted(frame["kind"].unique()), key="catalog_kinds",
+                           placeholder="all kinds")
+    query = c2.text_input("Search id, vendor or name", key="catalog_query")
+    dtype = c3.selectbox("Peak dtype (chart)", ["bf16", "fp16", "fp8", "fp32", "int8"],
+                         key="catalog_dtype")
+    shown = frame
+    if kinds:
+        shown = shown[shown["kind"].isin(kinds)]
+    if query.strip():
+        text = (shown["id"] + " " + shown["vendor"] + " " + shown["name"]).str.lower()
+        shown = shown[text.str.contains(query.strip().lower(), regex=False)]
+    st.caption(f"{len(shown)} of {len(frame)} devices. Peaks are dense; link bandwidths per "
+               "direction; the cloud price is the newest on-demand one, with its provider and "
+               "date.")
+    if shown.empty:
+        st.warning("No device matches the filter.")
+        return
+    st.plotly_chart(plots.catalog_figure(shown, dtype=dtype), key="catalog_fig")
+    show_table(shown, key="catalog", file_name="catalog.csv", height=360)
+    st.markdown("**Every price, with its date and source**")
+    prices = catalog_prices(catalog, list(shown["id"]))
+    if prices.empty:
+        st.info("No price is known for these devices.")
+    else:
+        show_table(prices, key="catalog_prices", file_name="catalog_prices.csv")
+
+
+def catalog_prices(catalog: Any, ids: list[str]) -> pd.DataFrame:
+    rows = [dict(device=d.id, **p.model_dump()) for d in catalog if d.id in ids
+            for p in d.prices]
+    return pd.DataFrame(rows)
+
+
+def catalog_upload_panel() -> None:
+    with st.expander("Your catalog file (TOML)", expanded=bool(catalog_source()[1])):
+        st.caption("[[device]] entries with the built-in schema (hardware_catalog/schema.json). "
+                   "An entry with a new id adds a device; an existing id changes the fields it "
+                   "gives (prices are added). A valid file is used on every page.")
+        st.file_uploader("Catalog file", type=["toml"], key="catalog_upload",
+                         on_change=_store_upload)
+        name, text = catalog_source()
+        if not text:
+            return
+        check = cached_catalog_check(name, text)
+        try:
+            cached_catalog(name, text)
+            file_error = ""
+        except ValueError as err:
+            file_error = str(err)
+        n_bad = int((check["status"] == "error").sum())
+        if n_bad or file_error:
+            st.error(f"{name}: {max(n_bad, 1)} problem(s); the file is not used until they are "
+                     f"fixed." + (f" {file_error}" if file_error and not n_bad else ""),
+                     icon=":material/error:")
+        else:
+            st.success(f"{name}: {len(check)} entr{'y' if len(check) == 1 else 'ies'} valid "
+                       "and in use.", icon=":material/check_circle:")
+        show_table(check, key="catalog_check", file_name="catalog_check.csv")
 
 
 # ---- Backtest page ------------------------------------------------------------------------------
+@st.cache_data(show_spinner="Predicting the published runs...")
+def cached_backtest(user_name: str, user_text: str) -> pd.DataFrame:
+    return planner.backtest(catalog=cached_catalog(user_name, user_text) if user_text
+                            else cached_catalog())
+
+
 def page_backtest() -> None:
-    if not hasattr(planner, "backtest"):
+    if not callable(getattr(planner, "backtest", None)):
         not_available("The backtest (planner.backtest)")
         return
+    name, text = catalog_source()
+    try:
+        cached_catalog(name, text)
+    except ValueError:
+        name, text = "", ""
+    df = cached_backtest(name, text)
+    c1, c2 = st.columns(2)
+    metrics = c1.multiselect("Metrics", sorted(df["metric"].unique()), key="backtest_metrics",
+                             placeholder="all metrics")
+    families = c2.multiselect("Families", sorted(df["family"].dropna().unique()),
+                              key="backtest_families", placeholder="all families")
+    shown = df
+    if metrics:
+        shown = shown[shown["metric"].isin(metrics)]
+    if families:
+        shown = shown[shown["family"].isin(families)]
+    if shown.empty:
+        st.warning("No run matches the filter.")
+        return
+    err = shown["signed_error_frac"].astype(float)
+    cols = st.columns(3)
+    cols[0].metric("Runs", f"{err.notna().sum()} of {len(shown)}",
+                   help="runs the engine could predict")
+    cols[1].metric("Median |error|", f"{err.abs().median():.0%}")
+    cols[2].metric("Median signed error", f"{err.median():+.0%}",
+                   help="(predicted - published) / published; positive = predicted too high")
+    left, right = st.columns(2)
+    left.plotly_chart(plots.backtest_figure(shown), key="backtest_fig")
+    right.plotly_chart(plots.backtest_error_figure(shown), key="backtest_error_fig")
+    st.caption("published and predicted are in each metric's own unit (hours, fraction, "
+               "TFLOP/s per device, tokens/s per device), as the papers give them.")
+    show_table(shown, key="backtest", file_name="backtest.csv", height=360)
 
 
 # ---- layout -------------------------------------------------------------------------------------

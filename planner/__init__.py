@@ -13,10 +13,45 @@ from planner.report import to_csv, to_csv_text
 from planner.seed import seed_example
 
 # -- catalog (issue 3) --
+from planner.catalog import (
+    Catalog,
+    Device,
+    Efficiency,
+    Price,
+    load_catalog,
+    validate_catalog_file,
+)
 # -- workloads, search and ranking (issue 4) --
+from planner.cost import CostOptions
+from planner.rank import pareto_mask, rank, search
+from planner.workloads import (
+    InferenceJob,
+    TrainingJob,
+    conll2003_bert_finetune,
+    list_workloads,
+    workload,
+)
 # -- measured validation (issue 5) --
+from planner.validate import calibrate, validate  # torch is imported only when called
 
 __all__ = [
+    "Catalog",
+    "Device",
+    "Efficiency",
+    "Price",
+    "load_catalog",
+    "validate_catalog_file",
+    "calibrate",
+    "validate",
+    "CostOptions",
+    "InferenceJob",
+    "TrainingJob",
+    "conll2003_bert_finetune",
+    "list_workloads",
+    "pareto_mask",
+    "rank",
+    "search",
+    "workload",
     "PRECISION_POLICIES",
     "ModelSpec",
     "PrecisionPolicy",

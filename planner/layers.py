@@ -264,7 +264,10 @@ def _row_activation_bytes(spec: ModelSpec, row: LayerDef, shp: _Shape, *, a: flo
     if name == "attn.out":
         return T * spec.n_heads * hd * a + (T * h * DROPOUT_MASK_BYTES if drop else 0)
     if name == "moe.router":
-        return T * h * a  # normed input, shared with the shared experts
+        # normed input (shared with the shared experts) + the fp32 router probabilities the
+        # softmax saves (T·E·4 bytes; HF Mixtral and Megatron both route in fp32; measured in
+        # tests/test_measure.py, docs/validation.md)
+        return T * h * a + T * spec.n_experts * 4.0
     routed = T * spec.experts_top_k if name.startswith("moe.experts") else T
     if name.endswith(".up"):
         return routed * h * a  # normed input (gathered per expert for routed experts)
@@ -272,9 +275,15 @@ def _row_activation_bytes(spec: ModelSpec, row: LayerDef, shp: _Shape, *, a: flo
         # GELU saves its input; SwiGLU saves gate output, SiLU output and up output.
         return routed * ff * a * (3 if spec.gated_mlp else 1)
     if name.endswith(".down"):
-        return routed * ff * a + (T * h * DROPOUT_MASK_BYTES if drop else 0)
+        # Routed experts: the routing-weight multiply Σ_k w_k·y_k also saves the expert
+        # outputs y (T·k·h), which the router's gradient needs (measured, docs/validation.md).
+        combine = routed * h * a if name.startswith("moe.experts") else 0.0
+        return routed * ff * a + combine + (T * h * DROPOUT_MASK_BYTES if drop else 0)
     if name == "pooler":
-        return 2 * b * h * a  # first-token input and tanh output
+        # tanh output + the first-token input, which is a view x[:, 0]: autograd saves the
+        # view, so the whole last hidden state [b, s, h] stays alive (measured with
+        # saved_tensors_hooks, docs/validation.md; HF BertPooler does the same)
+        return T * h * a + b * h * a
     if name == "lm_head":
         return T * h * a
     if name == "loss":

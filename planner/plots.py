@@ -171,25 +171,66 @@ def pareto_figure(ranking: pd.DataFrame, *, title: str = "Time vs cost") -> go.F
     return fig
 
 
+# Per-device memory components of a ranking row (planner.rank), in stacking order.
+DEVICE_MEMORY_COMPONENTS = {
+    "weight_mem_bytes": ("weights", "#0072B2"),
+    "grad_mem_bytes": ("gradients", "#E69F00"),
+    "optimizer_mem_bytes": ("optimizer state", "#009E73"),
+    "activation_mem_bytes": ("activations", "#CC79A7"),
+    "kv_cache_mem_bytes": ("KV cache", "#D55E00"),
+}
+
+
 def memory_capacity_figure(ranking: pd.DataFrame, *, title: str = "Memory per device"
                            ) -> go.Figure:
-    """Bars of the bytes each device must hold under its chosen layout, with its capacity
-    as a marker; bars over capacity are drawn red."""
-    _require(ranking, ["device", "mem_per_device_bytes", "memory_bytes"], "ranking")
+    """Per device, the bytes it must hold under its chosen layout (stacked by component where
+    the ranking has them: weights, gradients, optimizer, activations, KV cache) against its
+    memory capacity (black marker); devices that do not fit are labelled."""
+    _require(ranking, ["device", "mem_per_device_bytes", "memory_capacity_bytes"], "ranking")
     df = ranking.dropna(subset=["mem_per_device_bytes"])
     if df.empty:
         return _empty(title, "no memory estimate")
-    over = df["mem_per_device_bytes"] > df["memory_bytes"]
+    parts = [c for c in DEVICE_MEMORY_COMPONENTS if c in df and df[c].notna().any()]
     fig = go.Figure()
-    fig.add_bar(x=df["device"], y=df["mem_per_device_bytes"] / GB, name="needed per device",
-                marker_color=np.where(over, "#D55E00", "#0072B2"),
-                hovertemplate="%{x}<br>needs %{y:.4g} GB<extra></extra>")
-    fig.add_scatter(x=df["device"], y=df["memory_bytes"] / GB, mode="markers",
-                    name="capacity", marker=dict(symbol="line-ew-open", size=28,
+    if parts:
+        for col in parts:
+            name, color = DEVICE_MEMORY_COMPONENTS[col]
+            fig.add_bar(x=df["device"], y=df[col].fillna(0.0) / GB, name=name,
+                        marker_color=color,
+                        hovertemplate="%{x}<br>" + name + " %{y:.4g} GB<extra></extra>")
+    else:
+        fig.add_bar(x=df["device"], y=df["mem_per_device_bytes"] / GB, name="needed",
+                    marker_color="#0072B2", hovertemplate="%{x}<br>%{y:.4g} GB<extra></extra>")
+    fig.add_scatter(x=df["device"], y=df["memory_capacity_bytes"] / GB, mode="markers",
+                    name="capacity", marker=dict(symbol="line-ew-open", size=22,
                                                  color="black", line=dict(width=3)),
                     hovertemplate="%{x}<br>capacity %{y:.4g} GB<extra></extra>")
-    fig.update_layout(title=title, xaxis=dict(title="device"),
-                      yaxis=dict(title="GB (10⁹ bytes) per device"), **_LAYOUT)
+    over = df[df["mem_per_device_bytes"] > df["memory_capacity_bytes"]]
+    if not over.empty:
+        fig.add_scatter(x=over["device"], y=over["mem_per_device_bytes"] / GB, mode="text",
+                        text=["does not fit"] * len(over), textposition="top center",
+                        showlegend=False, hoverinfo="skip")
+    fig.update_layout(title=title, barmode="stack", xaxis=dict(title="", tickangle=-40),
+                      yaxis=dict(title="GB (10⁹ bytes) per device", type="log"), **_LAYOUT)
+    return fig
+
+
+def layout_memory_figure(row: pd.Series, *, title: str = "Memory on one device") -> go.Figure:
+    """One device's memory under its chosen layout (a ranking row), stacked by component,
+    with its capacity as a vertical line."""
+    fig = go.Figure()
+    for col, (name, color) in DEVICE_MEMORY_COMPONENTS.items():
+        value = float(row.get(col, np.nan))
+        if np.isfinite(value) and value > 0:
+            fig.add_bar(y=[str(row.get("device", ""))], x=[value / GB], name=name,
+                        orientation="h", marker_color=color, text=[f"{value / GB:.3g} GB"],
+                        textposition="inside", hovertemplate=name + ": %{x:.4g} GB<extra></extra>")
+    capacity = float(row.get("memory_capacity_bytes", np.nan))
+    if np.isfinite(capacity):
+        fig.add_vline(x=capacity / GB, line=dict(color="black", width=2),
+                      annotation_text=f"capacity {capacity / GB:.3g} GB")
+    fig.update_layout(title=title, barmode="stack", height=230,
+                      xaxis=dict(title="GB (10⁹ bytes)"), **_LAYOUT)
     return fig
 
 
@@ -243,12 +284,32 @@ def backtest_figure(backtest: pd.DataFrame, *, title: str = "Predicted vs publis
     return fig
 
 
+def backtest_error_figure(backtest: pd.DataFrame, *, title: str = "Signed error per run"
+                          ) -> go.Figure:
+    """Horizontal bars of (predicted - published) / published per run and metric, in %."""
+    _require(backtest, ["run_id", "metric", "signed_error_frac"], "backtest")
+    df = backtest[np.isfinite(backtest["signed_error_frac"].astype(float))]
+    if df.empty:
+        return _empty(title, "no run with a prediction")
+    df = df.assign(label=df["run_id"] + " · " + df["metric"]).sort_values("signed_error_frac")
+    fig = go.Figure()
+    for metric, rows in df.groupby("metric", sort=True):
+        fig.add_bar(y=rows["label"], x=rows["signed_error_frac"] * 100, orientation="h",
+                    name=str(metric), hovertemplate="%{y}<br>%{x:+.1f} %<extra></extra>")
+    fig.update_layout(title=title, barmode="overlay", height=max(300, 18 * len(df) + 120),
+                      xaxis=dict(title="(predicted − published) / published (%)", zeroline=True),
+                      yaxis=dict(title="", categoryorder="array",
+                                 categoryarray=list(df["label"])), **_LAYOUT)
+    return fig
+
+
 # ---- Catalog page -------------------------------------------------------------------------------
 def catalog_figure(frame: pd.DataFrame, *, dtype: str = "bf16",
                    title: str | None = None) -> go.Figure:
     """Peak dense FLOP/s in `dtype` against memory bandwidth per device, coloured by kind;
     the ratio is the arithmetic intensity at which a kernel stops being memory-bound."""
-    peak_col = f"peak_{dtype}_flops_per_s"
+    peak_col = f"peak_{dtype}_{'ops' if dtype.startswith('int') else 'flops'}_per_s"
+    unit = "TOP/s" if dtype.startswith("int") else "TFLOP/s"
     _require(frame, ["id", "kind", "memory_bw_bytes_per_s", peak_col], "catalog")
     df = frame.dropna(subset=[peak_col, "memory_bw_bytes_per_s"])
     title = title or f"Peak {dtype} compute vs memory bandwidth"
@@ -259,8 +320,8 @@ def catalog_figure(frame: pd.DataFrame, *, dtype: str = "bf16",
         fig.add_scatter(x=rows["memory_bw_bytes_per_s"] / 1e12, y=rows[peak_col] / 1e12,
                         mode="markers", name=str(kind).upper(), text=rows["id"],
                         marker=dict(size=10, color=KIND_COLORS.get(str(kind), "#999999")),
-                        hovertemplate="<b>%{text}</b><br>%{x:.3g} TB/s<br>%{y:.4g} TFLOP/s"
-                                      "<extra></extra>")
+                        hovertemplate="<b>%{text}</b><br>%{x:.3g} TB/s<br>%{y:.4g} " + unit
+                                      + "<extra></extra>")
     fig.update_layout(title=title, xaxis=dict(title="memory bandwidth (TB/s)", type="log"),
-                      yaxis=dict(title=f"dense {dtype} peak (TFLOP/s)", type="log"), **_LAYOUT)
+                      yaxis=dict(title=f"dense {dtype} peak ({unit})", type="log"), **_LAYOUT)
     return fig

@@ -1,0 +1,376 @@
+"""Backtest: published training runs, each predicted with the planner's default rules.
+
+The runs live in `planner/data/training_runs.csv`, curated from the shared reference data: one
+row per published number, with its source, its confidence, the configuration it was measured
+with (device, count, tensor/pipeline/data layout, ZeRO stage, recompute, batch, sequence length,
+precision) and which quantity is compared. Every run is predicted by `planner.search` with that
+configuration pinned (a blank field is searched) and the **default** efficiency rules: nothing is
+tuned per run and there is no fudge factor.
+
+Two kinds of comparison (reference README §5):
+
+* ``device_hours`` (budgets: LLaMA, Llama 2, BLOOM, PaLM chip-hours) are compared with the
+  engine's time **including** its default goodput factor, because published device-hours
+  include restarts, evaluations, idle capacity and batch ramp-up.
+* throughput (``mfu``, ``tflops_per_device``, ``tokens_per_s_per_device``) is steady state, so
+  it is compared with goodput = 1 (the step time alone).
+
+A throughput number is only comparable if the FLOPs are counted the way the publisher counted
+them. The predicted value is therefore computed from the predicted step time with the
+publisher's own formula (`flops_convention`): Megatron's Eq. 3 (hardware FLOPs with the
+recomputed forward, also used by MT-NLG and BLOOM), llm-foundry's MFU (6N + attention), or
+PaLM's Appendix B (6N + 12·L·H·Q·T). A signed error is then exactly the step-time error.
+
+Values are in the unit their metric names (hours, fraction, TFLOP/s, tokens/s), the one place
+where the planner keeps a non-SI unit: the point of the table is to be read against the papers.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from planner.models import ModelSpec, model
+from planner.units import SECONDS_PER_HOUR, TERA
+
+DATA_FILE = "training_runs.csv"
+
+METRICS = ("device_hours", "mfu", "tflops_per_device", "tokens_per_s_per_device")
+FLOPS_CONVENTIONS = ("narayanan2021_eq3", "llmfoundry_mfu", "palm_appendix_b")
+_INT_FIELDS = ("n_devices", "tp", "pp", "dp", "zero_stage", "micro_batch_size",
+               "global_batch_seqs", "seq_len")
+
+COLUMNS = [
+    "run_id", "run", "family", "model", "device", "n_devices", "tp", "pp", "dp", "zero_stage",
+    "recompute", "micro_batch_size", "metric", "published", "predicted", "signed_error_frac",
+    "abs_error_frac", "steady_state", "goodput_frac", "step_time_s", "engine_mfu", "headline",
+    "confidence", "feasible", "reason", "source",
+]
+
+
+# ---- models without a planner preset -----------------------------------------------------------
+def _gpt_like(name: str, *, n_layers: int, d_model: int, n_heads: int, vocab_size: int,
+              max_seq_len: int, source_url: str, **extra: Any) -> ModelSpec:
+    """GPT-2-style block: pre-LayerNorm with biases, GELU MLP of 4·d, tied embeddings."""
+    fields: dict[str, Any] = dict(
+        arch="decoder", n_layers=n_layers, d_model=d_model, n_heads=n_heads, d_ff=4 * d_model,
+        vocab_size=vocab_size, max_seq_len=max_seq_len, norm="layernorm", norm_position="pre",
+        mlp_act="gelu", position="learned", tied_embeddings=True, qkv_bias=True,
+        attn_out_bias=True, mlp_bias=True, source_url=source_url)
+    fields.update(extra)
+    return ModelSpec(name=name, **fields)
+
+
+_NARAYANAN = "https://arxiv.org/abs/2104.04473 (Table 1)"
+# Narayanan et al. 2021, Table 1 (layers, hidden, heads); vocabulary 51,200, sequence 2048.
+_MEGATRON_GPT = {
+    "megatron-gpt-1.7b": (24, 2304, 24),
+    "megatron-gpt-3.6b": (30, 3072, 32),
+    "megatron-gpt-7.5b": (36, 4096, 32),
+    "megatron-gpt-18.4b": (40, 6144, 48),
+    "megatron-gpt-39.1b": (48, 8192, 64),
+    "megatron-gpt-76.1b": (60, 10240, 80),
+    "megatron-gpt-145.6b": (80, 12288, 96),
+    "megatron-gpt-310.1b": (96, 16384, 128),
+    "megatron-gpt-175b": (96, 12288, 96),  # Table 2's GPT-3 (174.6B with the 51,200 vocabulary)
+}
+_LLM_FOUNDRY = "mosaicml/llm-foundry scripts/train/yamls/pretrain/mpt-{}.yaml"
+# llm-foundry yamls (d_model, n_layers, n_heads; vocab 50,368; expansion 4). The benchmark
+# models keep MPTConfig's defaults: learned positions and biases, which reproduces the
+# benchmark table's NumParams exactly (e.g. 7b at 2k: 6,658,859,008).
+_MPT = {
+    "3b": (32, 2560, 20),
+    "7b": (32, 4096, 32),
+    "13b": (40, 5120, 40),
+    "30b": (48, 7168, 56),
+    "70b": (80, 8192, 64),
+}
+
+
+def _build_backtest_models() -> dict[str, ModelSpec]:
+    out: dict[str, ModelSpec] = {}
+    for name, (layers, hidden, heads) in _MEGATRON_GPT.items():
+        out[name] = _gpt_like(name, n_layers=layers, d_model=hidden, n_heads=heads,
+                              vocab_size=51200, max_seq_len=2048, source_url=_NARAYANAN)
+    for size, (layers, hidden, heads) in _MPT.items():
+        for seq_len in (2048, 65536):
+            name = f"mpt-{size}" + ("" if seq_len == 2048 else f"-s{seq_len // 1024}k")
+            out[name] = _gpt_like(name, n_layers=layers, d_model=hidden, n_heads=heads,
+                                  vocab_size=50368, max_seq_len=seq_len,
+                                  source_url=_LLM_FOUNDRY.format(size))
+    # BLOOM: 70 layers, hidden 14336, 112 heads, vocabulary padded to 250,880, ALiBi (no
+    # position embedding), LayerNorm after the embedding, GELU, biases, tied head
+    # (bigscience tr11-176B-ml README / slurm). 176,247,271,424 parameters, as released.
+    out["bloom-176b"] = _gpt_like(
+        "bloom-176b", n_layers=70, d_model=14336, n_heads=112, vocab_size=250880,
+        max_seq_len=2048, position="none", embedding_norm=True,
+        source_url="bigscience-workshop/bigscience train/tr11-176B-ml/README.md")
+    # PaLM 540B (Chowdhery et al. 2022, Table 1 and Sec. 2): 118 layers, d_model 18432, 48
+    # heads of 256, multi-query attention (1 KV head), SwiGLU with d_ff = 4·d_model = 73728,
+    # RoPE, shared input/output embedding of 256k, no biases. NB: PaLM's LayerNorm has no bias
+    # and its attention and MLP run in parallel; ModelSpec counts a biased LayerNorm (+8.7M
+    # parameters, 540.36B vs 540.35B) and a serial block (same FLOPs).
+    out["palm-540b"] = ModelSpec(
+        name="palm-540b", arch="decoder", n_layers=118, d_model=18432, n_heads=48,
+        n_kv_heads=1, head_dim=256, d_ff=73728, vocab_size=256000, max_seq_len=2048,
+        norm="layernorm", mlp_act="silu", gated_mlp=True, position="rotary",
+        tied_embeddings=True, source_url="https://arxiv.org/abs/2204.02311 (Table 1, Sec. 2)")
+    return out
+
+
+@cache
+def backtest_models() -> dict[str, ModelSpec]:
+    """Model shapes the backtest needs that are not planner presets, by name."""
+    return _build_backtest_models()
+
+
+def backtest_model(name: str) -> ModelSpec:
+    """A backtest-only shape (BLOOM, PaLM, MPT, Megatron 2021) or else a planner preset."""
+    return backtest_models().get(name) or model(name)
+
+
+# ---- the curated runs --------------------------------------------------------------------------
+def load_training_runs() -> pd.DataFrame:
+    """The curated published runs (planner/data/training_runs.csv), one row per number.
+
+    Integer configuration fields are pandas nullable integers (<NA> = not published, searched);
+    `steady_state` and `headline` are booleans.
+    """
+    with resources.files("planner").joinpath("data", DATA_FILE).open(encoding="utf-8") as f:
+        df = pd.read_csv(f, keep_default_na=False, na_values=[""])
+    for col in _INT_FIELDS:
+        df[col] = df[col].astype("Int64")
+    df["n_tokens"] = df["n_tokens"].astype(float)
+    df["published"] = df["published"].astype(float)
+    for col in ("steady_state", "headline"):
+        df[col] = df[col].map({"true": True, "false": False, True: True, False: False})
+    for col in ("recompute", "flops_convention", "assumptions", "tp", "pp", "dp"):
+        if df[col].dtype == object:
+            df[col] = df[col].where(df[col].notna(), None)
+    return df
+
+
+# ---- publishers' FLOP conventions (per optimizer step) -----------------------------------------
+def narayanan_flops_per_step(spec: ModelSpec, *, batch_seqs: float, seq_len: float) -> float:
+    """Megatron's hardware FLOPs per step with full recompute, Narayanan et al. 2021, Eq. 3.
+
+    F = 96·B·s·l·h²·(1 + s/(6h) + V/(16·l·h)): per block 24·B·s·h² matmul FLOPs and 4·B·s²·h
+    attention FLOPs forward, times 4 (forward, backward = 2×, recomputed forward), plus the
+    logit layer 6·B·s·h·V (no recompute). Assumes d_ff = 4h and multi-head attention, true of
+    every run it is used for (Megatron GPT, MT-NLG, BLOOM, OPT). Megatron-LM and
+    Megatron-DeepSpeed print their "TFLOPs" with it (docs/backtest.md).
+    """
+    b, s, h = float(batch_seqs), float(seq_len), float(spec.d_model)
+    n_layers, v = float(spec.n_layers), float(spec.vocab_size)
+    return 96.0 * b * s * n_layers * h * h * (1.0 + s / (6.0 * h) + v / (16.0 * n_layers * h))
+
+
+def llmfoundry_flops_per_step(spec: ModelSpec, *, batch_seqs: float, seq_len: float) -> float:
+    """llm-foundry's MFU numerator per step: 3·(2·N·s + 4·l·d·s²) per sequence.
+
+    mosaicml/llm-foundry scripts/train/benchmarking/README.md: flops_per_seq = 2·n_params·s,
+    attn_flops_per_seq = n_layers·2·2·d_model·s², mfu = 3·(both)·seq_per_s / (gpus·peak).
+    N counts every parameter, learned position embeddings included.
+    """
+    s = float(seq_len)
+    per_seq = 2.0 * spec.n_params * s + 4.0 * spec.n_layers * spec.d_model * s * s
+    return 3.0 * per_seq * float(batch_seqs)
+
+
+def palm_flops_per_step(spec: ModelSpec, *, batch_seqs: float, seq_len: float) -> float:
+    """PaLM's model FLOPs per step (Chowdhery et al. 2022, Appendix B): (6N + 12·L·H·Q·T)·tokens.
+
+    L layers, H heads, Q head size, T sequence length; rematerialisation is not counted.
+    """
+    t = float(seq_len)
+    per_token = 6.0 * spec.n_params + 12.0 * spec.n_layers * spec.n_heads * spec.d_head * t
+    return per_token * float(batch_seqs) * t
+
+
+_CONVENTIONS = {
+    "narayanan2021_eq3": narayanan_flops_per_step,
+    "llmfoundry_mfu": llmfoundry_flops_per_step,
+    "palm_appendix_b": palm_flops_per_step,
+}
+
+
+def convention_flops_per_step(convention: str, spec: ModelSpec, *, batch_seqs: float,
+                              seq_len: float) -> float:
+    """FLOPs of one step as the publisher counted them (see FLOPS_CONVENTIONS)."""
+    if convention not in _CONVENTIONS:
+        raise ValueError(f"flops_convention: {convention!r}; allowed: "
+                         f"{', '.join(FLOPS_CONVENTIONS)}")
+    return _CONVENTIONS[convention](spec, batch_seqs=batch_seqs, seq_len=seq_len)
+
+
+def predicted_metric(*, metric: str, convention: str | None, spec: ModelSpec, n_devices: int,
+                     batch_seqs: float, seq_len: float, step_time_s: float, time_s: float,
+                     peak_flops_per_s: float | None) -> float:
+    """The published quantity computed from a predicted step time (and total time).
+
+    device_hours = time_s · n / 3600 (time_s includes goodput); tokens_per_s_per_device =
+    B·s / (step_time_s · n); tflops_per_device = F / (step_time_s · n) / 1e12; mfu = F /
+    (step_time_s · n · peak), with F the publisher's FLOPs per step.
+    """
+    if metric == "device_hours":
+        return time_s * n_devices / SECONDS_PER_HOUR
+    if metric == "tokens_per_s_per_device":
+        return batch_seqs * seq_len / (step_time_s * n_devices)
+    if metric not in ("mfu", "tflops_per_device"):
+        raise ValueError(f"metric: {metric!r}; allowed: {', '.join(METRICS)}")
+    flops = convention_flops_per_step(convention or "", spec, batch_seqs=batch_seqs,
+                                      seq_len=seq_len)
+    per_device_flops_per_s = flops / (step_time_s * n_devices)
+    if metric == "tflops_per_device":
+        return per_device_flops_per_s / TERA
+    if not peak_flops_per_s:
+        raise ValueError("peak_flops_per_s: needed for an MFU comparison")
+    return per_device_flops_per_s / peak_flops_per_s
+
+
+# ---- prediction with the engine ----------------------------------------------------------------
+def _pin(value: Any) -> Any:
+    """A CSV field as a pin: None (searched) for blanks, plain int/str otherwise."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _select_candidate(rows: pd.DataFrame, run: pd.Series) -> tuple[pd.Series | None, str]:
+    """The fastest feasible candidate matching the published layout (or the fastest of all)."""
+    if rows.empty:
+        return None, "the engine returned no candidate"
+    match = rows
+    for col in ("n_devices", "tp", "pp", "dp", "zero_stage", "micro_batch_size"):
+        pin = _pin(run[col])
+        if pin is not None and col in match.columns:
+            match = match[match[col] == pin]
+    if _pin(run["recompute"]) is not None and "recompute" in match.columns:
+        match = match[match["recompute"] == run["recompute"]]
+    if match.empty:
+        return None, "no candidate with the published layout"
+    steady = match[np.isfinite(match["step_time_s"].astype(float))]
+    feasible = steady[steady["feasible"].astype(bool)]
+    if not feasible.empty:
+        return feasible.loc[feasible["step_time_s"].astype(float).idxmin()], ""
+    if steady.empty:
+        return None, str(match["reason"].iloc[0])
+    # Published runs did run: an infeasible verdict (e.g. memory) is reported, and the step
+    # time of the published layout is still compared.
+    best = steady.loc[steady["step_time_s"].astype(float).idxmin()]
+    return best, f"engine says infeasible: {best['reason']}"
+
+
+def _predict(run: pd.Series, catalog: Any) -> dict[str, Any]:
+    from planner import TrainingJob, search  # the engine (issue 4); imported lazily
+
+    spec = backtest_model(run["model"])
+    batch, seq_len = int(run["global_batch_seqs"]), int(run["seq_len"])
+    n_tokens = float(run["n_tokens"])
+    job_kwargs: dict[str, Any] = dict(
+        model=spec, n_tokens=n_tokens, seq_len=seq_len, global_batch_size=batch,
+        precision=run["precision"], n_devices=_pin(run["n_devices"]), tp=_pin(run["tp"]),
+        pp=_pin(run["pp"]), micro_batch_size=_pin(run["micro_batch_size"]),
+        zero_stage=_pin(run["zero_stage"]), recompute=_pin(run["recompute"]))
+    if run["steady_state"]:
+        job_kwargs["goodput_frac"] = 1.0  # throughput is steady state: no restarts, no evals
+    job = TrainingJob(**job_kwargs)
+    goodput = float(job.goodput_frac)
+    rows = search(job, catalog, devices=[run["device"]])
+    best, reason = _select_candidate(rows, run)
+    out: dict[str, Any] = dict(goodput_frac=goodput, feasible=best is not None and not reason,
+                               reason=reason)
+    if best is None:
+        return out | dict(predicted=math.nan, step_time_s=math.nan, engine_mfu=math.nan)
+    device = catalog.get(run["device"])
+    peak = device.peak(_peak_dtype(run["precision"]))
+    predicted = predicted_metric(
+        metric=run["metric"], convention=run["flops_convention"], spec=spec,
+        n_devices=int(best["n_devices"]), batch_seqs=batch, seq_len=seq_len,
+        step_time_s=float(best["step_time_s"]), time_s=float(best["time_s"]),
+        peak_flops_per_s=peak)
+    return out | dict(
+        predicted=predicted, step_time_s=float(best["step_time_s"]),
+        engine_mfu=float(best.get("mfu", math.nan)),
+        **{col: _pin(best[col]) for col in ("tp", "pp", "dp", "zero_stage", "recompute",
+                                             "micro_batch_size") if col in best.index})
+
+
+def _peak_dtype(precision: str) -> str:
+    """The dense peak an MFU is quoted against: the training precision's matmul dtype."""
+    return {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "fp32": "fp32"}.get(precision,
+                                                                               precision)
+
+
+def backtest(*, catalog: Any = None, runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Predict every curated published run with the default rules and compare.
+
+    One row per published number: run_id, run, family, model, device, n_devices, the layout the
+    engine used (tp, pp, dp, zero_stage, recompute, micro_batch_size; published values where
+    published, the engine's choice where searched), metric, published, predicted,
+    signed_error_frac = (predicted − published) / published, abs_error_frac, steady_state,
+    goodput_frac used, step_time_s, engine_mfu (the engine's own MFU, its FLOP convention),
+    headline (counts towards the headline median), confidence, feasible, reason, source.
+
+    `runs` defaults to `load_training_runs()`; `catalog` to the built-in hardware catalog.
+    """
+    if catalog is None:
+        from planner.catalog import load_catalog
+
+        catalog = load_catalog()
+    runs = load_training_runs() if runs is None else runs
+    records = []
+    for _, run in runs.iterrows():
+        rec = {col: _pin(run[col]) for col in ("run_id", "run", "family", "model", "device",
+                                               "n_devices", "tp", "pp", "dp", "zero_stage",
+                                               "recompute", "micro_batch_size", "metric",
+                                               "published", "steady_state", "headline",
+                                               "confidence", "source")}
+        rec.update(_predict(run, catalog))
+        records.append(rec)
+    df = pd.DataFrame.from_records(records)
+    df["signed_error_frac"] = (df["predicted"] - df["published"]) / df["published"]
+    df["abs_error_frac"] = df["signed_error_frac"].abs()
+    return df[COLUMNS]
+
+
+def backtest_summary(df: pd.DataFrame) -> dict[str, Any]:
+    """Median absolute error of a backtest table, overall and by metric and family.
+
+    Keys: median_abs_error_frac and n_runs (headline rows: confirmed numbers only, or every row
+    when the frame has no `headline` column), median_abs_error_frac_all and n_all (every row),
+    median_signed_error_frac (headline bias), by_metric and by_family
+    ({name: {"median_abs_error_frac", "n"}} over headline rows). Rows without a finite error
+    are left out and counted in n_missing.
+    """
+    err = df["signed_error_frac"].astype(float)
+    ok = np.isfinite(err)
+    head = ok & (df["headline"].astype(bool) if "headline" in df.columns else True)
+
+    def med(mask: pd.Series) -> float:
+        return float(err[mask].abs().median()) if mask.any() else math.nan
+
+    def groups(col: str) -> dict[str, dict[str, float | int]]:
+        if col not in df.columns:
+            return {}
+        return {str(k): {"median_abs_error_frac": med(head & (df[col] == k)),
+                         "n": int((head & (df[col] == k)).sum())}
+                for k in dict.fromkeys(df.loc[head, col])}
+
+    return {
+        "median_abs_error_frac": med(head),
+        "n_runs": int(head.sum()),
+        "median_signed_error_frac": float(err[head].median()) if head.any() else math.nan,
+        "median_abs_error_frac_all": med(ok),
+        "n_all": int(ok.sum()),
+        "n_missing": int((~ok).sum()),
+        "by_metric": groups("metric"),
+        "by_family": groups("family"),
+    }

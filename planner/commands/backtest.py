@@ -1,0 +1,82 @@
+"""`planner backtest`: published training runs against the planner's default predictions."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import pandas as pd
+
+from planner.backtest import backtest, backtest_summary
+from planner.report import to_csv
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "backtest", help="predict published training runs with the default rules and compare",
+        description="Predict each curated published run (LLaMA, Llama 2, BLOOM, OPT, MT-NLG, "
+                    "PaLM, GPT-3, Megatron 2021, MosaicML MPT) with its published configuration "
+                    "pinned and the default efficiency rules, and print the signed errors and "
+                    "the median absolute error. Device-hours include the default goodput; "
+                    "throughput and MFU are steady state.")
+    p.add_argument("--csv", metavar="PATH", help="also write the full table (one row per "
+                   "published number, with sources) as CSV")
+    p.set_defaults(handler=_backtest)
+
+
+def format_value(metric: str, value: float) -> str:
+    """A published or predicted value in the unit its metric names."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if metric == "device_hours":
+        return f"{value:,.0f} h"
+    if metric == "mfu":
+        return f"{100 * value:.1f}% MFU"
+    if metric == "tflops_per_device":
+        return f"{value:.1f} TFLOP/s"
+    if metric == "tokens_per_s_per_device":
+        return f"{value:,.0f} tok/s"
+    return f"{value:.4g}"
+
+
+def _pct(value: float) -> str:
+    return "—" if value is None or math.isnan(value) else f"{100 * value:+.1f}%"
+
+
+def display_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The backtest table for the screen: run, device x count, layout, values, signed error."""
+    def layout(row: pd.Series) -> str:
+        parts = [f"{k}{int(row[k])}" for k in ("tp", "pp", "dp") if pd.notna(row[k])]
+        return " ".join(parts) or "searched"
+
+    return pd.DataFrame({
+        "run": df["run"],
+        "device": df["device"] + " x" + df["n_devices"].astype(str),
+        "layout": df.apply(layout, axis=1),
+        "metric": df["metric"],
+        "published": [format_value(m, v) for m, v in zip(df["metric"], df["published"],
+                                                         strict=True)],
+        "predicted": [format_value(m, v) for m, v in zip(df["metric"], df["predicted"],
+                                                         strict=True)],
+        "error": df["signed_error_frac"].map(_pct),
+        "in median": df["headline"].map({True: "yes", False: "no (weak)"}),
+    })
+
+
+def _backtest(args: argparse.Namespace) -> int:
+    df = backtest()
+    print(display_table(df).to_string(index=False))
+    s = backtest_summary(df)
+    print(f"\nmedian |error|: {100 * s['median_abs_error_frac']:.1f}% over {s['n_runs']} "
+          f"published numbers with confirmed sources (median signed error "
+          f"{_pct(s['median_signed_error_frac'])}); "
+          f"{100 * s['median_abs_error_frac_all']:.1f}% over all {s['n_all']} rows")
+    for metric, g in s["by_metric"].items():
+        print(f"  {metric}: {100 * g['median_abs_error_frac']:.1f}% (n={g['n']})")
+    if s["n_missing"]:
+        print(f"  {s['n_missing']} rows without a prediction (see the reason column)")
+    print("device-hours include the default goodput; throughput and MFU are steady state "
+          "(goodput 1); docs/backtest.md explains each row")
+    if args.csv:
+        print(f"wrote {to_csv(df, args.csv)}")
+    return 0

@@ -1,0 +1,252 @@
+"""`planner rank`: which hardware trains or serves a model fastest, cheapest or with the least
+energy, on how many devices, laid out how.
+
+    planner rank --model llama-2-7b --train-tokens 2e12 --seq-len 4096 --global-batch 1024
+    planner rank --model llama-2-70b --serve --prompt-len 1024 --output-len 256 \\
+        --requests-per-s 10
+    planner rank --workload conll2003-bert-finetune --objective cost
+
+The screen shows readable units (days, $, kWh); `--csv` writes every column in SI units.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from typing import Any
+
+import pandas as pd
+
+from planner.catalog import CLOUD_CONTRACTS, KINDS, load_catalog
+from planner.commands.models import resolve_model
+from planner.cost import CostOptions
+from planner.precision import POLICIES
+from planner.rank import OBJECTIVES, rank
+from planner.report import to_csv
+from planner.units import JOULES_PER_KWH, duration_str, usd_str
+from planner.workloads import (
+    DEFAULT_GOODPUT_FRAC,
+    InferenceJob,
+    TrainingJob,
+    list_workloads,
+    workload,
+)
+
+_DASH = "—"
+_DURATION_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0,
+                   "y": 365.25 * 86400.0}
+
+
+def parse_duration_s(text: str) -> float:
+    """'3600', '12h', '30d', '2.5 w' -> seconds; ValueError naming --deadline otherwise."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-z]*)\s*", str(text))
+    if not match or match.group(2) not in ("", *_DURATION_UNITS):
+        raise ValueError(f"--deadline: cannot read {text!r}; give seconds or a number with "
+                         f"a unit ({', '.join(_DURATION_UNITS)}), e.g. 30d")
+    return float(match.group(1)) * _DURATION_UNITS.get(match.group(2) or "s", 1.0)
+
+
+def register(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "rank", help="rank devices by time, cost or energy for a training or serving job",
+        description="Search device × count × parallel layout for a workload and rank the best "
+        "configuration per device. Prices carry their provider and date (in the CSV).")
+    what = p.add_argument_group("workload")
+    what.add_argument("--model", help="preset name (`planner models`) or a config.json path")
+    what.add_argument("--workload", choices=list_workloads(), metavar="NAME",
+                      help=f"a preset workload: {', '.join(list_workloads())}")
+    what.add_argument("--precision", choices=list(POLICIES), default=None,
+                      help="precision policy (default bf16)")
+    train = p.add_argument_group("training")
+    train.add_argument("--train-tokens", type=float, metavar="N", help="training tokens")
+    train.add_argument("--seq-len", type=int, help="tokens per sequence")
+    train.add_argument("--global-batch", type=int, metavar="SEQS",
+                       help="sequences per optimizer step")
+    train.add_argument("--optimizer", default=None, help="adamw (default), adam or sgd")
+    train.add_argument("--deadline", metavar="TIME",
+                       help="finish within TIME (e.g. 30d, 12h): cheapest layout meeting it")
+    train.add_argument("--tp", type=int, help="pin tensor parallelism")
+    train.add_argument("--pp", type=int, help="pin pipeline parallelism")
+    train.add_argument("--zero", type=int, choices=[0, 1, 2, 3], help="pin the ZeRO stage")
+    train.add_argument("--recompute", choices=["none", "selective", "full"],
+                       help="pin activation recomputation")
+    train.add_argument("--micro-batch", type=int, help="pin the micro-batch size")
+    train.add_argument("--goodput", type=float, metavar="FRAC",
+                       help=f"productive share of wall time (default {DEFAULT_GOODPUT_FRAC})")
+    train.add_argument("--mfu", type=float, metavar="FRAC",
+                       help="compute efficiency for every device (default: the catalog rule)")
+    serve = p.add_argument_group("serving")
+    serve.add_argument("--serve", action="store_true", help="plan inference instead")
+    serve.add_argument("--prompt-len", type=int, help="input tokens per request")
+    serve.add_argument("--output-len", type=int, help="output tokens per request")
+    serve.add_argument("--requests-per-s", type=float, metavar="RATE", help="arrival rate")
+    serve.add_argument("--concurrent", type=int, metavar="N", help="concurrent requests")
+    serve.add_argument("--ttft", type=float, metavar="S", help="time-to-first-token target, s")
+    serve.add_argument("--tpot", type=float, metavar="S", help="time-per-output-token target, s")
+    serve.add_argument("--kv-precision", default=None, help="KV cache dtype (e.g. fp8)")
+    serve.add_argument("--max-batch", type=int, help="largest batch per replica searched")
+    where = p.add_argument_group("hardware and cost")
+    where.add_argument("--objective", choices=OBJECTIVES, default="time")
+    where.add_argument("--kinds", help=f"comma-separated device kinds ({','.join(KINDS)})")
+    where.add_argument("--devices", type=int, metavar="N",
+                       help="fixed device count (training); for serving, the most devices")
+    where.add_argument("--device-ids", metavar="IDS", help="comma-separated catalog ids only")
+    where.add_argument("--catalog", action="append", default=[], metavar="PATH",
+                       help="extra catalog file or directory (repeatable)")
+    where.add_argument("--provider", default=None, help="cloud provider (default: cheapest)")
+    where.add_argument("--contract", default="on-demand", choices=(*CLOUD_CONTRACTS, "any"))
+    where.add_argument("--price", type=float, metavar="USD_PER_H",
+                       help="use this $/device-hour for every device")
+    where.add_argument("--cost-basis", choices=["cloud", "ownership"], default="cloud")
+    where.add_argument("--usd-per-kwh", type=float, help="electricity price (ownership)")
+    where.add_argument("--pue", type=float, help="power usage effectiveness")
+    p.add_argument("--top", type=int, default=None, metavar="N", help="show only N rows")
+    p.add_argument("--csv", metavar="PATH", help="write every column (SI units) as CSV")
+    p.set_defaults(handler=_rank)
+    return p
+
+
+def _given(**fields: Any) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def build_job(args: argparse.Namespace) -> TrainingJob | InferenceJob:
+    """The job the arguments describe (a preset with overrides, or built from flags)."""
+    common = _given(precision=args.precision, mfu_frac=args.mfu)
+    if args.workload:
+        job = workload(args.workload)
+        if args.model:
+            common["model"] = resolve_model(args.model)
+        serve = isinstance(job, InferenceJob)
+    else:
+        if not args.model:
+            raise ValueError("--model: give a model (or --workload NAME)")
+        common["model"] = resolve_model(args.model)
+        serve = args.serve
+    if serve:
+        fields = _given(prompt_len=args.prompt_len, output_len=args.output_len,
+                        requests_per_s=args.requests_per_s,
+                        concurrent_requests=args.concurrent, ttft_s=args.ttft,
+                        tpot_s=args.tpot, kv_cache_precision=args.kv_precision, tp=args.tp,
+                        max_batch_size=args.max_batch, max_devices=args.devices, **common)
+        if args.workload:
+            return type(job)(**{**job.model_dump(), **fields})
+        for flag, value in (("--prompt-len", args.prompt_len),
+                            ("--output-len", args.output_len)):
+            if value is None:
+                raise ValueError(f"{flag}: required with --serve")
+        return InferenceJob(**fields)
+    deadline = parse_duration_s(args.deadline) if args.deadline else None
+    fields = _given(n_tokens=args.train_tokens, seq_len=args.seq_len,
+                    global_batch_size=args.global_batch, optimizer=args.optimizer,
+                    n_devices=args.devices, deadline_s=deadline, tp=args.tp, pp=args.pp,
+                    zero_stage=args.zero, recompute=args.recompute,
+                    micro_batch_size=args.micro_batch, goodput_frac=args.goodput, **common)
+    if args.workload:
+        return type(job)(**{**job.model_dump(), **fields})
+    for flag, key in (("--train-tokens", "n_tokens"), ("--seq-len", "seq_len"),
+                      ("--global-batch", "global_batch_size")):
+        if key not in fields:
+            raise ValueError(f"{flag}: required for a training job (or use --serve)")
+    return TrainingJob(**fields)
+
+
+def _cost_options(args: argparse.Namespace) -> CostOptions:
+    contract = None if args.contract == "any" else args.contract
+    return CostOptions(contract=contract, **_given(
+        basis=args.cost_basis, provider=args.provider,
+        usd_per_device_hour=args.price, usd_per_kwh=args.usd_per_kwh, pue=args.pue))
+
+
+def _fmt(value: Any, fn) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return _DASH
+    return fn(value)
+
+
+def _energy_str(joules: float) -> str:
+    kwh = joules / JOULES_PER_KWH
+    if kwh >= 1e3:
+        return f"{kwh / 1e3:.3g} MWh"
+    return f"{kwh:.3g} kWh"
+
+
+def _training_screen(df: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "#": df["rank"],
+        "device": df["device"].astype(str),
+        "kind": df["kind"].astype(str),
+        "devices": df["n_devices"],
+        "tp×pp×dp": [f"{t}×{p}×{d}" for t, p, d in zip(df["tp"], df["pp"], df["dp"],
+                                                       strict=True)],
+        "zero": df["zero_stage"], "mb": df["micro_batch_size"],
+        "recompute": df["recompute"].astype(str),
+        "time": [_fmt(v, duration_str) for v in df["time_s"]],
+        "cost": [_fmt(v, usd_str) for v in df["cost_usd"]],
+        "energy": [_fmt(v, _energy_str) for v in df["energy_j"]],
+        "MFU": [_fmt(v, lambda x: f"{100 * x:.1f}%") for v in df["mfu"]],
+        "pareto": ["*" if p else "" for p in df["pareto"]],
+        "note": [r if not ok else n for r, ok, n in zip(df["reason"], df["feasible"],
+                                                       df["cost_note"], strict=True)],
+    })
+
+
+def _serving_screen(df: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({
+        "#": df["rank"],
+        "device": df["device"].astype(str),
+        "kind": df["kind"].astype(str),
+        "devices": df["n_devices"], "tp": df["tp"], "batch": df["batch_size"],
+        "replicas": df["replicas"],
+        "TTFT": [_fmt(v, duration_str) for v in df["ttft_s"]],
+        "TPOT": [_fmt(v, duration_str) for v in df["tpot_s"]],
+        "latency": [_fmt(v, duration_str) for v in df["time_s"]],
+        "$/M tok": [_fmt(v, usd_str) for v in df["cost_usd"]],
+        "kWh/M tok": [_fmt(v, lambda j: f"{j / JOULES_PER_KWH:.3g}") for v in df["energy_j"]],
+        "tok/s/dev": [_fmt(v, lambda x: f"{x:,.0f}") for v in df["tokens_per_s_per_device"]],
+        "pareto": ["*" if p else "" for p in df["pareto"]],
+        "note": [r if not ok else n for r, ok, n in zip(df["reason"], df["feasible"],
+                                                       df["cost_note"], strict=True)],
+    })
+
+
+def _header(job: TrainingJob | InferenceJob, objective: str, cost: CostOptions) -> str:
+    spec = job.model
+    if isinstance(job, TrainingJob):
+        what = (f"train {spec.name} ({spec.n_params / 1e9:.3g}B params) on {job.n_tokens:.3g} "
+                f"tokens, seq {job.seq_len}, batch {job.global_batch_size} seqs "
+                f"({job.n_steps:,} steps), {job.precision}, goodput {job.goodput_frac:g}")
+        if job.deadline_s:
+            what += f", deadline {duration_str(job.deadline_s)}"
+    else:
+        load = (f"{job.requests_per_s:g} req/s" if job.requests_per_s is not None
+                else f"{job.load_concurrency} concurrent")
+        what = (f"serve {spec.name}: {job.prompt_len} in / {job.output_len} out tokens, {load}, "
+                f"{job.precision}")
+    price = (f"{cost.contract or 'any'} cloud price"
+             + (f" from {cost.provider}" if cost.provider else " (cheapest provider)")
+             if cost.basis == "cloud" else "ownership (purchase amortized + electricity)")
+    return f"{what}\nranked by {objective}; cost = {price}"
+
+
+def _rank(args: argparse.Namespace) -> int:
+    job = build_job(args)
+    cost = _cost_options(args)
+    catalog = load_catalog(*args.catalog)
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()] if args.kinds else None
+    ids = [i.strip() for i in args.device_ids.split(",") if i.strip()] if args.device_ids \
+        else None
+    df = rank(job, catalog, devices=ids, kinds=kinds, objective=args.objective, cost=cost)
+    shown = df.head(args.top) if args.top else df
+    screen = _training_screen(shown) if isinstance(job, TrainingJob) else _serving_screen(shown)
+    print(_header(job, args.objective, cost))
+    print(screen.to_string(index=False))
+    if isinstance(job, InferenceJob):
+        print("latency = TTFT + (output − 1) × TPOT; cost and energy per million output tokens "
+              "at the load")
+    print("* on the time-cost Pareto front. Prices: provider and date in the CSV "
+          "(cost_price_provider, cost_price_date). Assumptions: docs/planning.md")
+    if args.csv:
+        print(f"wrote {to_csv(df, args.csv)}")
+    return 0

@@ -1,0 +1,143 @@
+"""`planner validate MODEL`: the analytic model beside a measured PyTorch run, per layer."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+import pandas as pd
+
+from planner.report import to_csv
+from planner.units import bytes_str, duration_str, si
+from planner.validate import block_activations, calibrate, summary_frame, validate
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "validate", help="check the analytic FLOPs and bytes against a real PyTorch run")
+    p.add_argument("model", help="preset name (see `planner models`) or path to a config.json")
+    p.add_argument("--seq-len", type=int, default=128, help="tokens per sequence (default 128)")
+    p.add_argument("--batch-size", type=int, default=2, help="sequences per step (default 2)")
+    p.add_argument("--mode", choices=["train", "inference"], default="train")
+    p.add_argument("--layers", type=int, default=None, metavar="N",
+                   help="run only N blocks (default: all; full size needs --device meta)")
+    p.add_argument("--device", choices=["cpu", "cuda", "meta"], default="cpu",
+                   help="meta: FLOPs and parameters only, any size, no memory")
+    p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None,
+                   help="default fp32 on cpu/meta, bf16 on cuda")
+    p.add_argument("--repeats", type=int, default=3, help="timed steps after 1 warm-up")
+    p.add_argument("--no-timing", action="store_true",
+                   help="skip calibration and step timing (FLOPs and bytes only)")
+    p.add_argument("--all", action="store_true", help="print every block, not only block 0")
+    p.add_argument("--csv", metavar="PATH", help="write the per-layer table as CSV")
+    p.add_argument("--summary-csv", metavar="PATH", help="write the summary as CSV")
+    p.add_argument("--save-ceilings", metavar="PATH.toml",
+                   help="also write this machine's calibrated ceilings as a catalog entry")
+    p.set_defaults(handler=_validate)
+
+
+def _pct(x: float) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    if x == 0:
+        return "0"
+    return "inf" if math.isinf(x) else f"{x:+.2%}"
+
+
+def _progress(total: int):
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc="validate", file=sys.stderr, leave=False)
+
+    def step(msg: str) -> None:
+        bar.set_description(msg[:60])
+        bar.update(1)
+
+    return bar, step
+
+
+def _validate(args: argparse.Namespace) -> int:
+    timing = not args.no_timing and args.device != "meta"
+    steps = 3 + (2 if timing else 0)
+    bar, step = _progress(steps)
+    try:
+        df = validate(args.model, seq_len=args.seq_len, batch_size=args.batch_size,
+                      mode=args.mode, device=args.device, n_layers=args.layers,
+                      dtype=args.dtype, repeats=args.repeats, time_it=timing, progress=step)
+    finally:
+        bar.close()
+    s = df.attrs["summary"]
+    print(f"{s['model']}: {s['n_layers']} blocks, {s['mode']}, seq_len={s['seq_len']}, "
+          f"batch_size={s['batch_size']}, {s['dtype']} on {s['device']} ({s['device_name']})"
+          + ("" if args.all else "  (block 0 shown; --all for every block)"))
+    shown = df if args.all else df[df["block"] <= 0]
+    print(_display(shown, args.mode).to_string(index=False))
+    if args.mode == "train" and args.device != "meta":
+        blocks = block_activations(df)
+        print("\nsaved activations per block (rows + 'other'):")
+        print(pd.DataFrame({
+            "block": blocks["block"],
+            "analytic": blocks["activation_bytes_analytic"].map(bytes_str),
+            "measured": blocks["activation_bytes_measured"].map(bytes_str),
+            "error": blocks["activation_bytes_rel_err"].map(_pct)}).to_string(index=False))
+    print()
+    for line in _summary_lines(s, args.mode):
+        print(line)
+    if args.csv:
+        print(f"wrote {to_csv(df, args.csv)}")
+    if args.summary_csv:
+        print(f"wrote {to_csv(summary_frame(df), args.summary_csv)}")
+    if args.save_ceilings:
+        if args.device == "meta":
+            raise ValueError("--save-ceilings: needs a real device (cpu or cuda), not meta")
+        calibrate(args.device, s["dtype"], save_toml=args.save_ceilings)
+        print(f"wrote {args.save_ceilings} (load it with load_catalog(path))")
+    return 0
+
+
+def _display(df: pd.DataFrame, mode: str) -> pd.DataFrame:
+    out = df[["layer", "kind"]].copy()
+    flops = ["fwd_flops", "bwd_flops"] if mode == "train" else ["fwd_flops", "decode_flops"]
+    for q in flops:
+        out[q] = df[f"{q}_analytic"].map(lambda v: si(v, "FLOP"))
+        out[f"{q.split('_')[0]} err"] = df[f"{q}_rel_err"].map(_pct)
+    byte_cols = (["param_bytes", "grad_bytes", "optimizer_bytes"] if mode == "train"
+                 else ["param_bytes", "kv_cache_bytes"])
+    for q in byte_cols:
+        out[f"{q.split('_')[0]} err"] = df[f"{q}_rel_err"].map(_pct)
+    if mode == "train":
+        out["act analytic"] = df["activation_bytes_analytic"].map(bytes_str)
+        out["act measured"] = df["activation_bytes_measured"].map(bytes_str)
+    return out
+
+
+def _summary_lines(s: dict, mode: str) -> list[str]:
+    qs = (["fwd_flops", "bwd_flops", "param_bytes", "grad_bytes", "optimizer_bytes",
+           "activation_bytes"] if mode == "train"
+          else ["fwd_flops", "decode_flops", "param_bytes", "kv_cache_bytes"])
+    lines = ["max |relative error| (FLOPs: matmul rows; element-wise rows are not counted by "
+             "FlopCounterMode):"]
+    lines += [f"  {q:<18} {_pct(s.get(f'{q}_max_abs_rel_err', float('nan'))):>9}   "
+              f"total analytic {_fmt(q, s.get(f'{q}_analytic_total'))}, measured "
+              f"{_fmt(q, s.get(f'{q}_measured_total'))}" for q in qs]
+    if mode == "train" and s["device"] != "meta":
+        lines.append(f"  activations per block {_pct(s['activation_bytes_block_max_abs_rel_err'])}")
+    if "ceiling_matmul_flops_per_s" in s:
+        lines.append(f"calibrated ceilings: {si(s['ceiling_matmul_flops_per_s'], 'FLOP/s')} "
+                     f"matmul ({s['dtype']}), {si(s['ceiling_memory_bw_bytes_per_s'], 'B/s')} copy")
+    phases = [k[:-len("_s_measured")] for k in s if k.endswith("_s_measured")]
+    for ph in phases:
+        pred, meas = s.get(f"{ph}_s_predicted", float("nan")), s[f"{ph}_s_measured"]
+        lines.append(f"  {ph:<10} predicted {duration_str(pred):>9}   measured "
+                     f"{duration_str(meas):>9}   measured/predicted {meas / pred:.2f}")
+    if not math.isnan(s.get("peak_bytes_measured", float("nan"))):
+        lines.append(f"peak memory: predicted {bytes_str(s['peak_bytes_predicted'])}, measured "
+                     f"{bytes_str(s['peak_bytes_measured'])} (CUDA max_memory_allocated)")
+    return lines
+
+
+def _fmt(q: str, v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    return si(v, "FLOP") if q.endswith("_flops") else bytes_str(v)

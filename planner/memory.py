@@ -1,0 +1,84 @@
+"""Per-device resident bytes over a grid of layouts: weights, gradients, optimizer state,
+activations and KV cache (docs/planning.md P1-P5).
+
+Every function takes numpy arrays (or scalars) that broadcast against each other, so one call
+covers a whole grid of (tensor parallel t, pipeline parallel p, data parallel d, ZeRO stage,
+micro-batch) candidates. Inputs are per-model totals from planner.layers at batch 1; outputs
+are bytes on the busiest device.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def pipeline_stage_bytes(*, block_bytes, first_bytes, last_bytes, n_layers, pp):
+    """P1: bytes on the largest pipeline stage (before tensor-parallel sharding).
+
+    ceil(L / p) transformer blocks plus the outer layers: with p = 1 both the embedding side
+    (`first_bytes`) and the head side (`last_bytes`); with p > 1 the larger of the two (the
+    embedding sits on the first stage, the head on the last; Narayanan et al. 2021, Sec. 2.2).
+    """
+    pp = np.asarray(pp)
+    blocks = np.ceil(n_layers / pp)
+    outer = np.where(pp == 1, first_bytes + last_bytes, np.maximum(first_bytes, last_bytes))
+    return blocks * block_bytes + outer
+
+
+def zero_sharded_bytes(*, weight_bytes, grad_bytes, optimizer_bytes, dp, zero_stage):
+    """P2: (weights, gradients, optimizer state) per device after ZeRO sharding over `dp`.
+
+    Stage 1 shards the optimizer state (fp32 master copy and moments), stage 2 also the
+    gradients, stage 3 also the weights (Rajbhandari et al. 2020, "ZeRO", Sec. 5, Fig. 1):
+    bf16 + AdamW is 2 + 2 + 12 bytes per parameter, 16Ψ at stage 0 and (2 + 2 + 12)Ψ/N_d at 3.
+    """
+    zero_stage = np.asarray(zero_stage)
+    weights = np.where(zero_stage >= 3, weight_bytes / dp, weight_bytes)
+    grads = np.where(zero_stage >= 2, grad_bytes / dp, grad_bytes)
+    optimizer = np.where(zero_stage >= 1, optimizer_bytes / dp, optimizer_bytes)
+    return weights, grads, optimizer
+
+
+def zero3_gather_buffer_bytes(*, block_weight_bytes, tp, dp, zero_stage):
+    """P2b: ZeRO-3 keeps the gathered weights of the block being computed and of the one being
+    prefetched: 2 blocks' weights (sharded only by tensor parallelism). NB: DeepSpeed bounds the
+    buffer by `stage3_max_live_parameters`; two blocks is the common case."""
+    return np.where((np.asarray(zero_stage) >= 3) & (np.asarray(dp) > 1),
+                    2.0 * block_weight_bytes / tp, 0.0)
+
+
+def activation_bytes_per_device(*, layer_bytes, first_bytes, last_bytes, n_layers, pp, tp,
+                                micro_batch_size, n_micro_batches):
+    """P3: activations saved for backward on the busiest device.
+
+    `layer_bytes`, `first_bytes`, `last_bytes` are per sequence (planner.layers at batch 1,
+    with the job's recompute setting). With 1F1B pipelining the first stage holds min(p, m)
+    micro-batches in flight, each of ceil(L/p) layers (Narayanan et al. 2021, Sec. 2.2.1;
+    Korthikanti et al. 2022, Sec. 4.2.3, "the first stage must store p micro-batches"); the
+    last stage holds one micro-batch plus the head (logits in fp32). Tensor parallelism with
+    sequence parallelism divides everything by t (Korthikanti 2022, Eq. 4 and Sec. 4.2.2).
+    """
+    pp = np.asarray(pp)
+    blocks = np.ceil(n_layers / pp)
+    in_flight = np.minimum(pp, n_micro_batches)
+    first_stage = (blocks * layer_bytes + first_bytes) * in_flight
+    last_stage = blocks * layer_bytes + last_bytes
+    single = n_layers * layer_bytes + first_bytes + last_bytes
+    per_sequence = np.where(pp == 1, single, np.maximum(first_stage, last_stage))
+    return per_sequence * micro_batch_size / tp
+
+
+def kv_cache_bytes_per_device(*, kv_bytes_per_token, context_len, batch_size, tp, n_kv_heads):
+    """P4: KV cache on one device, b · context · (KV bytes per token, all layers) / min(t, K).
+
+    Tensor parallelism splits the K key/value heads; beyond t = K each head is replicated
+    (Pope et al. 2022, "Efficiently Scaling Transformer Inference", Sec. 3.3). Llama-2-70B
+    (80 layers, 8 KV heads of 128, fp16): 2 · 80 · 8 · 128 · 2 = 327,680 bytes per token.
+    """
+    return batch_size * context_len * kv_bytes_per_token / np.minimum(tp, n_kv_heads)
+
+
+def inference_weight_bytes_per_device(*, weight_bytes, tp):
+    """P5: serving weights, sharded over t tensor-parallel devices (vocabulary-parallel
+    embedding and head included). Llama-2-70B in fp16: 68,976,648,192 · 2 = 137.95 GB."""
+    return weight_bytes / tp

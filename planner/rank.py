@@ -1,0 +1,816 @@
+"""Search device × device count × layout, rank the best configuration per device, and mark
+the time-cost Pareto front (docs/planning.md P18-P20).
+
+The whole candidate grid is evaluated with numpy broadcasting: training candidates live on a
+7-axis grid (device, devices, tensor parallel, pipeline parallel, ZeRO stage, micro-batch,
+recompute), inference candidates on a 3-axis grid (device, tensor parallel, batch). Each
+quantity is computed on the smallest sub-grid it depends on and broadcast only where it meets
+the others; devices are processed in chunks to bound memory. No Python loop runs over
+candidates.
+
+Infeasible candidates are rows with `feasible=False` and a `reason`; nothing raises for a
+workload that fits nowhere. GPUs, TPUs, FPGAs and ASICs are ranked together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from planner.cost import CostOptions, DevicePrices, costs, device_prices
+from planner.efficiency import Efficiencies, device_efficiencies, device_peak, peak_dtype_chain
+from planner.memory import (
+    activation_bytes_per_device,
+    inference_weight_bytes_per_device,
+    kv_cache_bytes_per_device,
+    pipeline_stage_bytes,
+    zero3_gather_buffer_bytes,
+    zero_sharded_bytes,
+)
+from planner.precision import precision_policy
+from planner.timing import (
+    RECOMPUTE_OPTIONS,
+    TP_COLLECTIVES_PER_LAYER_INFERENCE,
+    InferenceProfile,
+    TrainingProfile,
+    collective_time_s,
+    data_parallel_traffic,
+    inference_profile,
+    ops_time_s,
+    optimizer_step_time_s,
+    pipeline_bubble_frac,
+    pipeline_step_time_s,
+    ring_allreduce_bytes,
+    stage_time_s,
+    training_profile,
+)
+from planner.units import SECONDS_PER_HOUR, bytes_str, duration_str
+from planner.workloads import InferenceJob, TrainingJob
+
+OBJECTIVES = ("time", "cost", "energy")
+MAX_TP = 64  # largest tensor-parallel degree searched (pinned values may exceed it)
+MAX_PP = 64  # largest pipeline depth searched
+MAX_MICRO_BATCH = 16  # largest micro-batch searched
+CHUNK_CANDIDATES = 1 << 20  # grid cells evaluated at once (bounds memory, ~8 MB per array)
+
+# Reason codes: the first failing check, in this order (a later code got further).
+TRAIN_REASONS = (
+    "",
+    "no dense peak for the compute dtype",
+    "memory bandwidth unknown",
+    "tp beyond the scale-up domain",
+    "tp does not divide the attention heads",
+    "global batch not divisible by dp × micro-batch",
+    "link bandwidth unknown",
+    "does not fit in memory",
+    "misses the deadline",
+)
+INFER_REASONS = (
+    "",
+    "no dense peak for the compute dtype",
+    "memory bandwidth unknown",
+    "tp beyond the scale-up domain",
+    "tp does not divide the attention heads",
+    "link bandwidth unknown",
+    "does not fit in memory",
+    "misses the time-to-first-token target",
+    "misses the time-per-output-token target",
+    "needs more than max_devices",
+)
+_FIT_CODE_TRAIN = TRAIN_REASONS.index("does not fit in memory")
+_DEADLINE_CODE = TRAIN_REASONS.index("misses the deadline")
+_FIT_CODE_INFER = INFER_REASONS.index("does not fit in memory")
+
+
+# ---- catalog ----------------------------------------------------------------------------------
+def _resolve_devices(catalog: Any, devices: Iterable[str] | None,
+                     kinds: Iterable[str] | None) -> list[Any]:
+    if catalog is None:
+        from planner.catalog import load_catalog
+
+        catalog = load_catalog()
+    if isinstance(devices, str):
+        devices = [devices]
+    if isinstance(kinds, str):
+        kinds = [k.strip() for k in kinds.split(",") if k.strip()]
+    if hasattr(catalog, "filter"):
+        chosen = list(catalog.filter(kinds=kinds, ids=devices))
+    else:  # any iterable of Device-like objects
+        chosen = list(catalog)
+        if kinds is not None:
+            kinds = list(kinds)
+            chosen = [d for d in chosen if d.kind in kinds]
+        if devices is not None:
+            wanted = list(devices)
+            known = {d.id for d in chosen}
+            missing = [w for w in wanted if w not in known]
+            if missing:
+                raise ValueError(f"devices: unknown device {missing[0]!r}")
+            chosen = [d for d in chosen if d.id in set(wanted)]
+    if not chosen:
+        raise ValueError("devices: no device in the catalog matches the selection "
+                         f"(devices={list(devices) if devices else None}, "
+                         f"kinds={list(kinds) if kinds else None})")
+    return chosen
+
+
+@dataclass(frozen=True)
+class _DeviceTable:
+    """One entry per device (catalog order): the numbers the grid needs, NaN where unknown."""
+
+    devices: tuple[Any, ...]
+    ids: tuple[str, ...]
+    kinds: tuple[str, ...]
+    peak: np.ndarray
+    peak_dtype: tuple[str, ...]
+    memory: np.ndarray
+    bw: np.ndarray
+    up_bw: np.ndarray
+    domain: np.ndarray
+    out_bw: np.ndarray
+    eff: Efficiencies
+    prices: DevicePrices
+
+
+def _device_table(devices: Sequence[Any], *, compute_dtype: str, mode: str,
+                  job: TrainingJob | InferenceJob, cost: CostOptions) -> _DeviceTable:
+    peaks = [device_peak(d, compute_dtype, mode=mode) for d in devices]
+
+    def arr(attr: str) -> np.ndarray:
+        return np.array([np.nan if getattr(d, attr) is None else float(getattr(d, attr))
+                         for d in devices], dtype=float)
+
+    return _DeviceTable(
+        devices=tuple(devices), ids=tuple(d.id for d in devices),
+        kinds=tuple(d.kind for d in devices),
+        peak=np.array([p for p, _ in peaks], dtype=float),
+        peak_dtype=tuple(t for _, t in peaks),
+        memory=arr("memory_bytes"), bw=arr("memory_bw_bytes_per_s"),
+        up_bw=arr("scaleup_bw_bytes_per_s"),
+        domain=np.array([float(d.scaleup_domain_size or 1) for d in devices]),
+        out_bw=arr("scaleout_bw_bytes_per_s"),
+        eff=device_efficiencies(devices, mode=mode, mfu_frac=job.mfu_frac,
+                                overrides=job.efficiency_overrides),
+        prices=device_prices(devices, cost),
+    )
+
+
+def _device_columns(table: _DeviceTable, sl: slice, ndim: int) -> dict[str, np.ndarray]:
+    """Per-device arrays of a chunk, shaped to broadcast along axis 0 of an ndim grid."""
+    shape = (-1,) + (1,) * (ndim - 1)
+    cols = dict(peak=table.peak, memory=table.memory, bw=table.bw, up_bw=table.up_bw,
+                domain=table.domain, out_bw=table.out_bw, compute_frac=table.eff.compute_frac,
+                memory_bw_frac=table.eff.memory_bw_frac, network_frac=table.eff.network_frac,
+                usd_per_hour=table.prices.usd_per_device_hour,
+                purchase_usd=table.prices.purchase_usd, tdp_w=table.prices.tdp_w)
+    return {k: v[sl].reshape(shape) for k, v in cols.items()}
+
+
+def _powers_of_two(limit: int) -> list[int]:
+    out, v = [], 1
+    while v <= limit:
+        out.append(v)
+        v *= 2
+    return out
+
+
+# ---- training ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _TrainAxes:
+    """Axis values of the training grid (device, layout, zero, micro-batch, recompute).
+
+    A layout is a valid (n_devices, tp, pp) triple (tp · pp divides n_devices), so no grid cell
+    is spent on impossible layouts; `tp_values` and `tp_index` let tensor-parallel-only
+    quantities be computed once per distinct tp and gathered.
+    """
+
+    n: np.ndarray
+    tp: np.ndarray
+    pp: np.ndarray
+    zero: np.ndarray
+    mb: np.ndarray
+    rc: np.ndarray  # indices into RECOMPUTE_OPTIONS
+    tp_values: np.ndarray
+    tp_index: np.ndarray
+
+    def shaped(self) -> dict[str, np.ndarray]:
+        """The axis values shaped for the 5-axis grid (axis 0 is the device)."""
+        def on(axis: int, v: np.ndarray) -> np.ndarray:
+            shape = [1] * 5
+            shape[axis] = -1
+            return v.reshape(shape)
+
+        return dict(n=on(1, self.n), tp=on(1, self.tp), pp=on(1, self.pp),
+                    zero=on(2, self.zero), mb=on(3, self.mb), rc=on(4, self.rc))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.n), len(self.zero), len(self.mb), len(self.rc))
+
+
+def _train_axes(job: TrainingJob, table: _DeviceTable) -> _TrainAxes:
+    spec = job.model
+    n_vals = [job.n_devices] if job.n_devices else _powers_of_two(job.max_devices)
+    max_domain = int(np.nanmax(table.domain))
+    tp_vals = ([job.tp] if job.tp
+               else _powers_of_two(min(MAX_TP, spec.n_heads, max(n_vals), max_domain)))
+    pp_vals = [job.pp] if job.pp else _powers_of_two(min(MAX_PP, spec.n_layers, max(n_vals)))
+    layouts = [(n, t, p) for n in n_vals for t in tp_vals for p in pp_vals if n % (t * p) == 0]
+    if not layouts:  # pinned tp × pp above every searched count: keep the pins, report why
+        layouts = [(t * p, t, p) for t in tp_vals for p in pp_vals]
+    n, tp, pp = (np.array(v, dtype=float) for v in zip(*layouts, strict=True))
+    zero = [job.zero_stage] if job.zero_stage is not None else [0, 1, 2, 3]
+    mb = ([job.micro_batch_size] if job.micro_batch_size
+          else _powers_of_two(min(MAX_MICRO_BATCH, job.global_batch_size)))
+    rc = ([RECOMPUTE_OPTIONS.index(job.recompute)] if job.recompute
+          else list(range(len(RECOMPUTE_OPTIONS))))
+    tp_values, tp_index = np.unique(tp, return_inverse=True)
+    return _TrainAxes(n, tp, pp, np.array(zero, dtype=float), np.array(mb, dtype=float),
+                      np.array(rc, dtype=int), tp_values, tp_index)
+
+
+def micro_batch_times(prof: TrainingProfile, dev: dict[str, Any], op_overhead_s, *, tp, mb,
+                      rc) -> tuple[Any, Any, Any]:
+    """(one block, embedding side, head side): forward + backward (+ recompute) time of one
+    micro-batch of `mb` sequences on one of `tp` devices (P6); arguments broadcast."""
+    kw = dict(batch=mb, tp=tp, kv_split=1.0, peak_flops_per_s=dev["peak"],
+              compute_frac=dev["compute_frac"], bw_bytes_per_s=dev["bw"],
+              memory_bw_frac=dev["memory_bw_frac"], overhead_s=op_overhead_s)
+    return (ops_time_s(prof.block, passes=prof.block_passes[rc], **kw),
+            ops_time_s(prof.first, passes=3.0, **kw), ops_time_s(prof.last, passes=3.0, **kw))
+
+
+def evaluate_training(job: TrainingJob, prof: TrainingProfile, dev: dict[str, Any], eff_op_s,
+                      eff_lat_s, *, n, tp, pp, zero, mb, rc, op_times=None) -> dict[str, Any]:
+    """All quantities of training candidates; every argument broadcasts (scalars work too).
+
+    `dev` holds the device numbers (planner.rank._device_columns); `rc` indexes
+    RECOMPUTE_OPTIONS; `op_times` optionally gives micro_batch_times() already computed.
+    Formulas P1-P14 (docs/planning.md).
+    """
+    L, seq, gb = prof.n_layers, prof.seq_len, job.global_batch_size
+    dp = n / (tp * pp)
+    m = gb / (dp * mb)
+    # memory (P1-P3)
+    first_w, first_g, first_o = prof.first_state_bytes
+    last_w, last_g, last_o = prof.last_state_bytes
+    w_full = pipeline_stage_bytes(block_bytes=prof.block_weight_bytes, first_bytes=first_w,
+                                  last_bytes=last_w, n_layers=L, pp=pp) / tp
+    g_full = pipeline_stage_bytes(block_bytes=prof.block_grad_bytes, first_bytes=first_g,
+                                  last_bytes=last_g, n_layers=L, pp=pp) / tp
+    o_full = pipeline_stage_bytes(block_bytes=prof.block_optimizer_bytes, first_bytes=first_o,
+                                  last_bytes=last_o, n_layers=L, pp=pp) / tp
+    w, g, o = zero_sharded_bytes(weight_bytes=w_full, grad_bytes=g_full,
+                                 optimizer_bytes=o_full, dp=dp, zero_stage=zero)
+    buffer = zero3_gather_buffer_bytes(block_weight_bytes=prof.block_weight_bytes, tp=tp, dp=dp,
+                                       zero_stage=zero)
+    act = activation_bytes_per_device(
+        layer_bytes=prof.block_activation_bytes[rc], first_bytes=prof.first_activation_bytes,
+        last_bytes=prof.last_activation_bytes, n_layers=L, pp=pp, tp=tp, micro_batch_size=mb,
+        n_micro_batches=np.maximum(m, 1.0))
+    mem = w + g + o + buffer + act
+    # compute per micro-batch (P6, P12)
+    if op_times is None:
+        op_times = micro_batch_times(prof, dev, eff_op_s, tp=tp, mb=mb, rc=rc)
+    t_layer, t_first, t_last = op_times
+    stage = stage_time_s(layer_s=t_layer, first_s=t_first, last_s=t_last, n_layers=L, pp=pp)
+    # communication per micro-batch: tensor parallel (P7, P9) and pipeline sends
+    link = dict(network_frac=dev["network_frac"], latency_s=eff_lat_s)
+    message = mb * seq * prof.d_model * prof.activation_bytes
+    tp_comm = (np.ceil(L / pp) * prof.tp_collectives_per_layer[rc]
+               * collective_time_s(volume_bytes=ring_allreduce_bytes(message_bytes=message, n=tp),
+                                   n=tp, bw_bytes_per_s=dev["up_bw"], **link))
+    pp_bw = np.where(n <= dev["domain"], dev["up_bw"], dev["out_bw"])
+    pp_comm = 2.0 * collective_time_s(volume_bytes=message / tp, n=pp, bw_bytes_per_s=pp_bw,
+                                      **link)
+    micro = stage + tp_comm + pp_comm
+    span = pipeline_step_time_s(stage_micro_batch_s=micro, pp=pp, n_micro_batches=m)
+    # data parallel and ZeRO (P13), overlapped with compute (A3)
+    dp_bw = np.where(tp * dp <= dev["domain"], dev["up_bw"], dev["out_bw"])
+    per_step, per_micro = data_parallel_traffic(weight_bytes=w_full, grad_bytes=g_full, dp=dp,
+                                                zero_stage=zero)
+    t_step_comm = collective_time_s(volume_bytes=per_step, n=dp, bw_bytes_per_s=dp_bw, **link)
+    t_micro_comm = collective_time_s(volume_bytes=per_micro, n=dp, bw_bytes_per_s=dp_bw, **link)
+    backward_window = stage * (2.0 / 3.0)
+    dp_exposed = (np.maximum(t_step_comm - backward_window, 0.0)
+                  + m * np.maximum(t_micro_comm - stage, 0.0))
+    shard = np.where(np.asarray(zero) >= 1, dp, 1.0)
+    optimizer = optimizer_step_time_s(weight_bytes=w_full / shard, grad_bytes=g_full / shard,
+                                      optimizer_bytes=o_full / shard, bw_bytes_per_s=dev["bw"],
+                                      memory_bw_frac=dev["memory_bw_frac"])
+    step = span + dp_exposed + optimizer
+    time = job.n_steps * step / job.goodput_frac
+    return dict(
+        dp=dp, n_micro_batches=m, mem=mem, weight_mem=w, grad_mem=g, optimizer_mem=o,
+        activation_mem=act + buffer, step=step, time=time,
+        compute_time=(m + pp - 1.0) * stage, tp_comm_time=m * tp_comm,
+        pp_comm_time=m * pp_comm, dp_comm_exposed=dp_exposed, optimizer_time=optimizer,
+        bubble=pipeline_bubble_frac(pp=pp, n_micro_batches=m),
+        tokens_per_s=gb * seq / step,
+        mfu=prof.model_flops_per_seq * gb / (step * n * dev["peak"]),
+        hfu=prof.hardware_flops_per_seq[rc] * gb / (step * n * dev["peak"]),
+    )
+
+
+def _train_reasons(job: TrainingJob, dev: dict[str, Any], q: dict[str, Any], *, n, tp,
+                   tp_pinned: bool) -> np.ndarray:
+    m = q["n_micro_batches"]
+    code = np.where(q["time"] > (job.deadline_s or np.inf), _DEADLINE_CODE, 0)
+    code = np.where(q["mem"] > job.usable_memory_frac * dev["memory"], _FIT_CODE_TRAIN, code)
+    code = np.where(np.isnan(q["step"]), 6, code)
+    code = np.where((m < 1) | (m != np.floor(m)), 5, code)
+    code = np.where(job.model.n_heads % np.asarray(tp, dtype=int) != 0, 4, code)
+    if tp_pinned:
+        code = np.where(tp > dev["domain"], 3, code)
+    code = np.where(np.isnan(dev["bw"]), 2, code)
+    code = np.where(np.isnan(dev["peak"]), 1, code)
+    return code.astype(np.int8)
+
+
+@dataclass
+class _TrainChunk:
+    """The evaluated grid of one chunk of devices (arrays broadcastable to `shape`)."""
+
+    start: int
+    shape: tuple[int, ...]
+    valid: np.ndarray
+    q: dict[str, Any]
+    cost: dict[str, Any]
+    code: np.ndarray
+
+
+def _train_chunks(job: TrainingJob, table: _DeviceTable, cost: CostOptions):
+    prof = training_profile(job.model, seq_len=job.seq_len, precision=job.precision,
+                            optimizer=job.optimizer, flash_attention=job.flash_attention,
+                            causal_attention=job.causal_attention)
+    axes = _train_axes(job, table)
+    grid = axes.shaped()
+    per_device = int(np.prod(axes.shape))
+    step = max(1, CHUNK_CANDIDATES // per_device)
+    n, tp = grid["n"], grid["tp"]
+    # tensor-parallel-only op times: once per distinct tp, then gathered to the layouts
+    tp_unique = axes.tp_values.reshape(1, -1, 1, 1, 1)
+    for start in range(0, len(table.ids), step):
+        sl = slice(start, min(start + step, len(table.ids)))
+        dev = _device_columns(table, sl, 5)
+        shape = (sl.stop - sl.start, *axes.shape)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            op_times = tuple(np.take(t, axes.tp_index, axis=1) for t in micro_batch_times(
+                prof, dev, table.eff.op_overhead_s, tp=tp_unique, mb=grid["mb"],
+                rc=grid["rc"]))
+            q = evaluate_training(job, prof, dev, table.eff.op_overhead_s,
+                                  table.eff.collective_latency_s, n=n, tp=tp, pp=grid["pp"],
+                                  zero=grid["zero"], mb=grid["mb"], rc=grid["rc"],
+                                  op_times=op_times)
+            code = _train_reasons(job, dev, q, n=n, tp=tp, tp_pinned=job.tp is not None)
+            money = costs(n_devices=n, time_s=q["time"], prices_usd_per_hour=dev["usd_per_hour"],
+                          purchase_usd=dev["purchase_usd"], tdp_w=dev["tdp_w"], options=cost)
+        valid = (tp <= dev["domain"]) | (job.tp is not None)
+        yield _TrainChunk(start, shape, np.broadcast_to(valid, shape), q, money,
+                          np.broadcast_to(code, shape)), axes, prof
+
+
+# ---- inference --------------------------------------------------------------------------------
+def _infer_axes(job: InferenceJob, table: _DeviceTable) -> tuple[np.ndarray, np.ndarray]:
+    spec = job.model
+    max_domain = int(np.nanmax(table.domain))
+    tp = [job.tp] if job.tp else _powers_of_two(min(MAX_TP, spec.n_heads, max_domain))
+    limit = job.max_batch_size
+    if job.requests_per_s is None:
+        limit = min(limit, job.load_concurrency)
+    b = [job.batch_size] if job.batch_size else _powers_of_two(limit)
+    return np.array(tp, dtype=float), np.array(b, dtype=float)
+
+
+def evaluate_inference(job: InferenceJob, prof: InferenceProfile, dev: dict[str, Any],
+                       eff_op_s, eff_lat_s, *, tp, batch) -> dict[str, Any]:
+    """All quantities of serving candidates (P4, P5, P6, P9, P19); arguments broadcast.
+
+    Continuous batching (A9; Yu et al. 2022, Orca; Kwon et al. 2023, vLLM): a replica keeps
+    `batch` sequences in flight and decodes them together; each new request's prompt is
+    prefilled on its own, between decode steps. Per request: TTFT = its prefill + one decode
+    step it waits for; every sequence's tokens are delayed by the prefills of the requests
+    that replace finished ones (`batch` prefills per `output_len` steps), so
+    TPOT = t_decode(batch) + batch · t_prefill / output_len; a replica serves
+    batch / (output_len · TPOT) requests per second.
+    """
+    kv_split = np.minimum(tp, prof.n_kv_heads)
+    kw = dict(tp=tp, kv_split=kv_split, peak_flops_per_s=dev["peak"],
+              compute_frac=dev["compute_frac"], bw_bytes_per_s=dev["bw"],
+              memory_bw_frac=dev["memory_bw_frac"], overhead_s=eff_op_s)
+    link = dict(n=tp, bw_bytes_per_s=dev["up_bw"], network_frac=dev["network_frac"],
+                latency_s=eff_lat_s)
+    a, h, L = prof.activation_bytes, prof.d_model, prof.n_layers
+    n_coll = TP_COLLECTIVES_PER_LAYER_INFERENCE * L
+    prefill = ops_time_s(prof.prefill, batch=1.0, **kw) + n_coll * collective_time_s(
+        volume_bytes=ring_allreduce_bytes(message_bytes=job.prompt_len * h * a, n=tp), **link)
+    decode = ops_time_s(prof.decode, batch=batch, **kw) + n_coll * collective_time_s(
+        volume_bytes=ring_allreduce_bytes(message_bytes=batch * h * a, n=tp), **link)
+    ttft = prefill + decode
+    tpot = decode + batch * prefill / job.output_len
+    latency = ttft + (job.output_len - 1) * tpot
+    replica_rps = batch / (job.output_len * tpot)
+    if job.requests_per_s is not None:
+        load_rps = job.requests_per_s
+        replicas = np.ceil(load_rps / replica_rps - 1e-9)
+    else:
+        replicas = np.ceil(job.load_concurrency / batch - 1e-9)
+        load_rps = job.load_concurrency / (job.output_len * tpot)
+    n_devices = replicas * tp
+    delivered = load_rps * job.output_len  # output tokens per second at the load
+    weights = inference_weight_bytes_per_device(weight_bytes=prof.weight_bytes, tp=tp)
+    kv = kv_cache_bytes_per_device(kv_bytes_per_token=prof.kv_bytes_per_token,
+                                   context_len=job.context_len, batch_size=batch, tp=tp,
+                                   n_kv_heads=prof.n_kv_heads)
+    flops_per_request = (prof.prefill_model_flops_per_seq
+                         + (job.output_len - 1) * prof.decode_model_flops_per_token)
+    return dict(
+        prefill=prefill, decode=decode, ttft=ttft, tpot=tpot, latency=latency,
+        replicas=replicas, n_devices=n_devices,
+        delivered_tokens_per_s=delivered * np.ones_like(latency),
+        tokens_per_s_per_device=replica_rps * job.output_len / tp,
+        weight_mem=weights, kv_mem=kv, mem=weights + kv,
+        mfu=replica_rps * flops_per_request / (tp * dev["peak"]),
+        hours_per_million=1e6 / (delivered * SECONDS_PER_HOUR),
+    )
+
+
+def _infer_reasons(job: InferenceJob, dev: dict[str, Any], q: dict[str, Any], *, tp
+                   ) -> np.ndarray:
+    code = np.where(q["n_devices"] > job.max_devices, 9, 0)
+    code = np.where(q["tpot"] > (job.tpot_s or np.inf), 8, code)
+    code = np.where(q["ttft"] > (job.ttft_s or np.inf), 7, code)
+    code = np.where(q["mem"] > job.usable_memory_frac * dev["memory"], _FIT_CODE_INFER, code)
+    code = np.where(np.isnan(q["latency"]), 5, code)
+    code = np.where(job.model.n_heads % np.asarray(tp, dtype=int) != 0, 4, code)
+    code = np.where(tp > dev["domain"], 3, code)
+    code = np.where(np.isnan(dev["bw"]), 2, code)
+    code = np.where(np.isnan(dev["peak"]), 1, code)
+    return code.astype(np.int8)
+
+
+def _infer_grid(job: InferenceJob, table: _DeviceTable, cost: CostOptions):
+    prof = inference_profile(job.model, prompt_len=job.prompt_len, output_len=job.output_len,
+                             precision=job.precision, kv_cache_precision=job.kv_cache_precision)
+    tp_vals, b_vals = _infer_axes(job, table)
+    tp, batch = tp_vals.reshape(1, -1, 1), b_vals.reshape(1, 1, -1)
+    dev = _device_columns(table, slice(None), 3)
+    shape = (len(table.ids), len(tp_vals), len(b_vals))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        q = evaluate_inference(job, prof, dev, table.eff.op_overhead_s,
+                               table.eff.collective_latency_s, tp=tp, batch=batch)
+        code = _infer_reasons(job, dev, q, tp=tp)
+        # money and energy per million output tokens: devices busy for the hours it takes
+        money = costs(n_devices=q["n_devices"], time_s=q["hours_per_million"] * SECONDS_PER_HOUR,
+                      prices_usd_per_hour=dev["usd_per_hour"], purchase_usd=dev["purchase_usd"],
+                      tdp_w=dev["tdp_w"], options=cost)
+    valid = (tp <= dev["domain"]) | (job.tp is not None)
+    return shape, np.broadcast_to(valid, shape), q, money, np.broadcast_to(code, shape), \
+        (tp_vals, b_vals)
+
+
+# ---- rows -------------------------------------------------------------------------------------
+def _selector(shape: tuple[int, ...], flat: np.ndarray) -> Any:
+    """What to index a grid of `shape` with to take the cells `flat` (C order): a boolean mask
+    for many cells (one pass over the grid), a tuple of index arrays for a few."""
+    if len(flat) * 8 < int(np.prod(shape)):
+        return np.unravel_index(flat, shape)
+    mask = np.zeros(int(np.prod(shape)), dtype=bool)
+    mask[flat] = True
+    return mask.reshape(shape)
+
+
+def _gather(value: Any, shape: tuple[int, ...], selector: Any) -> np.ndarray:
+    return np.broadcast_to(np.asarray(value), shape)[selector]
+
+
+def _device_cols(table: _DeviceTable, d: np.ndarray) -> dict[str, Any]:
+    def cat(values: Sequence[str]) -> pd.Categorical:
+        cats = list(dict.fromkeys(values))
+        codes = np.array([cats.index(v) for v in values], dtype=np.int32)
+        return pd.Categorical.from_codes(codes[d], categories=cats)
+
+    return dict(
+        device=cat(table.ids), kind=cat(table.kinds), peak_dtype=cat(table.peak_dtype),
+        peak_flops_per_s=table.peak[d], memory_capacity_bytes=table.memory[d],
+        usd_per_device_hour=table.prices.usd_per_device_hour[d],
+        cost_price_provider=cat(table.prices.provider), cost_price_date=cat(table.prices.date),
+        cost_price_contract=cat(table.prices.contract), cost_note=cat(table.prices.note),
+    )
+
+
+def _train_frame(chunk: _TrainChunk, axes: _TrainAxes, table: _DeviceTable,
+                 flat: np.ndarray) -> pd.DataFrame:
+    index = np.unravel_index(flat, chunk.shape)
+    d = index[0] + chunk.start
+    q, shape = chunk.q, chunk.shape
+    selector = _selector(shape, flat)
+
+    def g(v: Any) -> np.ndarray:
+        return _gather(v, shape, selector)
+
+    code = g(chunk.code)
+    cols = dict(_device_cols(table, d))
+    cols.update(
+        n_devices=axes.n[index[1]].astype(int), tp=axes.tp[index[1]].astype(int),
+        pp=axes.pp[index[1]].astype(int), dp=g(q["dp"]).astype(int),
+        micro_batch_size=axes.mb[index[3]].astype(int),
+        n_micro_batches=g(q["n_micro_batches"]),
+        zero_stage=axes.zero[index[2]].astype(int),
+        recompute=pd.Categorical.from_codes(axes.rc[index[4]], categories=RECOMPUTE_OPTIONS),
+        feasible=code == 0,
+        reason=pd.Categorical.from_codes(code, categories=TRAIN_REASONS),
+        mem_per_device_bytes=g(q["mem"]), weight_mem_bytes=g(q["weight_mem"]),
+        grad_mem_bytes=g(q["grad_mem"]), optimizer_mem_bytes=g(q["optimizer_mem"]),
+        activation_mem_bytes=g(q["activation_mem"]),
+        step_time_s=g(q["step"]), compute_time_s=g(q["compute_time"]),
+        tp_comm_time_s=g(q["tp_comm_time"]), pp_comm_time_s=g(q["pp_comm_time"]),
+        dp_comm_exposed_s=g(q["dp_comm_exposed"]), optimizer_time_s=g(q["optimizer_time"]),
+        bubble_frac=g(q["bubble"]), time_s=g(q["time"]), tokens_per_s=g(q["tokens_per_s"]),
+        mfu=g(q["mfu"]), hfu=g(q["hfu"]),
+        cost_usd=g(chunk.cost["cost_usd"]), cloud_cost_usd=g(chunk.cost["cloud_cost_usd"]),
+        ownership_cost_usd=g(chunk.cost["ownership_cost_usd"]),
+        energy_j=g(chunk.cost["energy_j"]),
+    )
+    return pd.DataFrame(cols)
+
+
+def _infer_frame(shape, q, money, code_all, axes, table: _DeviceTable,
+                 flat: np.ndarray) -> pd.DataFrame:
+    index = np.unravel_index(flat, shape)
+    d = index[0]
+    tp_vals, b_vals = axes
+
+    def g(v: Any) -> np.ndarray:
+        return _gather(v, shape, index)
+
+    code = g(code_all)
+    cols = dict(_device_cols(table, d))
+    tp = tp_vals[index[1]].astype(int)
+    cols.update(
+        n_devices=g(q["n_devices"]), tp=tp, pp=np.ones_like(tp), dp=g(q["replicas"]),
+        batch_size=b_vals[index[2]].astype(int), replicas=g(q["replicas"]),
+        feasible=code == 0, reason=pd.Categorical.from_codes(code, categories=INFER_REASONS),
+        mem_per_device_bytes=g(q["mem"]), weight_mem_bytes=g(q["weight_mem"]),
+        kv_cache_mem_bytes=g(q["kv_mem"]),
+        ttft_s=g(q["ttft"]), tpot_s=g(q["tpot"]), time_s=g(q["latency"]),
+        tokens_per_s=g(q["delivered_tokens_per_s"]),
+        tokens_per_s_per_device=g(q["tokens_per_s_per_device"]), mfu=g(q["mfu"]),
+        cost_usd=g(money["cost_usd"]), cloud_cost_usd=g(money["cloud_cost_usd"]),
+        ownership_cost_usd=g(money["ownership_cost_usd"]), energy_j=g(money["energy_j"]),
+    )
+    for col in ("n_devices", "dp", "replicas"):
+        cols[col] = np.nan_to_num(cols[col], nan=0, posinf=0).astype(int)
+    cols["usd_per_hour"] = cols["n_devices"] * cols["usd_per_device_hour"]
+    return pd.DataFrame(cols)
+
+
+def pareto_mask(time_s, cost_usd, eligible=None) -> np.ndarray:
+    """P20: True where no other eligible row is at least as fast and at least as cheap and
+    strictly better in one (the time-cost Pareto front). NaN rows are never on it."""
+    time_s = np.asarray(time_s, dtype=float)
+    cost_usd = np.asarray(cost_usd, dtype=float)
+    ok = np.isfinite(time_s) & np.isfinite(cost_usd)
+    if eligible is not None:
+        ok &= np.asarray(eligible, dtype=bool)
+    out = np.zeros(len(time_s), dtype=bool)
+    idx = np.flatnonzero(ok)
+    if not len(idx):
+        return out
+    order = idx[np.lexsort((cost_usd[idx], time_s[idx]))]
+    best = np.inf
+    for i in order:  # NB: a loop over the (sorted) front candidates, O(n)
+        if cost_usd[i] < best:
+            out[i] = True
+            best = cost_usd[i]
+    return out
+
+
+def _pareto_vectorized(time_s: np.ndarray, cost_usd: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """pareto_mask for large frames: sort by (time, cost); a row is on the front when its cost
+    is below the running minimum of all faster rows."""
+    out = np.zeros(len(time_s), dtype=bool)
+    idx = np.flatnonzero(ok & np.isfinite(time_s) & np.isfinite(cost_usd))
+    if not len(idx):
+        return out
+    order = idx[np.lexsort((cost_usd[idx], time_s[idx]))]
+    c = cost_usd[order]
+    prev_min = np.concatenate(([np.inf], np.minimum.accumulate(c)[:-1]))
+    out[order[c < prev_min]] = True
+    return out
+
+
+# ---- public API -------------------------------------------------------------------------------
+def _check(job: Any, objective: str, cost: CostOptions | None) -> CostOptions:
+    if not isinstance(job, TrainingJob | InferenceJob):
+        raise ValueError(f"job: expected a TrainingJob or InferenceJob, got {type(job).__name__}")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective: {objective!r}; allowed: {', '.join(OBJECTIVES)}")
+    return cost if cost is not None else CostOptions()
+
+
+def _table_for(job: TrainingJob | InferenceJob, catalog: Any, devices, kinds,
+               cost: CostOptions) -> _DeviceTable:
+    mode = "train" if isinstance(job, TrainingJob) else "inference"
+    chosen = _resolve_devices(catalog, devices, kinds)
+    compute_dtype = precision_policy(job.precision, mode=mode).compute_dtype
+    return _device_table(chosen, compute_dtype=compute_dtype, mode=mode, job=job, cost=cost)
+
+
+def search(job: TrainingJob | InferenceJob, catalog: Any = None, *,
+           devices: Iterable[str] | None = None, kinds: Iterable[str] | None = None,
+           cost: CostOptions | None = None) -> pd.DataFrame:
+    """Every evaluated candidate, feasible or not, one row each.
+
+    Training columns: device, kind, n_devices, tp, pp, dp, micro_batch_size, n_micro_batches,
+    zero_stage, recompute, feasible, reason, peak_dtype, mem_per_device_bytes (and its parts),
+    step_time_s (and its parts: compute_time_s, tp_comm_time_s, pp_comm_time_s,
+    dp_comm_exposed_s, optimizer_time_s, bubble_frac), time_s (steps × step / goodput),
+    tokens_per_s, mfu, hfu, cost_usd, cloud_cost_usd, ownership_cost_usd, usd_per_device_hour,
+    cost_price_provider, cost_price_date, cost_price_contract, cost_note, energy_j, pareto.
+    Inference columns: the same identity columns plus batch_size, replicas, ttft_s, tpot_s,
+    time_s (request latency), tokens_per_s (delivered output tokens/s at the load),
+    tokens_per_s_per_device (capacity), and cost_usd / energy_j per million output tokens.
+    `devices` restricts to catalog ids, `kinds` to device kinds; `cost` sets prices (CostOptions).
+    """
+    cost = _check(job, "time", cost)
+    table = _table_for(job, catalog, devices, kinds, cost)
+    if isinstance(job, TrainingJob):
+        frames = [_train_frame(chunk, axes, table, np.flatnonzero(chunk.valid))
+                  for chunk, axes, _ in _train_chunks(job, table, cost)]
+        df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    else:
+        shape, valid, q, money, code, axes = _infer_grid(job, table, cost)
+        df = _infer_frame(shape, q, money, code, axes, table, np.flatnonzero(valid))
+    df["pareto"] = _pareto_vectorized(df["time_s"].to_numpy(float), df["cost_usd"].to_numpy(float),
+                                      df["feasible"].to_numpy(bool))
+    return df
+
+
+def _pick(code: np.ndarray, valid: np.ndarray, key: np.ndarray, fallback: np.ndarray,
+          closeness: np.ndarray) -> tuple[int, bool]:
+    """Flat index of a device's chosen candidate and whether it is feasible.
+
+    Feasible: the minimum of `key` (of `fallback` where `key` is NaN for every candidate).
+    None feasible: the candidate that got furthest through the checks, closest by
+    `closeness`."""
+    ok = valid & (code == 0)
+    if ok.any():
+        k = np.where(ok & np.isfinite(key), key, np.inf)
+        if not np.isfinite(k).any():
+            k = np.where(ok, fallback, np.inf)
+        if not np.isfinite(k).any():
+            return int(np.flatnonzero(ok)[0]), True
+        return int(np.argmin(k)), True
+    furthest = np.where(valid, code, -1).max()
+    c = np.where(valid & (code == furthest), np.nan_to_num(closeness, nan=np.inf), np.inf)
+    if not np.isfinite(c).any():
+        c = np.where(valid & (code == furthest), 0.0, np.inf)
+    return int(np.argmin(c)), False
+
+
+def _objective_key(objective: str, time_s, cost_usd, energy_j):
+    return {"time": time_s, "cost": cost_usd, "energy": energy_j}[objective]
+
+
+def _train_reason_text(job: TrainingJob, table: _DeviceTable, row: pd.Series) -> str:
+    code = TRAIN_REASONS.index(str(row["reason"]))
+    i = table.ids.index(str(row["device"]))
+    layout = (f"tp={row['tp']} pp={row['pp']} dp={row['dp']} zero={row['zero_stage']} "
+              f"micro-batch={row['micro_batch_size']} recompute={row['recompute']}")
+    if code == 1:
+        chain = "/".join(peak_dtype_chain(precision_policy(job.precision).compute_dtype,
+                                          mode="train"))
+        return f"no dense {chain} peak in the catalog"
+    if code == 2:
+        return "memory bandwidth unknown in the catalog"
+    if code == 3:
+        return f"tp={row['tp']} exceeds the scale-up domain of {int(table.domain[i])} devices"
+    if code == 4:
+        return f"tp={row['tp']} does not divide the {job.model.n_heads} attention heads"
+    if code == 5:
+        return (f"global batch {job.global_batch_size} cannot be split as dp × micro-batch × "
+                f"micro-batches on any layout searched")
+    if code == 6:
+        return (f"needs a link the catalog has no bandwidth for ({layout} on "
+                f"{row['n_devices']} devices; scale-up domain {int(table.domain[i])})")
+    if code == _FIT_CODE_TRAIN:
+        usable = job.usable_memory_frac * table.memory[i]
+        return (f"does not fit: needs {bytes_str(row['mem_per_device_bytes'])} per device at "
+                f"best ({layout} on {row['n_devices']} devices); {bytes_str(usable)} usable of "
+                f"{bytes_str(table.memory[i])}")
+    if code == _DEADLINE_CODE:
+        return (f"misses the deadline of {duration_str(job.deadline_s)}: fastest is "
+                f"{duration_str(row['time_s'])} on {row['n_devices']} devices ({layout})")
+    return ""
+
+
+def _infer_reason_text(job: InferenceJob, table: _DeviceTable, row: pd.Series) -> str:
+    code = INFER_REASONS.index(str(row["reason"]))
+    i = table.ids.index(str(row["device"]))
+    layout = f"tp={row['tp']} batch={row['batch_size']}"
+    if code == 1:
+        chain = "/".join(peak_dtype_chain(
+            precision_policy(job.precision, mode="inference").compute_dtype, mode="inference"))
+        return f"no dense {chain} peak in the catalog"
+    if code == _FIT_CODE_INFER:
+        usable = job.usable_memory_frac * table.memory[i]
+        return (f"does not fit: needs {bytes_str(row['mem_per_device_bytes'])} per device at "
+                f"best ({layout}); {bytes_str(usable)} usable of {bytes_str(table.memory[i])}")
+    if code == 7:
+        return (f"misses the time-to-first-token target {job.ttft_s:g} s: best "
+                f"{row['ttft_s']:.3g} s ({layout})")
+    if code == 8:
+        return (f"misses the time-per-output-token target {job.tpot_s:g} s: best "
+                f"{row['tpot_s']:.3g} s ({layout})")
+    if code == 9:
+        return f"needs {row['n_devices']} devices, more than max_devices={job.max_devices}"
+    return INFER_REASONS[code]
+
+
+RANK_COLUMNS_FIRST = ["device", "kind", "feasible", "reason", "n_devices", "tp", "pp", "dp",
+                      "time_s", "cost_usd", "energy_j", "mfu", "pareto"]
+
+
+def rank(job: TrainingJob | InferenceJob, catalog: Any = None, *,
+         devices: Iterable[str] | None = None, kinds: Iterable[str] | None = None,
+         objective: str = "time", cost: CostOptions | None = None) -> pd.DataFrame:
+    """The best configuration per device, sorted by `objective` ("time", "cost", "energy").
+
+    Feasible devices come first, best first; a device with no price is ranked by time after the
+    priced ones when ranking by cost (cost_usd NaN, `cost_note` says why). Infeasible devices
+    follow with their closest candidate and a reason. With a training deadline, each device's
+    configuration is the cheapest one meeting it (fewest device-hours without a price).
+    Columns start with device, kind, feasible, reason, n_devices, tp, pp, dp, time_s,
+    cost_usd, energy_j, mfu, pareto (on the time-cost front); the rest are search()'s columns.
+    For inference, time_s is the request latency and cost_usd / energy_j are per million
+    output tokens.
+    """
+    cost = _check(job, objective, cost)
+    table = _table_for(job, catalog, devices, kinds, cost)
+    rows: list[pd.DataFrame] = []
+    picked_feasible: list[bool] = []
+    if isinstance(job, TrainingJob):
+        for chunk, axes, _ in _train_chunks(job, table, cost):
+            full = chunk.shape
+            q, money = chunk.q, chunk.cost
+            time_s = np.broadcast_to(q["time"], full)
+            n = np.broadcast_to(axes.shaped()["n"], full)
+            if job.deadline_s is not None:
+                key = money["cost_usd"]
+                fallback = time_s * n  # device-seconds
+            else:
+                key = _objective_key(objective, time_s, money["cost_usd"], money["energy_j"])
+                fallback = time_s
+            key = np.broadcast_to(key, full)
+            fallback = np.broadcast_to(fallback, full)
+            closeness = np.where(chunk.code == _FIT_CODE_TRAIN,
+                                 np.broadcast_to(q["mem"], full)
+                                 / np.broadcast_to(_device_columns(table, slice(
+                                     chunk.start, chunk.start + full[0]), 5)["memory"], full),
+                                 time_s)
+            picks = []
+            for d in range(full[0]):
+                flat, feasible = _pick(chunk.code[d].ravel(), chunk.valid[d].ravel(),
+                                       key[d].ravel(), fallback[d].ravel(),
+                                       closeness[d].ravel())
+                picks.append(d * int(np.prod(full[1:])) + flat)
+                picked_feasible.append(feasible)
+            rows.append(_train_frame(chunk, axes, table, np.array(picks)))
+        df = pd.concat(rows, ignore_index=True) if len(rows) > 1 else rows[0]
+        text = _train_reason_text
+    else:
+        shape, valid, q, money, code, axes = _infer_grid(job, table, cost)
+        latency = np.broadcast_to(q["latency"], shape)
+        key = np.broadcast_to(_objective_key(objective, latency, money["cost_usd"],
+                                             money["energy_j"]), shape)
+        mem_ratio = np.broadcast_to(q["mem"], shape) / np.broadcast_to(
+            _device_columns(table, slice(None), 3)["memory"], shape)
+        closeness = np.where(code == _FIT_CODE_INFER, mem_ratio,
+                             np.where(code == 7, np.broadcast_to(q["ttft"], shape),
+                                      np.where(code == 8, np.broadcast_to(q["tpot"], shape),
+                                               np.broadcast_to(q["n_devices"], shape))))
+        picks = []
+        per = int(np.prod(shape[1:]))
+        for d in range(shape[0]):
+            flat, feasible = _pick(code[d].ravel(), valid[d].ravel(), key[d].ravel(),
+                                   latency[d].ravel(), closeness[d].ravel())
+            picks.append(d * per + flat)
+            picked_feasible.append(feasible)
+        df = _infer_frame(shape, q, money, code, axes, table, np.array(picks))
+        text = _infer_reason_text
+    df["reason"] = [text(job, table, row) if not row["feasible"] else ""
+                    for _, row in df.iterrows()]
+    df["pareto"] = pareto_mask(df["time_s"], df["cost_usd"], df["feasible"])
+    order_key = df[{"time": "time_s", "cost": "cost_usd", "energy": "energy_j"}[objective]]
+    df = df.assign(_infeasible=~df["feasible"], _key=order_key.fillna(np.inf),
+                   _time=df["time_s"].fillna(np.inf))
+    df = df.sort_values(["_infeasible", "_key", "_time"], kind="stable").drop(
+        columns=["_infeasible", "_key", "_time"]).reset_index(drop=True)
+    df.insert(0, "rank", np.arange(1, len(df) + 1))
+    rest = [c for c in df.columns if c not in RANK_COLUMNS_FIRST and c != "rank"]
+    return df[["rank", *RANK_COLUMNS_FIRST, *rest]]

@@ -1,0 +1,240 @@
+"""`validate()`: the analytic per-layer model beside a real PyTorch run, row by row.
+
+The analytic rows come from `planner.layers.layer_table`; the measured rows from
+`planner.measure` (a reference torch model whose module names are the row names). They are
+joined by layer name. Rows the analytic model does not have (`blocks.i.other`, `other`: what
+torch saved or computed outside any row module) are kept, so block and model totals are
+honest. docs/validation.md explains every column and shows the current errors.
+
+This module imports torch only inside `validate()` and `calibrate()`, so `import planner`
+stays torch-free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from planner.layers import layer_table
+from planner.models import ModelSpec, model, model_from_hf_config
+from planner.precision import precision_policy
+
+ELEMENTWISE_KINDS = frozenset({"norm", "softmax", "activation", "loss"})
+NOT_COUNTED = "element-wise: FLOPs by convention, not counted by FlopCounterMode"
+NOT_A_ROW = "not an analytic row: saved/computed outside any row module"
+DTYPES = ("fp32", "bf16", "fp16")
+
+TRAIN_QUANTITIES = {  # measured column -> analytic column
+    "fwd_flops": "fwd_flops", "bwd_flops": "bwd_flops", "param_bytes": "weight_bytes",
+    "grad_bytes": "grad_bytes", "optimizer_bytes": "optimizer_bytes",
+    "activation_bytes": "activation_bytes",
+}
+INFERENCE_QUANTITIES = {
+    "fwd_flops": "fwd_flops", "decode_flops": "decode_flops", "param_bytes": "weight_bytes",
+    "kv_cache_bytes": "kv_cache_bytes",
+}
+
+
+def rel_err(measured, analytic):
+    """(measured − analytic) / analytic; 0 when both are 0; ±inf when only analytic is 0."""
+    m, a = np.asarray(measured, float), np.asarray(analytic, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        err = (m - a) / a
+    return np.where((a == 0) & (m == 0), 0.0, err)
+
+
+def resolve(model_or_name: ModelSpec | str) -> ModelSpec:
+    """A preset name, a ModelSpec, or a path to a Hugging Face config.json."""
+    if isinstance(model_or_name, str) and model_or_name.endswith(".json"):
+        return model_from_hf_config(model_or_name)
+    return model(model_or_name)
+
+
+def _check(mode: str, device: str, dtype: str, seq_len: int, batch_size: int,
+           n_layers: int | None) -> None:
+    if mode not in ("train", "inference"):
+        raise ValueError(f"mode: {mode!r} is not allowed; use 'train' or 'inference'")
+    if device.split(":")[0] not in ("cpu", "cuda", "meta"):
+        raise ValueError(f"device: {device!r} is not allowed; use cpu, cuda or meta")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype: {dtype!r} is not allowed; use one of {', '.join(DTYPES)}")
+    for name, v in (("seq_len", seq_len), ("batch_size", batch_size), ("n_layers", n_layers)):
+        if v is not None and (not isinstance(v, int | np.integer) or v <= 0):
+            raise ValueError(f"{name}: must be a positive whole number, got {v!r}")
+
+
+def validate(
+    model: ModelSpec | str,
+    *,
+    seq_len: int,
+    batch_size: int,
+    mode: str = "train",
+    device: str = "cpu",
+    n_layers: int | None = None,
+    dtype: str | None = None,
+    repeats: int = 3,
+    warmup: int = 1,
+    seed: int = 0,
+    time_it: bool = True,
+    ceilings: Any = None,
+    progress: Callable[[str], None] | None = None,
+) -> pd.DataFrame:
+    """One row per layer: analytic and measured FLOPs and bytes, with relative errors.
+
+    model: preset name, ModelSpec or config.json path; `n_layers` shortens it for a real run.
+    device: "cpu", "cuda" or "meta" (meta: FLOPs and parameter bytes only, any size, no
+    memory). dtype: fp32 (default on cpu/meta), bf16 (default on cuda) or fp16; the analytic
+    side uses the precision policy of the same name (bf16: bf16 weights and gradients, fp32
+    master and AdamW moments, as `MasterAdamW` really allocates).
+    ceilings: a `planner.calibrate.Ceilings` to time against; None measures them now (when
+    timing a real device).
+
+    Columns: layer, block, kind, is_matmul, note, then for each quantity Q
+    `Q_analytic`, `Q_measured`, `Q_rel_err` (train: fwd_flops, bwd_flops, param_bytes,
+    grad_bytes, optimizer_bytes, activation_bytes; inference: fwd_flops (prefill),
+    decode_flops, param_bytes, kv_cache_bytes). Element-wise rows have measured FLOPs NaN
+    (FlopCounterMode counts matmuls only). `result.attrs["summary"]` holds totals, max errors,
+    per-block activation errors, predicted vs measured step time and peak memory.
+    """
+    from planner import calibrate as cal
+    from planner import measure
+
+    spec = resolve(model)
+    dtype = dtype or ("bf16" if device.startswith("cuda") else "fp32")
+    _check(mode, device, dtype, seq_len, batch_size, n_layers)
+    if n_layers is not None:
+        spec = spec.with_(n_layers=n_layers)
+    say = progress or (lambda _msg: None)
+    real = not device.startswith("meta")
+
+    if time_it and real and ceilings is None:
+        say("calibrating matmul FLOP/s and memory bandwidth")
+        ceilings = cal.measure_ceilings(device, dtype)
+    run = measure.measure_train if mode == "train" else measure.measure_inference
+    m = run(spec, seq_len=seq_len, batch_size=batch_size, device=device, dtype=dtype,
+            repeats=repeats, warmup=warmup, seed=seed, time_it=time_it and real,
+            progress=progress)
+    say("joining analytic and measured rows")
+    analytic = layer_table(spec, seq_len=seq_len, batch_size=batch_size, mode=mode,
+                           precision=dtype)
+    df = _join(analytic, m.table, mode)
+    policy = precision_policy(dtype, mode=mode)
+    predicted = (cal.predict_times(spec, analytic, ceilings, seq_len=seq_len,
+                                   batch_size=batch_size, mode=mode,
+                                   act_bytes=policy.activation_bytes) if ceilings else {})
+    df.attrs["summary"] = _summary(df, spec, m, mode=mode, seq_len=seq_len,
+                                   batch_size=batch_size, ceilings=ceilings,
+                                   predicted=predicted)
+    return df
+
+
+def _join(analytic: pd.DataFrame, measured: pd.DataFrame, mode: str) -> pd.DataFrame:
+    quantities = TRAIN_QUANTITIES if mode == "train" else INFERENCE_QUANTITIES
+    a = analytic.set_index("layer")
+    names = list(a.index) + [n for n in measured.index if n not in a.index]
+    out = pd.DataFrame(index=pd.Index(names, name="layer"))
+    out["block"] = [int(a.at[n, "block"]) if n in a.index else int(measured.at[n, "block"])
+                    for n in names]
+    out["kind"] = [a.at[n, "kind"] if n in a.index else "other" for n in names]
+    out["is_matmul"] = [bool(a.at[n, "is_matmul"]) if n in a.index else False for n in names]
+    elementwise = out["kind"].isin(ELEMENTWISE_KINDS)
+    out["note"] = np.where(out["kind"] == "other", NOT_A_ROW,
+                           np.where(elementwise, NOT_COUNTED, ""))
+    for q, qa in quantities.items():
+        an = a[qa].reindex(names) if qa in a else pd.Series(np.nan, index=names)
+        me = measured[q].reindex(names) if q in measured else pd.Series(np.nan, index=names)
+        me = me.fillna(0.0) if q in measured else me
+        if q.endswith("_flops"):
+            me = me.where(~elementwise, np.nan)
+        out[f"{q}_analytic"] = an.astype(float)
+        out[f"{q}_measured"] = me.astype(float)
+        out[f"{q}_rel_err"] = rel_err(out[f"{q}_measured"], out[f"{q}_analytic"])
+    return out.reset_index()
+
+
+def block_activations(df: pd.DataFrame) -> pd.DataFrame:
+    """Saved-activation bytes per block (rows inside the block plus its 'other'), both sides."""
+    if "activation_bytes_measured" not in df:
+        return pd.DataFrame(columns=["block", "activation_bytes_analytic",
+                                     "activation_bytes_measured", "activation_bytes_rel_err"])
+    g = df.groupby("block")[["activation_bytes_analytic", "activation_bytes_measured"]].sum(
+        min_count=1).reset_index()
+    g["activation_bytes_rel_err"] = rel_err(g["activation_bytes_measured"],
+                                            g["activation_bytes_analytic"])
+    return g
+
+
+def _max_abs(series: pd.Series) -> float:
+    s = series.replace([np.inf, -np.inf], np.nan).dropna().abs()
+    return float(s.max()) if len(s) else float("nan")
+
+
+def _summary(df, spec, m, *, mode, seq_len, batch_size, ceilings, predicted) -> dict[str, Any]:
+    quantities = TRAIN_QUANTITIES if mode == "train" else INFERENCE_QUANTITIES
+    rows = df[df["kind"] != "other"]
+    s: dict[str, Any] = dict(
+        model=spec.name, mode=mode, device=m.device, device_name=m.device_name, dtype=m.dtype,
+        seq_len=seq_len, batch_size=batch_size, n_layers=spec.n_layers,
+        n_params=spec.n_params)
+    for q in quantities:
+        comparable = rows[rows["is_matmul"]] if q.endswith("_flops") else rows
+        s[f"{q}_analytic_total"] = float(df[f"{q}_analytic"].sum(min_count=1))
+        s[f"{q}_measured_total"] = float(df[f"{q}_measured"].sum(min_count=1))
+        if q.endswith("_flops"):  # matmul rows only: what FlopCounterMode can see
+            s[f"{q}_analytic_total"] = float(rows.loc[rows["is_matmul"], f"{q}_analytic"].sum())
+        s[f"{q}_max_abs_rel_err"] = _max_abs(comparable[f"{q}_rel_err"])
+    blocks = block_activations(df)
+    inside = blocks[blocks["block"] >= 0]
+    s["activation_bytes_block_max_abs_rel_err"] = _max_abs(inside["activation_bytes_rel_err"])
+    s.update({f"{k}_flopcountermode_total": v for k, v in m.extras.items()
+              if k.endswith("_flopcountermode")})
+    s["optimizer_scalar_bytes"] = m.extras.get("optimizer_scalar_bytes", float("nan"))
+    for phase, t in predicted.items():
+        s[f"{phase}_s_predicted"] = t
+    for phase, t in m.times_s.items():
+        s[f"{phase}_s_measured"] = t
+    if ceilings is not None:
+        s["ceiling_matmul_flops_per_s"] = ceilings.matmul_flops_per_s
+        s["ceiling_memory_bw_bytes_per_s"] = ceilings.memory_bw_bytes_per_s
+    s.update(_peak_memory(df, mode, m.peak_bytes))
+    return s
+
+
+def _peak_memory(df: pd.DataFrame, mode: str, peaks: dict[str, float]) -> dict[str, float]:
+    """Predicted peak: train = weights + gradients + optimizer state + saved activations (an
+    upper bound: everything alive at once); inference = weights + KV cache. Measured: the
+    largest CUDA max_memory_allocated over the phases (NaN off CUDA)."""
+    a = lambda col: float(df[f"{col}_analytic"].sum())  # noqa: E731
+    if mode == "train":
+        pred = sum(a(c) for c in ("param_bytes", "grad_bytes", "optimizer_bytes",
+                                  "activation_bytes"))
+    else:
+        pred = a("param_bytes") + a("kv_cache_bytes")
+    vals = [v for v in peaks.values() if np.isfinite(v)]
+    out = {"peak_bytes_predicted": pred, "peak_bytes_measured": max(vals) if vals else np.nan}
+    out.update({f"peak_bytes_measured_{k}": v for k, v in peaks.items()})
+    return out
+
+
+def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """The summary of a `validate()` result as a two-column DataFrame (quantity, value)."""
+    return pd.DataFrame(list(df.attrs.get("summary", {}).items()), columns=["quantity", "value"])
+
+
+def calibrate(device: str = "cpu", dtype: str = "fp32", *, save_toml: str | Path | None = None):
+    """Measure this machine's achieved matmul FLOP/s and bandwidth (`planner.calibrate`).
+
+    With `save_toml`, also write them as a hardware-catalog entry for this machine.
+    """
+    from planner import calibrate as cal
+
+    ceilings = cal.measure_ceilings(device, dtype)
+    if save_toml is not None:
+        path = Path(save_toml)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(cal.to_catalog_toml(ceilings), encoding="utf-8")
+    return ceilings

@@ -1,0 +1,290 @@
+"""Workloads: what to plan for. A training job (tokens, sequence length, global batch) or an
+inference job (prompt and output lengths, a load, latency targets), validated at the boundary.
+
+Every layout field of a job is either pinned (a value) or left to the search (None). Invalid
+jobs raise ValueError naming the field; feasibility problems (does not fit, deadline missed)
+are not errors but rows with `feasible=False` and a reason (planner.rank).
+
+Defaults that are assumptions, each documented in docs/planning.md ("Assumptions"):
+- goodput_frac = 0.9 (A1): Meta reports "higher than 90% effective training time" over a 54-day
+  snapshot of Llama 3 405B pre-training on 16k H100s (Llama Team 2024, "The Llama 3 Herd of
+  Models", Sec. 3.3.4). Set 1.0 for steady-state throughput.
+- usable_memory_frac = 0.9 (A2): the runtime, allocator fragmentation and workspaces take a
+  share of device memory; e.g. B200 has 192 GB physical and reports ~179-180 GB usable (93%,
+  shared/reference/README.md §4).
+- flash_attention = True: fused attention (FlashAttention, Dao et al. 2022) is the default in
+  every current training and serving stack; it removes the s² activation term.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from planner.models import ModelSpec, model
+from planner.precision import dtype_bytes, optimizer_state_bytes, precision_policy
+
+Recompute = Literal["none", "selective", "full"]
+RECOMPUTE_OPTIONS: tuple[str, ...] = ("none", "selective", "full")
+
+DEFAULT_GOODPUT_FRAC = 0.9
+DEFAULT_USABLE_MEMORY_FRAC = 0.9
+DEFAULT_MAX_DEVICES = 16384  # Llama 3 405B trained on 16,384 H100s (Llama 3 paper, Sec. 3.3)
+DEFAULT_MAX_BATCH_SIZE = 512  # serving: concurrent sequences per replica searched up to this
+
+EFFICIENCY_KEYS = ("compute_frac", "memory_bw_frac", "network_frac", "op_overhead_s",
+                   "collective_latency_s")
+
+
+def _as_model(value: Any) -> Any:
+    if isinstance(value, str):
+        return model(value)
+    return value
+
+
+class _Job(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: ModelSpec = Field(description="A ModelSpec or a preset name (planner.list_models()).")
+    precision: str = Field(default="bf16", description="Precision policy (planner.precision).")
+    mfu_frac: float | None = Field(
+        default=None, gt=0, le=1,
+        description="Compute-bound efficiency: the fraction of dense peak matmuls reach. None = "
+        "the device's catalog value (planner.efficiency). The implied MFU of a candidate is "
+        "lower when communication, the pipeline bubble or memory-bound ops are exposed.")
+    efficiency_overrides: dict[str, float] = Field(
+        default_factory=dict,
+        description=f"Override parts of the efficiency rule; keys {', '.join(EFFICIENCY_KEYS)}.")
+    usable_memory_frac: float = Field(
+        default=DEFAULT_USABLE_MEMORY_FRAC, gt=0, le=1,
+        description="Share of device memory the model may use (A2).")
+    max_devices: int = Field(default=DEFAULT_MAX_DEVICES, ge=1,
+                             description="Largest device count the search considers.")
+    name: str = Field(default="", description="Label shown in reports.")
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model(cls, value: Any) -> Any:
+        return _as_model(value)
+
+    @field_validator("efficiency_overrides")
+    @classmethod
+    def _overrides(cls, value: dict[str, float]) -> dict[str, float]:
+        for key, v in value.items():
+            if key not in EFFICIENCY_KEYS:
+                raise ValueError(f"efficiency_overrides: unknown key {key!r}; allowed: "
+                                 f"{', '.join(EFFICIENCY_KEYS)}")
+            if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"efficiency_overrides: {key} must be a finite number >= 0")
+            if key.endswith("_frac") and not 0 < v <= 1:
+                raise ValueError(f"efficiency_overrides: {key} must be in (0, 1], got {v}")
+        return value
+
+
+class TrainingJob(_Job):
+    """Train (or fine-tune) `model` on `n_tokens` tokens in steps of `global_batch_size`
+    sequences of `seq_len` tokens. Layout fields left None are searched by planner.search."""
+
+    n_tokens: float = Field(gt=0, allow_inf_nan=False, description="Training tokens in total.")
+    seq_len: int = Field(gt=0, description="Tokens per sequence.")
+    global_batch_size: int = Field(gt=0, description="Sequences per optimizer step.")
+    optimizer: str = Field(default="adamw", description="adamw, adam or sgd.")
+    n_devices: int | None = Field(default=None, ge=1, description="Fixed device count.")
+    deadline_s: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False,
+        description="Finish within this wall-clock time (goodput included); the search picks "
+        "the cheapest layout per device that meets it.")
+    tp: int | None = Field(default=None, ge=1, description="Tensor-parallel degree (pinned).")
+    pp: int | None = Field(default=None, ge=1, description="Pipeline-parallel stages (pinned).")
+    micro_batch_size: int | None = Field(default=None, ge=1,
+                                         description="Sequences per micro-batch (pinned).")
+    zero_stage: int | None = Field(default=None, ge=0, le=3,
+                                   description="ZeRO/FSDP stage 0-3 (pinned).")
+    recompute: Recompute | None = Field(default=None,
+                                        description="Activation recomputation (pinned).")
+    flash_attention: bool = Field(default=True, description="Fused attention kernel.")
+    causal_attention: Literal["full", "half"] = Field(
+        default="full", description="Count causal attention in full (PaLM MFU) or halved.")
+    goodput_frac: float = Field(
+        default=DEFAULT_GOODPUT_FRAC, gt=0, le=1,
+        description="Share of wall-clock time spent on productive steps (A1); time_s = "
+        "steps × step_time_s / goodput_frac.")
+
+    @field_validator("precision")
+    @classmethod
+    def _precision(cls, value: str) -> str:
+        return precision_policy(value, mode="train").name
+
+    @field_validator("optimizer")
+    @classmethod
+    def _optimizer(cls, value: str) -> str:
+        optimizer_state_bytes(value)
+        return value.lower()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainingJob:
+        spec = self.model
+        if spec.position == "learned" and self.seq_len > spec.max_seq_len:
+            raise ValueError(f"seq_len: {self.seq_len} exceeds {spec.name}'s max_seq_len="
+                             f"{spec.max_seq_len} (learned position embeddings)")
+        if self.micro_batch_size is not None and self.micro_batch_size > self.global_batch_size:
+            raise ValueError(f"micro_batch_size: {self.micro_batch_size} exceeds "
+                             f"global_batch_size={self.global_batch_size}")
+        if self.pp is not None and self.pp > spec.n_layers:
+            raise ValueError(f"pp: {self.pp} stages exceed the model's {spec.n_layers} layers")
+        if self.n_devices is not None:
+            layout = (self.tp or 1) * (self.pp or 1)
+            if self.n_devices % layout:
+                raise ValueError(f"n_devices: {self.n_devices} is not divisible by tp×pp="
+                                 f"{layout}")
+        return self
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.global_batch_size * self.seq_len
+
+    @property
+    def n_steps(self) -> int:
+        """Optimizer steps: ceil(n_tokens / (global_batch_size · seq_len))."""
+        return math.ceil(self.n_tokens / self.tokens_per_step - 1e-9)
+
+    @classmethod
+    def from_epochs(cls, model: ModelSpec | str, *, n_samples: int, epochs: int, seq_len: int,
+                    global_batch_size: int, **fields: Any) -> TrainingJob:
+        """A fine-tuning job given as samples × epochs: every epoch runs
+        ceil(n_samples / global_batch_size) steps (the last batch padded to full size)."""
+        if n_samples <= 0:
+            raise ValueError(f"n_samples: must be positive, got {n_samples}")
+        if epochs <= 0:
+            raise ValueError(f"epochs: must be positive, got {epochs}")
+        steps = math.ceil(n_samples / global_batch_size) * epochs
+        return cls(model=model, n_tokens=float(steps * global_batch_size * seq_len),
+                   seq_len=seq_len, global_batch_size=global_batch_size, **fields)
+
+
+class InferenceJob(_Job):
+    """Serve `model`: requests of `prompt_len` tokens in, `output_len` tokens out, at a load of
+    `requests_per_s` (or `concurrent_requests` users), optionally under latency targets."""
+
+    prompt_len: int = Field(gt=0, description="Input tokens per request.")
+    output_len: int = Field(gt=0, description="Generated tokens per request.")
+    kv_cache_precision: str | None = Field(
+        default=None, description="dtype of the KV cache; None = the activation dtype.")
+    requests_per_s: float | None = Field(default=None, gt=0, allow_inf_nan=False,
+                                         description="Arrival rate to serve.")
+    concurrent_requests: int | None = Field(
+        default=None, ge=1, description="Users kept in flight at once (closed loop). "
+        "Neither given: 1 concurrent request.")
+    ttft_s: float | None = Field(default=None, gt=0, description="Time-to-first-token target.")
+    tpot_s: float | None = Field(default=None, gt=0, description="Time-per-output-token target.")
+    tp: int | None = Field(default=None, ge=1, description="Tensor-parallel degree (pinned).")
+    batch_size: int | None = Field(default=None, ge=1,
+                                   description="Sequences decoded together per replica (pinned).")
+    max_batch_size: int = Field(default=DEFAULT_MAX_BATCH_SIZE, ge=1,
+                                description="Largest batch per replica the search considers.")
+
+    @field_validator("precision")
+    @classmethod
+    def _precision(cls, value: str) -> str:
+        return precision_policy(value, mode="inference").name
+
+    @field_validator("kv_cache_precision")
+    @classmethod
+    def _kv(cls, value: str | None) -> str | None:
+        if value is not None:
+            dtype_bytes(value, field="kv_cache_precision")
+            return value.lower()
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> InferenceJob:
+        if self.requests_per_s is not None and self.concurrent_requests is not None:
+            raise ValueError("requests_per_s: give either requests_per_s or "
+                             "concurrent_requests, not both")
+        if self.context_len > self.model.max_seq_len:
+            raise ValueError(f"prompt_len: prompt_len + output_len = {self.context_len} exceeds "
+                             f"{self.model.name}'s max_seq_len={self.model.max_seq_len}")
+        return self
+
+    @property
+    def context_len(self) -> int:
+        return self.prompt_len + self.output_len
+
+    @property
+    def load_concurrency(self) -> int:
+        """Concurrent requests of a closed-loop load (1 when neither load is given)."""
+        if self.requests_per_s is not None:
+            raise ValueError("load_concurrency: the job gives an arrival rate")
+        return self.concurrent_requests or 1
+
+
+# ---- presets ----------------------------------------------------------------------------------
+CONLL2003_TRAIN_SENTENCES = 14_041  # Tjong Kim Sang & De Meulder 2003, Table 1 (English train)
+CONLL2003_EPOCHS = 3  # seed document Sec. 5.2: `for epoch in range(3)`
+CONLL2003_BATCH_SIZE = 8  # seed document Sec. 5.2: DataLoader(batch_size=8)
+CONLL2003_SEQ_LEN = 128  # NB: padded length; sentences average ~14 words (~23 word pieces)
+
+
+def conll2003_bert_finetune(**fields: Any) -> TrainingJob:
+    """The seed document's Sec. 5 example: fine-tune bert-base-cased for token classification
+    on CoNLL-2003 (14,041 training sentences), 3 epochs, batch size 8, AdamW, fp32 (the
+    document's code uses no autocast), one device; sequences padded to 128 tokens (an upper
+    bound: dynamic padding to each batch's longest sentence does less work).
+    ceil(14041 / 8) · 3 = 5,268 steps of 8 · 128 = 1,024 tokens: 5,394,432 tokens."""
+    defaults: dict[str, Any] = dict(precision="fp32", optimizer="adamw", n_devices=1,
+                                    name="conll2003-bert-finetune")
+    return TrainingJob.from_epochs(
+        "bert-base-cased", n_samples=CONLL2003_TRAIN_SENTENCES, epochs=CONLL2003_EPOCHS,
+        seq_len=CONLL2003_SEQ_LEN, global_batch_size=CONLL2003_BATCH_SIZE,
+        **{**defaults, **fields})
+
+
+def _training(name: str, model_name: str, n_tokens: float, seq_len: int, batch: int,
+              **extra: Any) -> Callable[..., TrainingJob]:
+    def make(**fields: Any) -> TrainingJob:
+        return TrainingJob(**{**dict(model=model_name, n_tokens=n_tokens, seq_len=seq_len,
+                                     global_batch_size=batch, name=name, **extra), **fields})
+    return make
+
+
+def _serving(name: str, model_name: str, **spec: Any) -> Callable[..., InferenceJob]:
+    def make(**fields: Any) -> InferenceJob:
+        return InferenceJob(**{**dict(model=model_name, name=name, **spec), **fields})
+    return make
+
+
+WORKLOADS: dict[str, Callable[..., TrainingJob | InferenceJob]] = {
+    "conll2003-bert-finetune": conll2003_bert_finetune,
+    # Touvron et al. 2023 (Llama 2), Sec. 2.2: 2T tokens, 4k context, 4M-token batches.
+    "llama-2-7b-pretrain": _training("llama-2-7b-pretrain", "llama-2-7b", 2e12, 4096, 1024),
+    "llama-2-70b-pretrain": _training("llama-2-70b-pretrain", "llama-2-70b", 2e12, 4096, 1024),
+    # Brown et al. 2020, Table 2.1: 300B tokens, 2048 context, 3.2M-token batches (1536 seqs).
+    "gpt3-175b-pretrain": _training("gpt3-175b-pretrain", "gpt3-175b", 300e9, 2048, 1536),
+    # Llama Team 2024, Sec. 3.4.1: 15.6T tokens, 8k context, up to 16M-token batches.
+    "llama-3.1-405b-pretrain": _training("llama-3.1-405b-pretrain", "llama-3.1-405b", 15.6e12,
+                                         8192, 2048),
+    "llama-2-70b-chat-serving": _serving("llama-2-70b-chat-serving", "llama-2-70b",
+                                         prompt_len=1024, output_len=256, requests_per_s=10.0),
+    "llama-2-7b-batch1": _serving("llama-2-7b-batch1", "llama-2-7b", prompt_len=128,
+                                  output_len=128, concurrent_requests=1),
+}
+
+
+def list_workloads() -> list[str]:
+    return list(WORKLOADS)
+
+
+def workload(name: str, **fields: Any) -> TrainingJob | InferenceJob:
+    """The preset workload `name`, with any field changed by keyword."""
+    key = str(name).strip().lower()
+    if key not in WORKLOADS:
+        import difflib
+
+        close = difflib.get_close_matches(key, WORKLOADS, n=3, cutoff=0.4)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"workload: unknown preset {name!r}{hint}; known: "
+                         f"{', '.join(WORKLOADS)}")
+    return WORKLOADS[key](**fields)

@@ -1,0 +1,220 @@
+"""The Streamlit app, page by page, with streamlit.testing.v1.AppTest.
+
+Each page: runs without exception with the defaults; changing a main input changes the output;
+bad input shows st.error (never an exception); every table has a CSV download button.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+TIMEOUT_S = 120
+
+logging.getLogger("streamlit").setLevel(logging.ERROR)
+
+
+def open_page(page: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
+    at.query_params["page"] = page
+    return at.run()
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.message for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def download_keys(at: AppTest) -> set[str]:
+    return {b.key for b in at.get("download_button")}
+
+
+# ---- Plan ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def plan() -> AppTest:
+    return open_page("Plan")
+
+
+def test_plan_default_answers_who_is_fastest_and_cheapest(plan):
+    assert_clean(plan)
+    shown = metrics(plan)
+    assert {"Fastest", "Cheapest"} <= set(shown)
+    assert "llama-2-7b" in plan.markdown[0].value or any(
+        "llama-2-7b" in s.value for s in plan.subheader)
+    assert plan.get("plotly_chart"), "the time-vs-cost scatter is missing"
+    assert {"plan_ranking_csv"} <= download_keys(plan)
+
+
+def test_plan_objective_changes_the_ranking(plan):
+    before = plan.dataframe[0].value.copy()
+    plan.radio(key="plan_objective").set_value("cost").run()
+    assert_clean(plan)
+    after = plan.dataframe[0].value
+    assert list(after.iloc[:, 0]) != list(before.iloc[:, 0]) or not after.equals(before)
+    plan.radio(key="plan_objective").set_value("time").run()
+
+
+def test_plan_kinds_filter_the_ranking(plan):
+    plan.multiselect(key="plan_kinds").set_value(["tpu"]).run()
+    assert_clean(plan)
+    ranking = plan.session_state["plan_last_ranking"]
+    assert set(ranking["kind"]) == {"tpu"}
+    plan.multiselect(key="plan_kinds").set_value([]).run()
+
+
+def test_plan_bad_workload_is_an_error_message():
+    at = open_page("Plan")
+    at.radio(key="mode").set_value("inference").run()
+    at.number_input(key="plan_prompt_len").set_value(100_000).run()
+    assert not at.exception
+    assert at.error and "max_seq_len" in at.error[0].value
+
+
+# ---- Model --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def model_page() -> AppTest:
+    return open_page("Model")
+
+
+def test_model_page_defaults(model_page):
+    assert_clean(model_page)
+    assert metrics(model_page)["Parameters"] == "6.738 G"  # llama-2-7b: 6,738,415,616
+    assert len(model_page.get("plotly_chart")) >= 3
+    assert {"model_layers_csv", "seed_csv"} <= download_keys(model_page)
+    seed = next(d.value for d in model_page.dataframe if "verdict" in d.value.columns)
+    assert "arithmetic wrong" in set(seed["verdict"])
+
+
+def test_model_preset_and_batch_change_the_numbers(model_page):
+    before = metrics(model_page)
+    model_page.selectbox(key="model_preset").set_value("gpt2").run()
+    assert_clean(model_page)
+    assert metrics(model_page)["Parameters"] == "124.4 M"  # GPT-2: 124,439,808
+    compute = metrics(model_page)["Compute C per step"]
+    model_page.number_input(key="model_batch").set_value(4).run()
+    assert metrics(model_page)["Compute C per step"] != compute
+    assert metrics(model_page) != before
+    model_page.selectbox(key="model_preset").set_value("llama-2-7b").run()
+
+
+def test_model_serving_mode_shows_kv_cache():
+    at = open_page("Model")
+    at.radio(key="mode").set_value("inference").run()
+    assert_clean(at)
+    assert "Decode step" in metrics(at)
+
+
+def test_model_uploaded_config_json():
+    cfg = dict(model_type="gpt2", n_layer=2, n_embd=128, n_head=4, vocab_size=1000,
+               n_positions=256, _name_or_path="tiny-gpt2")
+    at = open_page("Model")
+    at.radio(key="model_source").set_value("Upload config.json").run()
+    at.file_uploader(key="model_upload").set_value(
+        ("config.json", json.dumps(cfg).encode(), "application/json")).run()
+    assert_clean(at)
+    assert any("tiny-gpt2" in s.value for s in at.subheader)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"{not json", "Expecting property name"),
+    (json.dumps(dict(model_type="t5")).encode(), "model_type"),
+])
+def test_model_bad_config_json_is_an_error_message(content, message):
+    at = open_page("Model")
+    at.radio(key="model_source").set_value("Upload config.json").run()
+    at.file_uploader(key="model_upload").set_value(
+        ("config.json", content, "application/json")).run()
+    assert not at.exception
+    assert any(message in e.value for e in at.error)
+
+
+def test_model_edited_dimensions_that_cannot_work_are_an_error_message():
+    at = open_page("Model")
+    at.number_input(key="dim_llama-2-7b_n_heads").set_value(7).run()  # 7 does not divide 4096
+    assert not at.exception
+    assert any("n_heads" in e.value for e in at.error)
+
+
+# ---- Catalog ------------------------------------------------------------------------------------
+GOOD_OVERRIDE = b"""
+[[device]]
+id = "nvidia_h100_sxm"
+
+[[device.prices]]
+kind = "cloud"
+provider = "ExampleCloud"
+basis = "test price"
+contract = "on-demand"
+usd_per_hour = 1.5
+date = "2026-01-01"
+source = "tests/test_app.py"
+"""
+
+BAD_FILE = b"""
+[[device]]
+id = "nvidia_h100_sxm"
+tdp_w = 700
+
+[[device]]
+id = "=cmd|calc"
+vendor = "Evil"
+memory_bytes = "80 GB"
+"""
+
+
+@pytest.fixture(scope="module")
+def catalog_page() -> AppTest:
+    return open_page("Catalog")
+
+
+def test_catalog_page_defaults(catalog_page):
+    assert_clean(catalog_page)
+    assert {"catalog_csv", "catalog_prices_csv"} <= download_keys(catalog_page)
+    assert len(catalog_page.dataframe[0].value) >= 10
+    assert catalog_page.get("plotly_chart")
+
+
+def test_catalog_filter_changes_the_table(catalog_page):
+    n_all = len(catalog_page.dataframe[0].value)
+    catalog_page.text_input(key="catalog_query").set_value("h100").run()
+    assert_clean(catalog_page)
+    ids = list(catalog_page.dataframe[0].value["id"])
+    assert 0 < len(ids) < n_all and all("h100" in i for i in ids)
+    catalog_page.text_input(key="catalog_query").set_value("").run()
+
+
+def test_catalog_upload_bad_file_shows_errors_next_to_the_entry():
+    at = open_page("Catalog")
+    at.file_uploader(key="catalog_upload").set_value(("mine.toml", BAD_FILE, "text/plain"))
+    at.run()
+    assert not at.exception
+    assert at.error
+    check = next(d.value for d in at.dataframe if "status" in d.value.columns)
+    assert list(check["status"]) == ["ok: changes a built-in device", "error"]
+    assert "mine.toml" in check["message"].iloc[1] and "id" in check["message"].iloc[1]
+
+
+def test_catalog_upload_good_file_is_used():
+    at = open_page("Catalog")
+    at.file_uploader(key="catalog_upload").set_value(("mine.toml", GOOD_OVERRIDE, "text/plain"))
+    at.run()
+    assert_clean(at)
+    assert at.success
+    prices = next(d.value for d in at.dataframe if "provider" in d.value.columns)
+    assert "ExampleCloud" in set(prices["provider"])
+
+
+# ---- every page ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("page", ["Validate", "Backtest"])
+def test_other_pages_run_with_defaults(page):
+    at = open_page(page)
+    assert_clean(at)
