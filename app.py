@@ -20,7 +20,15 @@ import streamlit as st
 
 import planner
 from planner import plots
-from planner.units import GB, SECONDS_PER_DAY, SECONDS_PER_HOUR, bytes_str, duration_str, si, usd_str
+from planner.units import (
+    GB,
+    SECONDS_PER_DAY,
+    SECONDS_PER_HOUR,
+    bytes_str,
+    duration_str,
+    si,
+    usd_str,
+)
 
 PAGES = ["Plan", "Model", "Validate", "Catalog", "Backtest"]
 DEFAULT_MODEL = "llama-2-7b"
@@ -30,18 +38,21 @@ DEFAULT_GLOBAL_BATCH = 1024
 EDITABLE_DIMS = ["n_layers", "d_model", "n_heads", "n_kv_heads", "d_ff", "vocab_size",
                  "max_seq_len", "n_experts", "experts_top_k"]
 # Display units per SI column suffix: (divide by, shown label suffix).
-DISPLAY_UNITS = [
+DISPLAY_UNITS = [  # (SI name suffix, divide by, shown unit); first match wins
+    ("tokens_per_s", 1.0, "tokens/s"),
     ("_flops_per_s", 1e12, "TFLOP/s"),
     ("_ops_per_s", 1e12, "TOP/s"),
     ("_bytes_per_s", 1e9, "GB/s"),
     ("_flops", 1e9, "GFLOP"),
     ("_bytes", GB, "GB"),
-    ("_usd_per_hour", 1.0, "$/h"),
-    ("_usd", 1.0, "$"),
+    ("usd_per_device_hour", 1.0, "$/device-h"),
+    ("usd_per_hour", 1.0, "$/h"),
+    ("usd", 1.0, "$"),
     ("_j", 3.6e6, "kWh"),
     ("_w", 1.0, "W"),
     ("_frac", 0.01, "%"),
 ]
+QUANTITY_TAILS = ("", "_analytic", "_measured", "_predicted", "_total")
 
 
 # ---- cached calls (plain arguments only) ------------------------------------------------------
@@ -60,36 +71,53 @@ def cached_seed_example() -> pd.DataFrame:
 
 
 # ---- small display helpers --------------------------------------------------------------------
-def show_table(df: pd.DataFrame, *, key: str, file_name: str, height: int | None = None,
-               hide: tuple[str, ...] = ()) -> None:
-    """The table in display units (column headers say which), and its SI CSV download."""
-    shown = df.drop(columns=[c for c in hide if c in df.columns])
+def show_table(df: pd.DataFrame, *, key: str, file_name: str, height: int | None = None
+               ) -> None:
+    """The table in display units (each header says which), and its SI CSV download."""
+    shown = df.copy()
     config: dict[str, Any] = {}
     for col in shown.columns:
-        for suffix, scale, unit in DISPLAY_UNITS:
-            if str(col).endswith(suffix) and pd.api.types.is_numeric_dtype(shown[col]):
-                shown[col] = shown[col] / scale
-                config[col] = st.column_config.NumberColumn(
-                    f"{str(col).removesuffix(suffix)} ({unit})", format="%.4g")
-                break
-        else:
-            if str(col).endswith("_s") and pd.api.types.is_numeric_dtype(shown[col]):
-                scale, unit = _time_scale(shown[col])
-                shown[col] = shown[col] / scale
-                config[col] = st.column_config.NumberColumn(
-                    f"{str(col).removesuffix('_s')} ({unit})", format="%.4g")
+        if not pd.api.types.is_numeric_dtype(shown[col]) or shown[col].dtype == bool:
+            continue
+        unit = display_unit(str(col), shown[col])
+        if unit is not None:
+            scale, label = unit
+            shown[col] = shown[col] / scale
+            config[col] = st.column_config.NumberColumn(label, format="%.4g")
     st.dataframe(shown, column_config=config, hide_index=True, height=height or "auto",
                  key=f"{key}_table")
     st.download_button("Download CSV (SI units)", planner.to_csv_text(df), file_name=file_name,
                        mime="text/csv", key=f"{key}_csv", icon=":material/download:")
 
 
+def display_unit(col: str, values: pd.Series) -> tuple[float, str] | None:
+    """(divide by, header) to show an SI column in a readable unit; None: show as is."""
+    if col in ("mfu", "hfu", "engine_mfu"):
+        return 0.01, f"{col.upper()} (%)"
+    if col.endswith("_rel_err"):
+        return 0.01, f"{col.removesuffix('_rel_err')} error (%)"
+    for tail in QUANTITY_TAILS:
+        stem = col.removesuffix(tail) if tail else col
+        if tail and stem == col:
+            continue
+        for suffix, scale, unit in DISPLAY_UNITS:
+            if stem.endswith(suffix):
+                base = stem.removesuffix(suffix).removesuffix("_") or stem
+                return scale, f"{base}{tail.replace('_', ' ')} ({unit})"
+        if stem.endswith("_s") and "_per_" not in stem:
+            scale, unit = _time_scale(values)
+            return scale, f"{stem.removesuffix('_s')}{tail.replace('_', ' ')} ({unit})"
+    return None
+
+
 def _time_scale(seconds: pd.Series) -> tuple[float, str]:
-    typical = float(seconds.median()) if len(seconds.dropna()) else 0.0
+    typical = float(seconds.abs().median()) if len(seconds.dropna()) else 0.0
     if typical >= 2 * SECONDS_PER_DAY:
         return SECONDS_PER_DAY, "days"
     if typical >= 2 * SECONDS_PER_HOUR:
         return SECONDS_PER_HOUR, "h"
+    if 0 < typical < 1:
+        return 1e-3, "ms"
     return 1.0, "s"
 
 
@@ -247,23 +275,35 @@ RANKING_FIRST = ["rank", "device", "kind", "feasible", "reason", "n_devices", "t
                  "cost_price_provider", "cost_price_date", "cost_note"]
 
 
-def api(name: str, module: str) -> Any:
-    """A public name from `planner`, or from its module while the export is not there yet."""
-    found = getattr(planner, name, None)
-    if found is None or isinstance(found, type(planner)):
-        found = getattr(__import__(f"planner.{module}", fromlist=[name]), name)
-    return found
-
-
 @st.cache_data(show_spinner="Searching devices and layouts...", max_entries=32)
 def cached_rank(job_kind: str, job_json: str, kinds: tuple[str, ...], objective: str,
                 cost_json: str, catalog_name: str, catalog_text: str) -> pd.DataFrame:
-    job_type = api("TrainingJob" if job_kind == "train" else "InferenceJob", "workloads")
+    job_type = planner.TrainingJob if job_kind == "train" else planner.InferenceJob
     job = job_type.model_validate_json(job_json)
-    cost = api("CostOptions", "cost").model_validate_json(cost_json)
+    cost = planner.CostOptions.model_validate_json(cost_json)
     catalog = cached_catalog(catalog_name, catalog_text) if catalog_text else cached_catalog()
     return planner.rank(job, catalog, kinds=list(kinds) or None, objective=objective,
                         cost=cost)
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def cached_plan_figures(job_kind: str, job_json: str, kinds: tuple[str, ...], objective: str,
+                        cost_json: str, catalog_name: str, catalog_text: str) -> dict[str, Any]:
+    """The Plan page's two overview figures, built once per query (a rerun only sends them)."""
+    ranking = cached_rank(job_kind, job_json, kinds, objective, cost_json, catalog_name,
+                          catalog_text)
+    return {"pareto": plots.pareto_figure(ranking, title=plan_scatter_title(job_kind)),
+            "memory": plots.memory_capacity_figure(ranking[ranking["feasible"]])}
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def cached_layout_figure(device: str, job_kind: str, job_json: str, kinds: tuple[str, ...],
+                         objective: str, cost_json: str, catalog_name: str,
+                         catalog_text: str) -> Any:
+    ranking = cached_rank(job_kind, job_json, kinds, objective, cost_json, catalog_name,
+                          catalog_text)
+    row = ranking[ranking["device"] == device].iloc[0]
+    return plots.layout_memory_figure(row, title=f"Memory on one {device}")
 
 
 def plan_job(spec: planner.ModelSpec, work: dict[str, Any]) -> Any:
@@ -278,7 +318,7 @@ def plan_job(spec: planner.ModelSpec, work: dict[str, Any]) -> Any:
                                      step=1.0, key="plan_deadline_d",
                                      help="With a deadline each device gets the cheapest "
                                      "layout that meets it.")
-        return api("TrainingJob", "workloads")(
+        return planner.TrainingJob(
             model=spec, n_tokens=float(tokens_b) * 1e9, seq_len=work["seq_len"],
             global_batch_size=int(batch), precision=work["precision"],
             deadline_s=float(deadline_d) * SECONDS_PER_DAY if deadline_d > 0 else None)
@@ -293,7 +333,7 @@ def plan_job(spec: planner.ModelSpec, work: dict[str, Any]) -> Any:
                               step=100.0, key="plan_ttft_ms")
     tpot_ms = c5.number_input("TPOT target (ms, 0 = none)", min_value=0.0, value=0.0,
                               step=10.0, key="plan_tpot_ms")
-    return api("InferenceJob", "workloads")(
+    return planner.InferenceJob(
         model=spec, prompt_len=int(prompt), output_len=int(output),
         requests_per_s=float(rate), precision=work["precision"],
         ttft_s=ttft_ms / 1e3 if ttft_ms > 0 else None,
@@ -301,7 +341,7 @@ def plan_job(spec: planner.ModelSpec, work: dict[str, Any]) -> Any:
 
 
 def plan_cost_options() -> Any:
-    cost_type = api("CostOptions", "cost")
+    cost_type = planner.CostOptions
     defaults = cost_type()
     with st.expander("Money and energy: cloud or ownership, electricity, PUE, lifetime"):
         c1, c2, c3, c4, c5 = st.columns(5)
@@ -341,15 +381,14 @@ def page_plan(spec: planner.ModelSpec | None, work: dict[str, Any]) -> None:
     name, text = catalog_source()
     if text and catalog is cached_catalog():
         name, text = "", ""  # the user's file is invalid: the Catalog page says why
-    ranking = cached_rank(work["mode"], job.model_dump_json(), tuple(kinds), objective,
-                          cost.model_dump_json(), name, text)
-    st.session_state["plan_last_ranking"] = ranking
+    query = (work["mode"], job.model_dump_json(), tuple(kinds), objective,
+             cost.model_dump_json(), name, text)
+    ranking = cached_rank(*query)
     plan_headline(job, work["mode"], ranking)
+    figures = cached_plan_figures(*query)
     left, right = st.columns(2)
-    left.plotly_chart(plots.pareto_figure(ranking, title=plan_scatter_title(work["mode"])),
-                      key="plan_pareto_fig")
-    right.plotly_chart(plots.memory_capacity_figure(ranking[ranking["feasible"]]),
-                       key="plan_memory_fig")
+    left.plotly_chart(figures["pareto"], key="plan_pareto_fig")
+    right.plotly_chart(figures["memory"], key="plan_memory_fig")
     unpriced = ranking[ranking["feasible"] & ranking["cost_usd"].isna()]
     if not unpriced.empty:
         st.caption(f"Not on the scatter (no price in the catalog): "
@@ -359,7 +398,7 @@ def page_plan(spec: planner.ModelSpec | None, work: dict[str, Any]) -> None:
     order = [c for c in RANKING_FIRST if c in ranking] + [
         c for c in ranking if c not in RANKING_FIRST]
     show_table(ranking[order], key="plan_ranking", file_name="ranking.csv", height=380)
-    plan_layout(ranking)
+    plan_layout(ranking, query)
 
 
 def plan_scatter_title(mode: str) -> str:
@@ -370,8 +409,8 @@ def plan_scatter_title(mode: str) -> str:
 
 def plan_headline(job: Any, mode: str, ranking: pd.DataFrame) -> None:
     if mode == "train":
-        st.subheader(f"Train {job.model.name} on {si(job.n_tokens, 'tokens')}: who is fastest "
-                     "and cheapest?")
+        st.subheader(f"Train {job.model.name} on {si(job.n_tokens, '').replace(' ', '')} "
+                     "tokens: who is fastest and cheapest?")
     else:
         st.subheader(f"Serve {job.model.name} at {job.requests_per_s:g} requests/s "
                      f"({job.prompt_len} in, {job.output_len} out): who is fastest and "
@@ -392,41 +431,43 @@ def plan_headline(job: Any, mode: str, ranking: pd.DataFrame) -> None:
         value = {"time_s": duration_str(best["time_s"]),
                  "cost_usd": usd_str(best["cost_usd"]) + cost_unit,
                  "energy_j": f"{best['energy_j'] / 3.6e9:.3g} MWh"}[metric]
-        col.metric(label, f"{best['device']} × {int(best['n_devices'])}",
-                   delta=value, delta_color="off",
-                   help=f"{duration_str(best['time_s'])}, {usd_str(best['cost_usd'])}"
-                   f"{cost_unit}; layout TP {best['tp']} · PP {best['pp']} · DP {best['dp']}")
+        col.metric(f"{label}: **{device_name(best['device'])}** × {int(best['n_devices'])}",
+                   value, help=f"{duration_str(best['time_s'])}, {usd_str(best['cost_usd'])}"
+                   f"{cost_unit}; TP {best['tp']} · PP {best['pp']} · DP {best['dp']}")
 
 
-def plan_layout(ranking: pd.DataFrame) -> None:
+def device_name(device_id: str) -> str:
+    try:
+        return active_catalog().get(device_id).name
+    except ValueError:
+        return device_id
+
+
+def plan_layout(ranking: pd.DataFrame, query: tuple[Any, ...]) -> None:
     ok = ranking[ranking["feasible"]]
     if ok.empty:
         return
     st.markdown("**Chosen layout**")
     device = st.selectbox("Device", list(ok["device"]), key="plan_layout_device")
     row = ok[ok["device"] == device].iloc[0]
-    facts = {
-        "Devices": f"{int(row['n_devices'])}",
-        "Tensor parallel": f"{row['tp']}", "Pipeline parallel": f"{row['pp']}",
-        "Data parallel": f"{row['dp']}",
-    }
+    facts = {"devices": f"{int(row['n_devices'])}", "TP": f"{row['tp']}", "PP": f"{row['pp']}",
+             "DP": f"{row['dp']}"}
     if "zero_stage" in row:
-        facts |= {"ZeRO stage": f"{row['zero_stage']}", "Recompute": f"{row['recompute']}",
-                  "Micro-batch": f"{row['micro_batch_size']} × {row['n_micro_batches']}",
-                  "Step time": duration_str(row["step_time_s"]),
-                  "MFU": f"{row['mfu']:.1%}"}
+        facts |= {"ZeRO": f"{row['zero_stage']}", "recompute": f"{row['recompute']}",
+                  "micro-batch × count": f"{row['micro_batch_size']} × "
+                                         f"{int(row['n_micro_batches'])}",
+                  "step": duration_str(row["step_time_s"]), "MFU": f"{row['mfu']:.1%}"}
     else:
-        facts |= {"Batch per replica": f"{row['batch_size']}", "Replicas": f"{row['replicas']}",
+        facts |= {"batch per replica": f"{row['batch_size']}", "replicas": f"{row['replicas']}",
                   "TTFT": duration_str(row["ttft_s"]), "TPOT": duration_str(row["tpot_s"])}
-    facts |= {"Price": f"{usd_str(row['usd_per_device_hour'])}/device-h "
-                       f"({row['cost_price_provider'] or '—'}, {row['cost_price_date'] or '—'})"}
-    cols = st.columns(4)
-    for i, (label, value) in enumerate(facts.items()):
-        cols[i % 4].metric(label, value)
+    price = row.get("usd_per_device_hour")
+    facts["price"] = (f"{usd_str(price)}/device-h ({row['cost_price_provider']}, "
+                      f"{row['cost_price_date']})" if pd.notna(price) else "no price")
+    st.markdown("| " + " | ".join(facts) + " |\n|" + "---|" * len(facts) + "\n| "
+                + " | ".join(facts.values()) + " |")
     if row.get("cost_note"):
         st.caption(str(row["cost_note"]))
-    st.plotly_chart(plots.layout_memory_figure(row, title=f"Memory on one {device}"),
-                    key="plan_layout_memory_fig")
+    st.plotly_chart(cached_layout_figure(device, *query), key="plan_layout_memory_fig")
 
 
 # ---- Validate page ------------------------------------------------------------------------------
@@ -460,7 +501,10 @@ def page_validate(spec: planner.ModelSpec | None, work: dict[str, Any]) -> None:
         st.error("PyTorch is not installed: the measured validation needs it.")
         return
     device = c6.radio("Device", devices, key="val_device")
-    inputs = (name, int(n_layers), int(seq_len), int(batch), mode, device)
+    time_it = st.toggle("Also calibrate this machine's ceilings and time the steps", value=True,
+                        key="val_time_it", help="matmul FLOP/s and copy bandwidth, then a "
+                        "roofline prediction of the step time beside the measured one")
+    inputs = (name, int(n_layers), int(seq_len), int(batch), mode, device, time_it)
     if st.button("Run the measured validation", key="val_run", type="primary"):
         st.session_state["val_result"] = (inputs, run_validation(*inputs))
     stored = st.session_state.get("val_result")
@@ -472,8 +516,34 @@ def page_validate(spec: planner.ModelSpec | None, work: dict[str, Any]) -> None:
     show_validation(stored[1])
 
 
+def show_ceilings(summary: dict[str, Any]) -> None:
+    """This machine's calibrated ceilings and the roofline step time against the measured."""
+    if "ceiling_matmul_flops_per_s" not in summary:
+        st.caption("Timing was off: no ceilings were calibrated.")
+        return
+    st.markdown("**Calibrated ceilings** (this machine, best of the timed runs)")
+    c1, c2 = st.columns(2)
+    c1.metric(f"Matmul ({summary.get('dtype', '')})",
+              si(summary["ceiling_matmul_flops_per_s"], "FLOP/s"))
+    c2.metric("Memory bandwidth (copy)", si(summary["ceiling_memory_bw_bytes_per_s"], "B/s"))
+    phases = [k.removesuffix("_s_predicted") for k in summary if k.endswith("_s_predicted")]
+    times = pd.DataFrame({
+        "phase": phases,
+        "predicted_s": [summary[f"{p}_s_predicted"] for p in phases],
+        "measured_s": [summary.get(f"{p}_s_measured", float("nan")) for p in phases],
+    })
+    times["measured_over_predicted"] = times["measured_s"] / times["predicted_s"]
+    st.caption("Roofline step time from the ceilings (a lower bound: no launch overhead) "
+               "beside the measured median.")
+    show_table(times, key="val_times", file_name="validation_step_times.csv")
+
+
 def run_validation(name: str, n_layers: int, seq_len: int, batch: int, mode: str,
-                   device: str) -> pd.DataFrame:
+                   device: str, time_it: bool) -> pd.DataFrame:
+    # The analytic table checks the sizes first (e.g. seq_len beyond learned positions), so a
+    # bad input is a clear ValueError rather than an index error deep inside torch.
+    planner.layer_table(planner.model(name).with_(n_layers=n_layers), seq_len=seq_len,
+                        batch_size=batch, mode=mode)
     bar = st.progress(0.0, text="starting")
     steps = ["calibrating", "forward", "optimizer", "prefill", "decode", "timing", "joining"]
     seen: list[str] = []
@@ -483,7 +553,7 @@ def run_validation(name: str, n_layers: int, seq_len: int, batch: int, mode: str
         bar.progress(min(len(seen) / len(steps), 1.0), text=message)
 
     result = planner.validate(name, seq_len=seq_len, batch_size=batch, mode=mode, device=device,
-                              n_layers=n_layers, progress=progress)
+                              n_layers=n_layers, time_it=time_it, progress=progress)
     bar.progress(1.0, text="done")
     return result
 
@@ -507,9 +577,12 @@ def show_validation(result: pd.DataFrame) -> None:
         rows = rows[rows["block"] <= 0]  # outer layers and the first block: all blocks alike
     st.plotly_chart(plots.validation_figure(rows, quantity=quantity), key="val_fig")
     show_table(result, key="val_layers", file_name="validation.csv", height=360)
-    st.markdown("**Calibrated ceilings and step times** (this machine)")
-    show_table(pd.DataFrame({"quantity": list(summary), "value": [
-        str(v) for v in summary.values()]}), key="val_summary", file_name="validation_summary.csv")
+    show_ceilings(summary)
+    numbers = {k: v for k, v in summary.items() if isinstance(v, int | float)
+               and not isinstance(v, bool)}
+    with st.expander("Every summary number"):
+        show_table(pd.DataFrame({"quantity": list(numbers), "value": list(numbers.values())}),
+                   key="val_summary", file_name="validation_summary.csv")
 
 
 # ---- Catalog page -------------------------------------------------------------------------------
@@ -658,14 +731,25 @@ def catalog_upload_panel() -> None:
 
 
 # ---- Backtest page ------------------------------------------------------------------------------
+def backtest_api() -> Callable[..., pd.DataFrame] | None:
+    """`planner.backtest`, or the function from its module while it is not exported."""
+    found = getattr(planner, "backtest", None)
+    if found is None or isinstance(found, type(planner)):
+        try:
+            from planner.backtest import backtest as found
+        except ImportError:
+            return None
+    return found
+
+
 @st.cache_data(show_spinner="Predicting the published runs...")
 def cached_backtest(user_name: str, user_text: str) -> pd.DataFrame:
-    return planner.backtest(catalog=cached_catalog(user_name, user_text) if user_text
+    return backtest_api()(catalog=cached_catalog(user_name, user_text) if user_text
                             else cached_catalog())
 
 
 def page_backtest() -> None:
-    if not callable(getattr(planner, "backtest", None)):
+    if backtest_api() is None:
         not_available("The backtest (planner.backtest)")
         return
     name, text = catalog_source()

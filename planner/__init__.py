@@ -1,18 +1,14 @@
 """planner: what it costs, in time, money and energy, to train or serve a transformer on each
 kind of accelerator, with the analytic numbers checked against measured PyTorch runs.
 
-The public API is re-exported here. `import planner` never imports torch; the measurement
-code in `planner.measure` imports it when called.
+The public API is re-exported here; nothing else lives in this file. `import planner` never
+imports torch: `validate` and `calibrate` import it when called.
+
+Note: the functions `rank`, `backtest` and `validate` share their names with the modules that
+define them; `from planner.rank import ...` reaches the module.
 """
 
-from planner.layers import layer_table
-from planner.models import ModelSpec, list_models, model, model_from_hf_config
-from planner.precision import POLICIES as PRECISION_POLICIES
-from planner.precision import PrecisionPolicy
-from planner.report import to_csv, to_csv_text
-from planner.seed import seed_example
-
-# -- catalog (issue 3) --
+from planner.backtest import backtest, backtest_summary
 from planner.catalog import (
     Catalog,
     Device,
@@ -21,9 +17,15 @@ from planner.catalog import (
     load_catalog,
     validate_catalog_file,
 )
-# -- workloads, search and ranking (issue 4) --
 from planner.cost import CostOptions
+from planner.layers import layer_table
+from planner.models import ModelSpec, list_models, model, model_from_hf_config
+from planner.precision import POLICIES as PRECISION_POLICIES
+from planner.precision import PrecisionPolicy
 from planner.rank import pareto_mask, rank, search
+from planner.report import to_csv, to_csv_text
+from planner.seed import seed_example
+from planner.validate import calibrate, validate
 from planner.workloads import (
     InferenceJob,
     TrainingJob,
@@ -31,27 +33,9 @@ from planner.workloads import (
     list_workloads,
     workload,
 )
-# -- measured validation (issue 5) --
-from planner.validate import calibrate, validate  # torch is imported only when called
 
 __all__ = [
-    "Catalog",
-    "Device",
-    "Efficiency",
-    "Price",
-    "load_catalog",
-    "validate_catalog_file",
-    "calibrate",
-    "validate",
-    "CostOptions",
-    "InferenceJob",
-    "TrainingJob",
-    "conll2003_bert_finetune",
-    "list_workloads",
-    "pareto_mask",
-    "rank",
-    "search",
-    "workload",
+    # models and the per-layer analytic model (issue 2)
     "PRECISION_POLICIES",
     "ModelSpec",
     "PrecisionPolicy",
@@ -60,6 +44,29 @@ __all__ = [
     "model",
     "model_from_hf_config",
     "seed_example",
+    # hardware catalog (issue 3)
+    "Catalog",
+    "Device",
+    "Efficiency",
+    "Price",
+    "load_catalog",
+    "validate_catalog_file",
+    # workloads, search, ranking and backtest (issue 4)
+    "CostOptions",
+    "InferenceJob",
+    "TrainingJob",
+    "backtest",
+    "backtest_summary",
+    "conll2003_bert_finetune",
+    "list_workloads",
+    "pareto_mask",
+    "rank",
+    "search",
+    "workload",
+    # measured validation (issue 5)
+    "calibrate",
+    "validate",
+    # reports
     "to_csv",
     "to_csv_text",
 ]

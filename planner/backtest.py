@@ -45,11 +45,14 @@ FLOPS_CONVENTIONS = ("narayanan2021_eq3", "llmfoundry_mfu", "palm_appendix_b")
 _INT_FIELDS = ("n_devices", "tp", "pp", "dp", "zero_stage", "micro_batch_size",
                "global_batch_seqs", "seq_len")
 
+_CARRIED = ("run_id", "run", "family", "model", "device", "n_devices", "tp", "pp", "dp",
+            "zero_stage", "recompute", "micro_batch_size", "flash_attention", "metric",
+            "published", "steady_state", "headline", "confidence", "source")
 COLUMNS = [
     "run_id", "run", "family", "model", "device", "n_devices", "tp", "pp", "dp", "zero_stage",
-    "recompute", "micro_batch_size", "metric", "published", "predicted", "signed_error_frac",
-    "abs_error_frac", "steady_state", "goodput_frac", "step_time_s", "engine_mfu", "headline",
-    "confidence", "feasible", "reason", "source",
+    "recompute", "micro_batch_size", "flash_attention", "metric", "published", "predicted",
+    "signed_error_frac", "abs_error_frac", "steady_state", "goodput_frac", "step_time_s",
+    "engine_mfu", "headline", "confidence", "feasible", "reason", "source",
 ]
 
 
@@ -147,7 +150,7 @@ def load_training_runs() -> pd.DataFrame:
         df[col] = df[col].astype("Int64")
     df["n_tokens"] = df["n_tokens"].astype(float)
     df["published"] = df["published"].astype(float)
-    for col in ("steady_state", "headline"):
+    for col in ("steady_state", "headline", "flash_attention"):
         df[col] = df[col].map({"true": True, "false": False, True: True, False: False})
     for col in ("recompute", "flops_convention", "assumptions", "tp", "pp", "dp"):
         if df[col].dtype == object:
@@ -278,7 +281,8 @@ def _predict(run: pd.Series, catalog: Any) -> dict[str, Any]:
         model=spec, n_tokens=n_tokens, seq_len=seq_len, global_batch_size=batch,
         precision=run["precision"], n_devices=_pin(run["n_devices"]), tp=_pin(run["tp"]),
         pp=_pin(run["pp"]), micro_batch_size=_pin(run["micro_batch_size"]),
-        zero_stage=_pin(run["zero_stage"]), recompute=_pin(run["recompute"]))
+        zero_stage=_pin(run["zero_stage"]), recompute=_pin(run["recompute"]),
+        flash_attention=bool(run["flash_attention"]))
     if run["steady_state"]:
         job_kwargs["goodput_frac"] = 1.0  # throughput is steady state: no restarts, no evals
     job = TrainingJob(**job_kwargs)
@@ -328,11 +332,7 @@ def backtest(*, catalog: Any = None, runs: pd.DataFrame | None = None) -> pd.Dat
     runs = load_training_runs() if runs is None else runs
     records = []
     for _, run in runs.iterrows():
-        rec = {col: _pin(run[col]) for col in ("run_id", "run", "family", "model", "device",
-                                               "n_devices", "tp", "pp", "dp", "zero_stage",
-                                               "recompute", "micro_batch_size", "metric",
-                                               "published", "steady_state", "headline",
-                                               "confidence", "source")}
+        rec = {col: _pin(run[col]) for col in _CARRIED}
         rec.update(_predict(run, catalog))
         records.append(rec)
     df = pd.DataFrame.from_records(records)

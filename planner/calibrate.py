@@ -186,7 +186,7 @@ def predict_times(spec: ModelSpec, table: pd.DataFrame, ceilings: Ceilings, *, s
     return times
 
 
-# ---- a catalog entry for this machine ---------------------------------------------------------------
+# ---- a catalog entry for this machine ------------------------------------------------------------
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "device"
 

@@ -25,6 +25,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -40,7 +41,7 @@ from torch.utils.flop_counter import (
 
 from planner.layers import layer_structure
 from planner.models import ModelSpec
-from planner.torch_models import Reference, build_reference, row_of
+from planner.torch_models import build_reference, row_of
 
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 Progress = Callable[[str], None]
@@ -137,16 +138,17 @@ class ModuleScope:
         owner = [""] * max(hi - lo, 0)
         for _depth, first, end, name in sorted(self._spans):  # deeper spans overwrite
             owner[first - lo:end - lo] = [name] * (end - first)
-        seen, todo = set(), [output.grad_fn]
+        seen: set = set()
+        todo = [output.grad_fn]
         while todo:
             node = todo.pop()
-            if node is None or node in seen:
+            if node in seen:
                 continue
             seen.add(node)
             seq = node._sequence_nr()
             node.register_prehook(self._enter_node(owner[seq - lo] if lo <= seq < hi else ""))
             node.register_hook(self._leave_node)
-            todo.extend(n for n, _ in node.next_functions)
+            todo.extend(n for n, _ in node.next_functions if n is not None)
 
     def _enter_node(self, name: str):
         def hook(_grad_outputs) -> None:
@@ -381,7 +383,7 @@ def _inputs(spec: ModelSpec, batch: int, seq: int, device: torch.device, seed: i
     return ids.to(device), labels.to(device)
 
 
-# ---- training step --------------------------------------------------------------------------------
+# ---- training step -------------------------------------------------------------------------------
 def measure_train(spec: ModelSpec, *, seq_len: int, batch_size: int, device: str = "cpu",
                   dtype: str = "fp32", repeats: int = 3, warmup: int = 1, seed: int = 0,
                   time_it: bool = True, progress: Progress | None = None) -> Measurement:
@@ -422,7 +424,8 @@ def measure_train(spec: ModelSpec, *, seq_len: int, batch_size: int, device: str
                "param_bytes": _param_bytes(net, rows)}
     scalar_opt = 0.0
     if opt is not None:
-        grad_b, opt_b = defaultdict(float), defaultdict(float)
+        grad_b: dict[str, float] = defaultdict(float)
+        opt_b: dict[str, float] = defaultdict(float)
         for i, (name, p) in enumerate(net.named_parameters()):
             row = row_of(name, rows) or "other"
             grad_b[row] += 0.0 if p.grad is None else p.grad.untyped_storage().nbytes()
@@ -449,7 +452,7 @@ def _time_train(net, opt, ids, labels, dev, *, repeats: int, warmup: int) -> dic
     for i in range(warmup + repeats):
         t = timer if i >= warmup else _Timer(dev)
         opt.zero_grad()
-        loss = t.run("forward", lambda: net(ids, labels))
+        loss: torch.Tensor = t.run("forward", lambda: net(ids, labels))  # type: ignore[assignment]
         t.run("backward", loss.backward)
         t.run("optimizer", opt.step)
     med = timer.medians()
@@ -457,7 +460,7 @@ def _time_train(net, opt, ids, labels, dev, *, repeats: int, warmup: int) -> dic
     return med
 
 
-# ---- inference: prefill and one decode step --------------------------------------------------------
+# ---- inference: prefill and one decode step ------------------------------------------------------
 @torch.no_grad()
 def measure_inference(spec: ModelSpec, *, seq_len: int, batch_size: int, device: str = "cpu",
                       dtype: str = "fp32", repeats: int = 3, warmup: int = 1, seed: int = 0,
@@ -469,7 +472,7 @@ def measure_inference(spec: ModelSpec, *, seq_len: int, batch_size: int, device:
     """
     say = progress or (lambda _msg: None)
     dev = torch.device(device)
-    names = row_names(spec)
+    names = [n for n in row_names(spec) if n != "loss"]  # no loss in inference
     rows = set(names)
     net = build_reference(spec, device=dev, dtype=TORCH_DTYPES[dtype], seed=seed).eval()
     ids, _ = _inputs(spec, batch_size, seq_len, dev, seed)
@@ -478,7 +481,7 @@ def measure_inference(spec: ModelSpec, *, seq_len: int, batch_size: int, device:
     say("prefill with FLOP counter")
     columns: dict[str, dict[str, float]] = {}
     columns["fwd_flops"], peaks["prefill"] = _count_forward(net, rows, dev, lambda: net(ids))
-    prefix = None
+    prefix: list[dict[str, torch.Tensor]] | None = None
     if spec.causal and spec.lm_head and seq_len >= 2:
         say("decode step with FLOP counter")
         prefix = [{} for _ in range(spec.n_layers)]
@@ -500,8 +503,8 @@ def measure_inference(spec: ModelSpec, *, seq_len: int, batch_size: int, device:
             t = timer if i >= warmup else _Timer(dev)
             t.run("prefill", lambda: net(ids))
             if prefix is not None:
-                c = [dict(p) for p in prefix]
-                t.run("decode", lambda c=c: net(ids[:, -1:], caches=c, start=seq_len - 1))
+                fresh = [dict(p) for p in prefix]  # the prefill's cache, not the last step's
+                t.run("decode", partial(net, ids[:, -1:], caches=fresh, start=seq_len - 1))
         m.times_s = timer.medians()
     return m
 

@@ -39,8 +39,14 @@ LAYER_KIND_COLORS = {
     "router": "#CC79A7",
     "loss": "#000000",
 }
-_LAYOUT = dict(template="plotly_white", margin=dict(l=60, r=20, t=50, b=40),
-               legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0))
+_LAYOUT = dict(margin=dict(l=60, r=20, t=90, b=40),
+               legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0,
+                           traceorder="normal"))
+
+
+def _title(text: str) -> dict:
+    """Title at the top left, above the legend (which sits on top of the plot area)."""
+    return dict(text=text, x=0.01, xanchor="left", y=0.98, yanchor="top")
 
 
 def _require(df: pd.DataFrame, columns: list[str], what: str) -> None:
@@ -52,7 +58,7 @@ def _require(df: pd.DataFrame, columns: list[str], what: str) -> None:
 def _empty(title: str, message: str) -> go.Figure:
     fig = go.Figure()
     fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
-    fig.update_layout(title=title, xaxis_visible=False, yaxis_visible=False, **_LAYOUT)
+    fig.update_layout(title=_title(title), xaxis_visible=False, yaxis_visible=False, **_LAYOUT)
     return fig
 
 
@@ -72,7 +78,7 @@ def layer_flops_figure(table: pd.DataFrame, *, title: str = "Compute C per layer
                           "<extra>" + str(kind) + "</extra>",
         )
     label = "forward + backward FLOP" if bwd.sum() > 0 else "forward FLOP"
-    fig.update_layout(title=title, barmode="overlay", bargap=0.1,
+    fig.update_layout(title=_title(title), barmode="overlay", bargap=0.1,
                       xaxis=dict(title="layer", categoryorder="array",
                                  categoryarray=list(table["layer"]), showticklabels=False),
                       yaxis=dict(title=label, tickformat="~s"), **_LAYOUT)
@@ -88,7 +94,7 @@ def layer_bytes_figure(table: pd.DataFrame, *, title: str = "Storage S per layer
             continue
         fig.add_bar(x=table["layer"], y=table[col] / GB, name=label, marker_color=color,
                     hovertemplate="%{x}<br>%{y:.4g} GB<extra>" + label + "</extra>")
-    fig.update_layout(title=title, barmode="stack", bargap=0.1,
+    fig.update_layout(title=_title(title), barmode="stack", bargap=0.1,
                       xaxis=dict(title="layer", showticklabels=False),
                       yaxis=dict(title="GB (10⁹ bytes)"), **_LAYOUT)
     return fig
@@ -107,7 +113,7 @@ def memory_breakdown_figure(table: pd.DataFrame, *, label: str = "whole model",
         fig.add_bar(y=[label], x=[value / GB], name=name, orientation="h", marker_color=color,
                     text=[f"{value / GB:.3g} GB" if value > 0 else ""], textposition="inside",
                     hovertemplate=name + ": %{x:.4g} GB<extra></extra>")
-    fig.update_layout(title=title, barmode="stack", height=230,
+    fig.update_layout(title=_title(title), barmode="stack", height=230,
                       xaxis=dict(title="GB (10⁹ bytes)"), yaxis=dict(title=""), **_LAYOUT)
     return fig
 
@@ -166,8 +172,9 @@ def pareto_figure(ranking: pd.DataFrame, *, title: str = "Time vs cost") -> go.F
                                                               shape="hv"),
                             text=front["device"], textposition="top right",
                             hoverinfo="skip")
-    fig.update_layout(title=title, xaxis=dict(title=f"time ({unit})", type="log"),
-                      yaxis=dict(title="cost (USD)", type="log", tickprefix="$"), **_LAYOUT)
+    fig.update_layout(title=_title(title), xaxis=dict(title=f"time ({unit})", type="log"),
+                      yaxis=dict(title="cost (USD)", type="log", tickprefix="$", dtick="D2"),
+                      **_LAYOUT)
     return fig
 
 
@@ -210,8 +217,8 @@ def memory_capacity_figure(ranking: pd.DataFrame, *, title: str = "Memory per de
         fig.add_scatter(x=over["device"], y=over["mem_per_device_bytes"] / GB, mode="text",
                         text=["does not fit"] * len(over), textposition="top center",
                         showlegend=False, hoverinfo="skip")
-    fig.update_layout(title=title, barmode="stack", xaxis=dict(title="", tickangle=-40),
-                      yaxis=dict(title="GB (10⁹ bytes) per device", type="log"), **_LAYOUT)
+    fig.update_layout(title=_title(title), barmode="stack", xaxis=dict(title="", tickangle=-40),
+                      yaxis=dict(title="GB (10⁹ bytes) per device"), **_LAYOUT)
     return fig
 
 
@@ -229,7 +236,7 @@ def layout_memory_figure(row: pd.Series, *, title: str = "Memory on one device")
     if np.isfinite(capacity):
         fig.add_vline(x=capacity / GB, line=dict(color="black", width=2),
                       annotation_text=f"capacity {capacity / GB:.3g} GB")
-    fig.update_layout(title=title, barmode="stack", height=230,
+    fig.update_layout(title=_title(title), barmode="stack", height=230,
                       xaxis=dict(title="GB (10⁹ bytes)"), **_LAYOUT)
     return fig
 
@@ -249,7 +256,7 @@ def validation_figure(per_layer: pd.DataFrame, *, quantity: str = "fwd_flops",
     fig.add_bar(x=per_layer["layer"], y=per_layer[m_col], name="measured",
                 marker_color="#E69F00", hovertemplate="%{x}<br>%{y:.4s}" + unit +
                 "<extra>measured</extra>")
-    fig.update_layout(title=title or f"{quantity}: analytic vs measured", barmode="group",
+    fig.update_layout(title=_title(title or f"{quantity}: analytic vs measured"), barmode="group",
                       xaxis=dict(title="layer", tickangle=-45),
                       yaxis=dict(title=f"{quantity} ({unit})" if unit else quantity,
                                  tickformat="~s"), **_LAYOUT)
@@ -278,7 +285,7 @@ def backtest_figure(backtest: pd.DataFrame, *, title: str = "Predicted vs publis
         fig.add_scatter(x=[lo, hi], y=[lo * factor, hi * factor], mode="lines",
                         line=dict(color="grey", dash=dash, width=1), name=name,
                         showlegend=name is not None, hoverinfo="skip")
-    fig.update_layout(title=title, xaxis=dict(title="published (metric's own SI unit)",
+    fig.update_layout(title=_title(title), xaxis=dict(title="published (metric's own SI unit)",
                                               type="log"),
                       yaxis=dict(title="predicted (same unit)", type="log"), **_LAYOUT)
     return fig
@@ -296,7 +303,7 @@ def backtest_error_figure(backtest: pd.DataFrame, *, title: str = "Signed error 
     for metric, rows in df.groupby("metric", sort=True):
         fig.add_bar(y=rows["label"], x=rows["signed_error_frac"] * 100, orientation="h",
                     name=str(metric), hovertemplate="%{y}<br>%{x:+.1f} %<extra></extra>")
-    fig.update_layout(title=title, barmode="overlay", height=max(300, 18 * len(df) + 120),
+    fig.update_layout(title=_title(title), barmode="overlay", height=max(300, 18 * len(df) + 120),
                       xaxis=dict(title="(predicted − published) / published (%)", zeroline=True),
                       yaxis=dict(title="", categoryorder="array",
                                  categoryarray=list(df["label"])), **_LAYOUT)
@@ -322,6 +329,6 @@ def catalog_figure(frame: pd.DataFrame, *, dtype: str = "bf16",
                         marker=dict(size=10, color=KIND_COLORS.get(str(kind), "#999999")),
                         hovertemplate="<b>%{text}</b><br>%{x:.3g} TB/s<br>%{y:.4g} " + unit
                                       + "<extra></extra>")
-    fig.update_layout(title=title, xaxis=dict(title="memory bandwidth (TB/s)", type="log"),
+    fig.update_layout(title=_title(title), xaxis=dict(title="memory bandwidth (TB/s)", type="log"),
                       yaxis=dict(title=f"dense {dtype} peak ({unit})", type="log"), **_LAYOUT)
     return fig

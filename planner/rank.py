@@ -31,13 +31,14 @@ from planner.memory import (
     zero3_gather_buffer_bytes,
     zero_sharded_bytes,
 )
-from planner.precision import precision_policy
+from planner.precision import Mode, precision_policy
 from planner.timing import (
     RECOMPUTE_OPTIONS,
     TP_COLLECTIVES_PER_LAYER_INFERENCE,
     InferenceProfile,
     TrainingProfile,
     collective_time_s,
+    data_parallel_bw_bytes_per_s,
     data_parallel_traffic,
     inference_profile,
     ops_time_s,
@@ -290,7 +291,8 @@ def evaluate_training(job: TrainingJob, prof: TrainingProfile, dev: dict[str, An
     micro = stage + tp_comm + pp_comm
     span = pipeline_step_time_s(stage_micro_batch_s=micro, pp=pp, n_micro_batches=m)
     # data parallel and ZeRO (P13), overlapped with compute (A3)
-    dp_bw = np.where(tp * dp <= dev["domain"], dev["up_bw"], dev["out_bw"])
+    dp_bw = data_parallel_bw_bytes_per_s(tp=tp, dp=dp, domain=dev["domain"],
+                                         up_bw=dev["up_bw"], out_bw=dev["out_bw"])
     per_step, per_micro = data_parallel_traffic(weight_bytes=w_full, grad_bytes=g_full, dp=dp,
                                                 zero_stage=zero)
     t_step_comm = collective_time_s(volume_bytes=per_step, n=dp, bw_bytes_per_s=dp_bw, **link)
@@ -615,7 +617,7 @@ def _check(job: Any, objective: str, cost: CostOptions | None) -> CostOptions:
 
 def _table_for(job: TrainingJob | InferenceJob, catalog: Any, devices, kinds,
                cost: CostOptions) -> _DeviceTable:
-    mode = "train" if isinstance(job, TrainingJob) else "inference"
+    mode: Mode = "train" if isinstance(job, TrainingJob) else "inference"
     chosen = _resolve_devices(catalog, devices, kinds)
     compute_dtype = precision_policy(job.precision, mode=mode).compute_dtype
     return _device_table(chosen, compute_dtype=compute_dtype, mode=mode, job=job, cost=cost)
@@ -627,7 +629,8 @@ def search(job: TrainingJob | InferenceJob, catalog: Any = None, *,
     """Every evaluated candidate, feasible or not, one row each.
 
     Training columns: device, kind, n_devices, tp, pp, dp, micro_batch_size, n_micro_batches,
-    zero_stage, recompute, feasible, reason, peak_dtype, mem_per_device_bytes (and its parts),
+    zero_stage, recompute, feasible, reason, peak_dtype, mem_per_device_bytes (and its parts;
+    activation_mem_bytes includes the ZeRO-3 gather buffer),
     step_time_s (and its parts: compute_time_s, tp_comm_time_s, pp_comm_time_s,
     dp_comm_exposed_s, optimizer_time_s, bubble_frac), time_s (steps × step / goodput),
     tokens_per_s, mfu, hfu, cost_usd, cloud_cost_usd, ownership_cost_usd, usd_per_device_hour,
@@ -704,7 +707,7 @@ def _train_reason_text(job: TrainingJob, table: _DeviceTable, row: pd.Series) ->
                 f"best ({layout} on {row['n_devices']} devices); {bytes_str(usable)} usable of "
                 f"{bytes_str(table.memory[i])}")
     if code == _DEADLINE_CODE:
-        return (f"misses the deadline of {duration_str(job.deadline_s)}: fastest is "
+        return (f"misses the deadline of {duration_str(job.deadline_s or 0.0)}: fastest is "
                 f"{duration_str(row['time_s'])} on {row['n_devices']} devices ({layout})")
     return ""
 
@@ -732,6 +735,60 @@ def _infer_reason_text(job: InferenceJob, table: _DeviceTable, row: pd.Series) -
     return INFER_REASONS[code]
 
 
+def candidate_evaluator(job: TrainingJob, catalog: Any = None, *,
+                        devices: Iterable[str] | None = None, cost: CostOptions | None = None):
+    """A function that evaluates ONE training candidate at a time with Python scalars,
+    through the same formulas as the grid: the slow path `benchmarks/bench_search.py`
+    compares with, and a cross-check of the vectorized search.
+
+    The function takes (device_id, n_devices, tp, pp, zero_stage, micro_batch_size, recompute)
+    and returns a dict with feasible, reason, mem_per_device_bytes, step_time_s, time_s, mfu,
+    cost_usd and energy_j.
+    """
+    cost = _check(job, "time", cost)
+    table = _table_for(job, catalog, devices, None, cost)
+    prof = training_profile(job.model, seq_len=job.seq_len, precision=job.precision,
+                            optimizer=job.optimizer, flash_attention=job.flash_attention,
+                            causal_attention=job.causal_attention)
+    per_device = {
+        device_id: {k: float(v[0]) for k, v in _device_columns(table, slice(i, i + 1), 1).items()}
+        for i, device_id in enumerate(table.ids)}
+    op_s, lat_s = table.eff.op_overhead_s, table.eff.collective_latency_s
+
+    def evaluate(device_id: str, n_devices: int, tp: int, pp: int, zero_stage: int,
+                 micro_batch_size: int, recompute: str) -> dict[str, Any]:
+        dev = per_device[device_id]
+        rc = RECOMPUTE_OPTIONS.index(recompute)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            q = evaluate_training(job, prof, dev, op_s, lat_s, n=float(n_devices), tp=float(tp),
+                                  pp=float(pp), zero=float(zero_stage),
+                                  mb=float(micro_batch_size), rc=rc)
+            code = int(_train_reasons(job, dev, q, n=float(n_devices), tp=float(tp),
+                                      tp_pinned=job.tp is not None))
+            money = costs(n_devices=n_devices, time_s=q["time"],
+                          prices_usd_per_hour=dev["usd_per_hour"],
+                          purchase_usd=dev["purchase_usd"], tdp_w=dev["tdp_w"], options=cost)
+        return dict(feasible=code == 0, reason=TRAIN_REASONS[code],
+                    mem_per_device_bytes=float(q["mem"]), step_time_s=float(q["step"]),
+                    time_s=float(q["time"]), mfu=float(q["mfu"]),
+                    cost_usd=float(money["cost_usd"]), energy_j=float(money["energy_j"]))
+
+    return evaluate
+
+
+def _scale_notes(job: TrainingJob, table: _DeviceTable, df: pd.DataFrame) -> list[str]:
+    """Why a device was searched only up to one scale-up domain: its scale-out bandwidth is not
+    in the catalog (a candidate needing it is infeasible, "link bandwidth unknown")."""
+    notes = []
+    for device in df["device"].astype(str):
+        i = table.ids.index(device)
+        limited = np.isnan(table.out_bw[i]) and table.domain[i] < (job.n_devices
+                                                                   or job.max_devices)
+        notes.append(f"scale-out bandwidth unknown: at most {int(table.domain[i])} devices "
+                     "(one scale-up domain)" if limited else "")
+    return notes
+
+
 RANK_COLUMNS_FIRST = ["device", "kind", "feasible", "reason", "n_devices", "tp", "pp", "dp",
                       "time_s", "cost_usd", "energy_j", "mfu", "pareto"]
 
@@ -753,7 +810,6 @@ def rank(job: TrainingJob | InferenceJob, catalog: Any = None, *,
     cost = _check(job, objective, cost)
     table = _table_for(job, catalog, devices, kinds, cost)
     rows: list[pd.DataFrame] = []
-    picked_feasible: list[bool] = []
     if isinstance(job, TrainingJob):
         for chunk, axes, _ in _train_chunks(job, table, cost):
             full = chunk.shape
@@ -775,14 +831,14 @@ def rank(job: TrainingJob | InferenceJob, catalog: Any = None, *,
                                  time_s)
             picks = []
             for d in range(full[0]):
-                flat, feasible = _pick(chunk.code[d].ravel(), chunk.valid[d].ravel(),
-                                       key[d].ravel(), fallback[d].ravel(),
-                                       closeness[d].ravel())
+                flat, _ = _pick(chunk.code[d].ravel(), chunk.valid[d].ravel(),
+                                key[d].ravel(), fallback[d].ravel(), closeness[d].ravel())
                 picks.append(d * int(np.prod(full[1:])) + flat)
-                picked_feasible.append(feasible)
             rows.append(_train_frame(chunk, axes, table, np.array(picks)))
         df = pd.concat(rows, ignore_index=True) if len(rows) > 1 else rows[0]
-        text = _train_reason_text
+        reasons = [_train_reason_text(job, table, row) if not row["feasible"] else ""
+                   for _, row in df.iterrows()]
+        df["scale_note"] = _scale_notes(job, table, df)
     else:
         shape, valid, q, money, code, axes = _infer_grid(job, table, cost)
         latency = np.broadcast_to(q["latency"], shape)
@@ -797,14 +853,13 @@ def rank(job: TrainingJob | InferenceJob, catalog: Any = None, *,
         picks = []
         per = int(np.prod(shape[1:]))
         for d in range(shape[0]):
-            flat, feasible = _pick(code[d].ravel(), valid[d].ravel(), key[d].ravel(),
-                                   latency[d].ravel(), closeness[d].ravel())
+            flat, _ = _pick(code[d].ravel(), valid[d].ravel(), key[d].ravel(),
+                            latency[d].ravel(), closeness[d].ravel())
             picks.append(d * per + flat)
-            picked_feasible.append(feasible)
         df = _infer_frame(shape, q, money, code, axes, table, np.array(picks))
-        text = _infer_reason_text
-    df["reason"] = [text(job, table, row) if not row["feasible"] else ""
-                    for _, row in df.iterrows()]
+        reasons = [_infer_reason_text(job, table, row) if not row["feasible"] else ""
+                   for _, row in df.iterrows()]
+    df["reason"] = reasons
     df["pareto"] = pareto_mask(df["time_s"], df["cost_usd"], df["feasible"])
     order_key = df[{"time": "time_s", "cost": "cost_usd", "energy": "energy_j"}[objective]]
     df = df.assign(_infeasible=~df["feasible"], _key=order_key.fillna(np.inf),

@@ -20,15 +20,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from planner.layers import layer_table
+from planner.layers import CausalCounting, Recompute, layer_table
 from planner.models import ModelSpec
 from planner.precision import dtype_bytes, precision_policy
 
-RECOMPUTE_OPTIONS = ("none", "selective", "full")
+RECOMPUTE_OPTIONS: tuple[Recompute, ...] = ("none", "selective", "full")
 LOSS_OUTPUT_BYTES = 4  # cross-entropy writes fp32 log-probabilities (planner.layers)
 
 # Megatron tensor parallelism: 2 all-reduces per block forward (after attention and after the
@@ -92,6 +93,22 @@ def stage_time_s(*, layer_s, first_s, last_s, n_layers, pp):
     pp = np.asarray(pp)
     outer = np.where(pp == 1, first_s + last_s, np.maximum(first_s, last_s))
     return np.ceil(n_layers / pp) * layer_s + outer
+
+
+def data_parallel_bw_bytes_per_s(*, tp, dp, domain, up_bw, out_bw):
+    """P13b: per-device bandwidth of a data-parallel collective over a group of `dp` devices
+    strided by `tp`.
+
+    Inside one scale-up domain it is the scale-up link. Across domains a collective is
+    hierarchical (NCCL rings and trees use every NIC of a node at once, one channel per NIC):
+    the group's members in one domain, min(dp, domain / tp), share the cross-domain phase, so
+    each moves its share over `members x out_bw` of aggregate NIC bandwidth, never more than
+    the scale-up link that feeds them. Source: NCCL's bus-bandwidth model ("busBw" across
+    nodes = per-node aggregate NIC bandwidth; NVIDIA/nccl-tests doc/PERFORMANCE.md).
+    Example: DGX H100, tp=1, dp=64: min(64, 8) x 50 GB/s = 400 GB/s, capped at 450 GB/s.
+    """
+    members = np.maximum(np.minimum(dp, domain / tp), 1.0)
+    return np.where(tp * dp <= domain, up_bw, np.minimum(up_bw, members * out_bw))
 
 
 def data_parallel_traffic(*, weight_bytes, grad_bytes, dp, zero_stage):
@@ -269,7 +286,8 @@ def _outer_split(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 @lru_cache(maxsize=32)
 def training_profile(spec: ModelSpec, *, seq_len: int, precision: str, optimizer: str,
-                     flash_attention: bool, causal_attention: str) -> TrainingProfile:
+                     flash_attention: bool, causal_attention: CausalCounting
+                     ) -> TrainingProfile:
     """The training ops and byte totals of `spec` for one sequence (planner.layers, batch 1)."""
     policy = precision_policy(precision, mode="train")
     a = policy.activation_bytes
@@ -280,8 +298,9 @@ def training_profile(spec: ModelSpec, *, seq_len: int, precision: str, optimizer
     table = tables["none"]
     block_rows = table[table["block"] == 0]
     first_rows, last_rows = _outer_split(table)
-    kw = dict(flops_col="fwd_flops", q_len=float(seq_len), kv_len=float(seq_len), a=a,
-              w=policy.linear_weight_bytes, flash=flash_attention, decode=False)
+    kw: dict[str, Any] = dict(flops_col="fwd_flops", q_len=float(seq_len),
+                              kv_len=float(seq_len), a=a, w=policy.linear_weight_bytes,
+                              flash=flash_attention, decode=False)
     block = _profile(_ops_from_rows(spec, block_rows, count=1.0, **kw))
     first = _profile(_ops_from_rows(spec, first_rows, count=1.0, **kw))
     last = _profile(_ops_from_rows(spec, last_rows, count=1.0, **kw))
@@ -352,7 +371,7 @@ def inference_profile(spec: ModelSpec, *, prompt_len: int, output_len: int, prec
               decode: bool, head_tokens: float | None, kv_scale: float) -> OpProfile:
         block_rows = table[table["block"] == 0]
         outer = table[table["block"] < 0]
-        kw = dict(flops_col=flops_col, q_len=q_len, kv_len=kv_len, a=a,
+        kw: dict[str, Any] = dict(flops_col=flops_col, q_len=q_len, kv_len=kv_len, a=a,
                   w=policy.linear_weight_bytes, flash=True, decode=decode,
                   head_tokens=head_tokens)
         ops = (_ops_from_rows(spec, block_rows, count=float(spec.n_layers), **kw)

@@ -24,6 +24,7 @@ Torch is imported here; `import planner` never imports this module.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -67,7 +68,8 @@ class _FusedRMSNorm(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, eps):  # type: ignore[override]
-        xf = x.float()
+        acc = torch.promote_types(x.dtype, torch.float32)  # at least fp32 statistics
+        xf = x.to(acc)
         rstd = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
         ctx.save_for_backward(x, rstd, weight)
         return (xf * rstd).to(x.dtype) * weight
@@ -75,11 +77,11 @@ class _FusedRMSNorm(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # type: ignore[override]
         x, rstd, weight = ctx.saved_tensors
-        xhat = x.float() * rstd
-        g = grad.float() * weight.float()
-        # d/dx of x·rstd·w: rstd·(g − x̂·mean(g·x̂))
+        xhat = x.to(rstd.dtype) * rstd
+        g = grad.to(rstd.dtype) * weight.to(rstd.dtype)
+        # y = x·r·w, r = (mean(x²) + eps)^-½  =>  dL/dx = r·(g − x̂·mean(g·x̂)), g = dL/dy·w
         grad_x = rstd * (g - xhat * (g * xhat).mean(-1, keepdim=True))
-        grad_w = (grad.float() * xhat).reshape(-1, x.shape[-1]).sum(0)
+        grad_w = (grad.to(rstd.dtype) * xhat).reshape(-1, x.shape[-1]).sum(0)
         return grad_x.to(x.dtype), grad_w.to(weight.dtype), None
 
 
@@ -153,8 +155,13 @@ class Activation(nn.Module):
         self.act, self.gated = act, gated
 
     def forward(self, up: torch.Tensor, gate: torch.Tensor | None = None) -> torch.Tensor:
-        fn = {"gelu": F.gelu, "relu": F.relu, "silu": F.silu}[self.act]
-        return fn(gate) * up if self.gated else fn(up)
+        acts: dict[str, Callable[..., torch.Tensor]] = {
+            "gelu": F.gelu, "relu": F.relu, "silu": F.silu}
+        fn = acts[self.act]
+        if self.gated:
+            assert gate is not None
+            return fn(gate) * up
+        return fn(up)
 
 
 class ExpertDense(nn.Module):
@@ -395,7 +402,7 @@ class Reference(nn.Module):
         Returns the loss when `labels` are given and the model has an LM head; otherwise the
         logits (LM) or the sum of the sequence output and the pooled output (encoder).
         """
-        b, s = ids.shape
+        s = ids.shape[1]
         pos = torch.arange(start, start + s, device=ids.device)
         types = torch.zeros_like(ids) if hasattr(self.embed, "token_types") else None
         x = self.embed(ids, pos, types)

@@ -21,7 +21,7 @@ import pandas as pd
 
 from planner.layers import layer_table
 from planner.models import ModelSpec, model, model_from_hf_config
-from planner.precision import precision_policy
+from planner.precision import Mode, precision_policy
 
 ELEMENTWISE_KINDS = frozenset({"norm", "softmax", "activation", "loss"})
 NOT_COUNTED = "element-wise: FLOPs by convention, not counted by FlopCounterMode"
@@ -72,7 +72,7 @@ def validate(
     *,
     seq_len: int,
     batch_size: int,
-    mode: str = "train",
+    mode: Mode = "train",
     device: str = "cpu",
     n_layers: int | None = None,
     dtype: str | None = None,
@@ -100,8 +100,10 @@ def validate(
     (FlopCounterMode counts matmuls only). `result.attrs["summary"]` holds totals, max errors,
     per-block activation errors, predicted vs measured step time and peak memory.
     """
-    from planner import calibrate as cal
-    from planner import measure
+    # NB: `from planner.x import y`, not `from planner import x`: the package exports the
+    # functions `validate` and `calibrate`, which shadow the submodules of the same name.
+    from planner.calibrate import measure_ceilings, predict_times
+    from planner.measure import measure_inference, measure_train
 
     spec = resolve(model)
     dtype = dtype or ("bf16" if device.startswith("cuda") else "fp32")
@@ -113,8 +115,8 @@ def validate(
 
     if time_it and real and ceilings is None:
         say("calibrating matmul FLOP/s and memory bandwidth")
-        ceilings = cal.measure_ceilings(device, dtype)
-    run = measure.measure_train if mode == "train" else measure.measure_inference
+        ceilings = measure_ceilings(device, dtype)
+    run = measure_train if mode == "train" else measure_inference
     m = run(spec, seq_len=seq_len, batch_size=batch_size, device=device, dtype=dtype,
             repeats=repeats, warmup=warmup, seed=seed, time_it=time_it and real,
             progress=progress)
@@ -123,7 +125,7 @@ def validate(
                            precision=dtype)
     df = _join(analytic, m.table, mode)
     policy = precision_policy(dtype, mode=mode)
-    predicted = (cal.predict_times(spec, analytic, ceilings, seq_len=seq_len,
+    predicted = (predict_times(spec, analytic, ceilings, seq_len=seq_len,
                                    batch_size=batch_size, mode=mode,
                                    act_bytes=policy.activation_bytes) if ceilings else {})
     df.attrs["summary"] = _summary(df, spec, m, mode=mode, seq_len=seq_len,
@@ -230,11 +232,11 @@ def calibrate(device: str = "cpu", dtype: str = "fp32", *, save_toml: str | Path
 
     With `save_toml`, also write them as a hardware-catalog entry for this machine.
     """
-    from planner import calibrate as cal
+    from planner.calibrate import measure_ceilings, to_catalog_toml
 
-    ceilings = cal.measure_ceilings(device, dtype)
+    ceilings = measure_ceilings(device, dtype)
     if save_toml is not None:
         path = Path(save_toml)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(cal.to_catalog_toml(ceilings), encoding="utf-8")
+        path.write_text(to_catalog_toml(ceilings), encoding="utf-8")
     return ceilings

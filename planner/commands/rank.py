@@ -172,6 +172,21 @@ def _energy_str(joules: float) -> str:
     return f"{kwh:.3g} kWh"
 
 
+def _note(reason: str, feasible: bool, cost_note: str, scale_note: str = "") -> str:
+    """The reason (infeasible), or the scale-out limit and the first clause of the cost note,
+    shortened for a screen; the CSV keeps the whole text."""
+    parts = [str(scale_note), str(cost_note).split(";")[0]]
+    text = reason if not feasible else "; ".join(p for p in parts if p)
+    width = 160 if not feasible else 100
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _notes(df: pd.DataFrame) -> list[str]:
+    scale = df["scale_note"] if "scale_note" in df.columns else [""] * len(df)
+    return [_note(r, ok, n, sc) for r, ok, n, sc in zip(df["reason"], df["feasible"],
+                                                        df["cost_note"], scale, strict=True)]
+
+
 def _training_screen(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "#": df["rank"],
@@ -187,8 +202,7 @@ def _training_screen(df: pd.DataFrame) -> pd.DataFrame:
         "energy": [_fmt(v, _energy_str) for v in df["energy_j"]],
         "MFU": [_fmt(v, lambda x: f"{100 * x:.1f}%") for v in df["mfu"]],
         "pareto": ["*" if p else "" for p in df["pareto"]],
-        "note": [r if not ok else n for r, ok, n in zip(df["reason"], df["feasible"],
-                                                       df["cost_note"], strict=True)],
+        "note": _notes(df),
     })
 
 
@@ -206,8 +220,7 @@ def _serving_screen(df: pd.DataFrame) -> pd.DataFrame:
         "kWh/M tok": [_fmt(v, lambda j: f"{j / JOULES_PER_KWH:.3g}") for v in df["energy_j"]],
         "tok/s/dev": [_fmt(v, lambda x: f"{x:,.0f}") for v in df["tokens_per_s_per_device"]],
         "pareto": ["*" if p else "" for p in df["pareto"]],
-        "note": [r if not ok else n for r, ok, n in zip(df["reason"], df["feasible"],
-                                                       df["cost_note"], strict=True)],
+        "note": _notes(df),
     })
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 
 from planner.report import to_csv
 from planner.units import bytes_str, duration_str, si
-from planner.validate import block_activations, calibrate, summary_frame, validate
+from planner.validate import block_activations, calibrate, resolve, summary_frame, validate
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,6 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", choices=["train", "inference"], default="train")
     p.add_argument("--layers", type=int, default=None, metavar="N",
                    help="run only N blocks (default: all; full size needs --device meta)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="change a ModelSpec field for the run, e.g. --set d_model=512 "
+                        "(repeatable; a smaller width fits a CPU)")
     p.add_argument("--device", choices=["cpu", "cuda", "meta"], default="cpu",
                    help="meta: FLOPs and parameters only, any size, no memory")
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None,
@@ -35,6 +38,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--save-ceilings", metavar="PATH.toml",
                    help="also write this machine's calibrated ceilings as a catalog entry")
     p.set_defaults(handler=_validate)
+
+
+def _with_changes(spec, settings: list[str]):
+    """Apply `--set FIELD=VALUE` changes (validated by ModelSpec)."""
+    changes = {}
+    for item in settings:
+        field, sep, value = item.partition("=")
+        if not sep or field not in type(spec).model_fields or field == "name":
+            raise ValueError(f"--set: {item!r} must be FIELD=VALUE with a ModelSpec field "
+                             f"such as d_model, n_heads, n_kv_heads, d_ff, vocab_size")
+        changes[field] = None if value.lower() == "none" else value
+    return spec.with_(**changes) if changes else spec
 
 
 def _pct(x: float) -> str:
@@ -58,17 +73,19 @@ def _progress(total: int):
 
 
 def _validate(args: argparse.Namespace) -> int:
+    spec = _with_changes(resolve(args.model), args.set)
     timing = not args.no_timing and args.device != "meta"
     steps = 3 + (2 if timing else 0)
     bar, step = _progress(steps)
     try:
-        df = validate(args.model, seq_len=args.seq_len, batch_size=args.batch_size,
+        df = validate(spec, seq_len=args.seq_len, batch_size=args.batch_size,
                       mode=args.mode, device=args.device, n_layers=args.layers,
                       dtype=args.dtype, repeats=args.repeats, time_it=timing, progress=step)
     finally:
         bar.close()
     s = df.attrs["summary"]
-    print(f"{s['model']}: {s['n_layers']} blocks, {s['mode']}, seq_len={s['seq_len']}, "
+    changed = f" with {', '.join(args.set)}" if args.set else ""
+    print(f"{s['model']}{changed}: {s['n_layers']} blocks, {s['mode']}, seq_len={s['seq_len']}, "
           f"batch_size={s['batch_size']}, {s['dtype']} on {s['device']} ({s['device_name']})"
           + ("" if args.all else "  (block 0 shown; --all for every block)"))
     shown = df if args.all else df[df["block"] <= 0]

@@ -1,0 +1,150 @@
+#!/usr/bin/env python
+"""Run the whole validation matrix on a CUDA GPU (bf16) in under 5 minutes.
+
+    python scripts/validate_gpu.py                      # CUDA, bf16, the matrix below
+    python scripts/validate_gpu.py --csv out/gpu.csv --detail-csv out/gpu_layers.csv
+    python scripts/validate_gpu.py --device cpu --tiny  # the same code path on a CPU (tests)
+
+Several models and sizes, training and inference; one calibration of the GPU's achieved bf16
+matmul FLOP/s and copy bandwidth is shared by all runs. Prints one line per run while it
+goes, a short table last, and writes the summary CSV (one row per run) and, optionally, every
+layer row. Never needed by the tests (they run the CPU path with --tiny). Record the result,
+with the GPU's name and the date, in docs/validation.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+import pandas as pd
+
+from planner.models import model
+from planner.report import to_csv
+from planner.units import bytes_str, duration_str
+from planner.validate import validate
+
+# (preset, blocks or None for all, seq_len, train batch, inference batch): full widths; fewer
+# blocks where a full model would not fit one GPU with fp32 master weights and AdamW.
+MATRIX = [
+    ("gpt2", None, 1024, 8, 8),
+    ("bert-large-uncased", None, 512, 8, 8),
+    ("llama-2-7b", 8, 2048, 2, 4),
+    ("llama-3-8b", 4, 2048, 2, 4),
+    ("qwen2-7b", 4, 2048, 2, 4),
+    ("mixtral-8x7b", 2, 1024, 2, 4),
+]
+TINY = dict(n_layers=2, d_model=64, n_heads=4, d_ff=128, vocab_size=256)
+
+
+def _spec(name: str, n_layers: int | None, tiny: bool):
+    spec = model(name)
+    if tiny:
+        return spec.with_(**TINY, **({"n_kv_heads": 2} if spec.n_kv_heads else {}))
+    return spec if n_layers is None else spec.with_(n_layers=n_layers)
+
+
+def _row(df: pd.DataFrame, name: str, mode: str, elapsed_s: float) -> dict:
+    s = df.attrs["summary"]
+    keys = [k for k in s if k.endswith(("_max_abs_rel_err", "_s_predicted", "_s_measured",
+                                        "_predicted", "_measured", "_total"))]
+    out = dict(preset=name, **{k: s[k] for k in ("model", "mode", "device_name", "dtype",
+                                                  "n_layers", "seq_len", "batch_size",
+                                                  "n_params")})
+    out.update({k: s[k] for k in keys})
+    for k in ("ceiling_matmul_flops_per_s", "ceiling_memory_bw_bytes_per_s"):
+        out[k] = s.get(k)
+    out["activation_bytes_block_max_abs_rel_err"] = s.get(
+        "activation_bytes_block_max_abs_rel_err")
+    out["wall_s"] = elapsed_s
+    out["date"] = dt.date.today().isoformat()
+    return out
+
+
+def _short(rows: list[dict]) -> pd.DataFrame:
+    def pct(v):
+        return "—" if v is None or pd.isna(v) else ("0" if v == 0 else f"{v:+.2%}")
+
+    out = []
+    for r in rows:
+        phase = "step" if r["mode"] == "train" else "prefill"
+        out.append({
+            "model": r["preset"], "mode": r["mode"], "layers": r["n_layers"],
+            "seq x batch": f"{r['seq_len']}x{r['batch_size']}",
+            "fwd FLOPs": pct(r.get("fwd_flops_max_abs_rel_err")),
+            "bwd/decode FLOPs": pct(r.get("bwd_flops_max_abs_rel_err",
+                                          r.get("decode_flops_max_abs_rel_err"))),
+            "params": pct(r.get("param_bytes_max_abs_rel_err")),
+            "act/block": pct(r.get("activation_bytes_block_max_abs_rel_err")),
+            "time of": phase,
+            "pred": duration_str(r.get(f"{phase}_s_predicted", float("nan"))),
+            "meas": duration_str(r.get(f"{phase}_s_measured", float("nan"))),
+            "peak pred": bytes_str(r.get("peak_bytes_predicted", float("nan"))),
+            "peak meas": bytes_str(r.get("peak_bytes_measured", float("nan"))),
+        })
+    return pd.DataFrame(out).fillna("—")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    ap.add_argument("--dtype", default=None, choices=["bf16", "fp16", "fp32"],
+                    help="default bf16 on cuda, fp32 on cpu")
+    ap.add_argument("--tiny", action="store_true", help="tiny configs (CPU check of the script)")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--budget-s", type=float, default=270.0,
+                    help="skip the remaining runs once this much time has passed")
+    ap.add_argument("--csv", default="validation_gpu.csv", help="summary CSV, one row per run")
+    ap.add_argument("--detail-csv", default=None, help="every layer row of every run")
+    args = ap.parse_args(argv)
+    dtype = args.dtype or ("bf16" if args.device == "cuda" else "fp32")
+
+    import torch  # the script, not the library, needs a GPU
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("validate_gpu: no CUDA device; use --device cpu --tiny to check the script",
+              file=sys.stderr)
+        return 2
+    from planner.calibrate import measure_ceilings
+
+    start = time.perf_counter()
+    small = dict(matmul_sizes=(256,), copy_bytes=8_000_000) if args.tiny else {}
+    ceilings = measure_ceilings(args.device, dtype, **small)
+    print(f"{ceilings.device_name}: {ceilings.matmul_flops_per_s / 1e12:.1f} TFLOP/s {dtype} "
+          f"matmul, {ceilings.memory_bw_bytes_per_s / 1e9:.0f} GB/s copy "
+          f"({dt.date.today().isoformat()}, torch {torch.__version__})", flush=True)
+    matrix = MATRIX[:3] if args.tiny else MATRIX
+    rows, details = [], []
+    for name, n_layers, seq, b_train, b_infer in matrix:
+        spec = _spec(name, n_layers, args.tiny)
+        for mode, batch in (("train", b_train), ("inference", b_infer)):
+            if time.perf_counter() - start > args.budget_s:
+                print(f"skip {name} {mode}: over the {args.budget_s:.0f} s budget", flush=True)
+                continue
+            seq_len = min(seq, 32) if args.tiny else seq
+            batch = min(batch, 2) if args.tiny else batch
+            t0 = time.perf_counter()
+            df = validate(spec, seq_len=seq_len, batch_size=batch, mode=mode,
+                          device=args.device, dtype=dtype, repeats=args.repeats,
+                          ceilings=ceilings)
+            rows.append(_row(df, name, mode, time.perf_counter() - t0))
+            details.append(df.assign(preset=name, mode=mode))
+            if args.device == "cuda":
+                torch.cuda.empty_cache()
+            print(f"done {name} {mode} in {time.perf_counter() - t0:.1f} s", flush=True)
+    summary = pd.DataFrame(rows)
+    print(f"wrote {to_csv(summary, args.csv)}")
+    if args.detail_csv:
+        print(f"wrote {to_csv(pd.concat(details, ignore_index=True), args.detail_csv)}")
+    print(f"total {time.perf_counter() - start:.0f} s on {ceilings.device_name}")
+    print(_short(rows).to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""`planner rank`: training and serving tables, CSV in SI units, one-line errors."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from planner.cli import main
+from planner.commands.rank import parse_duration_s
+
+GPUS = "nvidia_h100_sxm,nvidia_a100_80gb_sxm,google_tpu_v5p,amd_alveo_u280"
+
+
+def test_rank_training_prints_a_table_and_writes_si_csv(tmp_path, capsys):
+    path = tmp_path / "rank.csv"
+    code = main(["rank", "--model", "llama-2-7b", "--train-tokens", "2e12", "--seq-len", "4096",
+                 "--global-batch", "1024", "--device-ids", GPUS, "--csv", str(path)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "train llama-2-7b" in out and "476,838 steps" in out and "ranked by time" in out
+    assert "nvidia_h100_sxm" in out and "tp×pp×dp" in out
+    assert "no dense bf16/fp16/fp32 peak in the catalog" in out  # the FPGA cannot train
+    df = pd.read_csv(path)
+    assert list(df.columns[:14]) == ["rank", "device", "kind", "feasible", "reason",
+                                     "n_devices", "tp", "pp", "dp", "time_s", "cost_usd",
+                                     "energy_j", "mfu", "pareto"]
+    assert len(df) == 4 and df["feasible"].sum() == 3
+    assert {"cost_price_provider", "cost_price_date"} <= set(df.columns)
+    h100 = df.set_index("device").loc["nvidia_h100_sxm"]
+    assert h100["time_s"] > 3600  # SI seconds, not a formatted string
+
+
+def test_rank_objective_kinds_and_fixed_count(capsys):
+    code = main(["rank", "--model", "llama-2-7b", "--train-tokens", "2e11", "--seq-len", "2048",
+                 "--global-batch", "512", "--objective", "cost", "--kinds", "gpu,tpu",
+                 "--devices", "64", "--top", "3"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "ranked by cost" in out
+    lines = [line for line in out.splitlines() if line.strip()[:2] in ("1 ", "2 ", "3 ")]
+    assert len(lines) == 3 and all(" 64 " in line for line in lines)
+
+
+def test_rank_serving(tmp_path, capsys):
+    path = tmp_path / "serve.csv"
+    code = main(["rank", "--model", "llama-2-70b", "--serve", "--prompt-len", "1024",
+                 "--output-len", "256", "--requests-per-s", "10", "--device-ids", GPUS,
+                 "--csv", str(path)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "serve llama-2-70b: 1024 in / 256 out tokens, 10 req/s" in out
+    assert "TTFT" in out and "$/M tok" in out
+    df = pd.read_csv(path)
+    assert {"ttft_s", "tpot_s", "tokens_per_s_per_device", "replicas"} <= set(df.columns)
+
+
+def test_rank_preset_workload_with_deadline(capsys):
+    code = main(["rank", "--workload", "conll2003-bert-finetune", "--objective", "cost",
+                 "--device-ids", "nvidia_a100_80gb_sxm,nvidia_t4"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "train bert-base-cased" in out and "5,268 steps" in out and "fp32" in out
+    code = main(["rank", "--workload", "llama-2-7b-pretrain", "--deadline", "1h",
+                 "--device-ids", "nvidia_h100_sxm"])
+    assert code == 0
+    assert "misses the deadline of 60 min" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["rank", "--model", "llama-2-7b", "--train-tokens", "1e9", "--seq-len", "2048"],
+     "--global-batch: required"),
+    (["rank", "--model", "llama-2-7b", "--serve", "--output-len", "8"], "--prompt-len: required"),
+    (["rank", "--train-tokens", "1e9"], "--model: give a model"),
+    (["rank", "--model", "llama-2-7b", "--train-tokens", "1e9", "--seq-len", "2048",
+      "--global-batch", "8", "--deadline", "soon"], "--deadline: cannot read 'soon'"),
+    (["rank", "--model", "llama-2-7b", "--train-tokens", "1e9", "--seq-len", "2048",
+      "--global-batch", "8", "--kinds", "quantum"], "unknown kind 'quantum'"),
+    (["rank", "--model", "llama-2-7b", "--train-tokens", "-5", "--seq-len", "2048",
+      "--global-batch", "8"], "n_tokens"),
+    (["rank", "--model", "llama-2-7b", "--train-tokens", "1e9", "--seq-len", "2048",
+      "--global-batch", "8", "--device-ids", "nvidia_h101"], "unknown device 'nvidia_h101'"),
+])
+def test_rank_errors_are_one_line_exit_2(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_parse_duration():
+    assert parse_duration_s("3600") == 3600
+    assert parse_duration_s("12h") == 43_200
+    assert parse_duration_s("30d") == 2_592_000
+    assert parse_duration_s("1.5 w") == 907_200

@@ -1,0 +1,171 @@
+"""Roofline, collectives, the pipeline schedule and serving time (docs/planning.md P6-P14, P19)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from planner import InferenceJob
+from planner.models import model
+from planner.rank import evaluate_inference
+from planner.timing import (
+    all_gather_bytes,
+    collective_time_s,
+    data_parallel_traffic,
+    inference_profile,
+    op_time_s,
+    ops_time_s,
+    optimizer_step_time_s,
+    pipeline_bubble_frac,
+    pipeline_step_time_s,
+    reduce_scatter_bytes,
+    ring_allreduce_bytes,
+    stage_time_s,
+    training_profile,
+)
+
+
+def test_ring_allreduce_moves_2_n_minus_1_over_n_of_the_gradients():
+    grads = 6_738_415_616 * 2  # Llama-2-7B bf16 gradients: 13,476,831,232 bytes
+    # 2 * 7/8 * 13,476,831,232 = 23,584,454,656 bytes per device
+    assert ring_allreduce_bytes(message_bytes=grads, n=8) == 23_584_454_656
+    assert reduce_scatter_bytes(message_bytes=grads, n=8) == 23_584_454_656 / 2
+    assert all_gather_bytes(message_bytes=800.0, n=4) == 600.0  # 3/4 * 800
+    assert ring_allreduce_bytes(message_bytes=grads, n=1) == 0.0
+
+
+def test_collective_time_and_single_device():
+    # 24 GB over 450 GB/s at 0.8 = 24e9 / 360e9 = 0.0667 s, plus 10 us
+    t = collective_time_s(volume_bytes=24e9, n=8, bw_bytes_per_s=450e9, network_frac=0.8,
+                          latency_s=1e-5)
+    assert t == pytest.approx(24e9 / 360e9 + 1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # no link needed for one device, even when the link is unknown
+        assert collective_time_s(volume_bytes=0.0, n=1, bw_bytes_per_s=np.nan,
+                                 network_frac=0.8, latency_s=1e-5) == 0.0
+    assert np.isnan(collective_time_s(volume_bytes=1.0, n=2, bw_bytes_per_s=np.nan,
+                                      network_frac=0.8, latency_s=1e-5))
+
+
+def test_pipeline_bubble_formula():
+    assert pipeline_bubble_frac(pp=4, n_micro_batches=8) == pytest.approx(3 / 11)
+    assert pipeline_bubble_frac(pp=1, n_micro_batches=8) == 0.0
+    # (m + p - 1) stage times: 8 + 4 - 1 = 11
+    assert pipeline_step_time_s(stage_micro_batch_s=2.0, pp=4, n_micro_batches=8) == 22.0
+    # idle share of the span equals the bubble: (11 - 8) / 11
+    span = pipeline_step_time_s(stage_micro_batch_s=1.0, pp=4, n_micro_batches=8)
+    assert (span - 8) / span == pytest.approx(pipeline_bubble_frac(pp=4, n_micro_batches=8))
+    # stage: ceil(10 / 4) = 3 blocks + the larger outer side
+    assert stage_time_s(layer_s=1.0, first_s=0.5, last_s=2.0, n_layers=10, pp=4) == 5.0
+    assert stage_time_s(layer_s=1.0, first_s=0.5, last_s=2.0, n_layers=10, pp=1) == 12.5
+
+
+def test_roofline_takes_the_slower_side_and_the_launch_floor():
+    kw = dict(peak_flops_per_s=1e15, compute_frac=0.5, bw_bytes_per_s=2e12, memory_bw_frac=0.5,
+              overhead_s=5e-6)
+    # compute-bound: 1e12 / 5e14 = 2 ms vs 1e8 / 1e12 = 0.1 ms
+    assert op_time_s(flops=1e12, bytes_moved=1e8, **kw) == pytest.approx(2e-3)
+    # memory-bound: 1e9 bytes / 1e12 = 1 ms
+    assert op_time_s(flops=1e9, bytes_moved=1e9, **kw) == pytest.approx(1e-3)
+    # tiny op: the 5 us floor
+    assert op_time_s(flops=1.0, bytes_moved=1.0, **kw) == 5e-6
+
+
+def test_data_parallel_traffic_per_zero_stage_by_hand():
+    kw = dict(weight_bytes=100.0, grad_bytes=100.0, dp=4)
+    rows = {z: tuple(float(x) for x in data_parallel_traffic(zero_stage=z, **kw))
+            for z in range(4)}
+    assert rows[0] == (150.0, 0.0)  # all-reduce: 2 * 3/4 * 100
+    assert rows[1] == (150.0, 0.0)  # reduce-scatter G + all-gather W: 75 + 75
+    assert rows[2] == (75.0, 75.0)  # W gathered per step, G scattered per micro-batch
+    assert rows[3] == (0.0, 225.0)  # per micro-batch: 2 * 75 (W twice) + 75 (G): 1.5x
+
+
+def test_optimizer_step_worked_number():
+    # Llama-2-7B AdamW on one H100: (13.48 + 2 * 80.86 + 13.48) GB / (3.35 TB/s * 0.7) = 80 ms
+    n = 6_738_415_616
+    t = optimizer_step_time_s(weight_bytes=2 * n, grad_bytes=2 * n, optimizer_bytes=12 * n,
+                              bw_bytes_per_s=3.35e12, memory_bw_frac=0.7)
+    assert t == pytest.approx(28 * n / 2.345e12)
+    assert t == pytest.approx(0.0805, abs=5e-4)
+
+
+def test_training_profile_ops_and_flops():
+    prof = training_profile(model("llama-2-7b"), seq_len=4096, precision="bf16",
+                            optimizer="adamw", flash_attention=True, causal_attention="full")
+    ops = dict(zip(prof.block.names, range(len(prof.block.names)), strict=True))
+    assert "attn.core" in ops and "attn.scores" not in ops  # fused attention is one op
+    q = ops["attn.q"]
+    # [4096, 4096] @ [4096, 4096]: 2 * 4096^3 FLOPs; reads 4096^2 * 2 bytes of weights
+    assert prof.block.flops[q] == 2 * 4096**3
+    assert prof.block.weight_bytes[q] == 4096**2 * 2
+    assert prof.block.traffic_bytes[q] == 4096 * (4096 + 4096) * 2  # in + out, bf16
+    # worked number: on an H100 at 0.40 / 0.70 it takes 0.347 ms, compute-bound
+    t = ops_time_s(prof.block, batch=1, tp=1, kv_split=1, peak_flops_per_s=989.4e12,
+                   compute_frac=0.4, bw_bytes_per_s=3.35e12, memory_bw_frac=0.7,
+                   overhead_s=5e-6, passes=np.eye(len(ops))[q])
+    assert t == pytest.approx(2 * 4096**3 / (989.4e12 * 0.4))
+    assert t == pytest.approx(3.47e-4, rel=1e-3)
+    # full recompute adds the blocks' forward: HFU / MFU close to 4/3 (ref README §5)
+    assert prof.hardware_flops_per_seq[2] / prof.model_flops_per_seq == pytest.approx(4 / 3,
+                                                                                      abs=0.02)
+    # with flash attention, selective recompute adds nothing (the kernel recomputes itself)
+    assert prof.hardware_flops_per_seq[1] == prof.model_flops_per_seq
+    assert list(prof.tp_collectives_per_layer) == [4, 4, 6]
+
+
+def test_selective_recompute_without_flash_recomputes_the_attention_core():
+    prof = training_profile(model("gpt2"), seq_len=1024, precision="bf16", optimizer="adamw",
+                            flash_attention=False, causal_attention="full")
+    core = [i for i, n in enumerate(prof.block.names)
+            if n in ("attn.scores", "attn.softmax", "attn.context")]
+    assert len(core) == 3
+    assert set(prof.block_passes[1][core]) == {4.0}
+    assert prof.block_passes[0].tolist() == [3.0] * len(prof.block.names)
+
+
+_DEV = dict(peak=np.array(989.4e12), compute_frac=np.array(0.4), bw=np.array(3.35e12),
+            memory_bw_frac=np.array(0.7), up_bw=np.array(450e9), domain=np.array(8.0),
+            network_frac=np.array(0.8))
+
+
+@settings(max_examples=25, deadline=None)
+@given(batch=st.sampled_from([1, 2, 8, 32, 128]), tp=st.sampled_from([1, 2, 4, 8]),
+       mem_frac=st.floats(0.05, 1.0), model_name=st.sampled_from(["llama-2-7b", "llama-2-70b",
+                                                                 "gpt2", "mixtral-8x7b"]))
+def test_decode_tokens_per_s_times_weight_bytes_within_bandwidth(batch, tp, mem_frac,
+                                                                  model_name):
+    spec = model(model_name)
+    if spec.n_heads % tp:
+        return
+    job = InferenceJob(model=spec, prompt_len=256, output_len=64, concurrent_requests=batch)
+    prof = inference_profile(spec, prompt_len=256, output_len=64, precision="bf16",
+                             kv_cache_precision=None)
+    dev = dict(_DEV, memory_bw_frac=np.array(mem_frac))
+    q = evaluate_inference(job, prof, dev, 5e-6, 1e-5, tp=tp, batch=batch)
+    # bytes each device must read per decode step: its share of the weights, less the
+    # embedding lookup table (only the rows of the current tokens are read)
+    embed = spec.vocab_size * spec.d_model * 2 if not spec.tied_embeddings else 0
+    read = (prof.weight_bytes - embed) / tp
+    per_sequence_tokens_per_s = 1.0 / q["tpot"]
+    assert per_sequence_tokens_per_s * read <= 3.35e12 * (1 + 1e-9)
+    # the README §8 check with all weights, at a realistic efficiency (<= 0.9)
+    if mem_frac <= 0.9 and model_name.startswith("llama"):
+        assert per_sequence_tokens_per_s * prof.weight_bytes / tp <= 3.35e12
+
+
+def test_decode_is_bandwidth_bound_at_batch_1():
+    spec = model("llama-2-7b")
+    job = InferenceJob(model=spec, prompt_len=128, output_len=128)
+    prof = inference_profile(spec, prompt_len=128, output_len=128, precision="bf16",
+                             kv_cache_precision=None)
+    q = evaluate_inference(job, prof, dict(_DEV, up_bw=np.array(np.nan)), 5e-6, 1e-5, tp=1,
+                           batch=1)
+    # weights read (less the embedding table) over 3.35 TB/s * 0.7: the floor of TPOT
+    floor = (prof.weight_bytes - 32000 * 4096 * 2) / (3.35e12 * 0.7)
+    assert floor < float(q["tpot"]) < 1.25 * floor

@@ -1,0 +1,197 @@
+"""planner.validate(), `planner validate`, calibration and the GPU script's CPU path."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from planner.calibrate import (
+    Ceilings,
+    measure_ceilings,
+    predict_times,
+    roofline_row_times,
+    to_catalog_toml,
+)
+from planner.cli import main
+from planner.layers import layer_table
+from planner.models import model
+from planner.validate import (
+    NOT_COUNTED,
+    block_activations,
+    rel_err,
+    summary_frame,
+    validate,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = dict(n_layers=2, d_model=64, n_heads=4, d_ff=128, vocab_size=256)
+
+
+def _tiny(name="llama-3-8b"):
+    return model(name).with_(**TINY, **({"n_kv_heads": 2} if model(name).n_kv_heads else {}))
+
+
+@pytest.fixture(scope="module")
+def train_result():
+    return validate(_tiny(), seq_len=32, batch_size=2, time_it=False)
+
+
+def test_import_planner_does_not_import_torch():
+    code = "import sys, planner, planner.validate; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_validate_has_the_issue_columns(train_result):
+    df = train_result
+    for col in ["layer", "kind", "fwd_flops_analytic", "fwd_flops_measured", "bwd_flops_analytic",
+                "bwd_flops_measured", "param_bytes_analytic", "param_bytes_measured",
+                "activation_bytes_analytic", "activation_bytes_measured", "fwd_flops_rel_err",
+                "activation_bytes_rel_err", "grad_bytes_rel_err", "optimizer_bytes_rel_err"]:
+        assert col in df, col
+    assert df["layer"].iloc[0] == "embed.tokens"
+
+
+def test_validate_errors_are_zero_for_flops_and_state_bytes(train_result):
+    s = train_result.attrs["summary"]
+    for q in ["fwd_flops", "bwd_flops", "param_bytes", "grad_bytes", "optimizer_bytes"]:
+        assert s[f"{q}_max_abs_rel_err"] == 0, q
+    assert s["activation_bytes_block_max_abs_rel_err"] < 0.10
+    assert s["fwd_flops_measured_total"] == s["fwd_flops_analytic_total"]
+
+
+def test_elementwise_rows_are_not_counted_not_zero(train_result):
+    df = train_result.set_index("layer")
+    row = df.loc["blocks.0.attn.softmax"]
+    assert row["fwd_flops_analytic"] > 0 and math.isnan(row["fwd_flops_measured"])
+    assert math.isnan(row["fwd_flops_rel_err"]) and row["note"] == NOT_COUNTED
+
+
+def test_block_activation_table_adds_other_rows(train_result):
+    blocks = block_activations(train_result).set_index("block")
+    # 2 RMSNorms × 64 tokens × 4 B of rstd per block are not in the analytic model
+    assert (blocks.loc[0, "activation_bytes_measured"]
+            - blocks.loc[0, "activation_bytes_analytic"]) == 512
+
+
+def test_validate_moe_keeps_routing_bookkeeping_as_other_rows():
+    df = validate(_tiny("mixtral-8x7b"), seq_len=32, batch_size=2, time_it=False)
+    other = df[df["layer"] == "blocks.0.other"]
+    assert len(other) == 1 and other["activation_bytes_measured"].iloc[0] > 0
+    assert math.isnan(other["activation_bytes_rel_err"].iloc[0])
+    assert df.attrs["summary"]["activation_bytes_block_max_abs_rel_err"] < 0.02
+
+
+def test_validate_inference_columns():
+    df = validate(_tiny("gpt2"), seq_len=16, batch_size=2, mode="inference", time_it=False)
+    s = df.attrs["summary"]
+    assert {"decode_flops_measured", "kv_cache_bytes_measured"} <= set(df.columns)
+    assert "bwd_flops_measured" not in df
+    assert s["decode_flops_max_abs_rel_err"] == 0 and s["kv_cache_bytes_max_abs_rel_err"] == 0
+
+
+def test_validate_meta_full_size():
+    df = validate("llama-2-7b", seq_len=64, batch_size=1, device="meta", n_layers=2)
+    s = df.attrs["summary"]
+    assert s["fwd_flops_max_abs_rel_err"] == 0 and s["param_bytes_max_abs_rel_err"] == 0
+    assert df["activation_bytes_measured"].isna().all()
+
+
+def test_validate_times_against_calibrated_ceilings():
+    c = Ceilings(device="cpu", device_name="test", dtype="fp32", matmul_flops_per_s=1e10,
+                 memory_bw_bytes_per_s=1e10, matmul_n=8, copy_bytes=8, n_threads=1,
+                 memory_bytes=1e9, measured_on="2026-11-28")
+    df = validate(_tiny(), seq_len=16, batch_size=1, ceilings=c, repeats=1, warmup=0)
+    s = df.attrs["summary"]
+    for phase in ["forward", "backward", "optimizer", "step"]:
+        assert s[f"{phase}_s_predicted"] > 0 and s[f"{phase}_s_measured"] > 0
+    assert s["step_s_predicted"] == pytest.approx(
+        s["forward_s_predicted"] + s["backward_s_predicted"] + s["optimizer_s_predicted"])
+    assert set(summary_frame(df).columns) == {"quantity", "value"}
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(mode="serve"), "mode: 'serve' is not allowed"),
+    (dict(device="tpu"), "device: 'tpu' is not allowed"),
+    (dict(dtype="fp8"), "dtype: 'fp8' is not allowed"),
+    (dict(n_layers=0), "n_layers: must be a positive whole number"),
+])
+def test_validate_rejects_bad_input(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        validate("gpt2", seq_len=8, batch_size=1, **kwargs)
+
+
+def test_rel_err_conventions():
+    assert list(rel_err([0.0, 1.0, 3.0], [0.0, 0.0, 2.0])) == [0.0, np.inf, 0.5]
+
+
+# ---- roofline and calibration --------------------------------------------------------------------
+def test_roofline_row_time_by_hand():
+    spec = _tiny()
+    table = layer_table(spec, seq_len=16, batch_size=2, precision="fp32")
+    c = Ceilings(device="cpu", device_name="x", dtype="fp32", matmul_flops_per_s=1e9,
+                 memory_bw_bytes_per_s=1e8, matmul_n=8, copy_bytes=8, n_threads=1,
+                 memory_bytes=1e9, measured_on="2026-11-28")
+    rows = roofline_row_times(spec, table, c, seq_len=16, batch_size=2, act_bytes=4).set_index(
+        "layer")
+    # lm_head: FLOPs 2·32·64·256 = 1,048,576 -> 1.048576 ms at 1 GFLOP/s;
+    # bytes 64·256·4 (weights) + 32·(64 + 256)·4 (in + out) = 65,536 + 40,960 = 106,496
+    # -> 1.06496 ms at 100 MB/s; the row is memory-bound
+    assert rows.at["lm_head", "fwd_bytes_moved"] == 106_496
+    assert rows.at["lm_head", "fwd_s"] == pytest.approx(1.06496e-3)
+    assert rows.at["lm_head", "bwd_s"] == pytest.approx(2 * 1.06496e-3)  # 2× bytes, 2× FLOPs
+    t = predict_times(spec, table, c, seq_len=16, batch_size=2, mode="train", act_bytes=4)
+    # AdamW: (2·4 + 4 + 2·8) B per parameter = 28 B · n_params at 100 MB/s
+    assert t["optimizer"] == pytest.approx(28 * spec.n_params / 1e8)
+
+
+def test_measure_ceilings_is_quick_and_positive():
+    c = measure_ceilings("cpu", "fp32", matmul_sizes=(128,), copy_bytes=4_000_000, repeats=1)
+    assert c.matmul_flops_per_s > 1e6 and c.memory_bw_bytes_per_s > 1e6
+    assert c.device == "cpu" and c.matmul_n == 128
+
+
+def test_ceilings_save_as_a_loadable_catalog_entry(tmp_path):
+    catalog = pytest.importorskip("planner.catalog")
+    c = Ceilings(device="cpu", device_name="AMD EPYC", dtype="fp32", matmul_flops_per_s=1.5e11,
+                 memory_bw_bytes_per_s=3.2e10, matmul_n=1536, copy_bytes=64_000_000,
+                 n_threads=2, memory_bytes=2.5e10, measured_on="2026-11-28")
+    path = tmp_path / "my_machine.toml"
+    path.write_text(to_catalog_toml(c), encoding="utf-8")
+    dev = catalog.load_catalog(path).get("local_cpu_amd_epyc")
+    assert dev.peak("fp32") == 1.5e11 and dev.memory_bw_bytes_per_s == 3.2e10
+    assert dev.efficiency.train_compute_frac == 1.0 and dev.kind == "other"
+
+
+# ---- CLI and GPU script --------------------------------------------------------------------------
+def test_cli_validate_writes_csv(tmp_path, capsys):
+    out = tmp_path / "v.csv"
+    rc = main(["validate", "gpt2", "--layers", "1", "--seq-len", "16", "--batch-size", "1",
+               "--no-timing", "--csv", str(out), "--summary-csv", str(tmp_path / "s.csv")])
+    text = capsys.readouterr().out
+    assert rc == 0 and "max |relative error|" in text and "activations per block" in text
+    df = pd.read_csv(out)
+    assert df.loc[df["is_matmul"], "fwd_flops_rel_err"].abs().max() == 0
+    assert (tmp_path / "s.csv").exists()
+
+
+def test_cli_validate_bad_model_is_one_line(capsys):
+    assert main(["validate", "gpt-9", "--no-timing"]) == 2
+    assert "model: unknown preset 'gpt-9'" in capsys.readouterr().err
+
+
+def test_gpu_script_cpu_path(tmp_path):
+    out = tmp_path / "gpu.csv"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "validate_gpu.py"), "--device", "cpu", "--tiny",
+         "--repeats", "1", "--csv", str(out)], capture_output=True, text=True, cwd=ROOT, check=True)
+    last = proc.stdout.strip().splitlines()
+    assert out.exists() and "model" in "\n".join(last[-12:])
+    df = pd.read_csv(out)
+    assert set(df["mode"]) == {"train", "inference"}
+    assert (df["fwd_flops_max_abs_rel_err"] == 0).all()
