@@ -35,6 +35,7 @@ DEFAULT_MODEL = "llama-2-7b"
 DEFAULT_SEQ_LEN = 4096
 DEFAULT_TOKENS = 2e12
 DEFAULT_GLOBAL_BATCH = 1024
+DEFAULT_DEADLINE_DAYS = 30.0  # a real question: who finishes within a month, and at what cost?
 EDITABLE_DIMS = ["n_layers", "d_model", "n_heads", "n_kv_heads", "d_ff", "vocab_size",
                  "max_seq_len", "n_experts", "experts_top_k"]
 # Display units per SI column suffix: (divide by, shown label suffix).
@@ -75,6 +76,7 @@ def show_table(df: pd.DataFrame, *, key: str, file_name: str, height: int | None
                ) -> None:
     """The table in display units (each header says which), and its SI CSV download."""
     shown = df.copy()
+    shown.attrs = {}  # pandas would put them in the Arrow metadata, where NaN is not JSON
     config: dict[str, Any] = {}
     for col in shown.columns:
         if not pd.api.types.is_numeric_dtype(shown[col]) or shown[col].dtype == bool:
@@ -204,7 +206,9 @@ def sidebar_workload(spec: planner.ModelSpec | None) -> dict[str, Any]:
     max_len = spec.max_seq_len if spec is not None else DEFAULT_SEQ_LEN
     seq_len = st.sidebar.number_input(
         "Sequence length (tokens)", min_value=1, value=min(max_len, DEFAULT_SEQ_LEN), step=128,
-        key=f"seq_len_{spec.name if spec else ''}")
+        key=f"seq_len_{spec.name if spec else ''}",
+        help="Train: tokens per sequence. Serve: the context length of the Model page's KV "
+        "cache (the Plan page takes prompt and output lengths).")
     return dict(mode=mode, precision=precision, seq_len=int(seq_len))
 
 
@@ -226,9 +230,12 @@ def page_model(spec: planner.ModelSpec | None, work: dict[str, Any]) -> None:
                                work["mode"], work["precision"], recompute, flash)
     model_metrics(spec, table, work["mode"])
 
+    every = st.toggle(f"Chart all {spec.n_layers} blocks (default: the outer layers and block 0;"
+                      " every block is the same)", value=False, key="model_all_blocks")
+    charted = table if every else table[table["block"] <= 0]
     left, right = st.columns(2)
-    left.plotly_chart(plots.layer_flops_figure(table), key="model_flops_fig")
-    right.plotly_chart(plots.layer_bytes_figure(table), key="model_bytes_fig")
+    left.plotly_chart(plots.layer_flops_figure(charted), key="model_flops_fig")
+    right.plotly_chart(plots.layer_bytes_figure(charted), key="model_bytes_fig")
     st.plotly_chart(plots.memory_breakdown_figure(table, label=f"batch {batch}"),
                     key="model_memory_fig")
     st.markdown("**Per-layer table** (C = FLOPs, S = bytes; the CSV is in SI units)")
@@ -256,11 +263,14 @@ def model_metrics(spec: planner.ModelSpec, table: pd.DataFrame, mode: str) -> No
 
 
 def seed_panel() -> None:
-    with st.expander("The document's BERT example beside the per-layer model", expanded=False):
+    with st.expander("The document's BERT example beside the per-layer model", expanded=True):
         st.caption("Sec. 4.2–4.3 of the seed document: C = L·H·M³ for BERT and an "
                    "'efficiency' from a 2.6e12 FLOP/s GPU. Each figure recomputed, with what "
                    "is wrong and what the per-layer model gives instead.")
-        show_table(cached_seed_example(), key="seed", file_name="seed_example.csv")
+        seed = cached_seed_example()
+        show_table(seed, key="seed", file_name="seed_example.csv")
+        st.markdown("\n".join(f"- **{row.item}** ({row.verdict}): {row.explanation}"
+                               for row in seed.itertuples()))
 
 
 def _safe_name(name: str) -> str:
@@ -314,7 +324,8 @@ def plan_job(spec: planner.ModelSpec, work: dict[str, Any]) -> Any:
                                    value=DEFAULT_TOKENS / 1e9, step=100.0, key="plan_tokens_b")
         batch = c2.number_input("Global batch (sequences)", min_value=1,
                                 value=DEFAULT_GLOBAL_BATCH, step=64, key="plan_global_batch")
-        deadline_d = c3.number_input("Deadline (days, 0 = none)", min_value=0.0, value=0.0,
+        deadline_d = c3.number_input("Deadline (days, 0 = none)", min_value=0.0,
+                                     value=DEFAULT_DEADLINE_DAYS,
                                      step=1.0, key="plan_deadline_d",
                                      help="With a deadline each device gets the cheapest "
                                      "layout that meets it.")
@@ -375,16 +386,25 @@ def page_plan(spec: planner.ModelSpec | None, work: dict[str, Any]) -> None:
     all_kinds = sorted({d.kind for d in catalog})
     kinds = c1.multiselect("Kinds of hardware", all_kinds, key="plan_kinds",
                            placeholder="all kinds", format_func=str.upper)
-    objective = c2.radio("Objective", list(OBJECTIVES), key="plan_objective", horizontal=True,
+    objective = c2.radio("Objective", list(OBJECTIVES), index=1, key="plan_objective",
+                         horizontal=True,
                          format_func=lambda o: f"{o} ({OBJECTIVES[o]} first)")
     cost = plan_cost_options()
     name, text = catalog_source()
     if text and catalog is cached_catalog():
-        name, text = "", ""  # the user's file is invalid: the Catalog page says why
+        st.warning(f"Your catalog file {name} is invalid and not used; the Catalog page says "
+                   "why.")
+        name, text = "", ""
+    elif text:
+        st.caption(f"Using your catalog file {name} on top of the built-in catalog.")
     query = (work["mode"], job.model_dump_json(), tuple(kinds), objective,
              cost.model_dump_json(), name, text)
     ranking = cached_rank(*query)
-    plan_headline(job, work["mode"], ranking)
+    # Each headline figure comes from the ranking by its own objective: the fastest plan is
+    # not among the cheapest plans per device, and vice versa (all cached, ~0.1 s each cold).
+    by_objective = {o: ranking if o == objective else cached_rank(*query[:3], o, *query[4:])
+                    for o in OBJECTIVES}
+    plan_headline(job, work["mode"], by_objective)
     figures = cached_plan_figures(*query)
     left, right = st.columns(2)
     left.plotly_chart(figures["pareto"], key="plan_pareto_fig")
@@ -407,33 +427,40 @@ def plan_scatter_title(mode: str) -> str:
     return "Request latency vs cost per million output tokens"
 
 
-def plan_headline(job: Any, mode: str, ranking: pd.DataFrame) -> None:
+def plan_headline(job: Any, mode: str, by_objective: dict[str, pd.DataFrame]) -> None:
     if mode == "train":
+        within = f" within {duration_str(job.deadline_s)}" if job.deadline_s else ""
         st.subheader(f"Train {job.model.name} on {si(job.n_tokens, '').replace(' ', '')} "
-                     "tokens: who is fastest and cheapest?")
+                     f"tokens{within}: who is fastest and cheapest?")
     else:
         st.subheader(f"Serve {job.model.name} at {job.requests_per_s:g} requests/s "
                      f"({job.prompt_len} in, {job.output_len} out): who is fastest and "
                      "cheapest?")
-    ok = ranking[ranking["feasible"]]
-    if ok.empty:
+    if not by_objective["time"]["feasible"].any():
         st.warning("No device can run this workload; the reasons are in the table.")
         return
     cols = st.columns(3)
     cost_unit = "" if mode == "train" else " per M tokens"
-    for col, (label, metric) in zip(cols, [("Fastest", "time_s"), ("Cheapest", "cost_usd"),
-                                           ("Least energy", "energy_j")], strict=True):
-        valid = ok.dropna(subset=[metric])
+    for col, (label, objective, metric) in zip(cols, [
+            ("Fastest", "time", "time_s"), ("Cheapest", "cost", "cost_usd"),
+            ("Least energy", "energy", "energy_j")], strict=True):
+        ranking = by_objective[objective]
+        valid = ranking[ranking["feasible"]].dropna(subset=[metric])
         if valid.empty:
             col.metric(label, "—", help=f"no device has a {metric}")
             continue
         best = valid.loc[valid[metric].idxmin()]
         value = {"time_s": duration_str(best["time_s"]),
                  "cost_usd": usd_str(best["cost_usd"]) + cost_unit,
-                 "energy_j": f"{best['energy_j'] / 3.6e9:.3g} MWh"}[metric]
-        col.metric(f"{label}: **{device_name(best['device'])}** × {int(best['n_devices'])}",
+                 "energy_j": energy_str(best["energy_j"]) + cost_unit}[metric]
+        col.metric(f"{label}: {int(best['n_devices'])} × **{device_name(best['device'])}**",
                    value, help=f"{duration_str(best['time_s'])}, {usd_str(best['cost_usd'])}"
                    f"{cost_unit}; TP {best['tp']} · PP {best['pp']} · DP {best['dp']}")
+
+
+def energy_str(joules: float) -> str:
+    kwh = joules / 3.6e6
+    return f"{kwh / 1e3:.3g} MWh" if kwh >= 1e3 else f"{kwh:.3g} kWh"
 
 
 def device_name(device_id: str) -> str:
@@ -568,8 +595,9 @@ def show_validation(result: pd.DataFrame) -> None:
     cols = st.columns(max(len(errs), 1))
     for col, key in zip(cols, errs, strict=False):
         value = summary[key]
-        col.metric(f"max |error| {key.removesuffix('_max_abs_rel_err')}",
-                   f"{value:.2%}" if pd.notna(value) else "—")
+        col.metric(key.removesuffix("_max_abs_rel_err"), f"{value:.2%}" if pd.notna(value)
+                   else "—", help="largest |measured − analytic| / analytic over the rows "
+                   "(matmul rows for FLOPs)")
     quantities = [c.removesuffix("_analytic") for c in result if c.endswith("_analytic")]
     quantity = st.selectbox("Quantity", quantities, key="val_quantity")
     rows = result[result[f"{quantity}_analytic"].notna() | result[f"{quantity}_measured"].notna()]
@@ -700,7 +728,9 @@ def page_catalog() -> None:
 def catalog_prices(catalog: Any, ids: list[str]) -> pd.DataFrame:
     rows = [dict(device=d.id, **p.model_dump()) for d in catalog if d.id in ids
             for p in d.prices]
-    return pd.DataFrame(rows)
+    first = ["device", "kind", "provider", "contract", "usd_per_hour", "usd", "date", "source"]
+    frame = pd.DataFrame(rows)
+    return frame[[c for c in first if c in frame] + [c for c in frame if c not in first]]
 
 
 def catalog_upload_panel() -> None:

@@ -362,7 +362,11 @@ class _Timer:
         return out
 
     def medians(self) -> dict[str, float]:
-        return {k: float(np.median(v)) for k, v in self.samples.items()}
+        """Median per phase, and the fastest repeat as `{phase}_min` (less noisy on a
+        shared machine)."""
+        out = {k: float(np.median(v)) for k, v in self.samples.items()}
+        out |= {f"{k}_min": float(np.min(v)) for k, v in self.samples.items()}
+        return out
 
 
 def _peak(device: torch.device, fn: Callable[[], object]) -> tuple[object, float]:
@@ -456,7 +460,8 @@ def _time_train(net, opt, ids, labels, dev, *, repeats: int, warmup: int) -> dic
         t.run("backward", loss.backward)
         t.run("optimizer", opt.step)
     med = timer.medians()
-    med["step"] = float(np.median([sum(v) for v in zip(*timer.samples.values(), strict=True)]))
+    steps = [sum(v) for v in zip(*timer.samples.values(), strict=True)]
+    med["step"], med["step_min"] = float(np.median(steps)), float(np.min(steps))
     return med
 
 

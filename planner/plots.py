@@ -39,6 +39,7 @@ LAYER_KIND_COLORS = {
     "router": "#CC79A7",
     "loss": "#000000",
 }
+MAX_TICK_LABELS = 60  # more layers than this: no per-layer tick labels (hover shows the name)
 _LAYOUT = dict(margin=dict(l=60, r=20, t=90, b=40),
                legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0,
                            traceorder="normal"))
@@ -80,7 +81,8 @@ def layer_flops_figure(table: pd.DataFrame, *, title: str = "Compute C per layer
     label = "forward + backward FLOP" if bwd.sum() > 0 else "forward FLOP"
     fig.update_layout(title=_title(title), barmode="overlay", bargap=0.1,
                       xaxis=dict(title="layer", categoryorder="array",
-                                 categoryarray=list(table["layer"]), showticklabels=False),
+                                 categoryarray=list(table["layer"]),
+                                 showticklabels=len(table) <= MAX_TICK_LABELS, tickangle=-45),
                       yaxis=dict(title=label, tickformat="~s"), **_LAYOUT)
     return fig
 
@@ -95,7 +97,8 @@ def layer_bytes_figure(table: pd.DataFrame, *, title: str = "Storage S per layer
         fig.add_bar(x=table["layer"], y=table[col] / GB, name=label, marker_color=color,
                     hovertemplate="%{x}<br>%{y:.4g} GB<extra>" + label + "</extra>")
     fig.update_layout(title=_title(title), barmode="stack", bargap=0.1,
-                      xaxis=dict(title="layer", showticklabels=False),
+                      xaxis=dict(title="layer", showticklabels=len(table) <= MAX_TICK_LABELS,
+                                 tickangle=-45),
                       yaxis=dict(title="GB (10⁹ bytes)"), **_LAYOUT)
     return fig
 
@@ -172,8 +175,9 @@ def pareto_figure(ranking: pd.DataFrame, *, title: str = "Time vs cost") -> go.F
                                                               shape="hv"),
                             text=front["device"], textposition="top right",
                             hoverinfo="skip")
-    fig.update_layout(title=_title(title), xaxis=dict(title=f"time ({unit})", type="log"),
-                      yaxis=dict(title="cost (USD)", type="log", tickprefix="$", dtick="D2"),
+    fig.update_layout(title=_title(title),
+                      xaxis=dict(title=f"time ({unit})", type="log"),
+                      yaxis=dict(title="cost (USD)", type="log", dtick="D2", tickprefix="$"),
                       **_LAYOUT)
     return fig
 
@@ -286,8 +290,9 @@ def backtest_figure(backtest: pd.DataFrame, *, title: str = "Predicted vs publis
                         line=dict(color="grey", dash=dash, width=1), name=name,
                         showlegend=name is not None, hoverinfo="skip")
     fig.update_layout(title=_title(title), xaxis=dict(title="published (metric's own SI unit)",
-                                              type="log"),
-                      yaxis=dict(title="predicted (same unit)", type="log"), **_LAYOUT)
+                                              type="log", dtick=1),
+                      yaxis=dict(title="predicted (same unit)", type="log", dtick=1),
+                      **_LAYOUT)
     return fig
 
 
@@ -329,6 +334,8 @@ def catalog_figure(frame: pd.DataFrame, *, dtype: str = "bf16",
                         marker=dict(size=10, color=KIND_COLORS.get(str(kind), "#999999")),
                         hovertemplate="<b>%{text}</b><br>%{x:.3g} TB/s<br>%{y:.4g} " + unit
                                       + "<extra></extra>")
-    fig.update_layout(title=_title(title), xaxis=dict(title="memory bandwidth (TB/s)", type="log"),
-                      yaxis=dict(title=f"dense {dtype} peak ({unit})", type="log"), **_LAYOUT)
+    fig.update_layout(title=_title(title),
+                      xaxis=dict(title="memory bandwidth (TB/s)", type="log", dtick="D2"),
+                      yaxis=dict(title=f"dense {dtype} peak ({unit})", type="log", dtick="D2"),
+                      **_LAYOUT)
     return fig

@@ -108,6 +108,12 @@ def validate(
     spec = resolve(model)
     dtype = dtype or ("bf16" if device.startswith("cuda") else "fp32")
     _check(mode, device, dtype, seq_len, batch_size, n_layers)
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError("device: 'cuda' requested but torch.cuda.is_available() is False; "
+                             "use cpu or meta")
     if n_layers is not None:
         spec = spec.with_(n_layers=n_layers)
     say = progress or (lambda _msg: None)
@@ -197,8 +203,10 @@ def _summary(df, spec, m, *, mode, seq_len, batch_size, ceilings, predicted) -> 
     s["optimizer_scalar_bytes"] = m.extras.get("optimizer_scalar_bytes", float("nan"))
     for phase, t in predicted.items():
         s[f"{phase}_s_predicted"] = t
-    for phase, t in m.times_s.items():
-        s[f"{phase}_s_measured"] = t
+    for phase, t in m.times_s.items():  # median; `_min` phases: the fastest repeat
+        key = (f"{phase[:-4]}_s_measured_min" if phase.endswith("_min")
+               else f"{phase}_s_measured")
+        s[key] = t
     if ceilings is not None:
         s["ceiling_matmul_flops_per_s"] = ceilings.matmul_flops_per_s
         s["ceiling_memory_bw_bytes_per_s"] = ceilings.memory_bw_bytes_per_s

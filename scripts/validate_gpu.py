@@ -52,7 +52,7 @@ def _spec(name: str, n_layers: int | None, tiny: bool):
 def _row(df: pd.DataFrame, name: str, mode: str, elapsed_s: float) -> dict:
     s = df.attrs["summary"]
     keys = [k for k in s if k.endswith(("_max_abs_rel_err", "_s_predicted", "_s_measured",
-                                        "_predicted", "_measured", "_total"))]
+                                        "_predicted", "_measured", "_min", "_total"))]
     out = dict(preset=name, **{k: s[k] for k in ("model", "mode", "device_name", "dtype",
                                                   "n_layers", "seq_len", "batch_size",
                                                   "n_params")})

@@ -169,3 +169,21 @@ def test_decode_is_bandwidth_bound_at_batch_1():
     # weights read (less the embedding table) over 3.35 TB/s * 0.7: the floor of TPOT
     floor = (prof.weight_bytes - 32000 * 4096 * 2) / (3.35e12 * 0.7)
     assert floor < float(q["tpot"]) < 1.25 * floor
+
+
+def test_data_parallel_bw_is_scale_up_inside_a_domain_and_all_nics_across():
+    """P13b by hand: min(up, min(dp, domain / tp) x out) across domains, up inside one."""
+    from planner.timing import data_parallel_bw_bytes_per_s
+
+    def bw(tp, dp, domain, up=450e9, out=50e9):
+        return float(data_parallel_bw_bytes_per_s(tp=tp, dp=dp, domain=domain, up_bw=up,
+                                                  out_bw=out))
+
+    # inside a domain: tp * dp = 2 * 4 = 8 <= 8 -> the scale-up link, 450 GB/s
+    assert bw(2, 4, 8) == pytest.approx(450e9)
+    # across domains: tp * dp = 64 > 8; members = min(64, 8 / 1) = 8; 8 * 50e9 = 400e9 < 450e9
+    assert bw(1, 64, 8) == pytest.approx(400e9)
+    # capped: members = min(64, 16 / 1) = 16; 16 * 50e9 = 800e9 > 450e9 -> 450e9
+    assert bw(1, 64, 16) == pytest.approx(450e9)
+    # tp fills the domain: tp * dp = 128 > 8; members = min(16, 8 / 8) = 1 -> one NIC, 50e9
+    assert bw(8, 16, 8) == pytest.approx(50e9)

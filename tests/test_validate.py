@@ -126,6 +126,28 @@ def test_validate_rejects_bad_input(kwargs, message):
         validate("gpt2", seq_len=8, batch_size=1, **kwargs)
 
 
+def test_validate_cuda_without_a_gpu_is_a_clear_error():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ValueError, match="device: 'cuda' requested but"):
+        validate("gpt2", seq_len=8, batch_size=1, device="cuda")
+
+
+@pytest.mark.cuda
+def test_validate_on_cuda_bf16():
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    df = validate(_tiny(), seq_len=32, batch_size=2, device="cuda", repeats=2)
+    s = df.attrs["summary"]
+    assert s["fwd_flops_max_abs_rel_err"] == 0 and s["param_bytes_max_abs_rel_err"] == 0
+    assert s["activation_bytes_block_max_abs_rel_err"] < 0.10
+    assert s["peak_bytes_measured"] > 0 and s["dtype"] == "bf16"
+
+
 def test_rel_err_conventions():
     assert list(rel_err([0.0, 1.0, 3.0], [0.0, 0.0, 2.0])) == [0.0, np.inf, 0.5]
 

@@ -75,7 +75,10 @@ def _progress(total: int):
 def _validate(args: argparse.Namespace) -> int:
     spec = _with_changes(resolve(args.model), args.set)
     timing = not args.no_timing and args.device != "meta"
-    steps = 3 + (2 if timing else 0)
+    if args.mode == "train":
+        steps = 2 + (args.device != "meta") + 2 * timing  # fwd+bwd, optimizer, join
+    else:
+        steps = 2 + (spec.causal and spec.lm_head and args.seq_len >= 2) + 2 * timing
     bar, step = _progress(steps)
     try:
         df = validate(spec, seq_len=args.seq_len, batch_size=args.batch_size,
@@ -139,15 +142,19 @@ def _summary_lines(s: dict, mode: str) -> list[str]:
               f"total analytic {_fmt(q, s.get(f'{q}_analytic_total'))}, measured "
               f"{_fmt(q, s.get(f'{q}_measured_total'))}" for q in qs]
     if mode == "train" and s["device"] != "meta":
-        lines.append(f"  activations per block {_pct(s['activation_bytes_block_max_abs_rel_err'])}")
+        lines.append(f"  activations per block {_pct(s['activation_bytes_block_max_abs_rel_err'])}"
+                     "   (per row, bytes may sit on a neighbouring row of the same block: "
+                     "docs/validation.md)")
     if "ceiling_matmul_flops_per_s" in s:
         lines.append(f"calibrated ceilings: {si(s['ceiling_matmul_flops_per_s'], 'FLOP/s')} "
                      f"matmul ({s['dtype']}), {si(s['ceiling_memory_bw_bytes_per_s'], 'B/s')} copy")
     phases = [k[:-len("_s_measured")] for k in s if k.endswith("_s_measured")]
     for ph in phases:
         pred, meas = s.get(f"{ph}_s_predicted", float("nan")), s[f"{ph}_s_measured"]
+        fastest = s.get(f"{ph}_s_measured_min", float("nan"))
         lines.append(f"  {ph:<10} predicted {duration_str(pred):>9}   measured "
-                     f"{duration_str(meas):>9}   measured/predicted {meas / pred:.2f}")
+                     f"{duration_str(meas):>9} (fastest {duration_str(fastest)})   "
+                     f"measured/predicted {meas / pred:.2f}")
     if not math.isnan(s.get("peak_bytes_measured", float("nan"))):
         lines.append(f"peak memory: predicted {bytes_str(s['peak_bytes_predicted'])}, measured "
                      f"{bytes_str(s['peak_bytes_measured'])} (CUDA max_memory_allocated)")
