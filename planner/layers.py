@@ -212,7 +212,7 @@ def _row_fwd_flops(spec: ModelSpec, row: LayerDef, shp: _Shape, causal_half: boo
         return float(SOFTMAX_FLOPS_PER_ELEMENT) * T * spec.vocab_size  # log-softmax over logits
     if row.kind == "router":
         return linear_flops(n_tokens=T, d_in=h, d_out=spec.n_experts)
-    routed = T * spec.experts_top_k if name.startswith("moe.experts") else T
+    routed = _tokens_through(spec, name, T)
     if name.endswith(".act"):
         return activation_flops(n_tokens=routed, d_ff=ff, act=spec.mlp_act, gated=spec.gated_mlp)
     if name.startswith(("mlp.", "moe.")):
@@ -268,7 +268,7 @@ def _row_activation_bytes(spec: ModelSpec, row: LayerDef, shp: _Shape, *, a: flo
         # softmax saves (T·E·4 bytes; HF Mixtral and Megatron both route in fp32; measured in
         # tests/test_measure.py, docs/validation.md)
         return T * h * a + T * spec.n_experts * 4.0
-    routed = T * spec.experts_top_k if name.startswith("moe.experts") else T
+    routed = _tokens_through(spec, name, T)
     if name.endswith(".up"):
         return routed * h * a  # normed input (gathered per expert for routed experts)
     if name.endswith(".act"):
@@ -290,6 +290,16 @@ def _row_activation_bytes(spec: ModelSpec, row: LayerDef, shp: _Shape, *, a: flo
         # NB: cross-entropy saves the log-softmax of the logits, upcast to fp32 (torch autocast).
         return T * spec.vocab_size * LOGITS_BYTES
     raise AssertionError(f"no activation rule for row {name!r}")  # pragma: no cover
+
+
+def _tokens_through(spec: ModelSpec, name: str, n_tokens):
+    """Token-passes through an MLP row: routed experts see each token top_k times (balanced
+    routing, NB), the shared experts n_shared_experts times, a dense MLP once."""
+    if name.startswith("moe.experts"):
+        return n_tokens * spec.experts_top_k
+    if name.startswith("moe.shared"):
+        return n_tokens * spec.n_shared_experts
+    return n_tokens
 
 
 def _last_embedding_row(spec: ModelSpec) -> str:
@@ -339,7 +349,8 @@ def layer_table(
     mode="train": one step over `batch_size` sequences of `seq_len` tokens; forward, backward,
     gradients, optimizer state and saved activations. mode="inference": the prefill of the same
     batch (fwd_flops), one decode step at context `seq_len` (decode_flops), and the KV cache of
-    `seq_len` tokens; no gradients, optimizer state or saved activations.
+    `seq_len` tokens; no gradients, optimizer state or saved activations. Encoders (BERT) have
+    no decode step (NaN) and no KV cache.
 
     Columns: layer, block, kind, n_params, n_active_params, fwd_flops, bwd_flops, weight_bytes,
     grad_bytes, optimizer_bytes, activation_bytes, kv_cache_bytes (+ decode_flops in inference),
@@ -380,8 +391,11 @@ def layer_table(
             grad_bytes=row.n_params * policy.grad_bytes if train else 0.0,
             optimizer_bytes=row.n_params * opt_bytes,
             activation_bytes=act,
-            kv_cache_bytes=0.0 if train else float(_row_kv_bytes(spec, row, full, kv_bytes)),
-            decode_flops=float(_row_fwd_flops(spec, row, decode, half)),
+            # An encoder neither decodes nor keeps a KV cache: its decode column is NaN.
+            kv_cache_bytes=float(_row_kv_bytes(spec, row, full, kv_bytes))
+            if spec.causal and not train else 0.0,
+            decode_flops=float(_row_fwd_flops(spec, row, decode, half))
+            if spec.causal else float("nan"),
         ))
     df = _expand_blocks(pd.DataFrame(template), spec.n_layers)
     df["is_matmul"] = df["kind"].isin(MATMUL_KINDS)

@@ -90,7 +90,7 @@ def validate(
     memory). dtype: fp32 (default on cpu/meta), bf16 (default on cuda) or fp16; the analytic
     side uses the precision policy of the same name (bf16: bf16 weights and gradients, fp32
     master and AdamW moments, as `MasterAdamW` really allocates).
-    ceilings: a `planner.calibrate.Ceilings` to time against; None measures them now (when
+    ceilings: a `planner.calibration.Ceilings` to time against; None measures them now (when
     timing a real device).
 
     Columns: layer, block, kind, is_matmul, note, then for each quantity Q
@@ -101,8 +101,8 @@ def validate(
     per-block activation errors, predicted vs measured step time and peak memory.
     """
     # NB: `from planner.x import y`, not `from planner import x`: the package exports the
-    # functions `validate` and `calibrate`, which shadow the submodules of the same name.
-    from planner.calibrate import measure_ceilings, predict_times
+    # function `validate`, which shadows the submodule of the same name.
+    from planner.calibration import measure_ceilings, predict_times
     from planner.measure import measure_inference, measure_train
 
     spec = resolve(model)
@@ -116,6 +116,10 @@ def validate(
                              "use cpu or meta")
     if n_layers is not None:
         spec = spec.with_(n_layers=n_layers)
+    # The analytic side first: it rejects impossible sizes (e.g. seq_len beyond learned
+    # positions) with a ValueError before torch builds anything.
+    analytic = layer_table(spec, seq_len=seq_len, batch_size=batch_size, mode=mode,
+                           precision=dtype)
     say = progress or (lambda _msg: None)
     real = not device.startswith("meta")
 
@@ -127,8 +131,6 @@ def validate(
             repeats=repeats, warmup=warmup, seed=seed, time_it=time_it and real,
             progress=progress)
     say("joining analytic and measured rows")
-    analytic = layer_table(spec, seq_len=seq_len, batch_size=batch_size, mode=mode,
-                           precision=dtype)
     df = _join(analytic, m.table, mode)
     policy = precision_policy(dtype, mode=mode)
     predicted = (predict_times(spec, analytic, ceilings, seq_len=seq_len,
@@ -236,11 +238,11 @@ def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def calibrate(device: str = "cpu", dtype: str = "fp32", *, save_toml: str | Path | None = None):
-    """Measure this machine's achieved matmul FLOP/s and bandwidth (`planner.calibrate`).
+    """Measure this machine's achieved matmul FLOP/s and bandwidth (`planner.calibration`).
 
     With `save_toml`, also write them as a hardware-catalog entry for this machine.
     """
-    from planner.calibrate import measure_ceilings, to_catalog_toml
+    from planner.calibration import measure_ceilings, to_catalog_toml
 
     ceilings = measure_ceilings(device, dtype)
     if save_toml is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import sys
 import time
 from pathlib import Path
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         print("validate_gpu: no CUDA device; use --device cpu --tiny to check the script",
               file=sys.stderr)
         return 2
-    from planner.calibrate import measure_ceilings
+    from planner.calibration import measure_ceilings
 
     start = time.perf_counter()
     small = dict(matmul_sizes=(256,), copy_bytes=8_000_000) if args.tiny else {}
@@ -134,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
                           ceilings=ceilings)
             rows.append(_row(df, name, mode, time.perf_counter() - t0))
             details.append(df.assign(preset=name, mode=mode))
+            del df
+            gc.collect()
             if args.device == "cuda":
                 torch.cuda.empty_cache()
             print(f"done {name} {mode} in {time.perf_counter() - t0:.1f} s", flush=True)

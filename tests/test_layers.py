@@ -293,3 +293,20 @@ def test_formula_functions_broadcast_over_grids():
     assert flops.shape == (3, 2)
     assert flops[2, 1] == 2 * 4 * 2 * 256 * 256 * 4
     assert linear_flops(n_tokens=np.arange(3), d_in=2, d_out=3).tolist() == [0, 12, 24]
+
+
+def test_encoder_inference_has_no_decode_or_kv_cache():
+    df = layer_table("bert-base-cased", seq_len=128, batch_size=2, mode="inference")
+    assert df["kv_cache_bytes"].sum() == 0
+    assert df["decode_flops"].isna().all()
+
+
+def test_shared_experts_scale_flops_and_activations():
+    # DeepSeek-style: 2 shared experts each see every token; their up projection costs
+    # 2 experts * 2 * T * h * ff = 2 * 2 * 8 * 8 * 16 = 4096 FLOPs for T = 8 tokens.
+    spec = TINY_LLAMA.with_(n_experts=4, experts_top_k=2, n_shared_experts=2)
+    df = layer_table(spec, seq_len=4, batch_size=2)
+    assert _row(df, "blocks.0.moe.shared.up")["fwd_flops"] == 2 * 2 * 8 * 8 * 16
+    assert _row(df, "blocks.0.moe.shared.up")["n_params"] == 2 * 8 * 16
+    # SwiGLU saves 3 tensors of T*ff per expert pass: 3 * (8 * 2) * 16 * 2 bytes = 1536.
+    assert _row(df, "blocks.0.moe.shared.act")["activation_bytes"] == 1536

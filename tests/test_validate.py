@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from planner.calibrate import (
+from planner.calibration import (
     Ceilings,
     measure_ceilings,
     predict_times,
@@ -188,6 +188,14 @@ def test_ceilings_save_as_a_loadable_catalog_entry(tmp_path):
     dev = catalog.load_catalog(path).get("local_cpu_amd_epyc")
     assert dev.peak("fp32") == 1.5e11 and dev.memory_bw_bytes_per_s == 3.2e10
     assert dev.efficiency.train_compute_frac == 1.0 and dev.kind == "other"
+
+
+def test_public_calibrate_saves_the_entry(tmp_path):
+    import planner
+
+    c = planner.calibrate("cpu", "fp32", save_toml=tmp_path / "me.toml")
+    text = (tmp_path / "me.toml").read_text(encoding="utf-8")
+    assert "[[device]]" in text and f"fp32 = {c.matmul_flops_per_s:.6g}" in text
 
 
 # ---- CLI and GPU script --------------------------------------------------------------------------

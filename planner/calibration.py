@@ -210,7 +210,7 @@ def to_catalog_toml(ceilings: Ceilings, *, device_id: str | None = None) -> str:
             f"{c.n_threads} threads, torch {c.torch_version}. Achieved values, not vendor peaks; "
             "launch_year is the year of the measurement.")
     lines = [
-        "# Written by planner.calibrate.to_catalog_toml; load with load_catalog(this_file).",
+        "# Written by planner.calibration.to_catalog_toml; load with load_catalog(this_file).",
         "[[device]]",
         f"id = {_toml_str(did)}",
         f"vendor = {_toml_str(vendor)}",
@@ -221,7 +221,7 @@ def to_catalog_toml(ceilings: Ceilings, *, device_id: str | None = None) -> str:
         f"memory_bytes = {c.memory_bytes:.6g}",
         f"memory_bw_bytes_per_s = {c.memory_bw_bytes_per_s:.6g}",
         'price_note = "a local machine: no price"',
-        f"sources = [{_toml_str('planner.calibrate.measure_ceilings on this machine')}]",
+        f"sources = [{_toml_str('planner.calibration.measure_ceilings on this machine')}]",
         f'checked_on = "{c.measured_on}"',
         f"notes = {_toml_str(note)}",
         "",
