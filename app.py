@@ -9,7 +9,6 @@ parameter so a page can be linked. Bad input is shown with `st.error`, never a t
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -145,11 +144,6 @@ def guarded(render: Callable[..., None], *args: Any) -> None:
         st.error(error_message(err), icon=":material/error:")
     except Exception as err:  # the page must never show a traceback
         st.error(f"Unexpected error ({type(err).__name__}): {err}", icon=":material/bug_report:")
-
-
-def not_available(what: str) -> None:
-    st.info(f"{what} is not available yet in this version of planner.",
-            icon=":material/construction:")
 
 
 # ---- sidebar: the model and the workload shared by every page ----------------------------------
@@ -377,9 +371,6 @@ def page_plan(spec: planner.ModelSpec | None, work: dict[str, Any]) -> None:
     if spec is None:
         st.warning("Choose a model in the sidebar.")
         return
-    if not callable(getattr(planner, "rank", None)):
-        not_available("Ranking hardware (planner.rank)")
-        return
     catalog = active_catalog()
     job = plan_job(spec, work)
     c1, c2 = st.columns([3, 2])
@@ -509,9 +500,6 @@ def torch_devices() -> list[str]:
 
 
 def page_validate(spec: planner.ModelSpec | None, work: dict[str, Any]) -> None:
-    if not callable(getattr(planner, "validate", None)):
-        not_available("Measured validation (planner.validate)")
-        return
     st.caption("Runs the reference PyTorch model on this machine and compares every layer's "
                "measured FLOPs (FlopCounterMode) and bytes with the analytic model. Use a few "
                "layers and a short sequence on a CPU.")
@@ -636,18 +624,6 @@ def _write_temp(folder: str, name: str, text: str) -> Path:
     return path
 
 
-def _split_entries(text: str) -> list[str]:
-    """The file cut before each `[[device]]` header: one self-contained TOML text per entry
-    (its [[device.prices]] and [device.*] tables follow it). Comments before the first entry
-    stay with it."""
-    chunks: list[list[str]] = [[]]
-    for line in text.splitlines(keepends=True):
-        if line.strip() == "[[device]]" and any(ln.strip() == "[[device]]" for ln in chunks[-1]):
-            chunks.append([])
-        chunks[-1].append(line)
-    return ["".join(c) for c in chunks if "".join(c).strip()]
-
-
 @st.cache_resource(show_spinner="Loading the hardware catalog...")
 def cached_catalog(user_name: str = "", user_text: str = "") -> Any:
     """The built-in catalog, plus the user's file when given (ValueError if it is invalid)."""
@@ -663,20 +639,10 @@ def cached_catalog(user_name: str = "", user_text: str = "") -> Any:
 @st.cache_data(show_spinner="Checking your catalog file...")
 def cached_catalog_check(user_name: str, user_text: str) -> pd.DataFrame:
     """One row per entry of the user's file: its id, and what it does or what is wrong."""
-    rows = []
     with tempfile.TemporaryDirectory() as folder:
-        for index, chunk in enumerate(_split_entries(user_text)):
-            match = re.search(r"""^\s*id\s*=\s*["']([^"']*)["']""", chunk, re.MULTILINE)
-            entry_id = match.group(1) if match else ""
-            try:
-                devices = planner.validate_catalog_file(_write_temp(folder, user_name, chunk))
-                builtin = entry_id in cached_catalog()
-                status = "ok: changes a built-in device" if builtin else "ok: adds a device"
-                message = ", ".join(f"{d.name} ({d.kind})" for d in devices)
-            except ValueError as err:
-                status, message = "error", str(err).replace(folder + "/", "")
-            rows.append(dict(entry=index + 1, id=entry_id, status=status, message=message))
-    return pd.DataFrame(rows, columns=["entry", "id", "status", "message"])
+        checked = planner.check_catalog_entries(_write_temp(folder, user_name, user_text))
+    checked["message"] = checked["message"].str.replace(folder + "/", "", regex=False)
+    return checked
 
 
 def active_catalog() -> Any:
@@ -691,9 +657,6 @@ def active_catalog() -> Any:
 
 
 def page_catalog() -> None:
-    if not callable(getattr(planner, "load_catalog", None)):
-        not_available("The hardware catalog (planner.load_catalog)")
-        return
     catalog_upload_panel()
     catalog = active_catalog()
     frame = catalog.to_frame()
@@ -761,27 +724,13 @@ def catalog_upload_panel() -> None:
 
 
 # ---- Backtest page ------------------------------------------------------------------------------
-def backtest_api() -> Callable[..., pd.DataFrame] | None:
-    """`planner.backtest`, or the function from its module while it is not exported."""
-    found = getattr(planner, "backtest", None)
-    if found is None or isinstance(found, type(planner)):
-        try:
-            from planner.backtest import backtest as found
-        except ImportError:
-            return None
-    return found
-
-
 @st.cache_data(show_spinner="Predicting the published runs...")
 def cached_backtest(user_name: str, user_text: str) -> pd.DataFrame:
-    return backtest_api()(catalog=cached_catalog(user_name, user_text) if user_text
+    return planner.backtest(catalog=cached_catalog(user_name, user_text) if user_text
                             else cached_catalog())
 
 
 def page_backtest() -> None:
-    if backtest_api() is None:
-        not_available("The backtest (planner.backtest)")
-        return
     name, text = catalog_source()
     try:
         cached_catalog(name, text)

@@ -14,6 +14,7 @@ from planner.catalog import (
     Device,
     Efficiency,
     Price,
+    check_catalog_entries,
     load_catalog,
     validate_catalog_file,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "Device",
     "Efficiency",
     "Price",
+    "check_catalog_entries",
     "load_catalog",
     "validate_catalog_file",
     # workloads, search, ranking and backtest (issue 4)

@@ -888,6 +888,41 @@ def validate_catalog_file(path: str | Path) -> list[Device]:
     return [catalog.get(str(e.get("id"))) for e in _read_entries(path)]
 
 
+def check_catalog_entries(path: str | Path) -> pd.DataFrame:
+    """Check every `[[device]]` entry of a user file on its own, on top of the built-in catalog.
+
+    Unlike `load_catalog`, which stops at the first error, this reports each entry: columns
+    entry (1-based), id, status ("adds a device", "changes a built-in device" or "error") and
+    message (the device, or the error naming file, entry and field). A file that is not valid
+    TOML gives a single error row (entry 0).
+    """
+    path = Path(path)
+    columns = ["entry", "id", "status", "message"]
+    try:
+        entries = _read_entries(path)
+    except ValueError as err:
+        return pd.DataFrame([dict(entry=0, id="", status="error", message=str(err))],
+                            columns=columns)
+    builtin, _ = _builtin()
+    devices = {d.id: d for d in builtin}
+    rows = []
+    for index, raw in enumerate(entries):
+        device_id = raw.get("id")
+        changes = isinstance(device_id, str) and device_id in devices
+        try:
+            device = (_apply_override(path, index, raw, devices[device_id]) if changes
+                      else _new_device(path, index, raw, devices))
+        except ValueError as err:
+            rows.append(dict(entry=index + 1, id=str(device_id or ""), status="error",
+                             message=str(err)))
+            continue
+        devices[device.id] = device
+        rows.append(dict(entry=index + 1, id=device.id,
+                         status="changes a built-in device" if changes else "adds a device",
+                         message=f"{device.name} ({device.kind})"))
+    return pd.DataFrame(rows, columns=columns)
+
+
 # ---------------------------------------------------------------------------------------------
 # JSON Schema for editors
 # ---------------------------------------------------------------------------------------------

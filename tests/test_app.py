@@ -202,7 +202,7 @@ def test_catalog_upload_bad_file_shows_errors_next_to_the_entry():
     assert not at.exception
     assert at.error
     check = next(d.value for d in at.dataframe if "status" in d.value.columns)
-    assert list(check["status"]) == ["ok: changes a built-in device", "error"]
+    assert list(check["status"]) == ["changes a built-in device", "error"]
     assert "mine.toml" in check["message"].iloc[1] and "id" in check["message"].iloc[1]
 
 

@@ -576,3 +576,28 @@ def test_catalog_files_match_json_schema() -> None:
         assert errors == [], (path, errors[:1])
     bad = {"device": [{"id": "x", "memory_bw_bytes_per_s": "3 GBps"}]}
     assert list(validator.iter_errors(bad))
+
+
+def test_check_catalog_entries_reports_each_entry(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text(
+        '[[device]]\nid = "nvidia_h100_sxm"\n'
+        '[[device.prices]]\nkind = "cloud"\nprovider = "Us"\nbasis = "negotiated"\n'
+        'contract = "reserved"\nusd_per_hour = 1.5\ndate = "2026-11"\nsource = "our contract"\n'
+        '[[device]]\nid = "nvidia_a100_80gb_sxm"\nmemory_bw_bytes_per_s = -1\n'
+    )
+    from planner.catalog import check_catalog_entries
+
+    checked = check_catalog_entries(path)
+    assert list(checked["status"]) == ["changes a built-in device", "error"]
+    assert "mine.toml: entry 'nvidia_a100_80gb_sxm': memory_bw_bytes_per_s: Input should be " \
+        "greater than 0" in checked["message"][1]
+
+
+def test_check_catalog_entries_bad_toml(tmp_path):
+    from planner.catalog import check_catalog_entries
+
+    path = tmp_path / "bad.toml"
+    path.write_text("[[device]\nid = 1\n")
+    checked = check_catalog_entries(path)
+    assert list(checked["status"]) == ["error"] and "invalid TOML" in checked["message"][0]
