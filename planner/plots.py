@@ -177,7 +177,7 @@ def pareto_figure(ranking: pd.DataFrame, *, title: str = "Time vs cost") -> go.F
                             hoverinfo="skip")
     fig.update_layout(title=_title(title),
                       xaxis=dict(title=f"time ({unit})", type="log"),
-                      yaxis=dict(title="cost (USD)", type="log", dtick="D2", tickprefix="$"),
+                      yaxis=dict(title="cost (USD)", type="log", tickformat="$~s"),
                       **_LAYOUT)
     return fig
 
