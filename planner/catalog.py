@@ -164,8 +164,10 @@ def _check_date(value: Any, *, day_required: bool) -> Any:
         parsed = dt.datetime.strptime(value, fmt).date()
     except ValueError:
         raise ValueError(f"date {value!r} is not a calendar date ({form})") from None
-    if parsed > dt.date.today() + dt.timedelta(days=1):
-        raise ValueError(f"date {value!r} is in the future")
+    # A year of slack: catches typos (2062) without making the built-in data depend on the
+    # machine's clock or time zone.
+    if parsed > dt.date.today() + dt.timedelta(days=365):
+        raise ValueError(f"date {value!r} is more than a year in the future")
     if parsed.year < 1990:
         raise ValueError(f"date {value!r} is before 1990")
     return value
@@ -419,8 +421,12 @@ class Device(BaseModel):
         if isinstance(given, Efficiency):
             return data
         kind, vendor, year = data.get("kind"), data.get("vendor"), data.get("launch_year")
-        if kind not in KINDS or not isinstance(vendor, str) or not isinstance(year, int):
-            return data  # the field errors for kind/vendor/launch_year explain the problem
+        try:
+            year = int(year)  # pydantic accepts "2022"; so does the rule
+        except (TypeError, ValueError):
+            return data  # the launch_year field error explains the problem
+        if kind not in KINDS or not isinstance(vendor, str):
+            return data  # the field errors for kind/vendor explain the problem
         if given is not None and not isinstance(given, dict):
             return data
         rule = default_efficiency(kind=kind, vendor=vendor, launch_year=year)
@@ -459,7 +465,8 @@ class Device(BaseModel):
         for name in self.unconfirmed:
             top, _, sub = name.partition(".")
             value: Any = getattr(self, top, None)
-            if top not in known or (sub and sub not in value) or (not sub and not value):
+            has_sub = isinstance(value, Mapping) and sub in value
+            if top not in known or (sub and not has_sub) or (not sub and not value):
                 raise ValueError(
                     f"unconfirmed: {name!r} is not a field with a value here; use a field name "
                     "such as 'tdp_w' or 'peak_flops_per_s.int8'"

@@ -13,37 +13,42 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
+from planner.errors import one_line
+
 # Sub-command modules, in the order `planner --help` lists them.
 COMMAND_MODULES = ["models", "catalog", "rank", "backtest", "validate"]
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line ("planner: error: argument --seq-len: ...")
+    and exits with status 2, like every other input error; `--help` still prints usage."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"planner: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="planner",
         description="Time, cost and energy to train or serve transformers on GPUs, TPUs, FPGAs.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"planner.commands.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"planner.commands.{name}":
-                raise
-            continue  # a sub-command not built yet
-        module.register(subparsers)
+        importlib.import_module(f"planner.commands.{name}").register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad flag (2, already printed in one line)
+        return int(exc.code or 0)
     try:
         return int(args.handler(args) or 0)
     except ValidationError as err:
-        first = err.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"]) or err.title
-        print(f"planner: error: {loc}: {first['msg']}", file=sys.stderr)
-    except (ValueError, FileNotFoundError) as err:
+        print(f"planner: error: {one_line(err)}", file=sys.stderr)
+    except (ValueError, OSError) as err:  # OSError: e.g. --csv into a folder or no permission
         print(f"planner: error: {err}", file=sys.stderr)
     except KeyboardInterrupt:
         print("planner: interrupted", file=sys.stderr)

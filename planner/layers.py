@@ -13,8 +13,10 @@ Counting convention (stated once, used everywhere):
 - Attention QKᵀ and softmax·V are counted in full by default, as PaLM's MFU and
   `FlopCounterMode` do; `causal_attention="half"` halves them for causal models (F4).
 
-The functions take numpy arrays for batch size and sequence length, so `planner.memory` and
-`planner.timing` can evaluate a whole grid of configurations at once.
+The per-op formula functions (linear_flops, attention_matmul_flops, ...) take numpy arrays, so
+callers can evaluate a grid at once; `layer_table` is one configuration (scalars), and
+`planner.memory` / `planner.timing` build their grids from it at batch 1, since everything is
+linear in the batch for a fixed sequence length.
 """
 
 from __future__ import annotations
@@ -107,13 +109,9 @@ class LayerDef:
     active_frac: float = 1.0  # share of the parameters each token uses (MoE experts)
 
 
-def layer_structure(spec: ModelSpec, *, n_layers: int | None = None) -> list[LayerDef]:
-    """The rows of the table: embeddings, one block template, then the head.
-
-    `n_layers` is ignored for the template (it is the same for every block); it is accepted so
-    callers can be explicit that they want one block.
-    """
-    del n_layers
+def layer_structure(spec: ModelSpec) -> list[LayerDef]:
+    """The rows of the table: embeddings, one block template (the same for every block), then
+    the head."""
     h, hd = spec.d_model, spec.d_head
     q_out, kv_out = spec.n_heads * hd, spec.kv_heads * hd
     rows = [LayerDef("embed.tokens", "embedding", spec.vocab_size * h, block=False)]
@@ -321,7 +319,8 @@ def _weight_bytes_per_param(row: LayerDef, policy: PrecisionPolicy) -> float:
 def _validate_sizes(spec: ModelSpec, seq_len, batch_size) -> None:
     for field, value in (("seq_len", seq_len), ("batch_size", batch_size)):
         arr = np.asarray(value)
-        if not np.issubdtype(arr.dtype, np.number) or np.any(arr <= 0) or np.any(arr % 1 != 0):
+        if (arr.ndim != 0 or not np.issubdtype(arr.dtype, np.number) or arr <= 0
+                or arr % 1 != 0):
             raise ValueError(f"{field}: must be a positive whole number, got {value!r}")
     if spec.position == "learned" and np.any(np.asarray(seq_len) > spec.max_seq_len):
         raise ValueError(
@@ -394,7 +393,8 @@ def layer_table(
             # An encoder neither decodes nor keeps a KV cache: its decode column is NaN.
             kv_cache_bytes=float(_row_kv_bytes(spec, row, full, kv_bytes))
             if spec.causal and not train else 0.0,
-            decode_flops=float(_row_fwd_flops(spec, row, decode, half))
+            # NB: one query per sequence reads every cached key: nothing to halve in decode.
+            decode_flops=float(_row_fwd_flops(spec, row, decode, False))
             if spec.causal else float("nan"),
         ))
     df = _expand_blocks(pd.DataFrame(template), spec.n_layers)

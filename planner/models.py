@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from planner.errors import one_line
+
 Arch = Literal["encoder", "decoder"]
 
 
@@ -231,13 +233,16 @@ def list_models() -> list[str]:
     return list(_PRESETS)
 
 
-def model(name: str | ModelSpec) -> ModelSpec:
-    """The preset called `name` (a ModelSpec is passed through).
+def model(name: str | Path | ModelSpec) -> ModelSpec:
+    """The preset called `name`, or the model of a Hugging Face `config.json` when `name` is a
+    path ending in .json (a ModelSpec is passed through).
 
     Raises ValueError naming the closest presets when the name is unknown.
     """
     if isinstance(name, ModelSpec):
         return name
+    if str(name).endswith(".json"):
+        return model_from_hf_config(Path(name))
     key = str(name).strip().lower()
     if key not in _PRESETS:
         close = difflib.get_close_matches(key, _PRESETS, n=3, cutoff=0.4)
@@ -266,8 +271,8 @@ def _hf_llama_like(cfg: dict[str, Any]) -> dict[str, Any]:
         attn_out_bias=bool(cfg.get("attention_bias", False)),
         mlp_bias=bool(cfg.get("mlp_bias", False)),
     )
-    if cfg.get("head_dim") and cfg["head_dim"] != d_model // n_heads:
-        out["head_dim"] = cfg["head_dim"]
+    if cfg.get("head_dim"):
+        out["head_dim"] = cfg["head_dim"]  # ModelSpec validates it (and the head count)
     return out
 
 
@@ -283,27 +288,24 @@ def _hf_qwen2(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def _hf_gpt2(cfg: dict[str, Any]) -> dict[str, Any]:
     d_model = cfg["n_embd"]
-    act = cfg.get("activation_function", "gelu_new")
+    act = _activation(cfg, "activation_function", "gelu_new")
     return dict(
         _GPT2, n_layers=cfg["n_layer"], d_model=d_model, n_heads=cfg["n_head"],
         d_ff=cfg.get("n_inner") or 4 * d_model, vocab_size=cfg["vocab_size"],
-        max_seq_len=cfg.get("n_positions", 1024),
-        mlp_act="relu" if act == "relu" else "gelu",
+        max_seq_len=cfg.get("n_positions", 1024), mlp_act=act,
         tied_embeddings=bool(cfg.get("tie_word_embeddings", True)),
-        dropout=float(cfg.get("resid_pdrop", 0.1)),
+        dropout=_float(cfg, "resid_pdrop", 0.1),
     )
 
 
 def _hf_bert(cfg: dict[str, Any]) -> dict[str, Any]:
-    act = cfg.get("hidden_act", "gelu")
-    if act not in ("gelu", "relu", "gelu_new"):
-        raise ValueError(f"hidden_act: {act!r} not supported for bert (use gelu or relu)")
+    act = _activation(cfg, "hidden_act", "gelu")
     return dict(
         _BERT, n_layers=cfg["num_hidden_layers"], d_model=cfg["hidden_size"],
         n_heads=cfg["num_attention_heads"], d_ff=cfg["intermediate_size"],
         vocab_size=cfg["vocab_size"], max_seq_len=cfg.get("max_position_embeddings", 512),
-        n_token_types=cfg.get("type_vocab_size", 2), mlp_act="relu" if act == "relu" else "gelu",
-        dropout=float(cfg.get("hidden_dropout_prob", 0.1)),
+        n_token_types=cfg.get("type_vocab_size", 2), mlp_act=act,
+        dropout=_float(cfg, "hidden_dropout_prob", 0.1),
     )
 
 
@@ -321,10 +323,31 @@ def _hf_opt(cfg: dict[str, Any]) -> dict[str, Any]:
         _GPT2, n_layers=cfg["num_hidden_layers"], d_model=d_model,
         n_heads=cfg["num_attention_heads"], d_ff=cfg["ffn_dim"], vocab_size=cfg["vocab_size"],
         max_seq_len=cfg.get("max_position_embeddings", 2048), position_offset=2,
-        mlp_act="relu" if cfg.get("activation_function", "relu") == "relu" else "gelu",
+        mlp_act=_activation(cfg, "activation_function", "relu"),
         tied_embeddings=bool(cfg.get("tie_word_embeddings", True)), qkv_bias=bias,
-        attn_out_bias=bias, mlp_bias=bias, dropout=float(cfg.get("dropout", 0.1)),
+        attn_out_bias=bias, mlp_bias=bias, dropout=_float(cfg, "dropout", 0.1),
     )
+
+
+# Hugging Face activation names (transformers ACT2FN) -> the FLOP convention used (F5).
+_HF_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu", "gelu_fast": "gelu",
+                   "gelu_pytorch_tanh": "gelu", "relu": "relu", "silu": "silu", "swish": "silu"}
+
+
+def _activation(cfg: dict[str, Any], key: str, default: str) -> str:
+    act = cfg.get(key) or default
+    if act not in _HF_ACTIVATIONS:
+        raise ValueError(f"{key}: {act!r} is not supported; use one of "
+                         f"{', '.join(_HF_ACTIVATIONS)}")
+    return _HF_ACTIVATIONS[act]
+
+
+def _float(cfg: dict[str, Any], key: str, default: float) -> float:
+    value = cfg.get(key)
+    try:
+        return float(default if value is None else value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key}: must be a number, got {value!r}") from None
 
 
 _HF_READERS = {
@@ -336,6 +359,15 @@ _HF_READERS = {
     "bert": _hf_bert,
     "opt": _hf_opt,
 }
+
+
+# Size fields the readers compute with: a string ("4096") would be repeated, not multiplied.
+_HF_INT_KEYS = frozenset({
+    "hidden_size", "n_embd", "num_attention_heads", "n_head", "num_hidden_layers", "n_layer",
+    "intermediate_size", "n_inner", "ffn_dim", "vocab_size", "max_position_embeddings",
+    "n_positions", "num_key_value_heads", "head_dim", "num_local_experts",
+    "num_experts_per_tok", "type_vocab_size", "word_embed_proj_dim",
+})
 
 
 def supported_hf_model_types() -> list[str]:
@@ -357,17 +389,24 @@ def model_from_hf_config(source: str | Path | dict[str, Any], *, name: str | Non
             f"model_type: {model_type!r} is not supported; supported: "
             f"{', '.join(supported_hf_model_types())}"
         )
+    for key in _HF_INT_KEYS & cfg.keys():
+        value = cfg[key]
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise ValueError(f"{key}: must be a whole number, got {value!r}")
     try:
         fields = _HF_READERS[model_type](cfg)
     except KeyError as err:
         raise ValueError(f"{err.args[0]}: required for model_type {model_type!r} but missing"
                          ) from None
+    except (TypeError, ZeroDivisionError) as err:  # e.g. "hidden_size": "4096" or 0 heads
+        raise ValueError(f"config.json: a {model_type} field has the wrong type or value "
+                         f"({err}); sizes must be positive whole numbers") from None
     label = name or cfg.get("_name_or_path") or f"hf-{model_type}"
     fields["source_url"] = str(source) if isinstance(source, str | Path) else "config dict"
     try:
         return ModelSpec(name=str(label), **fields)
     except ValidationError as err:
-        raise ValueError(_first_error(err)) from None
+        raise ValueError(one_line(err)) from None
 
 
 def _read_hf_config(source: str | Path | dict[str, Any]) -> dict[str, Any]:
@@ -390,8 +429,3 @@ def _read_hf_config(source: str | Path | dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
-def _first_error(err: ValidationError) -> str:
-    """One line from a pydantic error: 'field: message'."""
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "model"
-    return f"{loc}: {first['msg']}"

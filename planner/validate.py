@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from planner.layers import layer_table
-from planner.models import ModelSpec, model, model_from_hf_config
+from planner.models import ModelSpec
+from planner.models import model as find_model  # `model` is validate()'s argument
 from planner.precision import Mode, precision_policy
 
 ELEMENTWISE_KINDS = frozenset({"norm", "softmax", "activation", "loss"})
@@ -45,13 +46,6 @@ def rel_err(measured, analytic):
     with np.errstate(divide="ignore", invalid="ignore"):
         err = (m - a) / a
     return np.where((a == 0) & (m == 0), 0.0, err)
-
-
-def resolve(model_or_name: ModelSpec | str) -> ModelSpec:
-    """A preset name, a ModelSpec, or a path to a Hugging Face config.json."""
-    if isinstance(model_or_name, str) and model_or_name.endswith(".json"):
-        return model_from_hf_config(model_or_name)
-    return model(model_or_name)
 
 
 def _check(mode: str, device: str, dtype: str, seq_len: int, batch_size: int,
@@ -105,7 +99,7 @@ def validate(
     from planner.calibration import measure_ceilings, predict_times
     from planner.measure import measure_inference, measure_train
 
-    spec = resolve(model)
+    spec = find_model(model)
     dtype = dtype or ("bf16" if device.startswith("cuda") else "fp32")
     _check(mode, device, dtype, seq_len, batch_size, n_layers)
     if device.startswith("cuda"):

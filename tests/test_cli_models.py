@@ -42,7 +42,11 @@ def test_seed_command(capsys):
 
 @pytest.mark.parametrize("argv,message", [
     (["layers", "gtp2"], "model: unknown preset 'gtp2'; did you mean gpt2"),
-    (["layers", "gpt2", "--batch-size", "0"], "batch_size: must be a positive whole number"),
+    (["layers", "gpt2", "--batch-size", "0"],
+     "argument --batch-size: must be a positive whole number, got '0'"),
+    (["layers", "gpt2", "--seq-len", "0"], "argument --seq-len: must be a positive whole number"),
+    (["layerz"], "argument COMMAND: invalid choice: 'layerz'"),
+    (["layers", "gpt2", "--csv", "/"], "Is a directory"),
     (["layers", "gpt2", "--seq-len", "4096"], "seq_len: 4096 exceeds gpt2's max_seq_len"),
     (["layers", "/nope/config.json"], "config.json: no such file"),
 ])

@@ -310,3 +310,15 @@ def test_shared_experts_scale_flops_and_activations():
     assert _row(df, "blocks.0.moe.shared.up")["n_params"] == 2 * 8 * 16
     # SwiGLU saves 3 tensors of T*ff per expert pass: 3 * (8 * 2) * 16 * 2 bytes = 1536.
     assert _row(df, "blocks.0.moe.shared.act")["activation_bytes"] == 1536
+
+
+def test_decode_attention_is_never_halved():
+    # One query per sequence reads all 4096 cached keys: 2 * 32 heads * 4096 * 128 FLOPs.
+    df = layer_table("llama-2-7b", seq_len=4096, batch_size=1, mode="inference",
+                     causal_attention="half")
+    assert _row(df, "blocks.0.attn.scores")["decode_flops"] == 2 * 32 * 4096 * 128
+
+
+def test_arrays_are_rejected_by_the_table():
+    with pytest.raises(ValueError, match="seq_len: must be a positive whole number"):
+        layer_table("gpt2", seq_len=np.array([128, 256]), batch_size=1)

@@ -185,3 +185,19 @@ def test_hf_impossible_shape_names_field():
     with pytest.raises(ValueError, match="n_heads"):
         model_from_hf_config({**LLAMA2_7B_CONFIG, "num_attention_heads": 33,
                               "num_key_value_heads": 33})
+
+
+@pytest.mark.parametrize("changes,message", [
+    ({"hidden_size": "4096"}, "hidden_size: must be a whole number, got '4096'"),
+    ({"num_attention_heads": 0, "head_dim": 128}, "n_heads"),
+    ({"hidden_act": "tanh"}, "hidden_act: 'tanh' not supported"),
+])
+def test_hf_bad_values_are_one_line_errors(changes, message):
+    with pytest.raises(ValueError, match=message):
+        model_from_hf_config({**LLAMA2_7B_CONFIG, **changes})
+
+
+def test_hf_gpt2_unknown_activation_and_null_dropout():
+    with pytest.raises(ValueError, match="activation_function: 'mish' is not supported"):
+        model_from_hf_config({**GPT2_CONFIG, "activation_function": "mish"})
+    assert model_from_hf_config({**GPT2_CONFIG, "resid_pdrop": None}).dropout == 0.1

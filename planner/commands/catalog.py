@@ -13,7 +13,6 @@ import argparse
 import math
 import sys
 import textwrap
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -154,18 +153,6 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run `catalog ...` standalone: `python -m planner.commands.catalog list`."""
-    parser = argparse.ArgumentParser(prog="planner")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["catalog", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return int(args.handler(args) or 0)
-    except ValueError as exc:
-        print(f"planner catalog: error: {exc}", file=sys.stderr)
-        return 2
-
-
 # ---------------------------------------------------------------------------------------------
 # Screen formatting
 # ---------------------------------------------------------------------------------------------
@@ -279,6 +266,3 @@ def _show_text(catalog: Catalog, d: Device, *, provider: str | None,
     out += ["", f"Checked on {d.checked_on}; defined in {files}"]
     return "\n".join(out)
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

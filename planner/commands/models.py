@@ -6,8 +6,9 @@ import argparse
 
 import pandas as pd
 
+from planner.commands import positive_int
 from planner.layers import layer_table, totals
-from planner.models import list_models, model, model_from_hf_config
+from planner.models import list_models, model
 from planner.precision import POLICIES
 from planner.report import to_csv
 from planner.seed import seed_example
@@ -21,9 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("layers", help="per-layer compute C and storage S of a model")
     p.add_argument("model", help="preset name (see `planner models`) or path to a config.json")
-    p.add_argument("--seq-len", type=int, default=None, help="tokens per sequence (default: "
+    p.add_argument("--seq-len", type=positive_int,
+                   default=None, help="tokens per sequence (default: "
                    "the model's max_seq_len, capped at 2048)")
-    p.add_argument("--batch-size", type=int, default=1, help="sequences per step (default 1)")
+    p.add_argument("--batch-size", type=positive_int,
+                   default=1, help="sequences per step (default 1)")
     p.add_argument("--mode", choices=["train", "inference"], default="train")
     p.add_argument("--precision", choices=list(POLICIES), default="bf16")
     p.add_argument("--recompute", choices=["none", "selective", "full"], default="none")
@@ -35,13 +38,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("seed", help="the seed document's BERT example, checked")
     p.add_argument("--csv", metavar="PATH", help="write the check as CSV")
     p.set_defaults(handler=_seed)
-
-
-def resolve_model(name: str):
-    """A preset name, or a path to a Hugging Face config.json."""
-    if name.endswith(".json"):
-        return model_from_hf_config(name)
-    return model(name)
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -64,8 +60,8 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _layers(args: argparse.Namespace) -> int:
-    spec = resolve_model(args.model)
-    seq_len = args.seq_len or min(spec.max_seq_len, 2048)
+    spec = model(args.model)
+    seq_len = args.seq_len if args.seq_len is not None else min(spec.max_seq_len, 2048)
     df = layer_table(spec, seq_len=seq_len, batch_size=args.batch_size, mode=args.mode,
                      precision=args.precision, recompute=args.recompute,
                      flash_attention=args.flash_attention)

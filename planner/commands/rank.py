@@ -19,12 +19,20 @@ from typing import Any
 import pandas as pd
 
 from planner.catalog import CLOUD_CONTRACTS, KINDS, load_catalog
-from planner.commands.models import resolve_model
+from planner.commands import positive_int
 from planner.cost import CostOptions
+from planner.models import model
 from planner.precision import POLICIES
 from planner.rank import OBJECTIVES, rank
 from planner.report import to_csv
-from planner.units import JOULES_PER_KWH, duration_str, usd_str
+from planner.units import (
+    JOULES_PER_KWH,
+    SECONDS_PER_DAY,
+    SECONDS_PER_HOUR,
+    SECONDS_PER_YEAR,
+    duration_str,
+    usd_str,
+)
 from planner.workloads import (
     DEFAULT_GOODPUT_FRAC,
     InferenceJob,
@@ -34,8 +42,8 @@ from planner.workloads import (
 )
 
 _DASH = "—"
-_DURATION_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0,
-                   "y": 365.25 * 86400.0}
+_DURATION_UNITS = {"s": 1.0, "min": 60.0, "h": SECONDS_PER_HOUR, "d": SECONDS_PER_DAY,
+                   "w": 7 * SECONDS_PER_DAY, "y": SECONDS_PER_YEAR}
 
 
 def parse_duration_s(text: str) -> float:
@@ -60,36 +68,36 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                       help="precision policy (default bf16)")
     train = p.add_argument_group("training")
     train.add_argument("--train-tokens", type=float, metavar="N", help="training tokens")
-    train.add_argument("--seq-len", type=int, help="tokens per sequence")
-    train.add_argument("--global-batch", type=int, metavar="SEQS",
+    train.add_argument("--seq-len", type=positive_int, help="tokens per sequence")
+    train.add_argument("--global-batch", type=positive_int, metavar="SEQS",
                        help="sequences per optimizer step")
     train.add_argument("--optimizer", default=None, help="adamw (default), adam or sgd")
     train.add_argument("--deadline", metavar="TIME",
                        help="finish within TIME (e.g. 30d, 12h): cheapest layout meeting it")
-    train.add_argument("--tp", type=int, help="pin tensor parallelism")
-    train.add_argument("--pp", type=int, help="pin pipeline parallelism")
+    train.add_argument("--tp", type=positive_int, help="pin tensor parallelism")
+    train.add_argument("--pp", type=positive_int, help="pin pipeline parallelism")
     train.add_argument("--zero", type=int, choices=[0, 1, 2, 3], help="pin the ZeRO stage")
     train.add_argument("--recompute", choices=["none", "selective", "full"],
                        help="pin activation recomputation")
-    train.add_argument("--micro-batch", type=int, help="pin the micro-batch size")
+    train.add_argument("--micro-batch", type=positive_int, help="pin the micro-batch size")
     train.add_argument("--goodput", type=float, metavar="FRAC",
                        help=f"productive share of wall time (default {DEFAULT_GOODPUT_FRAC})")
     train.add_argument("--mfu", type=float, metavar="FRAC",
                        help="compute efficiency for every device (default: the catalog rule)")
     serve = p.add_argument_group("serving")
     serve.add_argument("--serve", action="store_true", help="plan inference instead")
-    serve.add_argument("--prompt-len", type=int, help="input tokens per request")
-    serve.add_argument("--output-len", type=int, help="output tokens per request")
+    serve.add_argument("--prompt-len", type=positive_int, help="input tokens per request")
+    serve.add_argument("--output-len", type=positive_int, help="output tokens per request")
     serve.add_argument("--requests-per-s", type=float, metavar="RATE", help="arrival rate")
-    serve.add_argument("--concurrent", type=int, metavar="N", help="concurrent requests")
+    serve.add_argument("--concurrent", type=positive_int, metavar="N", help="concurrent requests")
     serve.add_argument("--ttft", type=float, metavar="S", help="time-to-first-token target, s")
     serve.add_argument("--tpot", type=float, metavar="S", help="time-per-output-token target, s")
     serve.add_argument("--kv-precision", default=None, help="KV cache dtype (e.g. fp8)")
-    serve.add_argument("--max-batch", type=int, help="largest batch per replica searched")
+    serve.add_argument("--max-batch", type=positive_int, help="largest batch per replica searched")
     where = p.add_argument_group("hardware and cost")
     where.add_argument("--objective", choices=OBJECTIVES, default="time")
     where.add_argument("--kinds", help=f"comma-separated device kinds ({','.join(KINDS)})")
-    where.add_argument("--devices", type=int, metavar="N",
+    where.add_argument("--devices", type=positive_int, metavar="N",
                        help="fixed device count (training); for serving, the most devices")
     where.add_argument("--device-ids", metavar="IDS", help="comma-separated catalog ids only")
     where.add_argument("--catalog", action="append", default=[], metavar="PATH",
@@ -101,7 +109,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     where.add_argument("--cost-basis", choices=["cloud", "ownership"], default="cloud")
     where.add_argument("--usd-per-kwh", type=float, help="electricity price (ownership)")
     where.add_argument("--pue", type=float, help="power usage effectiveness")
-    p.add_argument("--top", type=int, default=None, metavar="N", help="show only N rows")
+    p.add_argument("--top", type=positive_int, default=None, metavar="N", help="show only N rows")
     p.add_argument("--csv", metavar="PATH", help="write every column (SI units) as CSV")
     p.set_defaults(handler=_rank)
     return p
@@ -117,12 +125,12 @@ def build_job(args: argparse.Namespace) -> TrainingJob | InferenceJob:
     if args.workload:
         job = workload(args.workload)
         if args.model:
-            common["model"] = resolve_model(args.model)
+            common["model"] = model(args.model)
         serve = isinstance(job, InferenceJob)
     else:
         if not args.model:
             raise ValueError("--model: give a model (or --workload NAME)")
-        common["model"] = resolve_model(args.model)
+        common["model"] = model(args.model)
         serve = args.serve
     if serve:
         fields = _given(prompt_len=args.prompt_len, output_len=args.output_len,

@@ -8,19 +8,23 @@ import sys
 
 import pandas as pd
 
+from planner.commands import positive_int
+from planner.models import model
 from planner.report import to_csv
 from planner.units import bytes_str, duration_str, si
-from planner.validate import block_activations, calibrate, resolve, summary_frame, validate
+from planner.validate import block_activations, calibrate, summary_frame, validate
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "validate", help="check the analytic FLOPs and bytes against a real PyTorch run")
     p.add_argument("model", help="preset name (see `planner models`) or path to a config.json")
-    p.add_argument("--seq-len", type=int, default=128, help="tokens per sequence (default 128)")
-    p.add_argument("--batch-size", type=int, default=2, help="sequences per step (default 2)")
+    p.add_argument("--seq-len", type=positive_int,
+                   default=128, help="tokens per sequence (default 128)")
+    p.add_argument("--batch-size", type=positive_int,
+                   default=2, help="sequences per step (default 2)")
     p.add_argument("--mode", choices=["train", "inference"], default="train")
-    p.add_argument("--layers", type=int, default=None, metavar="N",
+    p.add_argument("--layers", type=positive_int, default=None, metavar="N",
                    help="run only N blocks (default: all; full size needs --device meta)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="change a ModelSpec field for the run, e.g. --set d_model=512 "
@@ -29,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="meta: FLOPs and parameters only, any size, no memory")
     p.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None,
                    help="default fp32 on cpu/meta, bf16 on cuda")
-    p.add_argument("--repeats", type=int, default=3, help="timed steps after 1 warm-up")
+    p.add_argument("--repeats", type=positive_int, default=3, help="timed steps after 1 warm-up")
     p.add_argument("--no-timing", action="store_true",
                    help="skip calibration and step timing (FLOPs and bytes only)")
     p.add_argument("--all", action="store_true", help="print every block, not only block 0")
@@ -73,7 +77,7 @@ def _progress(total: int):
 
 
 def _validate(args: argparse.Namespace) -> int:
-    spec = _with_changes(resolve(args.model), args.set)
+    spec = _with_changes(model(args.model), args.set)
     timing = not args.no_timing and args.device != "meta"
     if args.mode == "train":
         steps = 2 + (args.device != "meta") + 2 * timing  # fwd+bwd, optimizer, join
