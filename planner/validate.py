@@ -49,16 +49,19 @@ def rel_err(measured, analytic):
 
 
 def _check(mode: str, device: str, dtype: str, seq_len: int, batch_size: int,
-           n_layers: int | None) -> None:
+           n_layers: int | None, repeats: int, warmup: int) -> None:
     if mode not in ("train", "inference"):
         raise ValueError(f"mode: {mode!r} is not allowed; use 'train' or 'inference'")
     if device.split(":")[0] not in ("cpu", "cuda", "meta"):
         raise ValueError(f"device: {device!r} is not allowed; use cpu, cuda or meta")
     if dtype not in DTYPES:
         raise ValueError(f"dtype: {dtype!r} is not allowed; use one of {', '.join(DTYPES)}")
-    for name, v in (("seq_len", seq_len), ("batch_size", batch_size), ("n_layers", n_layers)):
+    for name, v in (("seq_len", seq_len), ("batch_size", batch_size), ("n_layers", n_layers),
+                    ("repeats", repeats)):
         if v is not None and (not isinstance(v, int | np.integer) or v <= 0):
             raise ValueError(f"{name}: must be a positive whole number, got {v!r}")
+    if not isinstance(warmup, int | np.integer) or warmup < 0:
+        raise ValueError(f"warmup: must be a whole number >= 0, got {warmup!r}")
 
 
 def validate(
@@ -101,7 +104,7 @@ def validate(
 
     spec = find_model(model)
     dtype = dtype or ("bf16" if device.startswith("cuda") else "fp32")
-    _check(mode, device, dtype, seq_len, batch_size, n_layers)
+    _check(mode, device, dtype, seq_len, batch_size, n_layers, repeats, warmup)
     if device.startswith("cuda"):
         import torch
 

@@ -225,3 +225,14 @@ def test_gpu_script_cpu_path(tmp_path):
     df = pd.read_csv(out)
     assert set(df["mode"]) == {"train", "inference"}
     assert (df["fwd_flops_max_abs_rel_err"] == 0).all()
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(repeats=0), "repeats: must be a positive whole number"),
+    (dict(warmup=-1), "warmup: must be a whole number >= 0"),
+])
+def test_validate_rejects_bad_repeat_counts(kwargs, message):
+    import planner
+
+    with pytest.raises(ValueError, match=message):
+        planner.validate("gpt2", seq_len=8, batch_size=1, n_layers=1, **kwargs)

@@ -77,6 +77,8 @@ def _progress(total: int):
 
 
 def _validate(args: argparse.Namespace) -> int:
+    if args.save_ceilings and args.device == "meta":
+        raise ValueError("--save-ceilings: needs a real device (cpu or cuda), not meta")
     spec = _with_changes(model(args.model), args.set)
     timing = not args.no_timing and args.device != "meta"
     if args.mode == "train":
@@ -113,8 +115,6 @@ def _validate(args: argparse.Namespace) -> int:
     if args.summary_csv:
         print(f"wrote {to_csv(summary_frame(df), args.summary_csv)}")
     if args.save_ceilings:
-        if args.device == "meta":
-            raise ValueError("--save-ceilings: needs a real device (cpu or cuda), not meta")
         calibrate(args.device, s["dtype"], save_toml=args.save_ceilings)
         print(f"wrote {args.save_ceilings} (load it with load_catalog(path))")
     return 0
