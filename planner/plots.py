@@ -335,7 +335,7 @@ def catalog_figure(frame: pd.DataFrame, *, dtype: str = "bf16",
                         hovertemplate="<b>%{text}</b><br>%{x:.3g} TB/s<br>%{y:.4g} " + unit
                                       + "<extra></extra>")
     fig.update_layout(title=_title(title),
-                      xaxis=dict(title="memory bandwidth (TB/s)", type="log", dtick="D2"),
-                      yaxis=dict(title=f"dense {dtype} peak ({unit})", type="log", dtick="D2"),
+                      xaxis=dict(title="memory bandwidth (TB/s)", type="log"),
+                      yaxis=dict(title=f"dense {dtype} peak ({unit})", type="log"),
                       **_LAYOUT)
     return fig
