@@ -25,6 +25,7 @@ from planner.units import (
     SECONDS_PER_HOUR,
     bytes_str,
     duration_str,
+    energy_str,
     si,
     usd_str,
 )
@@ -351,7 +352,8 @@ def plan_cost_options() -> Any:
     with st.expander("Money and energy: cloud or ownership, electricity, PUE, lifetime"):
         c1, c2, c3, c4, c5 = st.columns(5)
         basis = c1.radio("Cost basis", ["cloud", "ownership"], key="plan_basis",
-                         help="cloud: rent at the catalog's newest on-demand price; ownership: "
+                         help="cloud: rent at the cheapest of each provider's latest on-demand "
+                         "prices in the catalog; ownership: "
                          "purchase amortized over the lifetime, plus electricity")
         kwh = c2.number_input("Electricity ($/kWh)", min_value=0.0, value=defaults.usd_per_kwh,
                               step=0.01, format="%.3f", key="plan_usd_per_kwh")
@@ -447,11 +449,6 @@ def plan_headline(job: Any, mode: str, by_objective: dict[str, pd.DataFrame]) ->
         col.metric(f"{label}: {int(best['n_devices'])} × **{device_name(best['device'])}**",
                    value, help=f"{duration_str(best['time_s'])}, {usd_str(best['cost_usd'])}"
                    f"{cost_unit}; TP {best['tp']} · PP {best['pp']} · DP {best['dp']}")
-
-
-def energy_str(joules: float) -> str:
-    kwh = joules / 3.6e6
-    return f"{kwh / 1e3:.3g} MWh" if kwh >= 1e3 else f"{kwh:.3g} kWh"
 
 
 def device_name(device_id: str) -> str:
@@ -673,8 +670,8 @@ def page_catalog() -> None:
         text = (shown["id"] + " " + shown["vendor"] + " " + shown["name"]).str.lower()
         shown = shown[text.str.contains(query.strip().lower(), regex=False)]
     st.caption(f"{len(shown)} of {len(frame)} devices. Peaks are dense; link bandwidths per "
-               "direction; the cloud price is the newest on-demand one, with its provider and "
-               "date.")
+               "direction; the cloud price is the cheapest of each provider's latest on-demand "
+               "prices, with its provider and date.")
     if shown.empty:
         st.warning("No device matches the filter.")
         return

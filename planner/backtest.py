@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from planner.models import ModelSpec, model
+from planner.precision import precision_policy
 from planner.units import SECONDS_PER_HOUR, TERA
 
 DATA_FILE = "training_runs.csv"
@@ -294,7 +295,8 @@ def _predict(run: pd.Series, catalog: Any) -> dict[str, Any]:
     if best is None:
         return out | dict(predicted=math.nan, step_time_s=math.nan, engine_mfu=math.nan)
     device = catalog.get(run["device"])
-    peak = device.peak(_peak_dtype(run["precision"]))
+    # the dense peak an MFU is quoted against: the training precision's matmul dtype
+    peak = device.peak(precision_policy(run["precision"], mode="train").compute_dtype)
     predicted = predicted_metric(
         metric=run["metric"], convention=run["flops_convention"], spec=spec,
         n_devices=int(best["n_devices"]), batch_seqs=batch, seq_len=seq_len,
@@ -305,12 +307,6 @@ def _predict(run: pd.Series, catalog: Any) -> dict[str, Any]:
         engine_mfu=float(best.get("mfu", math.nan)),
         **{col: _pin(best[col]) for col in ("tp", "pp", "dp", "zero_stage", "recompute",
                                              "micro_batch_size") if col in best.index})
-
-
-def _peak_dtype(precision: str) -> str:
-    """The dense peak an MFU is quoted against: the training precision's matmul dtype."""
-    return {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "fp32": "fp32"}.get(precision,
-                                                                               precision)
 
 
 def backtest(*, catalog: Any = None, runs: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -2,6 +2,8 @@
 (docs/planning.md P15-P17). All inputs are explicit, with documented defaults (A4-A8).
 
 A device with no price keeps its time and energy; its cost is NaN and `cost_note` says why.
+A device with a purchase price but no TDP gets the amortized purchase as its ownership cost,
+without electricity (a lower bound), and `cost_note` says so.
 """
 
 from __future__ import annotations
@@ -113,7 +115,10 @@ def device_prices(devices: Sequence[Any], options: CostOptions) -> DevicePrices:
         if options.basis == "ownership" and buy is None:
             note.append("no purchase price in the catalog")
         if d.tdp_w is None:
-            note.append("TDP unknown: no energy")
+            if options.basis == "ownership" and buy is not None:
+                note.append("ownership cost excludes electricity: TDP unknown (no energy)")
+            else:
+                note.append("TDP unknown: no energy")
         missing = price is None if options.basis == "cloud" else buy is None
         if missing and d.price_note:
             note.append(d.price_note)
@@ -126,15 +131,18 @@ def device_prices(devices: Sequence[Any], options: CostOptions) -> DevicePrices:
 def costs(*, n_devices, time_s, prices_usd_per_hour, purchase_usd, tdp_w,
           options: CostOptions) -> dict[str, np.ndarray]:
     """cloud_cost_usd, ownership_cost_usd, energy_j and cost_usd (the chosen basis) for a run
-    of `time_s` on `n_devices` (arrays broadcast)."""
+    of `time_s` on `n_devices` (arrays broadcast). Without a TDP, energy is NaN and the
+    ownership cost is the amortized purchase alone (P17: electricity left out, a lower bound;
+    device_prices' note says so)."""
     energy = energy_j(n_devices=n_devices, tdp_w=tdp_w, power_frac=options.power_frac,
                       time_s=time_s, pue=options.pue)
+    billed_energy = np.where(np.isnan(np.asarray(tdp_w, dtype=float)), 0.0, energy)
     cloud = cloud_cost_usd(n_devices=n_devices, time_s=time_s,
                            usd_per_device_hour=prices_usd_per_hour)
     owned = ownership_cost_usd(
         n_devices=n_devices, time_s=time_s, purchase_usd=purchase_usd,
         lifetime_s=options.lifetime_years * SECONDS_PER_YEAR,
-        utilization_frac=options.ownership_utilization_frac, energy_j=energy,
+        utilization_frac=options.ownership_utilization_frac, energy_j=billed_energy,
         usd_per_kwh=options.usd_per_kwh)
     return dict(cloud_cost_usd=cloud, ownership_cost_usd=owned, energy_j=energy,
                 cost_usd=cloud if options.basis == "cloud" else owned)

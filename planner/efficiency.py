@@ -81,21 +81,21 @@ class Efficiencies:
     network_frac: np.ndarray
     op_overhead_s: float
     collective_latency_s: float
-    source: tuple[str, ...]
 
 
 def device_efficiencies(devices: Sequence[Any], *, mode: str,
-                        mfu_frac: float | None = None,
+                        compute_frac: float | None = None,
                         overrides: Mapping[str, float] | None = None) -> Efficiencies:
     """The rule's step 1 for each device, with the job's overrides applied.
 
     `mode` "train" uses the catalog's train_compute_frac, "inference" its infer_compute_frac.
-    `mfu_frac` (the job's) replaces the compute fraction; `overrides` may set compute_frac,
-    memory_bw_frac, network_frac, op_overhead_s and collective_latency_s.
+    `compute_frac` (the job's: the fraction of the dense peak matmuls reach, not an MFU)
+    replaces the catalog's compute fraction; `overrides` may set compute_frac, memory_bw_frac,
+    network_frac, op_overhead_s and collective_latency_s.
     """
     overrides = dict(overrides or {})
-    if mfu_frac is not None:
-        overrides["compute_frac"] = mfu_frac
+    if compute_frac is not None:
+        overrides["compute_frac"] = compute_frac
     attr = "train_compute_frac" if mode == "train" else "infer_compute_frac"
     effs = [d.efficiency for d in devices]
 
@@ -110,5 +110,4 @@ def device_efficiencies(devices: Sequence[Any], *, mode: str,
         network_frac=column("network_frac", lambda e: e.network_frac),
         op_overhead_s=float(overrides.get("op_overhead_s", OP_OVERHEAD_S)),
         collective_latency_s=float(overrides.get("collective_latency_s", COLLECTIVE_LATENCY_S)),
-        source=tuple(e.source for e in effs),
     )

@@ -78,7 +78,13 @@ def kv_cache_bytes_per_device(*, kv_bytes_per_token, context_len, batch_size, tp
     return batch_size * context_len * kv_bytes_per_token / np.minimum(tp, n_kv_heads)
 
 
-def inference_weight_bytes_per_device(*, weight_bytes, tp):
-    """P5: serving weights, sharded over t tensor-parallel devices (vocabulary-parallel
-    embedding and head included). Llama-2-70B in fp16: 68,976,648,192 · 2 = 137.95 GB."""
-    return weight_bytes / tp
+def inference_weight_bytes_per_device(*, weight_bytes, tp, kv_weight_bytes=0.0, n_kv_heads=None):
+    """P5: serving weights per device: sharded over t tensor-parallel devices (vocabulary-
+    parallel embedding and head included), except the K and V projections (`kv_weight_bytes`,
+    part of `weight_bytes`), whose K heads are split over min(t, K) devices: beyond t = K each
+    KV head is replicated on t/K devices (as vLLM does), like the KV cache (P4).
+    Llama-2-70B in fp16: 68,976,648,192 · 2 = 137.95 GB; at t = 4, 34.49 GB.
+    """
+    if n_kv_heads is None:
+        return weight_bytes / tp
+    return (weight_bytes - kv_weight_bytes) / tp + kv_weight_bytes / np.minimum(tp, n_kv_heads)

@@ -57,6 +57,7 @@ MAX_TP = 64  # largest tensor-parallel degree searched (pinned values may exceed
 MAX_PP = 64  # largest pipeline depth searched
 MAX_MICRO_BATCH = 16  # largest micro-batch searched
 CHUNK_CANDIDATES = 1 << 20  # grid cells evaluated at once (bounds memory, ~8 MB per array)
+MAX_DEVICE_COUNT = 2**53  # device counts above this are clipped in integer columns
 
 # Reason codes: the first failing check, in this order (a later code got further).
 TRAIN_REASONS = (
@@ -64,7 +65,7 @@ TRAIN_REASONS = (
     "no dense peak for the compute dtype",
     "memory bandwidth unknown",
     "tp beyond the scale-up domain",
-    "tp does not divide the attention heads",
+    "tp does not divide the attention or KV heads",
     "global batch not divisible by dp × micro-batch",
     "link bandwidth unknown",
     "does not fit in memory",
@@ -75,7 +76,7 @@ INFER_REASONS = (
     "no dense peak for the compute dtype",
     "memory bandwidth unknown",
     "tp beyond the scale-up domain",
-    "tp does not divide the attention heads",
+    "tp does not divide the attention or KV heads",
     "link bandwidth unknown",
     "does not fit in memory",
     "misses the time-to-first-token target",
@@ -154,7 +155,7 @@ def _device_table(devices: Sequence[Any], *, compute_dtype: str, mode: str,
         up_bw=arr("scaleup_bw_bytes_per_s"),
         domain=np.array([float(d.scaleup_domain_size or 1) for d in devices]),
         out_bw=arr("scaleout_bw_bytes_per_s"),
-        eff=device_efficiencies(devices, mode=mode, mfu_frac=job.mfu_frac,
+        eff=device_efficiencies(devices, mode=mode, compute_frac=job.compute_frac,
                                 overrides=job.efficiency_overrides),
         prices=device_prices(devices, cost),
     )
@@ -228,7 +229,8 @@ def _train_axes(job: TrainingJob, table: _DeviceTable) -> _TrainAxes:
     mb = ([job.micro_batch_size] if job.micro_batch_size
           else _powers_of_two(min(MAX_MICRO_BATCH, job.global_batch_size)))
     rc = ([RECOMPUTE_OPTIONS.index(job.recompute)] if job.recompute
-          else list(range(len(RECOMPUTE_OPTIONS))))
+          else [i for i, r in enumerate(RECOMPUTE_OPTIONS)
+                if not (r == "selective" and job.flash_attention)])
     tp_values, tp_index = np.unique(tp, return_inverse=True)
     return _TrainAxes(n, tp, pp, np.array(zero, dtype=float), np.array(mb, dtype=float),
                       np.array(rc, dtype=int), tp_values, tp_index)
@@ -238,11 +240,28 @@ def micro_batch_times(prof: TrainingProfile, dev: dict[str, Any], op_overhead_s,
                       rc) -> tuple[Any, Any, Any]:
     """(one block, embedding side, head side): forward + backward (+ recompute) time of one
     micro-batch of `mb` sequences on one of `tp` devices (P6); arguments broadcast."""
-    kw = dict(batch=mb, tp=tp, kv_split=1.0, peak_flops_per_s=dev["peak"],
+    kw = dict(batch=mb, tp=tp, kv_split=np.minimum(tp, prof.n_kv_heads),
+              peak_flops_per_s=dev["peak"],
               compute_frac=dev["compute_frac"], bw_bytes_per_s=dev["bw"],
               memory_bw_frac=dev["memory_bw_frac"], overhead_s=op_overhead_s)
     return (ops_time_s(prof.block, passes=prof.block_passes[rc], **kw),
             ops_time_s(prof.first, passes=3.0, **kw), ops_time_s(prof.last, passes=3.0, **kw))
+
+
+def tp_tiles_domain(*, tp, n, domain):
+    """P9b: a tensor-parallel group stays inside one scale-up domain when t divides the domain
+    (the groups tile it) or when all n devices of the job sit in one domain (n ≤ domain).
+    Otherwise some group straddles two domains: e.g. t = 16 on a 72-GPU NVL72 rack leaves 8
+    GPUs that must pair with another rack's."""
+    return (np.fmod(domain, tp) == 0) | (np.asarray(n) <= domain)
+
+
+def tp_link_bw(*, tp, n, dev: dict[str, Any]):
+    """P9b: link of the tensor-parallel collectives: the scale-up link when the group stays in
+    one domain (tp_tiles_domain), else the scale-out network (a pinned t only; the search
+    keeps t that tile the domain)."""
+    return np.where(tp_tiles_domain(tp=tp, n=n, domain=dev["domain"]), dev["up_bw"],
+                    dev["out_bw"])
 
 
 def evaluate_training(job: TrainingJob, prof: TrainingProfile, dev: dict[str, Any], eff_op_s,
@@ -256,18 +275,21 @@ def evaluate_training(job: TrainingJob, prof: TrainingProfile, dev: dict[str, An
     L, seq, gb = prof.n_layers, prof.seq_len, job.global_batch_size
     dp = n / (tp * pp)
     m = gb / (dp * mb)
-    # memory (P1-P3)
+    # memory (P1-P3); a multi-query K/V head is replicated over t, not split (P5b)
     first_w, first_g, first_o = prof.first_state_bytes
     last_w, last_g, last_o = prof.last_state_bytes
-    w_full = pipeline_stage_bytes(block_bytes=prof.block_weight_bytes, first_bytes=first_w,
+    kv_w, kv_g, kv_o = prof.block_kv_state_bytes
+    replicas = tp / np.minimum(tp, prof.n_kv_heads) - 1.0  # extra copies per t devices
+    block_w = prof.block_weight_bytes + kv_w * replicas
+    w_full = pipeline_stage_bytes(block_bytes=block_w, first_bytes=first_w,
                                   last_bytes=last_w, n_layers=L, pp=pp) / tp
-    g_full = pipeline_stage_bytes(block_bytes=prof.block_grad_bytes, first_bytes=first_g,
-                                  last_bytes=last_g, n_layers=L, pp=pp) / tp
-    o_full = pipeline_stage_bytes(block_bytes=prof.block_optimizer_bytes, first_bytes=first_o,
-                                  last_bytes=last_o, n_layers=L, pp=pp) / tp
+    g_full = pipeline_stage_bytes(block_bytes=prof.block_grad_bytes + kv_g * replicas,
+                                  first_bytes=first_g, last_bytes=last_g, n_layers=L, pp=pp) / tp
+    o_full = pipeline_stage_bytes(block_bytes=prof.block_optimizer_bytes + kv_o * replicas,
+                                  first_bytes=first_o, last_bytes=last_o, n_layers=L, pp=pp) / tp
     w, g, o = zero_sharded_bytes(weight_bytes=w_full, grad_bytes=g_full,
                                  optimizer_bytes=o_full, dp=dp, zero_stage=zero)
-    buffer = zero3_gather_buffer_bytes(block_weight_bytes=prof.block_weight_bytes, tp=tp, dp=dp,
+    buffer = zero3_gather_buffer_bytes(block_weight_bytes=block_w, tp=tp, dp=dp,
                                        zero_stage=zero)
     act = activation_bytes_per_device(
         layer_bytes=prof.block_activation_bytes[rc], first_bytes=prof.first_activation_bytes,
@@ -284,7 +306,8 @@ def evaluate_training(job: TrainingJob, prof: TrainingProfile, dev: dict[str, An
     message = mb * seq * prof.d_model * prof.activation_bytes
     tp_comm = (np.ceil(L / pp) * prof.tp_collectives_per_layer[rc]
                * collective_time_s(volume_bytes=ring_allreduce_bytes(message_bytes=message, n=tp),
-                                   n=tp, bw_bytes_per_s=dev["up_bw"], **link))
+                                   n=tp, bw_bytes_per_s=tp_link_bw(tp=tp, n=n, dev=dev),
+                                   **link))
     pp_bw = np.where(n <= dev["domain"], dev["up_bw"], dev["out_bw"])
     pp_comm = 2.0 * collective_time_s(volume_bytes=message / tp, n=pp, bw_bytes_per_s=pp_bw,
                                       **link)
@@ -318,6 +341,24 @@ def evaluate_training(job: TrainingJob, prof: TrainingProfile, dev: dict[str, An
     )
 
 
+def train_tp_divides_heads(spec: Any, tp) -> np.ndarray:
+    """Training splits the attention heads and the KV heads over t: t must divide both
+    (Megatron-LM requires num_query_groups divisible by the tensor-parallel size). The one
+    exception is multi-query attention (K = 1), whose single K/V head every device keeps a
+    copy of: PaLM 540B trained so with 12-way model parallelism (Chowdhery et al. 2022,
+    Sec. 2 and 4)."""
+    t = np.asarray(tp, dtype=int)
+    return (spec.n_heads % t == 0) & ((spec.kv_heads % t == 0) | (spec.kv_heads == 1))
+
+
+def infer_tp_divides_heads(spec: Any, tp) -> np.ndarray:
+    """Serving splits the attention heads over t; the K KV heads are split when t divides K and
+    replicated on t/K devices each when K divides t (vLLM), otherwise the layout is invalid."""
+    t = np.asarray(tp, dtype=int)
+    k = spec.kv_heads
+    return (spec.n_heads % t == 0) & ((k % t == 0) | (t % k == 0))
+
+
 def _train_reasons(job: TrainingJob, dev: dict[str, Any], q: dict[str, Any], *, n, tp,
                    tp_pinned: bool) -> np.ndarray:
     m = q["n_micro_batches"]
@@ -325,7 +366,7 @@ def _train_reasons(job: TrainingJob, dev: dict[str, Any], q: dict[str, Any], *, 
     code = np.where(q["mem"] > job.usable_memory_frac * dev["memory"], _FIT_CODE_TRAIN, code)
     code = np.where(np.isnan(q["step"]), 6, code)
     code = np.where((m < 1) | (m != np.floor(m)), 5, code)
-    code = np.where(job.model.n_heads % np.asarray(tp, dtype=int) != 0, 4, code)
+    code = np.where(~train_tp_divides_heads(job.model, tp), 4, code)
     if tp_pinned:
         code = np.where(tp > dev["domain"], 3, code)
     code = np.where(np.isnan(dev["bw"]), 2, code)
@@ -371,7 +412,8 @@ def _train_chunks(job: TrainingJob, table: _DeviceTable, cost: CostOptions):
             code = _train_reasons(job, dev, q, n=n, tp=tp, tp_pinned=job.tp is not None)
             money = costs(n_devices=n, time_s=q["time"], prices_usd_per_hour=dev["usd_per_hour"],
                           purchase_usd=dev["purchase_usd"], tdp_w=dev["tdp_w"], options=cost)
-        valid = (tp <= dev["domain"]) | (job.tp is not None)
+        valid = (((tp <= dev["domain"]) & tp_tiles_domain(tp=tp, n=n, domain=dev["domain"]))
+                 | (job.tp is not None))
         yield _TrainChunk(start, shape, np.broadcast_to(valid, shape), q, money,
                           np.broadcast_to(code, shape)), axes, prof
 
@@ -424,7 +466,9 @@ def evaluate_inference(job: InferenceJob, prof: InferenceProfile, dev: dict[str,
         load_rps = job.load_concurrency / (job.output_len * tpot)
     n_devices = replicas * tp
     delivered = load_rps * job.output_len  # output tokens per second at the load
-    weights = inference_weight_bytes_per_device(weight_bytes=prof.weight_bytes, tp=tp)
+    weights = inference_weight_bytes_per_device(weight_bytes=prof.weight_bytes, tp=tp,
+                                                kv_weight_bytes=prof.kv_proj_weight_bytes,
+                                                n_kv_heads=prof.n_kv_heads)
     kv = kv_cache_bytes_per_device(kv_bytes_per_token=prof.kv_bytes_per_token,
                                    context_len=job.context_len, batch_size=batch, tp=tp,
                                    n_kv_heads=prof.n_kv_heads)
@@ -448,7 +492,7 @@ def _infer_reasons(job: InferenceJob, dev: dict[str, Any], q: dict[str, Any], *,
     code = np.where(q["ttft"] > (job.ttft_s or np.inf), 7, code)
     code = np.where(q["mem"] > job.usable_memory_frac * dev["memory"], _FIT_CODE_INFER, code)
     code = np.where(np.isnan(q["latency"]), 5, code)
-    code = np.where(job.model.n_heads % np.asarray(tp, dtype=int) != 0, 4, code)
+    code = np.where(~infer_tp_divides_heads(job.model, tp), 4, code)
     code = np.where(tp > dev["domain"], 3, code)
     code = np.where(np.isnan(dev["bw"]), 2, code)
     code = np.where(np.isnan(dev["peak"]), 1, code)
@@ -465,12 +509,23 @@ def _infer_grid(job: InferenceJob, table: _DeviceTable, cost: CostOptions):
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         q = evaluate_inference(job, prof, dev, table.eff.op_overhead_s,
                                table.eff.collective_latency_s, tp=tp, batch=batch)
+        tiles = tp_tiles_domain(tp=tp, n=q["n_devices"], domain=dev["domain"])
+        if job.tp is not None and not np.all(tiles):
+            # P9b: a pinned t that does not tile the scale-up domain, on more devices than
+            # one domain holds: its collectives cross domains, over the scale-out network
+            # (slower, so the deployment only grows and stays beyond one domain)
+            out = evaluate_inference(job, prof, dict(dev, up_bw=dev["out_bw"]),
+                                     table.eff.op_overhead_s, table.eff.collective_latency_s,
+                                     tp=tp, batch=batch)
+            q = {k: np.where(tiles, q[k], out[k]) for k in q}
         code = _infer_reasons(job, dev, q, tp=tp)
         # money and energy per million output tokens: devices busy for the hours it takes
         money = costs(n_devices=q["n_devices"], time_s=q["hours_per_million"] * SECONDS_PER_HOUR,
                       prices_usd_per_hour=dev["usd_per_hour"], purchase_usd=dev["purchase_usd"],
                       tdp_w=dev["tdp_w"], options=cost)
-    valid = (tp <= dev["domain"]) | (job.tp is not None)
+    valid = (((tp <= dev["domain"]) & tp_tiles_domain(tp=tp, n=q["n_devices"],
+                                                      domain=dev["domain"]))
+             | (job.tp is not None))
     return shape, np.broadcast_to(valid, shape), q, money, np.broadcast_to(code, shape), \
         (tp_vals, b_vals)
 
@@ -566,14 +621,21 @@ def _infer_frame(shape, q, money, code_all, axes, table: _DeviceTable,
         ownership_cost_usd=g(money["ownership_cost_usd"]), energy_j=g(money["energy_j"]),
     )
     for col in ("n_devices", "dp", "replicas"):
-        cols[col] = np.nan_to_num(cols[col], nan=0, posinf=0).astype(int)
+        # NB: a load no deployment can serve needs astronomically many devices: clip before
+        # the integer cast (an int64 overflow would print a negative count); such a row is
+        # infeasible ("needs more than max_devices") and its reason gives the float value.
+        cols[col] = np.clip(np.nan_to_num(cols[col], nan=0.0, posinf=MAX_DEVICE_COUNT),
+                            0, MAX_DEVICE_COUNT).astype(np.int64)
     cols["usd_per_hour"] = cols["n_devices"] * cols["usd_per_device_hour"]
     return pd.DataFrame(cols)
 
 
 def pareto_mask(time_s, cost_usd, eligible=None) -> np.ndarray:
     """P20: True where no other eligible row is at least as fast and at least as cheap and
-    strictly better in one (the time-cost Pareto front). NaN rows are never on it."""
+    strictly better in one (the time-cost Pareto front). NaN rows are never on it.
+
+    Vectorized: sort by (time, cost); a row is on the front when its cost is below the running
+    minimum of all rows before it (ties in both keep the first)."""
     time_s = np.asarray(time_s, dtype=float)
     cost_usd = np.asarray(cost_usd, dtype=float)
     ok = np.isfinite(time_s) & np.isfinite(cost_usd)
@@ -581,22 +643,6 @@ def pareto_mask(time_s, cost_usd, eligible=None) -> np.ndarray:
         ok &= np.asarray(eligible, dtype=bool)
     out = np.zeros(len(time_s), dtype=bool)
     idx = np.flatnonzero(ok)
-    if not len(idx):
-        return out
-    order = idx[np.lexsort((cost_usd[idx], time_s[idx]))]
-    best = np.inf
-    for i in order:  # NB: a loop over the (sorted) front candidates, O(n)
-        if cost_usd[i] < best:
-            out[i] = True
-            best = cost_usd[i]
-    return out
-
-
-def _pareto_vectorized(time_s: np.ndarray, cost_usd: np.ndarray, ok: np.ndarray) -> np.ndarray:
-    """pareto_mask for large frames: sort by (time, cost); a row is on the front when its cost
-    is below the running minimum of all faster rows."""
-    out = np.zeros(len(time_s), dtype=bool)
-    idx = np.flatnonzero(ok & np.isfinite(time_s) & np.isfinite(cost_usd))
     if not len(idx):
         return out
     order = idx[np.lexsort((cost_usd[idx], time_s[idx]))]
@@ -649,8 +695,8 @@ def search(job: TrainingJob | InferenceJob, catalog: Any = None, *,
     else:
         shape, valid, q, money, code, axes = _infer_grid(job, table, cost)
         df = _infer_frame(shape, q, money, code, axes, table, np.flatnonzero(valid))
-    df["pareto"] = _pareto_vectorized(df["time_s"].to_numpy(float), df["cost_usd"].to_numpy(float),
-                                      df["feasible"].to_numpy(bool))
+    df["pareto"] = pareto_mask(df["time_s"].to_numpy(float), df["cost_usd"].to_numpy(float),
+                               df["feasible"].to_numpy(bool))
     return df
 
 
@@ -694,13 +740,14 @@ def _train_reason_text(job: TrainingJob, table: _DeviceTable, row: pd.Series) ->
     if code == 3:
         return f"tp={row['tp']} exceeds the scale-up domain of {int(table.domain[i])} devices"
     if code == 4:
-        return f"tp={row['tp']} does not divide the {job.model.n_heads} attention heads"
+        return _heads_text(job.model, int(row["tp"]), serving=False)
     if code == 5:
         return (f"global batch {job.global_batch_size} cannot be split as dp × micro-batch × "
                 f"micro-batches on any layout searched")
     if code == 6:
         return (f"needs a link the catalog has no bandwidth for ({layout} on "
-                f"{row['n_devices']} devices; scale-up domain {int(table.domain[i])})")
+                f"{row['n_devices']} devices; scale-up domain {int(table.domain[i])})"
+                + _straddle_text(int(row["tp"]), row["n_devices"], table.domain[i]))
     if code == _FIT_CODE_TRAIN:
         usable = job.usable_memory_frac * table.memory[i]
         return (f"does not fit: needs {bytes_str(row['mem_per_device_bytes'])} per device at "
@@ -712,6 +759,15 @@ def _train_reason_text(job: TrainingJob, table: _DeviceTable, row: pd.Series) ->
     return ""
 
 
+def _with_scale_note(text: str, row: pd.Series) -> str:
+    """An infeasible row that does not fit or misses the deadline may do so only because the
+    device was limited to one scale-up domain: say so after the reason."""
+    code = TRAIN_REASONS.index(str(row["reason"]))
+    if row["scale_note"] and code in (_FIT_CODE_TRAIN, _DEADLINE_CODE):
+        return f"{text}; {row['scale_note']}"
+    return text
+
+
 def _infer_reason_text(job: InferenceJob, table: _DeviceTable, row: pd.Series) -> str:
     code = INFER_REASONS.index(str(row["reason"]))
     i = table.ids.index(str(row["device"]))
@@ -720,6 +776,14 @@ def _infer_reason_text(job: InferenceJob, table: _DeviceTable, row: pd.Series) -
         chain = "/".join(peak_dtype_chain(
             precision_policy(job.precision, mode="inference").compute_dtype, mode="inference"))
         return f"no dense {chain} peak in the catalog"
+    if code == 3:
+        return f"tp={row['tp']} exceeds the scale-up domain of {int(table.domain[i])} devices"
+    if code == 4:
+        return _heads_text(job.model, int(row["tp"]), serving=True)
+    if code == 5:
+        return (f"needs a link the catalog has no bandwidth for ({layout}; scale-up domain "
+                f"{int(table.domain[i])})"
+                + _straddle_text(int(row["tp"]), row["n_devices"], table.domain[i]))
     if code == _FIT_CODE_INFER:
         usable = job.usable_memory_frac * table.memory[i]
         return (f"does not fit: needs {bytes_str(row['mem_per_device_bytes'])} per device at "
@@ -731,8 +795,31 @@ def _infer_reason_text(job: InferenceJob, table: _DeviceTable, row: pd.Series) -
         return (f"misses the time-per-output-token target {job.tpot_s:g} s: best "
                 f"{row['tpot_s']:.3g} s ({layout})")
     if code == 9:
-        return f"needs {row['n_devices']} devices, more than max_devices={job.max_devices}"
+        n = int(row["n_devices"])
+        need = f"{n:,}" if n < MAX_DEVICE_COUNT else f"over {MAX_DEVICE_COUNT:.3g}"
+        return f"needs {need} devices, more than max_devices={job.max_devices}"
     return INFER_REASONS[code]
+
+
+def _heads_text(spec: Any, tp: int, *, serving: bool) -> str:
+    """Why t cannot split the heads (reason code 4)."""
+    if spec.n_heads % tp:
+        return f"tp={tp} does not divide the {spec.n_heads} attention heads of {spec.name}"
+    k = spec.kv_heads
+    if serving:
+        return (f"tp={tp} neither divides nor is a multiple of the {k} KV heads of "
+                f"{spec.name}")
+    if tp > k:
+        return f"tp={tp} exceeds the {k} KV heads of {spec.name}"
+    return f"tp={tp} does not divide the {k} KV heads of {spec.name}"
+
+
+def _straddle_text(tp: int, n_devices: Any, domain: float) -> str:
+    """A pinned t that does not tile the scale-up domain needs the scale-out link (P9b)."""
+    if tp > 1 and domain % tp and n_devices > domain:
+        return (f"; tp={tp} does not divide the scale-up domain of {int(domain)}, so its "
+                "collectives cross domains over the scale-out network")
+    return ""
 
 
 def candidate_evaluator(job: TrainingJob, catalog: Any = None, *,
@@ -777,15 +864,22 @@ def candidate_evaluator(job: TrainingJob, catalog: Any = None, *,
 
 
 def _scale_notes(job: TrainingJob, table: _DeviceTable, df: pd.DataFrame) -> list[str]:
-    """Why a device was searched only up to one scale-up domain: its scale-out bandwidth is not
-    in the catalog (a candidate needing it is infeasible, "link bandwidth unknown")."""
+    """What limits a device's scale: its scale-out bandwidth is not in the catalog, so it was
+    searched only up to one scale-up domain (a candidate needing more is infeasible, "link
+    bandwidth unknown"); or a pinned t that does not tile the domain sends its collectives over
+    the scale-out network (P9b)."""
     notes = []
-    for device in df["device"].astype(str):
+    for device, tp, n in zip(df["device"].astype(str), df["tp"], df["n_devices"], strict=True):
         i = table.ids.index(device)
-        limited = np.isnan(table.out_bw[i]) and table.domain[i] < (job.n_devices
-                                                                   or job.max_devices)
-        notes.append(f"scale-out bandwidth unknown: at most {int(table.domain[i])} devices "
-                     "(one scale-up domain)" if limited else "")
+        domain = table.domain[i]
+        parts = []
+        if np.isnan(table.out_bw[i]) and domain < (job.n_devices or job.max_devices):
+            parts.append(f"scale-out bandwidth unknown: at most {int(domain)} "
+                         f"device{'s' if domain != 1 else ''} (one scale-up domain)")
+        straddle = _straddle_text(int(tp), n, domain)
+        if straddle and not np.isnan(table.out_bw[i]):
+            parts.append(straddle.removeprefix("; "))
+        notes.append("; ".join(parts))
     return notes
 
 
@@ -836,9 +930,9 @@ def rank(job: TrainingJob | InferenceJob, catalog: Any = None, *,
                 picks.append(d * int(np.prod(full[1:])) + flat)
             rows.append(_train_frame(chunk, axes, table, np.array(picks)))
         df = pd.concat(rows, ignore_index=True) if len(rows) > 1 else rows[0]
-        reasons = [_train_reason_text(job, table, row) if not row["feasible"] else ""
-                   for _, row in df.iterrows()]
         df["scale_note"] = _scale_notes(job, table, df)
+        reasons = [_with_scale_note(_train_reason_text(job, table, row), row)
+                   if not row["feasible"] else "" for _, row in df.iterrows()]
     else:
         shape, valid, q, money, code, axes = _infer_grid(job, table, cost)
         latency = np.broadcast_to(q["latency"], shape)

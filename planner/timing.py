@@ -8,6 +8,8 @@ sequence length, so a grid of micro-batch sizes is a multiplication. Each op the
     t_op = max(FLOPs / (peak · compute_frac), bytes / (bandwidth · memory_bw_frac), overhead)
 
 (P6, the roofline of Williams et al. 2009, with a floor for the host's launch overhead).
+A routed-expert op reads only the experts its tokens touch (P6b), and the K and V projections
+split over min(t, K) devices, as the KV cache does (P5).
 
 Overlap assumption (A3): tensor-parallel collectives and pipeline sends are exposed (they sit
 on the critical path between dependent ops). Data-parallel and ZeRO traffic overlaps with
@@ -101,13 +103,14 @@ def data_parallel_bw_bytes_per_s(*, tp, dp, domain, up_bw, out_bw):
 
     Inside one scale-up domain it is the scale-up link. Across domains a collective is
     hierarchical (NCCL rings and trees use every NIC of a node at once, one channel per NIC):
-    the group's members in one domain, min(dp, domain / tp), share the cross-domain phase, so
-    each moves its share over `members x out_bw` of aggregate NIC bandwidth, never more than
-    the scale-up link that feeds them. Source: NCCL's bus-bandwidth model ("busBw" across
-    nodes = per-node aggregate NIC bandwidth; NVIDIA/nccl-tests doc/PERFORMANCE.md).
+    the group's members in one domain, min(dp, floor(domain / tp)) (whole devices, at least
+    one), share the cross-domain phase, so each moves its share over `members x out_bw` of
+    aggregate NIC bandwidth, never more than the scale-up link that feeds them. Source: NCCL's
+    bus-bandwidth model ("busBw" across nodes = per-node aggregate NIC bandwidth;
+    NVIDIA/nccl-tests doc/PERFORMANCE.md).
     Example: DGX H100, tp=1, dp=64: min(64, 8) x 50 GB/s = 400 GB/s, capped at 450 GB/s.
     """
-    members = np.maximum(np.minimum(dp, domain / tp), 1.0)
+    members = np.maximum(np.minimum(dp, np.floor(domain / tp)), 1.0)
     return np.where(tp * dp <= domain, up_bw, np.minimum(up_bw, members * out_bw))
 
 
@@ -145,8 +148,13 @@ class OpProfile:
     """A sequence of ops for one pass over ONE sequence (arrays over ops).
 
     flops: FLOPs; traffic_bytes: activation bytes read + written (split by tensor parallelism);
-    weight_bytes: weights read (split by tensor parallelism); kv_bytes: KV cache read
-    (split by min(t, K)); count: how many times the op runs per pass (L for block ops).
+    weight_bytes: weights read (split by tensor parallelism; all experts of a routed-expert
+    op); kv_bytes: KV cache read (split by min(t, K)); count: how many times the op runs per
+    pass (L for block ops); route_frac: k/E for a routed-expert op (the share of the experts
+    one token visits), 0 for every other op (P6b); kv_proj: True for the K and V projections,
+    whose heads are split over min(t, K) devices, not t (replicated beyond t = K);
+    tokens_per_seq: tokens of one sequence that pass through a block op (the sequence for
+    training and prefill, 1 for a decode step).
     """
 
     names: tuple[str, ...]
@@ -155,6 +163,20 @@ class OpProfile:
     weight_bytes: np.ndarray
     kv_bytes: np.ndarray
     count: np.ndarray
+    route_frac: np.ndarray
+    kv_proj: np.ndarray
+    tokens_per_seq: float
+
+
+def experts_touched_frac(*, route_frac, n_tokens):
+    """P6b: expected share of a layer's routed experts that at least one of `n_tokens` tokens
+    visits when each token picks k of E experts uniformly: 1 − (1 − k/E)^n_tokens (each expert
+    is missed by one token with probability 1 − k/E, independently across tokens; the
+    expected number of distinct experts, the occupancy problem). Only the touched experts'
+    weights are read in a step. NB: uniform routing is the balanced case a load-balancing loss
+    aims for. Mixtral 8x7B (top-2 of 8), batch-1 decode: 1 − (6/8)^1 = 0.25, 2 of 8 experts;
+    a 4,096-token prefill: 1 − 0.75^4096 = 1."""
+    return 1.0 - (1.0 - np.asarray(route_frac, dtype=float)) ** np.asarray(n_tokens, dtype=float)
 
 
 def _io_bytes(spec: ModelSpec, name: str, kind: str, *, q_len: float, kv_len: float, a: float,
@@ -214,6 +236,13 @@ def _weight_read_bytes(spec: ModelSpec, row, linear_weight_bytes: float) -> floa
     return float(row.weight_bytes)
 
 
+def _route_frac(spec: ModelSpec, name: str) -> float:
+    """k/E for a routed-expert op (P6b), 0 otherwise."""
+    if name.startswith("moe.experts") and spec.is_moe:
+        return spec.experts_top_k / spec.n_experts
+    return 0.0
+
+
 def _ops_from_rows(spec: ModelSpec, rows: pd.DataFrame, *, flops_col: str, q_len: float,
                    kv_len: float, a: float, w: float, flash: bool, decode: bool, count: float,
                    head_tokens: float | None = None) -> list[dict]:
@@ -229,7 +258,8 @@ def _ops_from_rows(spec: ModelSpec, rows: pd.DataFrame, *, flops_col: str, q_len
             q = head_tokens
         if flash and row.kind in ("attention", "softmax"):
             if core is None:
-                core = dict(name="attn.core", flops=0.0, weight_bytes=0.0, count=count)
+                core = dict(name="attn.core", flops=0.0, weight_bytes=0.0, count=count,
+                            route_frac=0.0, kv_proj=False)
                 core["traffic_bytes"], core["kv_bytes"] = _io_bytes(
                     spec, "attn.core", "attention", q_len=q, kv_len=kv_len, a=a, decode=decode)
                 ops.append(core)
@@ -238,18 +268,23 @@ def _ops_from_rows(spec: ModelSpec, rows: pd.DataFrame, *, flops_col: str, q_len
         traffic, kv = _io_bytes(spec, name, row.kind, q_len=q, kv_len=kv_len, a=a,
                                 decode=decode)
         ops.append(dict(name=name, flops=flops, weight_bytes=_weight_read_bytes(spec, row, w),
-                        traffic_bytes=traffic, kv_bytes=kv, count=count))
+                        traffic_bytes=traffic, kv_bytes=kv, count=count,
+                        route_frac=_route_frac(spec, name),
+                        kv_proj=name in ("attn.k", "attn.v")))
     return ops
 
 
-def _profile(ops: list[dict]) -> OpProfile:
+def _profile(ops: list[dict], *, tokens_per_seq: float, kv_scale: float = 1.0) -> OpProfile:
     return OpProfile(
         names=tuple(o["name"] for o in ops),
         flops=np.array([o["flops"] for o in ops]),
         traffic_bytes=np.array([o["traffic_bytes"] for o in ops]),
         weight_bytes=np.array([o["weight_bytes"] for o in ops]),
-        kv_bytes=np.array([o["kv_bytes"] for o in ops]),
+        kv_bytes=np.array([o["kv_bytes"] for o in ops]) * kv_scale,
         count=np.array([o["count"] for o in ops], dtype=float),
+        route_frac=np.array([o["route_frac"] for o in ops], dtype=float),
+        kv_proj=np.array([o["kv_proj"] for o in ops], dtype=bool),
+        tokens_per_seq=float(tokens_per_seq),
     )
 
 
@@ -264,6 +299,7 @@ class TrainingProfile:
     block_weight_bytes: float
     block_grad_bytes: float
     block_optimizer_bytes: float
+    block_kv_state_bytes: tuple[float, float, float]  # the K and V projections' share
     first_state_bytes: tuple[float, float, float]  # weights, gradients, optimizer state
     last_state_bytes: tuple[float, float, float]
     block_activation_bytes: np.ndarray  # [recompute]
@@ -275,6 +311,7 @@ class TrainingProfile:
     activation_bytes: float  # bytes per activation element
     n_layers: int
     d_model: int
+    n_kv_heads: int
     seq_len: int
 
 
@@ -301,9 +338,9 @@ def training_profile(spec: ModelSpec, *, seq_len: int, precision: str, optimizer
     kw: dict[str, Any] = dict(flops_col="fwd_flops", q_len=float(seq_len),
                               kv_len=float(seq_len), a=a, w=policy.linear_weight_bytes,
                               flash=flash_attention, decode=False)
-    block = _profile(_ops_from_rows(spec, block_rows, count=1.0, **kw))
-    first = _profile(_ops_from_rows(spec, first_rows, count=1.0, **kw))
-    last = _profile(_ops_from_rows(spec, last_rows, count=1.0, **kw))
+    block = _profile(_ops_from_rows(spec, block_rows, count=1.0, **kw), tokens_per_seq=seq_len)
+    first = _profile(_ops_from_rows(spec, first_rows, count=1.0, **kw), tokens_per_seq=seq_len)
+    last = _profile(_ops_from_rows(spec, last_rows, count=1.0, **kw), tokens_per_seq=seq_len)
 
     attention_core = np.array([n in ("attn.scores", "attn.softmax", "attn.context")
                                for n in block.names])
@@ -316,13 +353,16 @@ def training_profile(spec: ModelSpec, *, seq_len: int, precision: str, optimizer
         return (float(rows["weight_bytes"].sum()), float(rows["grad_bytes"].sum()),
                 float(rows["optimizer_bytes"].sum()))
 
+    kv_rows = block_rows[block_rows["layer"].str.endswith((".attn.k", ".attn.v"))]
+
     fwd = float(table["fwd_flops"].sum())
     return TrainingProfile(
         block=block, first=first, last=last, block_passes=passes,
         block_weight_bytes=float(block_rows["weight_bytes"].sum()),
         block_grad_bytes=float(block_rows["grad_bytes"].sum()),
         block_optimizer_bytes=float(block_rows["optimizer_bytes"].sum()),
-        first_state_bytes=state(first_rows), last_state_bytes=state(last_rows),
+        block_kv_state_bytes=state(kv_rows), first_state_bytes=state(first_rows),
+        last_state_bytes=state(last_rows),
         block_activation_bytes=np.array([
             float(tables[r].loc[tables[r]["block"] == 0, "activation_bytes"].sum())
             for r in RECOMPUTE_OPTIONS]),
@@ -332,7 +372,8 @@ def training_profile(spec: ModelSpec, *, seq_len: int, precision: str, optimizer
         hardware_flops_per_seq=3.0 * fwd + extra_fwd,
         tp_collectives_per_layer=np.array([TP_COLLECTIVES_PER_LAYER[r]
                                            for r in RECOMPUTE_OPTIONS], dtype=float),
-        activation_bytes=a, n_layers=spec.n_layers, d_model=spec.d_model, seq_len=seq_len,
+        activation_bytes=a, n_layers=spec.n_layers, d_model=spec.d_model,
+        n_kv_heads=spec.kv_heads, seq_len=seq_len,
     )
 
 
@@ -344,6 +385,7 @@ class InferenceProfile:
     prefill: OpProfile
     decode: OpProfile
     weight_bytes: float
+    kv_proj_weight_bytes: float  # the K and V projections' share of weight_bytes
     kv_bytes_per_token: float  # all layers, K and V
     prefill_model_flops_per_seq: float
     decode_model_flops_per_token: float  # at the average context
@@ -376,17 +418,16 @@ def inference_profile(spec: ModelSpec, *, prompt_len: int, output_len: int, prec
                   head_tokens=head_tokens)
         ops = (_ops_from_rows(spec, block_rows, count=float(spec.n_layers), **kw)
                + _ops_from_rows(spec, outer, count=1.0, **kw))
-        prof = _profile(ops)
-        return OpProfile(names=prof.names, flops=prof.flops, traffic_bytes=prof.traffic_bytes,
-                         weight_bytes=prof.weight_bytes, kv_bytes=prof.kv_bytes * kv_scale,
-                         count=prof.count)
+        return _profile(ops, tokens_per_seq=q_len, kv_scale=kv_scale)
 
     prefill = build(pre, flops_col="fwd_flops", q_len=float(prompt_len),
                     kv_len=float(prompt_len), decode=False, head_tokens=1.0, kv_scale=1.0)
     decode = build(dec, flops_col="decode_flops", q_len=1.0, kv_len=float(avg_context),
                    decode=True, head_tokens=None, kv_scale=kv_b)
+    kv_proj = pre["layer"].str.endswith((".attn.k", ".attn.v"))
     return InferenceProfile(
         prefill=prefill, decode=decode, weight_bytes=float(pre["weight_bytes"].sum()),
+        kv_proj_weight_bytes=float(pre.loc[kv_proj, "weight_bytes"].sum()),
         kv_bytes_per_token=float(pre["kv_cache_bytes"].sum()) / prompt_len,
         prefill_model_flops_per_seq=float(pre["fwd_flops"].sum()),
         decode_model_flops_per_token=float(dec["decode_flops"].sum()),
@@ -395,19 +436,42 @@ def inference_profile(spec: ModelSpec, *, prompt_len: int, output_len: int, prec
     )
 
 
+def op_weight_read_bytes(profile: OpProfile, *, batch):
+    """Weight bytes each op reads in one pass over `batch` sequences (before tensor-parallel
+    splitting), [..., op]: a routed-expert op reads only the experts its
+    batch · tokens_per_seq tokens touch (P6b), every other op all of its weights."""
+    if not profile.route_frac.any():
+        return profile.weight_bytes
+    tokens = np.asarray(batch, dtype=float) * profile.tokens_per_seq
+    touched = experts_touched_frac(route_frac=profile.route_frac,
+                                   n_tokens=np.expand_dims(tokens, -1))
+    return profile.weight_bytes * np.where(profile.route_frac > 0, touched, 1.0)
+
+
+def weight_read_bytes(profile: OpProfile, *, batch) -> Any:
+    """Σ over ops of count · weights read (P6, P6b) for one pass over `batch` sequences on one
+    device (no tensor parallelism). Mixtral 8x7B bf16, batch-1 decode: the non-expert
+    weights + 1/4 of the experts' (P6b), about 26 GB instead of 93 GB."""
+    return (op_weight_read_bytes(profile, batch=batch) * profile.count).sum(axis=-1)
+
+
 def ops_time_s(profile: OpProfile, *, batch, tp, kv_split, peak_flops_per_s, compute_frac,
                bw_bytes_per_s, memory_bw_frac, overhead_s, passes=None):
     """Σ over ops of count · passes · t_op (P6) for `batch` sequences on one of `tp` devices.
 
     Arguments broadcast; the op axis is added last and summed. `passes` (optional, [..., op])
-    multiplies each op (3 = forward + backward); `kv_split` = min(t, K) divides KV reads.
+    multiplies each op (3 = forward + backward); `kv_split` = min(t, K) divides KV-cache reads
+    and the K and V projections (their heads are replicated beyond t = K), `tp` every other
+    op. A routed-expert op reads only the experts its tokens touch (P6b).
     """
     x = [np.expand_dims(np.asarray(v, dtype=float), -1)
          for v in (batch, tp, kv_split, peak_flops_per_s, compute_frac, bw_bytes_per_s,
                    memory_bw_frac)]
     batch_, tp_, kv_split_, peak, cf, bw, mf = x
-    flops = profile.flops * batch_ / tp_
-    moved = (profile.weight_bytes + profile.traffic_bytes * batch_) / tp_ \
+    split = np.where(profile.kv_proj, kv_split_, tp_) if profile.kv_proj.any() else tp_
+    weights = op_weight_read_bytes(profile, batch=np.asarray(batch, dtype=float))
+    flops = profile.flops * batch_ / split
+    moved = (weights + profile.traffic_bytes * batch_) / split \
         + profile.kv_bytes * batch_ / kv_split_
     t = op_time_s(flops=flops, bytes_moved=moved, peak_flops_per_s=peak, compute_frac=cf,
                   bw_bytes_per_s=bw, memory_bw_frac=mf, overhead_s=overhead_s)

@@ -85,3 +85,13 @@ def usd_str(value: float) -> str:
     if abs(value) >= 100:
         return f"${value:,.0f}"
     return f"${value:,.2f}"
+
+
+def energy_str(joules: float) -> str:
+    """Format joules as kWh, or MWh from 1,000 kWh: '5.38 kWh', '1.2 MWh'."""
+    if joules is None or (isinstance(joules, float) and math.isnan(joules)):
+        return "—"
+    kwh = joules / JOULES_PER_KWH
+    if kwh >= 1e3:
+        return f"{kwh / 1e3:.3g} MWh"
+    return f"{kwh:.3g} kWh"

@@ -24,11 +24,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from planner.layers import Recompute
 from planner.models import ModelSpec, model
 from planner.precision import dtype_bytes, optimizer_state_bytes, precision_policy
-
-Recompute = Literal["none", "selective", "full"]
-RECOMPUTE_OPTIONS: tuple[str, ...] = ("none", "selective", "full")
 
 DEFAULT_GOODPUT_FRAC = 0.9
 DEFAULT_USABLE_MEMORY_FRAC = 0.9
@@ -45,16 +43,26 @@ def _as_model(value: Any) -> Any:
     return value
 
 
+def _check_length(spec: ModelSpec, length: int, *, field: str, what: str = "") -> None:
+    """Learned position embeddings have max_seq_len rows and cannot go further (as
+    planner.layers); rotary, ALiBi and no-position models can, so their max_seq_len (the
+    trained context) is not a limit here."""
+    if spec.position == "learned" and length > spec.max_seq_len:
+        raise ValueError(f"{field}: {what or length} exceeds {spec.name}'s max_seq_len="
+                         f"{spec.max_seq_len} (learned position embeddings)")
+
+
 class _Job(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     model: ModelSpec = Field(description="A ModelSpec or a preset name (planner.list_models()).")
     precision: str = Field(default="bf16", description="Precision policy (planner.precision).")
-    mfu_frac: float | None = Field(
+    compute_frac: float | None = Field(
         default=None, gt=0, le=1,
-        description="Compute-bound efficiency: the fraction of dense peak matmuls reach. None = "
-        "the device's catalog value (planner.efficiency). The implied MFU of a candidate is "
-        "lower when communication, the pipeline bubble or memory-bound ops are exposed.")
+        description="The fraction of the dense peak that matmuls reach, for every device (the "
+        "same as efficiency_overrides['compute_frac']). None = the device's catalog value "
+        "(planner.efficiency). Not an MFU: the reported MFU is lower once communication, the "
+        "pipeline bubble and memory-bound ops are added.")
     efficiency_overrides: dict[str, float] = Field(
         default_factory=dict,
         description=f"Override parts of the efficiency rule; keys {', '.join(EFFICIENCY_KEYS)}.")
@@ -127,9 +135,7 @@ class TrainingJob(_Job):
     @model_validator(mode="after")
     def _consistent(self) -> TrainingJob:
         spec = self.model
-        if spec.position == "learned" and self.seq_len > spec.max_seq_len:
-            raise ValueError(f"seq_len: {self.seq_len} exceeds {spec.name}'s max_seq_len="
-                             f"{spec.max_seq_len} (learned position embeddings)")
+        _check_length(spec, self.seq_len, field="seq_len")
         if self.micro_batch_size is not None and self.micro_batch_size > self.global_batch_size:
             raise ValueError(f"micro_batch_size: {self.micro_batch_size} exceeds "
                              f"global_batch_size={self.global_batch_size}")
@@ -201,12 +207,17 @@ class InferenceJob(_Job):
 
     @model_validator(mode="after")
     def _consistent(self) -> InferenceJob:
+        spec = self.model
+        if not spec.causal or not spec.lm_head:
+            what = "an encoder" if not spec.causal else "a decoder"
+            head = " without an LM head" if not spec.lm_head else ""
+            raise ValueError(f"model: {spec.name} is {what}{head}; serving (prefill + decode) "
+                             "needs a causal LM")
         if self.requests_per_s is not None and self.concurrent_requests is not None:
             raise ValueError("requests_per_s: give either requests_per_s or "
                              "concurrent_requests, not both")
-        if self.context_len > self.model.max_seq_len:
-            raise ValueError(f"prompt_len: prompt_len + output_len = {self.context_len} exceeds "
-                             f"{self.model.name}'s max_seq_len={self.model.max_seq_len}")
+        _check_length(spec, self.context_len, field="prompt_len",
+                      what=f"prompt_len + output_len = {self.context_len}")
         return self
 
     @property

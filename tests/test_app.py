@@ -77,6 +77,7 @@ def test_plan_kinds_filter_the_ranking(plan):
 def test_plan_bad_workload_is_an_error_message():
     at = open_page("Plan")
     at.radio(key="mode").set_value("inference").run()
+    at.selectbox(key="model_preset").set_value("gpt2").run()  # learned positions: 1,024 max
     at.number_input(key="plan_prompt_len").set_value(100_000).run()
     assert not at.exception
     assert at.error and "max_seq_len" in at.error[0].value

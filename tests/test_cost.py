@@ -32,6 +32,11 @@ def _cloud(provider: str, usd: float, date: str = "2026-01-01") -> Price:
                  usd_per_hour=usd, date=date, source="test")
 
 
+def _purchase(usd: float) -> Price:
+    return Price(kind="purchase", provider="MSRP", basis="test", contract="list", usd=usd,
+                 date="2025-01-01", source="test")
+
+
 def test_cloud_cost_by_hand():
     # 8 devices x 10 h x $2.50 = $200
     assert cloud_cost_usd(n_devices=8, time_s=36_000, usd_per_device_hour=2.5) == 200.0
@@ -61,8 +66,14 @@ def test_costs_choose_the_basis_and_propagate_missing_values():
                 prices_usd_per_hour=np.array([2.5, np.nan]), purchase_usd=np.array([30_000, 1]),
                 tdp_w=np.array([700.0, np.nan]), options=opts)
     assert out["cost_usd"][0] == 200.0 and math.isnan(out["cost_usd"][1])
-    assert math.isnan(out["energy_j"][1])  # no TDP: no energy, no ownership cost
-    assert math.isnan(out["ownership_cost_usd"][1])
+    assert math.isnan(out["energy_j"][1])  # no TDP: no energy
+    # ...but the ownership cost keeps the amortized purchase (electricity left out):
+    # 8 * $1 * 36,000 s / (126,230,400 s * 0.8) = $0.0028519
+    assert out["ownership_cost_usd"][1] == pytest.approx(8 * 36_000 / (126_230_400 * 0.8))
+    assert out["ownership_cost_usd"][1] == pytest.approx(0.0028519, rel=1e-4)
+    assert math.isnan(costs(n_devices=8, time_s=36_000.0, prices_usd_per_hour=2.5,
+                            purchase_usd=np.nan, tdp_w=np.nan,
+                            options=opts)["ownership_cost_usd"])  # no price: NaN
     owned = costs(n_devices=8, time_s=36_000.0, prices_usd_per_hour=2.5, purchase_usd=30_000,
                   tdp_w=700.0, options=CostOptions(basis="ownership"))
     assert owned["cost_usd"] == owned["ownership_cost_usd"] == pytest.approx(90.93, abs=0.01)
@@ -78,6 +89,10 @@ def test_device_prices_carry_provider_and_date_and_say_why_missing():
     assert p.note[0] == ""
     assert p.note[1] == ("no cloud on-demand price in the catalog; TDP unknown: no energy; "
                          "No cloud price in the reference data.")
+    owned = device_prices([none, _device("c", tdp_w=None, prices=[_purchase(25_000)])],
+                          CostOptions(basis="ownership"))
+    assert owned.note[0].startswith("no purchase price in the catalog; TDP unknown: no energy")
+    assert owned.note[1] == "ownership cost excludes electricity: TDP unknown (no energy)"
     aws = device_prices([cheap], CostOptions(provider="aws"))
     assert aws.usd_per_device_hour[0] == 6.88 and aws.provider[0] == "AWS"
     override = device_prices([cheap, none], CostOptions(usd_per_device_hour=1.0))

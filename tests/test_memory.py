@@ -45,6 +45,38 @@ def test_kv_cache_splits_over_kv_heads_then_replicates():
     assert kv_cache_bytes_per_device(tp=16, **kw) == 26_843_545_600 / 8
 
 
+def test_serving_weights_split_kv_projections_over_min_t_k():
+    """P5: beyond t = K the K and V projections are replicated (t/K copies of each KV head)."""
+    prof = inference_profile(model("llama-2-70b"), prompt_len=1024, output_len=256,
+                             precision="fp16", kv_cache_precision=None)
+    # K and V projections: 80 layers * 2 * 8192 * (8 KV heads * 128) * 2 bytes
+    kv = 80 * 2 * 8192 * 1024 * 2
+    assert prof.kv_proj_weight_bytes == kv == 2_684_354_560
+    w = prof.weight_bytes
+    kw = dict(weight_bytes=w, kv_weight_bytes=kv, n_kv_heads=8)
+    # t <= K: everything / t
+    assert inference_weight_bytes_per_device(tp=8, **kw) == pytest.approx(w / 8)
+    # t = 16 > K = 8: (137,953,296,384 - 2,684,354,560) / 16 + 2,684,354,560 / 8
+    #               = 8,454,308,864 + 335,544,320 = 8,789,853,184 bytes
+    assert inference_weight_bytes_per_device(tp=16, **kw) == 8_789_853_184
+    assert inference_weight_bytes_per_device(tp=16, **kw) > w / 16
+
+
+def test_training_replicates_a_multi_query_kv_head():
+    """P5b: with K = 1 every one of the t devices keeps the whole K and V projections."""
+    spec = model("llama-2-7b").with_(n_kv_heads=1)
+    job = TrainingJob(model=spec, n_tokens=1e9, seq_len=512, global_batch_size=8)
+    prof = training_profile(spec, seq_len=512, precision="bf16", optimizer="adamw",
+                            flash_attention=True, causal_attention="full")
+    kv = 2 * 4096 * 128 * 2  # K and V: 4096 x (1 head x 128) each, bf16 = 2,097,152 bytes
+    assert prof.block_kv_state_bytes[0] == kv
+    q = evaluate_training(job, prof, _DEV, 5e-6, 1e-5, n=4, tp=4, pp=1, zero=0, mb=1, rc=0)
+    whole = 2 * spec.n_params
+    # t = 4: everything / 4, plus the 3 extra copies of the K/V projections per device / 4
+    # = (whole + 32 layers * 3 * kv) / 4
+    assert float(q["weight_mem"]) == (whole + 32 * 3 * kv) / 4
+
+
 def test_pipeline_stage_bytes_llama2_70b_by_hand():
     prof = training_profile(model("llama-2-70b"), seq_len=4096, precision="bf16",
                             optimizer="adamw", flash_attention=True, causal_attention="full")

@@ -23,7 +23,7 @@ from planner import (
     workload,
 )
 from planner.catalog import Device, Price
-from planner.rank import candidate_evaluator
+from planner.rank import candidate_evaluator, infer_tp_divides_heads, train_tp_divides_heads
 
 
 def _device(device_id, kind="gpu", *, peaks=None, mem=80e9, bw=3.35e12, up=450e9, domain=8,
@@ -99,7 +99,7 @@ def test_a_candidate_that_does_not_fit_is_never_feasible(grid):
     assert set(grid.loc[over, "reason"].astype(str)) <= {
         "does not fit in memory", "global batch not divisible by dp × micro-batch",
         "no dense peak for the compute dtype", "link bandwidth unknown",
-        "tp does not divide the attention heads"}
+        "tp does not divide the attention or KV heads"}
 
 
 def test_feasible_rows_obey_the_batch_split(grid):
@@ -283,6 +283,111 @@ def _catalog_object():
     from planner.catalog import Catalog
 
     return Catalog(tuple(CATALOG))
+
+
+def test_selective_recompute_is_not_searched_with_flash_attention(grid):
+    # with flash attention "selective" is identical to "none" (the kernel recomputes itself)
+    assert set(grid["recompute"].astype(str)) == {"none", "full"}
+    plain = search(_job(flash_attention=False), CATALOG, devices=["big_gpu"])
+    assert set(plain["recompute"].astype(str)) == {"none", "selective", "full"}
+    pinned = search(_job(recompute="selective"), CATALOG, devices=["big_gpu"])
+    assert set(pinned["recompute"].astype(str)) == {"selective"}
+
+
+def test_tp_head_rules():
+    from types import SimpleNamespace
+
+    llama70 = SimpleNamespace(n_heads=64, kv_heads=8)
+    # training: t divides the 64 heads and the 8 KV heads
+    assert train_tp_divides_heads(llama70, np.array([1, 8, 16, 3])).tolist() == [
+        True, True, False, False]
+    # serving: t divides the heads; K % t == 0 (split) or t % K == 0 (replicated)
+    assert infer_tp_divides_heads(llama70, np.array([8, 16, 64])).tolist() == [True] * 3
+    # multi-query attention (K = 1) replicates its one K/V head: PaLM's 12-way model parallel
+    palm = SimpleNamespace(n_heads=48, kv_heads=1)
+    assert train_tp_divides_heads(palm, np.array([12, 5])).tolist() == [True, False]
+    odd = SimpleNamespace(n_heads=48, kv_heads=12)
+    # t = 4: 12 % 4 = 0; t = 24: 24 % 12 = 0; t = 8, 16: neither 12 % t nor t % 12 is 0
+    assert infer_tp_divides_heads(odd, np.array([4, 24, 8, 16])).tolist() == [
+        True, True, False, False]
+
+
+RACK72 = _device("rack72", domain=72, mem=192e9, up=900e9, out=100e9)
+RACK64 = _device("rack64", domain=64, mem=192e9, up=900e9, out=100e9)
+ISLAND = _device("island", domain=72, mem=192e9, up=900e9, out=None)
+
+
+def test_training_tp_beyond_the_kv_heads_is_infeasible_with_a_reason():
+    job = TrainingJob(model="llama-2-70b", n_tokens=1e10, seq_len=4096, global_batch_size=64,
+                      max_devices=512)
+    rows = search(job, [RACK72])
+    assert not rows.loc[rows["tp"] > 8, "feasible"].any()
+    assert set(rows.loc[rows["tp"] > 8, "reason"].astype(str)) == {
+        "tp does not divide the attention or KV heads"}
+    pinned = rank(job.model_copy(update={"tp": 16, "n_devices": 64}), [RACK72])
+    assert pinned["reason"].iloc[0] == "tp=16 exceeds the 8 KV heads of llama-2-70b"
+
+
+def test_searched_tp_tiles_the_scale_up_domain():
+    rows = search(_job(max_devices=512), [RACK72])
+    # 72 % 16 != 0: tp = 16 and 32 only where the whole job sits in one rack (n <= 72)
+    wide = rows[rows["tp"] >= 16]
+    assert not wide.empty and (wide["n_devices"] <= 72).all()
+    assert (rows.loc[rows["n_devices"] > 72, "tp"] <= 8).all()
+
+
+def test_pinned_tp_that_does_not_tile_the_domain_crosses_it_over_scale_out():
+    job = _job(tp=16, pp=1, n_devices=128, zero_stage=1, recompute="none",
+               micro_batch_size=1)
+    r72 = search(job, [RACK72]).iloc[0]
+    r64 = search(job, [RACK64]).iloc[0]
+    # same device but for the domain: in the 72-GPU rack the tp collectives run at the
+    # 100 GB/s scale-out link instead of 900 GB/s NVLink (P9b)
+    assert r72["tp_comm_time_s"] > 5 * r64["tp_comm_time_s"]
+    ranked = rank(job, [RACK72]).iloc[0]
+    assert "tp=16 does not divide the scale-up domain of 72" in ranked["scale_note"]
+    # without a scale-out bandwidth the layout is infeasible and the reason says why
+    island = rank(job, [ISLAND]).iloc[0]
+    assert not island["feasible"]
+    assert "tp=16 does not divide the scale-up domain of 72" in island["reason"]
+
+
+def test_serving_tp_beyond_the_kv_heads_replicates_them():
+    job = InferenceJob(model="llama-2-70b", prompt_len=1024, output_len=256,
+                       concurrent_requests=64, tp=16, batch_size=64)
+    row = search(job, [RACK64]).iloc[0]
+    assert row["feasible"]
+    # weights: (137,953,296,384 - 2,684,354,560) / 16 + 2,684,354,560 / 8 (bf16, P5)
+    assert row["weight_mem_bytes"] == 8_789_853_184
+    # KV cache: 64 * 1280 tokens * 327,680 bytes / min(16, 8) (P4)
+    assert row["kv_cache_mem_bytes"] == 64 * 1280 * 327_680 / 8
+
+
+def test_an_impossible_load_is_an_infeasible_row_not_an_overflow():
+    job = InferenceJob(model="llama-2-7b", prompt_len=1024, output_len=256,
+                       requests_per_s=1e30)
+    df = rank(job, CATALOG, devices=["big_gpu", "small_gpu"])
+    assert not df["feasible"].any()
+    assert (df["n_devices"] >= 0).all() and (df["replicas"] >= 0).all()
+    assert df["reason"].iloc[0] == "needs over 9.01e+15 devices, more than max_devices=16384"
+
+
+def test_infeasible_rows_name_the_scale_out_limit():
+    """A device without a scale-out bandwidth is searched up to one scale-up domain; a deadline
+    it misses there says so."""
+    island8 = _device("island8", domain=8, out=None)
+    df = rank(_job(deadline_s=86_400.0), [island8])
+    reason = df["reason"].iloc[0]
+    assert reason.startswith("misses the deadline of 24 h")
+    assert reason.endswith("; scale-out bandwidth unknown: at most 8 devices "
+                           "(one scale-up domain)")
+
+
+def test_compute_frac_sets_the_matmul_fraction():
+    slow = rank(_job(compute_frac=0.2), CATALOG, devices=["big_gpu"]).iloc[0]
+    fast = rank(_job(compute_frac=0.6), CATALOG, devices=["big_gpu"]).iloc[0]
+    assert slow["time_s"] > fast["time_s"]
+    assert slow["mfu"] < 0.2  # the reported MFU stays below the matmul fraction
 
 
 def test_builtin_catalog_ranks_gpus_tpus_and_fpgas_together():

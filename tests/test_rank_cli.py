@@ -79,11 +79,48 @@ def test_rank_preset_workload_with_deadline(capsys):
       "--global-batch", "8"], "n_tokens"),
     (["rank", "--model", "llama-2-7b", "--train-tokens", "1e9", "--seq-len", "2048",
       "--global-batch", "8", "--device-ids", "nvidia_h101"], "unknown device 'nvidia_h101'"),
+    # a flag of the other mode is refused, not silently ignored
+    (["rank", "--model", "llama-2-7b", "--serve", "--prompt-len", "128", "--output-len", "8",
+      "--deadline", "30d"], "--deadline: only for training jobs (drop --serve)"),
+    (["rank", "--model", "llama-2-7b", "--serve", "--prompt-len", "128", "--output-len", "8",
+      "--zero", "1"], "--zero: only for training jobs (drop --serve)"),
+    (["rank", "--model", "llama-2-7b", "--train-tokens", "1e9", "--seq-len", "2048",
+      "--global-batch", "8", "--ttft", "0.5"], "--ttft: only for serving jobs (add --serve)"),
+    (["rank", "--workload", "llama-2-70b-chat-serving", "--pp", "2"],
+     "--pp: only for training jobs (the workload llama-2-70b-chat-serving is a serving job)"),
+    (["rank", "--workload", "llama-2-7b-pretrain", "--max-batch", "8"],
+     "--max-batch: only for serving jobs (the workload llama-2-7b-pretrain is a training job)"),
+    (["rank", "--workload", "llama-2-7b-pretrain", "--serve"],
+     "--serve: the workload llama-2-7b-pretrain is a training job"),
+    (["rank", "--model", "bert-base-cased", "--serve", "--prompt-len", "128", "--output-len",
+      "8"], "model: bert-base-cased is an encoder without an LM head"),
 ])
 def test_rank_errors_are_one_line_exit_2(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_compute_frac_flag_applies_to_both_modes(capsys):
+    base = ["rank", "--model", "llama-2-7b", "--serve", "--prompt-len", "128", "--output-len",
+            "8", "--device-ids", "nvidia_h100_sxm", "--tp", "2"]
+    assert main([*base, "--compute-frac", "0.3"]) == 0
+    assert main(["rank", "--model", "gpt2", "--train-tokens", "1e9", "--seq-len", "1024",
+                 "--global-batch", "8", "--device-ids", "nvidia_h100_sxm", "--tp", "1",
+                 "--compute-frac", "0.3"]) == 0
+    capsys.readouterr()
+    assert main([*base, "--compute-frac", "1.5"]) == 2
+    assert "compute_frac" in capsys.readouterr().err
+
+
+def test_an_impossible_load_prints_no_negative_device_counts(tmp_path, capsys):
+    path = tmp_path / "huge.csv"
+    code = main(["rank", "--model", "llama-2-7b", "--serve", "--prompt-len", "1024",
+                 "--output-len", "256", "--requests-per-s", "1e30", "--csv", str(path)])
+    assert code == 0
+    assert "needs over 9.01e+15 devices, more than max_devices" in capsys.readouterr().out
+    df = pd.read_csv(path)
+    assert not df["feasible"].any() and (df["n_devices"] >= 0).all()
 
 
 def test_parse_duration():

@@ -10,12 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from planner import InferenceJob
+from planner.layers import layer_table
 from planner.models import model
 from planner.rank import evaluate_inference
 from planner.timing import (
     all_gather_bytes,
     collective_time_s,
     data_parallel_traffic,
+    experts_touched_frac,
     inference_profile,
     op_time_s,
     ops_time_s,
@@ -26,6 +28,7 @@ from planner.timing import (
     ring_allreduce_bytes,
     stage_time_s,
     training_profile,
+    weight_read_bytes,
 )
 
 
@@ -149,9 +152,9 @@ def test_decode_tokens_per_s_times_weight_bytes_within_bandwidth(batch, tp, mem_
     dev = dict(_DEV, memory_bw_frac=np.array(mem_frac))
     q = evaluate_inference(job, prof, dev, 5e-6, 1e-5, tp=tp, batch=batch)
     # bytes each device must read per decode step: its share of the weights, less the
-    # embedding lookup table (only the rows of the current tokens are read)
-    embed = spec.vocab_size * spec.d_model * 2 if not spec.tied_embeddings else 0
-    read = (prof.weight_bytes - embed) / tp
+    # embedding lookup table (only the rows of the current tokens are read) and, for MoE, the
+    # experts no token of the batch visits (P6b)
+    read = float(weight_read_bytes(prof.decode, batch=batch)) / tp
     per_sequence_tokens_per_s = 1.0 / q["tpot"]
     assert per_sequence_tokens_per_s * read <= 3.35e12 * (1 + 1e-9)
     # the README §8 check with all weights, at a realistic efficiency (<= 0.9)
@@ -187,3 +190,79 @@ def test_data_parallel_bw_is_scale_up_inside_a_domain_and_all_nics_across():
     assert bw(1, 64, 16) == pytest.approx(450e9)
     # tp fills the domain: tp * dp = 128 > 8; members = min(16, 8 / 8) = 1 -> one NIC, 50e9
     assert bw(8, 16, 8) == pytest.approx(50e9)
+    # whole devices only: tp = 16 in a 72-GPU domain: floor(72 / 16) = 4 members (not 4.5),
+    # tp * dp = 128 > 72 -> 4 * 50e9 = 200e9
+    assert bw(16, 8, 72) == pytest.approx(200e9)
+
+
+_MIXTRAL_EXPERT_BYTES = 32 * 8 * 3 * 4096 * 14336 * 2  # layers * experts * (up, gate, down) bf16
+
+
+def test_mixtral_batch1_decode_reads_two_of_eight_experts():
+    """P6b: top-2 of 8 experts at batch 1 touches 1 - (6/8)^1 = 1/4 of each layer's experts."""
+    spec = model("mixtral-8x7b")
+    prof = inference_profile(spec, prompt_len=256, output_len=64, precision="bf16",
+                             kv_cache_precision=None)
+    table = layer_table(spec, seq_len=256, batch_size=1, mode="inference")
+    experts = float(table.loc[table["layer"].str.contains("moe.experts"), "weight_bytes"].sum())
+    assert experts == _MIXTRAL_EXPERT_BYTES == 90_194_313_216
+    embed = 32000 * 4096 * 2  # the token lookup reads only its rows
+    dense = prof.weight_bytes - experts - embed  # attention, norms, routers, LM head
+    read = float(weight_read_bytes(prof.decode, batch=1))
+    assert read == pytest.approx(dense + experts / 4)
+    # 2.95 GB of non-expert weights + 90.19 / 4 = 22.55 GB of experts = 25.50 GB, not 93.14
+    assert dense == 2_949_128_192
+    assert read == 2_949_128_192 + 90_194_313_216 / 4 == 25_497_706_496
+    assert dense + experts == 93_143_441_408
+    # batch 4: 1 - 0.75^4 = 0.68359375 of the experts
+    assert float(weight_read_bytes(prof.decode, batch=4)) == pytest.approx(
+        dense + 0.68359375 * experts)
+    # prefill of 256 tokens: 1 - 0.75^256 = 1 - 1e-32: every expert
+    assert float(weight_read_bytes(prof.prefill, batch=1)) == pytest.approx(dense + experts)
+    # and the decode step's time follows: bandwidth-bound at batch 1 on one H100-like device
+    job = InferenceJob(model=spec, prompt_len=256, output_len=64)
+    q = evaluate_inference(job, prof, dict(_DEV, up_bw=np.array(np.nan)), 5e-6, 1e-5, tp=1,
+                           batch=1)
+    floor = read / (3.35e12 * 0.7)
+    assert floor < float(q["decode"]) < 1.25 * floor
+
+
+@settings(max_examples=50, deadline=None)
+@given(k=st.integers(1, 8), e=st.integers(1, 64), n=st.integers(1, 10_000))
+def test_experts_touched_frac_properties(k, e, n):
+    if k > e:
+        return
+    f = float(experts_touched_frac(route_frac=k / e, n_tokens=n))
+    g = float(experts_touched_frac(route_frac=k / e, n_tokens=n + 1))
+    assert k / e - 1e-12 <= f <= 1.0  # at least one token's k experts, at most all
+    assert g >= f  # more tokens never touch fewer experts
+    assert float(experts_touched_frac(route_frac=k / e, n_tokens=1)) == pytest.approx(k / e)
+    # expected distinct experts never exceed the k * n expert visits
+    assert f * e <= k * n + 1e-9
+
+
+def test_dense_models_read_all_their_weights_at_any_batch():
+    spec = model("llama-2-7b")
+    prof = inference_profile(spec, prompt_len=128, output_len=128, precision="bf16",
+                             kv_cache_precision=None)
+    embed = 32000 * 4096 * 2
+    for batch in (1, 7, 64):
+        assert float(weight_read_bytes(prof.decode, batch=batch)) == prof.weight_bytes - embed
+
+
+def test_kv_projections_split_over_min_t_k_in_decode():
+    """Beyond t = K each device computes and reads a whole KV head's K and V projection."""
+    spec = model("llama-2-70b")
+    prof = inference_profile(spec, prompt_len=1024, output_len=256, precision="bf16",
+                             kv_cache_precision=None)
+    k = prof.decode.names.index("attn.k")
+    only_k = np.eye(len(prof.decode.names))[k]
+    kw = dict(batch=1, peak_flops_per_s=989.4e12, compute_frac=0.4, bw_bytes_per_s=3.35e12,
+              memory_bw_frac=0.7, overhead_s=0.0, passes=only_k)
+    # t = 16, K = 8: the k projection per device is that of t = 8, not half of it
+    t16 = ops_time_s(prof.decode, tp=16, kv_split=8, **kw)
+    t8 = ops_time_s(prof.decode, tp=8, kv_split=8, **kw)
+    assert t16 == pytest.approx(t8)
+    # the weight read: 80 layers * 8192 * 1024 * 2 bytes / 8, memory-bound
+    assert t8 == pytest.approx((80 * 8192 * 1024 * 2 + 80 * (8192 + 1024) * 2) / 8
+                               / (3.35e12 * 0.7))

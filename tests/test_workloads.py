@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from pydantic import ValidationError
 
@@ -54,7 +56,7 @@ def test_every_preset_builds_and_takes_overrides():
     (dict(pp=33), "pp"),
     (dict(micro_batch_size=2048), "micro_batch_size"),
     (dict(goodput_frac=1.5), "goodput_frac"),
-    (dict(mfu_frac=0), "mfu_frac"),
+    (dict(compute_frac=0), "compute_frac"),
     (dict(efficiency_overrides={"speed": 2.0}), "efficiency_overrides"),
     (dict(efficiency_overrides={"network_frac": 2.0}), "efficiency_overrides"),
     (dict(model="llama-9"), "model"),
@@ -96,7 +98,7 @@ def test_inference_job_defaults_and_load():
 
 @pytest.mark.parametrize(("changes", "field"), [
     (dict(requests_per_s=1.0, concurrent_requests=4), "requests_per_s"),
-    (dict(prompt_len=4000, output_len=200), "prompt_len"),  # 4200 > 4096
+    (dict(model="gpt2", prompt_len=1000, output_len=100), "prompt_len"),  # 1100 > 1024
     (dict(kv_cache_precision="fp12"), "kv_cache_precision"),
     (dict(precision="fp99"), "precision"),
     (dict(ttft_s=-1.0), "ttft_s"),
@@ -106,6 +108,36 @@ def test_invalid_inference_jobs_raise_value_error_naming_the_field(changes, fiel
     fields = dict(model="llama-2-7b", prompt_len=128, output_len=128)
     with pytest.raises(ValueError, match=field):
         InferenceJob(**{**fields, **changes})
+
+
+def test_serving_needs_a_causal_lm():
+    message = ("model: bert-base-cased is an encoder without an LM head; serving "
+               "(prefill + decode) needs a causal LM")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        InferenceJob(model="bert-base-cased", prompt_len=128, output_len=16)
+    headless = model("gpt2").with_(lm_head=False, tied_embeddings=False)
+    with pytest.raises(ValueError, match="is a decoder without an LM head"):
+        InferenceJob(model=headless, prompt_len=128, output_len=16)
+
+
+def test_training_and_serving_agree_on_length_limits():
+    """Only learned position embeddings cap the length (as planner.layers); rotary models may
+    run past their trained context."""
+    assert TrainingJob(model="llama-2-7b", n_tokens=1e9, seq_len=8192,
+                       global_batch_size=8).seq_len == 8192  # > max_seq_len 4096
+    assert InferenceJob(model="llama-2-7b", prompt_len=4000, output_len=200).context_len == 4200
+    with pytest.raises(ValueError, match="seq_len: 2048 exceeds gpt2's max_seq_len=1024"):
+        TrainingJob(model="gpt2", n_tokens=1e9, seq_len=2048, global_batch_size=8)
+    with pytest.raises(ValueError, match="prompt_len: prompt_len \\+ output_len = 1100 exceeds "
+                                         "gpt2's max_seq_len=1024"):
+        InferenceJob(model="gpt2", prompt_len=1000, output_len=100)
+
+
+def test_compute_frac_replaces_the_catalog_compute_fraction():
+    job = _train(compute_frac=0.3)
+    assert job.compute_frac == 0.3
+    assert "compute_frac" in TrainingJob.model_fields
+    assert "mfu_frac" not in TrainingJob.model_fields
 
 
 def test_unknown_workload_suggests_names():

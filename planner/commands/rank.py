@@ -31,6 +31,7 @@ from planner.units import (
     SECONDS_PER_HOUR,
     SECONDS_PER_YEAR,
     duration_str,
+    energy_str,
     usd_str,
 )
 from planner.workloads import (
@@ -66,6 +67,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                       help=f"a preset workload: {', '.join(list_workloads())}")
     what.add_argument("--precision", choices=list(POLICIES), default=None,
                       help="precision policy (default bf16)")
+    what.add_argument("--compute-frac", type=float, metavar="FRAC",
+                      help="fraction of the dense peak that matmuls reach, for every device "
+                      "(default: the catalog rule). Not an MFU: the reported MFU is lower "
+                      "once communication, the pipeline bubble and memory-bound ops are added")
     train = p.add_argument_group("training")
     train.add_argument("--train-tokens", type=float, metavar="N", help="training tokens")
     train.add_argument("--seq-len", type=positive_int, help="tokens per sequence")
@@ -82,8 +87,6 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     train.add_argument("--micro-batch", type=positive_int, help="pin the micro-batch size")
     train.add_argument("--goodput", type=float, metavar="FRAC",
                        help=f"productive share of wall time (default {DEFAULT_GOODPUT_FRAC})")
-    train.add_argument("--mfu", type=float, metavar="FRAC",
-                       help="compute efficiency for every device (default: the catalog rule)")
     serve = p.add_argument_group("serving")
     serve.add_argument("--serve", action="store_true", help="plan inference instead")
     serve.add_argument("--prompt-len", type=positive_int, help="input tokens per request")
@@ -119,9 +122,42 @@ def _given(**fields: Any) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if v is not None}
 
 
+# Flags that belong to one mode only (--tp, --precision, --compute-frac, --devices: both).
+TRAINING_FLAGS = {"--train-tokens": "train_tokens", "--seq-len": "seq_len",
+                  "--global-batch": "global_batch", "--optimizer": "optimizer",
+                  "--deadline": "deadline", "--pp": "pp", "--zero": "zero",
+                  "--recompute": "recompute", "--micro-batch": "micro_batch",
+                  "--goodput": "goodput"}
+SERVING_FLAGS = {"--prompt-len": "prompt_len", "--output-len": "output_len",
+                 "--requests-per-s": "requests_per_s", "--concurrent": "concurrent",
+                 "--ttft": "ttft", "--tpot": "tpot", "--kv-precision": "kv_precision",
+                 "--max-batch": "max_batch"}
+
+
+def _check_mode_flags(args: argparse.Namespace, *, serve: bool, workload_name: str | None
+                      ) -> None:
+    """A flag of the other mode would be silently ignored: refuse it, naming the flag."""
+    if serve:
+        for flag, dest in TRAINING_FLAGS.items():
+            if getattr(args, dest) is not None:
+                fix = (f"the workload {workload_name} is a serving job" if workload_name
+                       else "drop --serve")
+                raise ValueError(f"{flag}: only for training jobs ({fix})")
+        return
+    if args.serve and workload_name:
+        raise ValueError(f"--serve: the workload {workload_name} is a training job")
+    for flag, dest in SERVING_FLAGS.items():
+        if getattr(args, dest) is not None:
+            fix = (f"the workload {workload_name} is a training job" if workload_name
+                   else "add --serve")
+            raise ValueError(f"{flag}: only for serving jobs ({fix})")
+
+
 def build_job(args: argparse.Namespace) -> TrainingJob | InferenceJob:
-    """The job the arguments describe (a preset with overrides, or built from flags)."""
-    common = _given(precision=args.precision, mfu_frac=args.mfu)
+    """The job the arguments describe (a preset with overrides, or built from flags).
+    A flag of the other mode (a training flag with --serve, a serving flag without it, or
+    either against a preset of the other kind) raises ValueError naming the flag."""
+    common = _given(precision=args.precision, compute_frac=args.compute_frac)
     if args.workload:
         job = workload(args.workload)
         if args.model:
@@ -132,6 +168,7 @@ def build_job(args: argparse.Namespace) -> TrainingJob | InferenceJob:
             raise ValueError("--model: give a model (or --workload NAME)")
         common["model"] = model(args.model)
         serve = args.serve
+    _check_mode_flags(args, serve=serve, workload_name=args.workload)
     if serve:
         fields = _given(prompt_len=args.prompt_len, output_len=args.output_len,
                         requests_per_s=args.requests_per_s,
@@ -173,13 +210,6 @@ def _fmt(value: Any, fn) -> str:
     return fn(value)
 
 
-def _energy_str(joules: float) -> str:
-    kwh = joules / JOULES_PER_KWH
-    if kwh >= 1e3:
-        return f"{kwh / 1e3:.3g} MWh"
-    return f"{kwh:.3g} kWh"
-
-
 def _note(reason: str, feasible: bool, cost_note: str, scale_note: str = "") -> str:
     """The reason (infeasible), or the scale-out limit and the first clause of the cost note,
     shortened for a screen; the CSV keeps the whole text."""
@@ -207,7 +237,7 @@ def _training_screen(df: pd.DataFrame) -> pd.DataFrame:
         "recompute": df["recompute"].astype(str),
         "time": [_fmt(v, duration_str) for v in df["time_s"]],
         "cost": [_fmt(v, usd_str) for v in df["cost_usd"]],
-        "energy": [_fmt(v, _energy_str) for v in df["energy_j"]],
+        "energy": [_fmt(v, energy_str) for v in df["energy_j"]],
         "MFU": [_fmt(v, lambda x: f"{100 * x:.1f}%") for v in df["mfu"]],
         "pareto": ["*" if p else "" for p in df["pareto"]],
         "note": _notes(df),
