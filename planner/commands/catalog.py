@@ -107,7 +107,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             print(f"wrote {len(frame)} devices to {to_csv(frame, args.csv)}")
         return 0
     print(_list_table(frame))
-    print(f"\n{len(frame)} devices. Peaks dense; scale-up per direction; $/h = cheapest current "
+    whose = f"{args.provider}'s latest" if args.provider else "the cheapest current"
+    print(f"\n{len(frame)} devices. Peaks dense; scale-up per direction; $/h = {whose} "
           f"{args.contract} price per device-hour. `planner catalog show ID` for sources.")
     return 0
 
