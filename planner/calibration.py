@@ -1,16 +1,24 @@
-"""Local ceilings (achieved matmul FLOP/s and memory bandwidth) and a roofline step time.
+"""Local ceilings (achieved matmul FLOP/s, memory bandwidth, per-op overhead) and a roofline
+step time.
 
-`measure_ceilings` times a few square matmuls in the run's dtype and a large tensor copy on
-the local device; the best repeat is the ceiling (what this machine achieves, not a vendor
-peak). `predict_times` feeds those ceilings to a per-row roofline (Williams et al. 2009):
+`measure_ceilings` times a few square matmuls in the run's dtype, a large tensor copy and a
+chain of tiny `nn.Linear` calls on the local device; the best repeat is the ceiling (what this
+machine achieves, not a vendor peak) and the median tiny call is the per-op overhead (Python
+module call + dispatcher + kernel launch; on CUDA, the launch overhead). `predict_times` feeds
+those ceilings to a per-row roofline with a floor (Williams et al. 2009; the same form as
+planner.timing.op_time_s, docs/planning.md P6):
 
-    t_row = max(FLOPs_row / achieved_matmul_flops_per_s, bytes_moved_row / achieved_bw_bytes_per_s)
+    t_row = max(FLOPs_row / achieved_matmul_flops_per_s,
+                bytes_moved_row / achieved_bw_bytes_per_s,
+                ops_row × op_overhead_s)
 
 summed over the analytic rows of one phase. NB: bytes moved ≈ the row's weights read once plus
 its input and output activations read/written once (no cache reuse, no fusion); backward moves
-2× the forward bytes; the AdamW step reads weights, gradients and optimizer state and writes
-weights and optimizer state. Per-kernel launch and Python dispatch overhead is not modelled, so
-the prediction is a lower bound that tightens as matrices grow (docs/validation.md).
+2× the forward bytes and runs 2× the forward ops; `ops_row` counts the kernels the reference
+models (planner/torch_models.py) launch for the row in eager PyTorch (`row_op_counts`). The
+AdamW step moves the fused minimum of bytes (see `adamw_step_bytes`) and pays a measured launch
+cost per parameter tensor (`adamw_tensor_overhead_s`). The prediction stays a lower bound:
+views, Python glue and the autograd engine's per-node cost are not counted (docs/validation.md).
 
 `to_catalog_toml` writes the ceilings as a `hardware_catalog` user entry for this machine.
 Torch is imported here; `import planner` never imports this module.
@@ -28,13 +36,24 @@ import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from planner.measure import TORCH_DTYPES, device_name
+from planner.measure import TORCH_DTYPES, MasterAdamW, device_name
 from planner.models import ModelSpec
 
 CPU_MATMUL_SIZES = (1024, 1536)  # NB: CPU GEMM throughput still grows with size; best is kept
 CUDA_MATMUL_SIZES = (4096, 8192)
 CPU_COPY_BYTES = 64 * 10**6
 CUDA_COPY_BYTES = 1024 * 10**6
+OVERHEAD_WIDTH = 64  # the tiny nn.Linear(64, 64) on a [1, 64] input timed for the op overhead
+OVERHEAD_CHAIN = 50  # calls per timed chain
+OVERHEAD_CHAINS = 7  # timed chains; the median chain gives op_overhead_s
+OPTIMIZER_TENSORS = 16  # tiny [64] parameters stepped to time one tensor's AdamW update
+
+# torch.optim.AdamW(foreach=False), the optimizer planner.measure.MasterAdamW runs, launches per
+# parameter tensor: step += 1, p.mul_(1 − lr·wd), m.lerp_, v.mul_, v.addcmul_, step.item(),
+# v.sqrt(), div, add_(eps), p.addcdiv_ = 10 kernels (counted with a TorchDispatchMode, torch
+# 2.13). With low-precision weights MasterAdamW adds the fp32 gradient copy and the copy back.
+ADAMW_KERNELS_PER_TENSOR = 10
+MASTER_COPY_KERNELS_PER_TENSOR = 2
 
 
 class Ceilings(BaseModel):
@@ -53,6 +72,18 @@ class Ceilings(BaseModel):
     memory_bytes: float = Field(gt=0, description="Device memory (GPU) or RAM (CPU), bytes.")
     measured_on: str = Field(description="Date of the measurement, YYYY-MM-DD.")
     torch_version: str = ""
+    op_overhead_s: float = Field(
+        default=0.0, ge=0,
+        description="Median wall time of one tiny op (a [1, 64] @ [64, 64] nn.Linear forward, "
+                    "no autograd) in a chain: Python module call + dispatch + kernel launch; "
+                    "the floor of every kernel's time. 0 (the default, for ceilings saved "
+                    "before it was measured) means no floor.")
+    adamw_tensor_overhead_s: float = Field(
+        default=0.0, ge=0,
+        description="Median wall time of one tiny parameter tensor's update in the run's "
+                    "optimizer (planner.measure.MasterAdamW: torch AdamW, foreach=False, with "
+                    "fp32 master copies in bf16/fp16): its 10-12 kernel launches. 0 (ceilings "
+                    "saved before it was measured): kernels per tensor × op_overhead_s.")
 
 
 def _sync(dev: torch.device) -> None:
@@ -78,12 +109,60 @@ def _memory_bytes(dev: torch.device) -> float:
     return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 
+def measure_op_overhead_s(dev: torch.device, dtype: torch.dtype) -> float:
+    """Median seconds per call of a chain of tiny `nn.Linear(64, 64)` forwards on a [1, 64]
+    input, without autograd: what one eager op costs when its arithmetic is negligible
+    (Python module call, dispatcher, launch). On CUDA the chain is asynchronous, so a call costs
+    the launch overhead. About 3 ms on a 2-core CPU."""
+    lin = torch.nn.Linear(OVERHEAD_WIDTH, OVERHEAD_WIDTH, device=dev, dtype=dtype)
+    x = torch.randn(1, OVERHEAD_WIDTH, device=dev, dtype=dtype)
+
+    def chain() -> None:
+        y = x
+        for _ in range(OVERHEAD_CHAIN):
+            y = lin(y)
+
+    per_call = []
+    with torch.no_grad():
+        chain()  # warm-up
+        _sync(dev)
+        for _ in range(OVERHEAD_CHAINS):
+            t0 = time.perf_counter()
+            chain()
+            _sync(dev)
+            per_call.append((time.perf_counter() - t0) / OVERHEAD_CHAIN)
+    return float(np.median(per_call))
+
+
+def measure_adamw_tensor_overhead_s(dev: torch.device, dtype: torch.dtype) -> float:
+    """Median seconds per parameter tensor of a `MasterAdamW` step over a few tiny ([64])
+    tensors: the launch cost of the optimizer's per-tensor kernels, whose arithmetic is
+    negligible. About 5 ms on a 2-core CPU."""
+    params = [torch.nn.Parameter(torch.zeros(OVERHEAD_WIDTH, device=dev, dtype=dtype))
+              for _ in range(OPTIMIZER_TENSORS)]
+    for p in params:
+        p.grad = torch.ones_like(p)
+    opt = MasterAdamW(params)
+    per_tensor = []
+    for i in range(OVERHEAD_CHAINS + 1):  # the first step (state allocation) is a warm-up
+        _sync(dev)
+        t0 = time.perf_counter()
+        opt.step()
+        _sync(dev)
+        if i:
+            per_tensor.append((time.perf_counter() - t0) / OPTIMIZER_TENSORS)
+    return float(np.median(per_tensor))
+
+
 def measure_ceilings(device: str = "cpu", dtype: str = "fp32", *,
                      matmul_sizes: tuple[int, ...] | None = None, copy_bytes: int | None = None,
-                     repeats: int = 3) -> Ceilings:
-    """Achieved matmul FLOP/s (n×n @ n×n, 2n³ FLOPs, F1; best over a few sizes n) and copy
-    bandwidth (2 × bytes: one read, one write) on `device`; the best of `repeats` after a
-    warm-up. About 1.5 s on a 2-core CPU."""
+                     repeats: int = 3, optimizer: bool = True) -> Ceilings:
+    """Achieved matmul FLOP/s (n×n @ n×n, 2n³ FLOPs, F1; best over a few sizes n), copy
+    bandwidth (2 × bytes: one read, one write), the best of `repeats` after a warm-up, and the
+    per-op overhead (`measure_op_overhead_s`) and, with `optimizer`, the optimizer's
+    per-tensor overhead (`measure_adamw_tensor_overhead_s`; else 0) on `device`. About 0.5 s on
+    a 2-core CPU. NB: torch's first optimizer step in a process imports torch._dynamo (~1.5 s
+    here), which a training run pays anyway; `validate` passes optimizer=False for inference."""
     if dtype not in TORCH_DTYPES:
         raise ValueError(f"dtype: {dtype!r}; allowed: {', '.join(TORCH_DTYPES)}")
     dev = torch.device(device)
@@ -108,6 +187,9 @@ def measure_ceilings(device: str = "cpu", dtype: str = "fp32", *,
         matmul_n=n, copy_bytes=src.numel() * 4, n_threads=torch.get_num_threads(),
         memory_bytes=_memory_bytes(dev), measured_on=dt.date.today().isoformat(),
         torch_version=torch.__version__,
+        op_overhead_s=measure_op_overhead_s(dev, TORCH_DTYPES[dtype]),
+        adamw_tensor_overhead_s=(measure_adamw_tensor_overhead_s(dev, TORCH_DTYPES[dtype])
+                                 if optimizer else 0.0),
     )
 
 
@@ -139,11 +221,111 @@ def _io_elements(spec: ModelSpec, name: str, *, batch: float, q_len: float, kv_l
     return 2 * T * h  # embeddings (rows read, sum written) and norms
 
 
-def roofline_row_times(spec: ModelSpec, table: pd.DataFrame, ceilings: Ceilings, *,
-                       seq_len: int, batch_size: int, act_bytes: float) -> pd.DataFrame:
-    """Per-row roofline seconds for forward (train/prefill) and decode, plus bytes moved."""
+def _local(name: str) -> str:
+    """Row name inside its block: `blocks.3.attn.q` -> `attn.q`."""
+    return name.split(".", 2)[2] if name.startswith("blocks.") else name
+
+
+def _row_ops(spec: ModelSpec, name: str, kind: str, *, tokens: float, q_len: int,
+             training: bool, decode: bool, low_precision: bool) -> float:
+    """Kernels one forward of the row launches in the eager reference model
+    (planner/torch_models.py), views excluded; checked against a dispatch-mode count in
+    tests/test_validate.py. Glue between rows is charged to the row it follows: the residual
+    add to attn.out and the FFN's down row, rotary embedding to q and k, the KV-cache append to
+    k and v, routing to the router. Step constants (position ids, rotary tables, causal mask)
+    are charged separately (`_step_constant_ops`)."""
+    local = _local(name)
+    leaf = local.rsplit(".", 1)[-1]
+    drop = int(training and spec.dropout > 0)  # native_dropout
+    multi = q_len > 1
+    if kind == "embedding":  # lookup, + the add into the running sum after the first
+        last = not spec.embedding_norm and local == _last_embedding(spec)
+        return 1 + (local != "embed.tokens") + (drop if last else 0)
+    if kind == "norm":  # layer_norm is one kernel; RMSNorm: pow, mean, add, rsqrt, mul, mul
+        n = 1 if spec.norm == "layernorm" else 6 + 2 * low_precision  # (+ the fp32 casts)
+        return n + (drop if local == "embed.norm" else 0)
+    if kind == "router":  # mm, softmax; topk, sum, div, argsort, bincount, //, 2 gathers,
+        return 2 + low_precision + 13  # empty_like, arange, scatter, weighted-sum mul and sum
+    if kind == "attention":  # bmm, + 2 contiguous copies with several query tokens (the
+        return 1 + 2 * int(multi)  # folded q and kᵀ; the context back to [b, s, heads·d])
+    if kind == "softmax":  # scale, causal-mask add, softmax, dropout
+        return 2 + int(multi and spec.causal) + drop
+    if kind == "activation":
+        return 2 if spec.gated_mlp else 1  # act(gate) · up
+    if kind == "loss":  # log_softmax, nll_loss (+ the fp32 cast of the logits)
+        return 2 + low_precision
+    if kind != "linear":
+        return 1
+    if local.startswith("moe.experts."):  # one matmul per expert that got tokens, and a cat;
+        # each token picks k of E experts: E·(1 − (1 − k/E)^tokens) experts get some (expected)
+        e, k = spec.n_experts, spec.experts_top_k
+        n = e * (1.0 - (1.0 - k / e) ** tokens) + 1
+    else:
+        n = 1  # addmm (bias fused) or mm
+    if leaf in ("q", "k") and local.startswith("attn.") and spec.position == "rotary":
+        n += 5  # x·cos + rotate_half(x)·sin: mul, neg, cat, mul, add
+    if leaf in ("k", "v") and local.startswith("attn.") and decode:
+        n += 1  # cat onto the KV cache
+    if local == "attn.out" or local in ("mlp.down", "moe.experts.down"):
+        n += 1 + (drop if local != "moe.experts.down" else 0)  # residual add (+ dropout)
+    if local == "moe.shared.down":
+        n += 1  # routed + shared
+    if local == "pooler":
+        n += 1  # tanh
+    return n
+
+
+def _last_embedding(spec: ModelSpec) -> str:
+    if spec.n_token_types:
+        return "embed.token_types"
+    return "embed.positions" if spec.position == "learned" else "embed.tokens"
+
+
+def _step_constant_ops(spec: ModelSpec, *, q_len: int) -> int:
+    """Kernels that build the step's constants (charged to embed.tokens, forward only):
+    position ids; rotary cos/sin tables (arange, cast, div, pow, reciprocal, 2 mul, cat, cos,
+    sin); the causal mask (full, triu, repeat)."""
+    return 1 + 10 * (spec.position == "rotary") + 3 * (spec.causal and q_len > 1)
+
+
+def row_op_counts(spec: ModelSpec, table: pd.DataFrame, *, seq_len: int, batch_size: int,
+                  training: bool = False, act_bytes: float = 4) -> pd.DataFrame:
+    """Kernels per row: `fwd_ops` (training forward or prefill: seq_len tokens), `bwd_ops`
+    (2 × the row's forward ops: one or two gradient kernels per forward kernel, the autograd
+    engine's own work uncounted) and `decode_ops` (one new token per sequence)."""
+    low = act_bytes < 4
     out = []
     for row in table.itertuples(index=False):
+        kw = dict(training=training, low_precision=low)
+        fwd = _row_ops(spec, row.layer, row.kind, tokens=batch_size * seq_len, q_len=seq_len,
+                       decode=False, **kw)
+        dec = _row_ops(spec, row.layer, row.kind, tokens=batch_size, q_len=1, decode=True,
+                       training=False, low_precision=low)
+        first = row.layer == "embed.tokens"
+        out.append(dict(
+            layer=row.layer, bwd_ops=2 * fwd,
+            fwd_ops=fwd + (_step_constant_ops(spec, q_len=seq_len) if first else 0),
+            decode_ops=dec + (_step_constant_ops(spec, q_len=1) if first else 0)))
+    return pd.DataFrame(out)
+
+
+def roofline_row_times(spec: ModelSpec, table: pd.DataFrame, ceilings: Ceilings, *,
+                       seq_len: int, batch_size: int, act_bytes: float,
+                       training: bool = False) -> pd.DataFrame:
+    """Per-row roofline seconds for forward (train/prefill), backward and decode, with the
+    per-op floor (ops × op_overhead_s), plus bytes moved and kernels per row.
+
+    NB: a floor (max), as planner.timing.op_time_s, not a sum: on CUDA the host launches
+    asynchronously, so launch overhead hides behind a kernel that runs longer than it and only
+    shows when kernels are shorter. On the CPU eager dispatch runs serially before each kernel,
+    so the truth lies between max and sum; the difference is at most ops × op_overhead_s per
+    row, which is largest where rows are tiny (decode), and the max keeps the prediction a
+    lower bound."""
+    ops = row_op_counts(spec, table, seq_len=seq_len, batch_size=batch_size,
+                        training=training, act_bytes=act_bytes)
+    floor = ceilings.op_overhead_s
+    out = []
+    for row, n in zip(table.itertuples(index=False), ops.itertuples(index=False), strict=True):
         fwd_io = _io_elements(spec, row.layer, batch=batch_size, q_len=seq_len, kv_len=seq_len)
         dec_io = _io_elements(spec, row.layer, batch=batch_size, q_len=1, kv_len=seq_len)
         if row.kind == "embedding":  # a lookup reads the rows it needs, not the table
@@ -156,14 +338,65 @@ def roofline_row_times(spec: ModelSpec, table: pd.DataFrame, ceilings: Ceilings,
         dec_flops = getattr(row, "decode_flops", 0.0)
         out.append(dict(
             layer=row.layer, fwd_bytes_moved=fwd_bytes, decode_bytes_moved=dec_bytes,
+            fwd_ops=n.fwd_ops, bwd_ops=n.bwd_ops, decode_ops=n.decode_ops,
             fwd_s=max(row.fwd_flops / ceilings.matmul_flops_per_s,
-                      fwd_bytes / ceilings.memory_bw_bytes_per_s),
+                      fwd_bytes / ceilings.memory_bw_bytes_per_s, n.fwd_ops * floor),
             bwd_s=max(row.bwd_flops / ceilings.matmul_flops_per_s,
-                      2 * fwd_bytes / ceilings.memory_bw_bytes_per_s),
+                      2 * fwd_bytes / ceilings.memory_bw_bytes_per_s, n.bwd_ops * floor),
             decode_s=max(dec_flops / ceilings.matmul_flops_per_s,
-                         dec_bytes / ceilings.memory_bw_bytes_per_s),
+                         dec_bytes / ceilings.memory_bw_bytes_per_s, n.decode_ops * floor),
         ))
     return pd.DataFrame(out)
+
+
+def adamw_step_bytes(weight_bytes, grad_bytes, optimizer_bytes, *, master_copy: bool):
+    """Bytes one fused AdamW step must move (each tensor read or written once).
+
+    fp32 without a master copy (the weights are the fp32 parameters; optimizer_bytes = the two
+    moments): read w, g, m, v, write w, m, v -> 2·W + G + 2·O. Mixed precision with fp32 master
+    weights (optimizer_bytes = master + moments, ZeRO Sec. 3.1): read g and the state, write the
+    state and the low-precision copy of the weights -> W + G + 2·O, docs/planning.md P14.
+    NB: torch's for-loop AdamW moves more (intermediate sqrt/div tensors: about 20 fp32
+    accesses per parameter against 7), docs/validation.md."""
+    return (1 if master_copy else 2) * weight_bytes + grad_bytes + 2 * optimizer_bytes
+
+
+def _param_tensors(spec: ModelSpec, name: str, kind: str, n_params: float) -> tuple[int, int]:
+    """(matrix tensors, vector tensors) of a row in the reference model: weights, and biases or
+    norm scales/shifts. A tied LM head owns none (its weight is the embedding's)."""
+    if n_params == 0:
+        return 0, 0
+    if kind == "norm":
+        return 0, 2 if spec.norm == "layernorm" else 1
+    local = _local(name)
+    if local in ("attn.q", "attn.k", "attn.v"):
+        return 1, int(spec.qkv_bias)
+    if local == "attn.out":
+        return 1, int(spec.attn_out_bias)
+    if local == "pooler":
+        return 1, 1
+    if local.startswith(("mlp.", "moe.experts.", "moe.shared.")):
+        return 1, int(spec.mlp_bias)
+    return 1, 0
+
+
+def optimizer_time_s(spec: ModelSpec, table: pd.DataFrame, ceilings: Ceilings) -> float:
+    """AdamW step: per row, max(fused bytes / bandwidth, matrices × per-tensor overhead) plus
+    vectors × per-tensor overhead (a bias or norm scale moves almost nothing; its 10-12
+    launches are its time). The per-tensor overhead is the measured
+    `adamw_tensor_overhead_s`, else kernels per tensor × op_overhead_s. Mixed precision (a
+    master copy) is recognised by weights under 4 B per parameter."""
+    n_params = float(table["n_params"].sum())
+    master = n_params > 0 and float(table["weight_bytes"].sum()) / n_params < 4
+    kernels = ADAMW_KERNELS_PER_TENSOR + (MASTER_COPY_KERNELS_PER_TENSOR if master else 0)
+    launch_s = ceilings.adamw_tensor_overhead_s or kernels * ceilings.op_overhead_s
+    total = 0.0
+    for row in table.itertuples(index=False):
+        n_mat, n_vec = _param_tensors(spec, row.layer, row.kind, row.n_params)
+        moved = adamw_step_bytes(row.weight_bytes, row.grad_bytes, row.optimizer_bytes,
+                                 master_copy=master)
+        total += max(moved / ceilings.memory_bw_bytes_per_s, n_mat * launch_s) + n_vec * launch_s
+    return total
 
 
 def predict_times(spec: ModelSpec, table: pd.DataFrame, ceilings: Ceilings, *, seq_len: int,
@@ -171,13 +404,10 @@ def predict_times(spec: ModelSpec, table: pd.DataFrame, ceilings: Ceilings, *, s
     """Roofline seconds per phase: train -> forward, backward, optimizer, step; inference ->
     prefill, decode (one token at context seq_len). `table` is `planner.layer_table`'s."""
     rows = roofline_row_times(spec, table, ceilings, seq_len=seq_len, batch_size=batch_size,
-                              act_bytes=act_bytes)
+                              act_bytes=act_bytes, training=mode == "train")
     if mode == "train":
-        # AdamW: read w, g, state; write w, state (NB: 2w + g + 2·state bytes per parameter)
-        opt_bytes = float(2 * table["weight_bytes"].sum() + table["grad_bytes"].sum()
-                          + 2 * table["optimizer_bytes"].sum())
         times = {"forward": float(rows["fwd_s"].sum()), "backward": float(rows["bwd_s"].sum()),
-                 "optimizer": opt_bytes / ceilings.memory_bw_bytes_per_s}
+                 "optimizer": optimizer_time_s(spec, table, ceilings)}
         times["step"] = float(sum(times.values()))
         return times
     times = {"prefill": float(rows["fwd_s"].sum())}
@@ -207,7 +437,8 @@ def to_catalog_toml(ceilings: Ceilings, *, device_id: str | None = None) -> str:
     did = device_id or f"local_{c.device}_{_slug(c.device_name)}"
     note = (f"Calibrated by planner on {c.measured_on}: {c.matmul_n}x{c.matmul_n} {c.dtype} "
             f"matmuls and a {c.copy_bytes / 1e6:.0f} MB copy, best of repeats, "
-            f"{c.n_threads} threads, torch {c.torch_version}. Achieved values, not vendor peaks; "
+            f"{c.n_threads} threads, torch {c.torch_version}; per-op overhead "
+            f"{c.op_overhead_s * 1e6:.1f} us. Achieved values, not vendor peaks; "
             "launch_year is the year of the measurement.")
     lines = [
         "# Written by planner.calibration.to_catalog_toml; load with load_catalog(this_file).",

@@ -121,8 +121,8 @@ def validate(
     real = not device.startswith("meta")
 
     if time_it and real and ceilings is None:
-        say("calibrating matmul FLOP/s and memory bandwidth")
-        ceilings = measure_ceilings(device, dtype)
+        say("calibrating matmul FLOP/s, memory bandwidth and per-op overhead")
+        ceilings = measure_ceilings(device, dtype, optimizer=mode == "train")
     run = measure_train if mode == "train" else measure_inference
     m = run(spec, seq_len=seq_len, batch_size=batch_size, device=device, dtype=dtype,
             repeats=repeats, warmup=warmup, seed=seed, time_it=time_it and real,
@@ -209,6 +209,8 @@ def _summary(df, spec, m, *, mode, seq_len, batch_size, ceilings, predicted) -> 
     if ceilings is not None:
         s["ceiling_matmul_flops_per_s"] = ceilings.matmul_flops_per_s
         s["ceiling_memory_bw_bytes_per_s"] = ceilings.memory_bw_bytes_per_s
+        s["ceiling_op_overhead_s"] = ceilings.op_overhead_s
+        s["ceiling_adamw_tensor_overhead_s"] = ceilings.adamw_tensor_overhead_s
     s.update(_peak_memory(df, mode, m.peak_bytes))
     return s
 

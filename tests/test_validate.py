@@ -176,6 +176,95 @@ def test_measure_ceilings_is_quick_and_positive():
     c = measure_ceilings("cpu", "fp32", matmul_sizes=(128,), copy_bytes=4_000_000, repeats=1)
     assert c.matmul_flops_per_s > 1e6 and c.memory_bw_bytes_per_s > 1e6
     assert c.device == "cpu" and c.matmul_n == 128
+    # a tiny nn.Linear call costs microseconds, a tiny tensor's AdamW update ~10 of them
+    assert 0 < c.op_overhead_s < 1e-3 and 0 < c.adamw_tensor_overhead_s < 1e-2
+
+
+def _floor_only(op_overhead_s=1e-3, adamw_tensor_overhead_s=0.0):
+    """Ceilings so high that every row is overhead-bound."""
+    return Ceilings(device="cpu", device_name="x", dtype="fp32", matmul_flops_per_s=1e30,
+                    memory_bw_bytes_per_s=1e30, matmul_n=8, copy_bytes=8, n_threads=1,
+                    memory_bytes=1e9, measured_on="2026-11-28", op_overhead_s=op_overhead_s,
+                    adamw_tensor_overhead_s=adamw_tensor_overhead_s)
+
+
+def test_predict_times_adds_the_op_overhead_floor():
+    spec = _tiny()  # Llama: RMSNorm, rotary, SwiGLU, no biases, no dropout
+    table = layer_table(spec, seq_len=16, batch_size=2, precision="fp32")
+    rows = roofline_row_times(spec, table, _floor_only(), seq_len=16, batch_size=2,
+                              act_bytes=4, training=True).set_index("layer")
+    assert (rows["fwd_s"] >= 1e-3).all()  # negligible FLOPs and bytes: every row takes ≥ 1 ms
+    # RMSNorm: pow, mean, add, rsqrt, mul, mul = 6 kernels -> 6 ms; backward 2 × 6
+    assert rows.at["blocks.0.attn_norm", "fwd_s"] == pytest.approx(6e-3)
+    assert rows.at["blocks.0.attn_norm", "bwd_s"] == pytest.approx(12e-3)
+    # q: 1 mm + rotary (mul, neg, cat, mul, add) = 6; decode k: + the cache cat = 7
+    assert rows.at["blocks.0.attn.q", "fwd_s"] == pytest.approx(6e-3)
+    assert rows.at["blocks.0.attn.k", "decode_s"] == pytest.approx(7e-3)
+    assert rows.at["blocks.0.mlp.act", "fwd_s"] == pytest.approx(2e-3)  # silu(gate) · up
+    t = predict_times(spec, table, _floor_only(), seq_len=16, batch_size=2, mode="train",
+                      act_bytes=4)
+    # 21 parameter tensors (embedding, 2 × (2 norms + 7 linears), final norm, LM head),
+    # 10 AdamW kernels each at 1 ms: 210 ms
+    assert t["optimizer"] == pytest.approx(0.210)
+    measured = _floor_only(adamw_tensor_overhead_s=5e-3)  # a measured per-tensor cost wins
+    assert predict_times(spec, table, measured, seq_len=16, batch_size=2, mode="train",
+                         act_bytes=4)["optimizer"] == pytest.approx(21 * 5e-3)
+
+
+def test_ceilings_without_overhead_keep_the_plain_roofline():
+    c = Ceilings(device="cpu", device_name="x", dtype="fp32", matmul_flops_per_s=1e30,
+                 memory_bw_bytes_per_s=1e30, matmul_n=8, copy_bytes=8, n_threads=1,
+                 memory_bytes=1e9, measured_on="2026-11-28")  # saved before op_overhead_s
+    assert c.op_overhead_s == 0
+    spec = _tiny()
+    table = layer_table(spec, seq_len=16, batch_size=2, precision="fp32")
+    t = predict_times(spec, table, c, seq_len=16, batch_size=2, mode="train", act_bytes=4)
+    assert t["step"] < 1e-12
+
+
+def test_mixed_precision_optimizer_writes_the_weights_once():
+    spec = _tiny()
+    table = layer_table(spec, seq_len=16, batch_size=2, precision="bf16")
+    c = _floor_only(op_overhead_s=0.0).model_copy(update={"memory_bw_bytes_per_s": 1e8})
+    t = predict_times(spec, table, c, seq_len=16, batch_size=2, mode="train", act_bytes=2)
+    # W + G + 2·O = 2 + 2 + 2·(4 master + 8 moments) = 28 B per parameter (P14), not 2W + ...
+    assert t["optimizer"] == pytest.approx(28 * spec.n_params / 1e8)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama-3-8b", "mixtral-8x7b"])
+def test_kernel_counts_match_the_reference_model(name):
+    """row_op_counts against the kernels torch dispatches (views excluded) on the CPU."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from planner.calibration import row_op_counts
+    from planner.torch_models import build_reference
+
+    class Kernels(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            view = any(r.alias_info for r in func._schema.returns)
+            if not view and func._overloadpacket.__name__ not in ("_unsafe_view",
+                                                                  "promote_types"):
+                self.n += 1
+            return func(*args, **(kwargs or {}))
+
+    spec, seq, batch = _tiny(name), 16, 2
+    net = build_reference(spec).eval()
+    ids = torch.randint(0, spec.vocab_size, (batch, seq))
+    table = layer_table(spec, seq_len=seq, batch_size=batch, mode="inference",
+                        precision="fp32")
+    ops = row_op_counts(spec, table, seq_len=seq, batch_size=batch)
+    with torch.no_grad():
+        with Kernels() as prefill:
+            net(ids)
+        cache = [{} for _ in range(spec.n_layers)]
+        net(ids[:, :-1], caches=cache)
+        with Kernels() as decode:
+            net(ids[:, -1:], caches=cache, start=seq - 1)
+    assert ops["fwd_ops"].sum() == pytest.approx(prefill.n, rel=0.10)
+    assert ops["decode_ops"].sum() == pytest.approx(decode.n, rel=0.10)
 
 
 def test_ceilings_save_as_a_loadable_catalog_entry(tmp_path):

@@ -150,8 +150,10 @@ def _summary_lines(s: dict, mode: str) -> list[str]:
                      "   (per row, bytes may sit on a neighbouring row of the same block: "
                      "docs/validation.md)")
     if "ceiling_matmul_flops_per_s" in s:
+        bw = si(s["ceiling_memory_bw_bytes_per_s"], "B/s")
         lines.append(f"calibrated ceilings: {si(s['ceiling_matmul_flops_per_s'], 'FLOP/s')} "
-                     f"matmul ({s['dtype']}), {si(s['ceiling_memory_bw_bytes_per_s'], 'B/s')} copy")
+                     f"matmul ({s['dtype']}), {bw} copy, "
+                     f"{duration_str(s.get('ceiling_op_overhead_s', 0.0))} per op")
     phases = [k[:-len("_s_measured")] for k in s if k.endswith("_s_measured")]
     for ph in phases:
         pred, meas = s.get(f"{ph}_s_predicted", float("nan")), s[f"{ph}_s_measured"]
