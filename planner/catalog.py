@@ -420,9 +420,9 @@ class Device(BaseModel):
         given = data.get("efficiency")
         if isinstance(given, Efficiency):
             return data
-        kind, vendor, year = data.get("kind"), data.get("vendor"), data.get("launch_year")
+        kind, vendor, raw_year = data.get("kind"), data.get("vendor"), data.get("launch_year")
         try:
-            year = int(year)  # pydantic accepts "2022"; so does the rule
+            year = int(raw_year)  # type: ignore[arg-type]  # pydantic accepts "2022"; so does the rule
         except (TypeError, ValueError):
             return data  # the launch_year field error explains the problem
         if kind not in KINDS or not isinstance(vendor, str):
@@ -915,9 +915,10 @@ def check_catalog_entries(path: str | Path) -> pd.DataFrame:
     rows = []
     for index, raw in enumerate(entries):
         device_id = raw.get("id")
-        changes = isinstance(device_id, str) and device_id in devices
+        base = devices.get(device_id) if isinstance(device_id, str) else None
+        changes = base is not None
         try:
-            device = (_apply_override(path, index, raw, devices[device_id]) if changes
+            device = (_apply_override(path, index, raw, base) if base is not None
                       else _new_device(path, index, raw, devices))
         except ValueError as err:
             rows.append(dict(entry=index + 1, id=str(device_id or ""), status="error",
