@@ -1,18 +1,21 @@
-"""Local ceilings (achieved matmul FLOP/s, memory bandwidth, per-op overhead) and a roofline
-step time.
+"""Local ceilings (achieved matmul FLOP/s, memory bandwidth, few-row matmul weight bandwidth,
+per-op overhead) and a roofline step time.
 
-`measure_ceilings` times a few square matmuls in the run's dtype, a large tensor copy and a
-chain of tiny `nn.Linear` calls on the local device; the best repeat is the ceiling (what this
-machine achieves, not a vendor peak) and the median tiny call is the per-op overhead (Python
-module call + dispatcher + kernel launch; on CUDA, the launch overhead). `predict_times` feeds
-those ceilings to a per-row roofline with a floor (Williams et al. 2009; the same form as
-planner.timing.op_time_s, docs/planning.md P6):
+`measure_ceilings` times a few square matmuls in the run's dtype, a large tensor copy, a few
+few-row ("skinny") matmuls and a chain of tiny `nn.Linear` calls on the local device; the best
+repeat is the ceiling (what this machine achieves, not a vendor peak) and the median tiny call
+is the per-op overhead (Python module call + dispatcher + kernel launch; on CUDA, the launch
+overhead). `predict_times` feeds those ceilings to a per-row roofline with a floor (Williams
+et al. 2009; the same form as planner.timing.op_time_s, docs/planning.md P6):
 
     t_row = max(FLOPs_row / achieved_matmul_flops_per_s,
                 bytes_moved_row / achieved_bw_bytes_per_s,
                 ops_row × op_overhead_s)
 
-summed over the analytic rows of one phase. NB: bytes moved ≈ the row's weights read once plus
+summed over the analytic rows of one phase. A matmul row with at most SKINNY_MAX_ROWS tokens
+(a decode step: batch × 1) streams its weights at the measured few-row rate instead:
+bytes term = weight_bytes / skinny_matmul_bw_bytes_per_s + activation bytes / copy bandwidth.
+NB: bytes moved ≈ the row's weights read once (a tied LM head reads the embedding matrix) plus
 its input and output activations read/written once (no cache reuse, no fusion); backward moves
 2× the forward bytes and runs 2× the forward ops; `ops_row` counts the kernels the reference
 models (planner/torch_models.py) launch for the row in eager PyTorch (`row_op_counts`). The
@@ -47,6 +50,16 @@ OVERHEAD_WIDTH = 64  # the tiny nn.Linear(64, 64) on a [1, 64] input timed for t
 OVERHEAD_CHAIN = 50  # calls per timed chain
 OVERHEAD_CHAINS = 7  # timed chains; the median chain gives op_overhead_s
 OPTIMIZER_TENSORS = 16  # tiny [64] parameters stepped to time one tensor's AdamW update
+SKINNY_ROWS = (1, 4)  # rows b of the few-row matmuls [b, n] @ [n, n] timed for the skinny ceiling
+CPU_SKINNY_SIZES = (1024, 2048)  # n; fp32 weights 4-16 MB, beyond the per-core L2 caches
+CUDA_SKINNY_SIZES = (4096, 8192)  # bf16 32-128 MB: long enough that the launch is not the time
+# A matmul whose left operand has at most this many rows is weight-streaming bound: GEMM
+# libraries block the output in register tiles of about 4-16 rows (e.g. oneDNN/MKL AVX-512
+# f32 micro-kernels, CUTLASS/cuBLAS tiles of 16-128 rows), so a left operand shorter than one
+# tile re-uses each loaded weight element at most b times and runs as a (batched) GEMV, far
+# below the square-matmul FLOP/s and, measured, also below the copy bandwidth. Above it the
+# FLOPs term takes over quickly (2·b FLOPs per weight element), so the exact cut matters little.
+SKINNY_MAX_ROWS = 16
 
 # torch.optim.AdamW(foreach=False), the optimizer planner.measure.MasterAdamW runs, launches per
 # parameter tensor: step += 1, p.mul_(1 − lr·wd), m.lerp_, v.mul_, v.addcmul_, step.item(),
@@ -84,6 +97,17 @@ class Ceilings(BaseModel):
                     "optimizer (planner.measure.MasterAdamW: torch AdamW, foreach=False, with "
                     "fp32 master copies in bf16/fp16): its 10-12 kernel launches. 0 (ceilings "
                     "saved before it was measured): kernels per tensor × op_overhead_s.")
+    skinny_matmul_bw_bytes_per_s: float = Field(
+        default=0.0, ge=0,
+        description="Weight bytes per second of a few-row matmul ([b, n] @ [n, n], b in "
+                    "SKINNY_ROWS, weights n² × dtype bytes): the median over the shapes of the "
+                    "best repeat. Used for matmul rows with at most SKINNY_MAX_ROWS tokens "
+                    "(decode). 0 (ceilings saved before it was measured): memory_bw_bytes_per_s.")
+
+    @property
+    def skinny_bw_bytes_per_s(self) -> float:
+        """The few-row matmul weight bandwidth, or the copy bandwidth when not measured."""
+        return self.skinny_matmul_bw_bytes_per_s or self.memory_bw_bytes_per_s
 
 
 def _sync(dev: torch.device) -> None:
@@ -154,15 +178,34 @@ def measure_adamw_tensor_overhead_s(dev: torch.device, dtype: torch.dtype) -> fl
     return float(np.median(per_tensor))
 
 
+def measure_skinny_matmul_bw_bytes_per_s(dev: torch.device, dtype: torch.dtype,
+                                         sizes: tuple[int, ...], repeats: int) -> float:
+    """Weight bytes per second of few-row matmuls `[b, n] @ [n, n]` (b in SKINNY_ROWS, n in
+    `sizes`): for each shape the best of `repeats` (n² × dtype bytes / time; the activations
+    are b/n of that and are ignored), then the median over the shapes. On this 2-core CPU
+    b = 1 (a GEMV) streams at 20-35 GB/s and b = 4 at 7-12 GB/s; the median lies between.
+    About 0.05 s on a 2-core CPU."""
+    rates = []
+    for n in sizes:
+        w = torch.randn(n, n, device=dev).to(dtype)
+        for b in SKINNY_ROWS:
+            x = torch.randn(b, n, device=dev).to(dtype)
+            t = _best_time_s(lambda x=x, w=w: torch.mm(x, w), dev, repeats)
+            rates.append(w.numel() * w.element_size() / t)
+    return float(np.median(rates))
+
+
 def measure_ceilings(device: str = "cpu", dtype: str = "fp32", *,
                      matmul_sizes: tuple[int, ...] | None = None, copy_bytes: int | None = None,
-                     repeats: int = 3, optimizer: bool = True) -> Ceilings:
+                     skinny_sizes: tuple[int, ...] | None = None, repeats: int = 3,
+                     optimizer: bool = True) -> Ceilings:
     """Achieved matmul FLOP/s (n×n @ n×n, 2n³ FLOPs, F1; best over a few sizes n), copy
-    bandwidth (2 × bytes: one read, one write), the best of `repeats` after a warm-up, and the
-    per-op overhead (`measure_op_overhead_s`) and, with `optimizer`, the optimizer's
-    per-tensor overhead (`measure_adamw_tensor_overhead_s`; else 0) on `device`. About 0.5 s on
-    a 2-core CPU. NB: torch's first optimizer step in a process imports torch._dynamo (~1.5 s
-    here), which a training run pays anyway; `validate` passes optimizer=False for inference."""
+    bandwidth (2 × bytes: one read, one write), the best of `repeats` after a warm-up, the
+    few-row matmul weight bandwidth (`measure_skinny_matmul_bw_bytes_per_s`), the per-op overhead
+    (`measure_op_overhead_s`) and, with `optimizer`, the optimizer's per-tensor overhead
+    (`measure_adamw_tensor_overhead_s`; else 0) on `device`. About 0.5 s on a 2-core CPU.
+    NB: torch's first optimizer step in a process imports torch._dynamo (~1.5 s here), which a
+    training run pays anyway; `validate` passes optimizer=False for inference."""
     if dtype not in TORCH_DTYPES:
         raise ValueError(f"dtype: {dtype!r}; allowed: {', '.join(TORCH_DTYPES)}")
     dev = torch.device(device)
@@ -188,6 +231,9 @@ def measure_ceilings(device: str = "cpu", dtype: str = "fp32", *,
         memory_bytes=_memory_bytes(dev), measured_on=dt.date.today().isoformat(),
         torch_version=torch.__version__,
         op_overhead_s=measure_op_overhead_s(dev, TORCH_DTYPES[dtype]),
+        skinny_matmul_bw_bytes_per_s=measure_skinny_matmul_bw_bytes_per_s(
+            dev, TORCH_DTYPES[dtype],
+            skinny_sizes or (CUDA_SKINNY_SIZES if cuda else CPU_SKINNY_SIZES), repeats),
         adamw_tensor_overhead_s=(measure_adamw_tensor_overhead_s(dev, TORCH_DTYPES[dtype])
                                  if optimizer else 0.0),
     )
@@ -320,10 +366,17 @@ def roofline_row_times(spec: ModelSpec, table: pd.DataFrame, ceilings: Ceilings,
     shows when kernels are shorter. On the CPU eager dispatch runs serially before each kernel,
     so the truth lies between max and sum; the difference is at most ops × op_overhead_s per
     row, which is largest where rows are tiny (decode), and the max keeps the prediction a
-    lower bound."""
+    lower bound.
+
+    A matmul row with weights whose token count (rows of its left operand: batch × seq_len
+    forward, batch in decode) is at most SKINNY_MAX_ROWS reads its weights at the few-row
+    rate: bytes term = weight bytes / skinny_bw + activation bytes / copy bandwidth. The
+    backward keeps 2 × forward bytes at the copy bandwidth."""
     ops = row_op_counts(spec, table, seq_len=seq_len, batch_size=batch_size,
                         training=training, act_bytes=act_bytes)
     floor = ceilings.op_overhead_s
+    bw = ceilings.memory_bw_bytes_per_s
+    tied_bytes = _tied_head_weight_bytes(spec, table)
     out = []
     for row, n in zip(table.itertuples(index=False), ops.itertuples(index=False), strict=True):
         fwd_io = _io_elements(spec, row.layer, batch=batch_size, q_len=seq_len, kv_len=seq_len)
@@ -331,22 +384,60 @@ def roofline_row_times(spec: ModelSpec, table: pd.DataFrame, ceilings: Ceilings,
         if row.kind == "embedding":  # a lookup reads the rows it needs, not the table
             w_fwd = min(row.weight_bytes, batch_size * seq_len * spec.d_model * act_bytes)
             w_dec = min(row.weight_bytes, batch_size * spec.d_model * act_bytes)
+        elif row.layer == "lm_head" and row.weight_bytes == 0:
+            w_fwd = w_dec = tied_bytes  # a tied head owns no weights but reads the embedding's
+        elif _local(row.layer).startswith("moe.experts."):  # only the experts that got tokens
+            w_fwd = row.weight_bytes * experts_touched_frac(spec, batch_size * seq_len)
+            w_dec = row.weight_bytes * experts_touched_frac(spec, batch_size)
         else:
             w_fwd = w_dec = row.weight_bytes
         fwd_bytes = w_fwd + fwd_io * act_bytes
         dec_bytes = w_dec + dec_io * act_bytes
         dec_flops = getattr(row, "decode_flops", 0.0)
+        skinny = bool(row.is_matmul) and row.kind != "embedding"
         out.append(dict(
             layer=row.layer, fwd_bytes_moved=fwd_bytes, decode_bytes_moved=dec_bytes,
             fwd_ops=n.fwd_ops, bwd_ops=n.bwd_ops, decode_ops=n.decode_ops,
             fwd_s=max(row.fwd_flops / ceilings.matmul_flops_per_s,
-                      fwd_bytes / ceilings.memory_bw_bytes_per_s, n.fwd_ops * floor),
-            bwd_s=max(row.bwd_flops / ceilings.matmul_flops_per_s,
-                      2 * fwd_bytes / ceilings.memory_bw_bytes_per_s, n.bwd_ops * floor),
+                      _memory_s(w_fwd, fwd_bytes, ceilings,
+                                skinny=skinny and batch_size * seq_len <= SKINNY_MAX_ROWS),
+                      n.fwd_ops * floor),
+            bwd_s=max(row.bwd_flops / ceilings.matmul_flops_per_s, 2 * fwd_bytes / bw,
+                      n.bwd_ops * floor),
             decode_s=max(dec_flops / ceilings.matmul_flops_per_s,
-                         dec_bytes / ceilings.memory_bw_bytes_per_s, n.decode_ops * floor),
+                         _memory_s(w_dec, dec_bytes, ceilings,
+                                   skinny=skinny and batch_size <= SKINNY_MAX_ROWS),
+                         n.decode_ops * floor),
         ))
     return pd.DataFrame(out)
+
+
+def experts_touched_frac(spec: ModelSpec, tokens: float) -> float:
+    """Expected fraction of the routed experts that receive at least one of `tokens` tokens
+    when each token picks top-k of E uniformly: 1 − (1 − k/E)^tokens (the weights of the
+    others are not read). 1 for a dense model."""
+    if not spec.n_experts:
+        return 1.0
+    return 1.0 - (1.0 - spec.experts_top_k / spec.n_experts) ** tokens
+
+
+def _tied_head_weight_bytes(spec: ModelSpec, table: pd.DataFrame) -> float:
+    """Bytes a tied LM head reads: the token embedding matrix it shares (its table row owns no
+    weights, so that they are counted once in memory). 0 when the head is not tied."""
+    if not spec.tied_embeddings:
+        return 0.0
+    embed = table.loc[table["layer"] == "embed.tokens", "weight_bytes"]
+    return float(embed.iloc[0]) if len(embed) else 0.0
+
+
+def _memory_s(weight_bytes: float, bytes_moved: float, ceilings: Ceilings, *,
+              skinny: bool) -> float:
+    """Memory term of a row: bytes moved / copy bandwidth; for a few-row matmul the weights at
+    the skinny rate and the rest (activations) at the copy bandwidth."""
+    bw = ceilings.memory_bw_bytes_per_s
+    if not skinny:
+        return bytes_moved / bw
+    return weight_bytes / ceilings.skinny_bw_bytes_per_s + (bytes_moved - weight_bytes) / bw
 
 
 def adamw_step_bytes(weight_bytes, grad_bytes, optimizer_bytes, *, master_copy: bool):
@@ -438,7 +529,8 @@ def to_catalog_toml(ceilings: Ceilings, *, device_id: str | None = None) -> str:
     note = (f"Calibrated by planner on {c.measured_on}: {c.matmul_n}x{c.matmul_n} {c.dtype} "
             f"matmuls and a {c.copy_bytes / 1e6:.0f} MB copy, best of repeats, "
             f"{c.n_threads} threads, torch {c.torch_version}; per-op overhead "
-            f"{c.op_overhead_s * 1e6:.1f} us. Achieved values, not vendor peaks; "
+            f"{c.op_overhead_s * 1e6:.1f} us; few-row matmul weight bandwidth "
+            f"{c.skinny_bw_bytes_per_s / 1e9:.1f} GB/s. Achieved values, not vendor peaks; "
             "launch_year is the year of the measurement.")
     lines = [
         "# Written by planner.calibration.to_catalog_toml; load with load_catalog(this_file).",

@@ -211,6 +211,7 @@ def _summary(df, spec, m, *, mode, seq_len, batch_size, ceilings, predicted) -> 
         s["ceiling_memory_bw_bytes_per_s"] = ceilings.memory_bw_bytes_per_s
         s["ceiling_op_overhead_s"] = ceilings.op_overhead_s
         s["ceiling_adamw_tensor_overhead_s"] = ceilings.adamw_tensor_overhead_s
+        s["ceiling_skinny_matmul_bw_bytes_per_s"] = ceilings.skinny_matmul_bw_bytes_per_s
     s.update(_peak_memory(df, mode, m.peak_bytes))
     return s
 

@@ -59,7 +59,8 @@ def _row(df: pd.DataFrame, name: str, mode: str, elapsed_s: float) -> dict:
                                                   "n_params")})
     out.update({k: s[k] for k in keys})
     for k in ("ceiling_matmul_flops_per_s", "ceiling_memory_bw_bytes_per_s",
-              "ceiling_op_overhead_s", "ceiling_adamw_tensor_overhead_s"):
+              "ceiling_op_overhead_s", "ceiling_adamw_tensor_overhead_s",
+              "ceiling_skinny_matmul_bw_bytes_per_s"):
         out[k] = s.get(k)
     out["activation_bytes_block_max_abs_rel_err"] = s.get(
         "activation_bytes_block_max_abs_rel_err")
@@ -115,10 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     from planner.calibration import measure_ceilings
 
     start = time.perf_counter()
-    small = dict(matmul_sizes=(256,), copy_bytes=8_000_000) if args.tiny else {}
+    small = (dict(matmul_sizes=(256,), copy_bytes=8_000_000, skinny_sizes=(256,))
+             if args.tiny else {})
     ceilings = measure_ceilings(args.device, dtype, **small)
     print(f"{ceilings.device_name}: {ceilings.matmul_flops_per_s / 1e12:.1f} TFLOP/s {dtype} "
           f"matmul, {ceilings.memory_bw_bytes_per_s / 1e9:.0f} GB/s copy, "
+          f"{ceilings.skinny_bw_bytes_per_s / 1e9:.0f} GB/s few-row matmul weights, "
           f"{ceilings.op_overhead_s * 1e6:.1f} µs per op "
           f"({dt.date.today().isoformat()}, torch {torch.__version__})", flush=True)
     matrix = MATRIX[:3] if args.tiny else MATRIX

@@ -13,6 +13,7 @@ import pytest
 
 from planner.calibration import (
     Ceilings,
+    experts_touched_frac,
     measure_ceilings,
     predict_times,
     roofline_row_times,
@@ -325,3 +326,81 @@ def test_validate_rejects_bad_repeat_counts(kwargs, message):
 
     with pytest.raises(ValueError, match=message):
         planner.validate("gpt2", seq_len=8, batch_size=1, n_layers=1, **kwargs)
+
+
+def _skinny_ceilings(**extra):
+    """Matmul and copy ceilings so high that only a skinny weight term can take time."""
+    return Ceilings(device="cpu", device_name="x", dtype="fp32", matmul_flops_per_s=1e30,
+                    memory_bw_bytes_per_s=1e30, matmul_n=8, copy_bytes=8, n_threads=1,
+                    memory_bytes=1e9, measured_on="2026-11-28", **extra)
+
+
+def test_decode_matmuls_stream_weights_at_the_skinny_ceiling():
+    spec = _tiny()  # Llama: untied LM head
+    table = layer_table(spec, seq_len=16, batch_size=2, mode="inference", precision="fp32")
+    rows = roofline_row_times(spec, table, _skinny_ceilings(skinny_matmul_bw_bytes_per_s=1e9),
+                              seq_len=16, batch_size=2, act_bytes=4).set_index("layer")
+    w = table.set_index("layer")["weight_bytes"]
+    # decode: 2 tokens ≤ SKINNY_MAX_ROWS; lm_head 64 × 256 fp32 = 65,536 B at 1 GB/s = 65.5 µs
+    assert w["lm_head"] == 65_536
+    assert rows.at["lm_head", "decode_s"] == pytest.approx(65_536 / 1e9)
+    matmuls = table.loc[table["is_matmul"], "layer"]
+    for name in matmuls:
+        assert rows.at[name, "decode_s"] >= w[name] / 1e9 * (1 - 1e-12)
+    # prefill: 2 × 16 = 32 tokens > 16, so the copy ceiling (1e30 B/s) applies: ~0 s
+    assert rows.loc[matmuls, "fwd_s"].max() < 1e-12
+    t = predict_times(spec, table, _skinny_ceilings(skinny_matmul_bw_bytes_per_s=1e9),
+                      seq_len=16, batch_size=2, mode="inference", act_bytes=4)
+    assert t["decode"] == pytest.approx(w[matmuls].sum() / 1e9)
+
+
+def test_tied_lm_head_reads_the_embedding_matrix():
+    spec = _tiny("gpt2")  # tied: the lm_head row owns no weights
+    table = layer_table(spec, seq_len=16, batch_size=2, mode="inference", precision="fp32")
+    assert table.set_index("layer").at["lm_head", "weight_bytes"] == 0
+    rows = roofline_row_times(spec, table, _skinny_ceilings(skinny_matmul_bw_bytes_per_s=1e9),
+                              seq_len=16, batch_size=2, act_bytes=4).set_index("layer")
+    # it reads embed.tokens' 256 × 64 fp32 = 65,536 B each step: 65.5 µs at 1 GB/s
+    assert rows.at["lm_head", "decode_s"] == pytest.approx(65_536 / 1e9)
+    # prefill: 65,536 + 32 · (64 + 256) · 4 = 106,496 B moved
+    assert rows.at["lm_head", "fwd_bytes_moved"] == 106_496
+
+
+def test_ceilings_without_the_skinny_field_keep_the_copy_bandwidth():
+    old = Ceilings(device="cpu", device_name="x", dtype="fp32", matmul_flops_per_s=1e9,
+                   memory_bw_bytes_per_s=1e8, matmul_n=8, copy_bytes=8, n_threads=1,
+                   memory_bytes=1e9, measured_on="2026-11-28")  # saved before the field
+    assert old.skinny_matmul_bw_bytes_per_s == 0 and old.skinny_bw_bytes_per_s == 1e8
+    same = old.model_copy(update={"skinny_matmul_bw_bytes_per_s": 1e8})
+    spec = _tiny()
+    table = layer_table(spec, seq_len=16, batch_size=2, mode="inference", precision="fp32")
+    kw = dict(seq_len=16, batch_size=2, act_bytes=4)
+    a = roofline_row_times(spec, table, old, **kw).set_index("layer")
+    # lm_head decode: 65,536 B weights + 2 · (64 + 256) · 4 = 2,560 B activations
+    # = 68,096 B at 100 MB/s = 0.68096 ms (FLOPs 2·2·64·256 = 65,536 at 1 GFLOP/s: 65.5 µs)
+    assert a.at["lm_head", "decode_s"] == pytest.approx(68_096 / 1e8)
+    pd.testing.assert_frame_equal(a, roofline_row_times(spec, table, same, **kw)
+                                  .set_index("layer"))
+
+
+def test_measured_skinny_ceiling_is_positive_and_reported():
+    c = measure_ceilings("cpu", "fp32", matmul_sizes=(128,), copy_bytes=4_000_000,
+                         skinny_sizes=(256,), repeats=1, optimizer=False)
+    assert c.skinny_matmul_bw_bytes_per_s > 1e6
+    df = validate(_tiny("gpt2"), seq_len=8, batch_size=2, mode="inference", repeats=1,
+                  ceilings=c)
+    s = df.attrs["summary"]
+    assert s["ceiling_skinny_matmul_bw_bytes_per_s"] == c.skinny_matmul_bw_bytes_per_s
+    assert s["decode_s_predicted"] > 0
+
+
+def test_moe_decode_reads_only_the_experts_that_get_tokens():
+    spec = _tiny("mixtral-8x7b")  # 8 experts, top-2
+    # 2 decode tokens: 1 − (1 − 2/8)² = 1 − 0.5625 = 0.4375 of the experts get one
+    assert experts_touched_frac(spec, 2) == pytest.approx(0.4375)
+    assert experts_touched_frac(_tiny(), 2) == 1.0  # dense
+    table = layer_table(spec, seq_len=16, batch_size=2, mode="inference", precision="fp32")
+    rows = roofline_row_times(spec, table, _skinny_ceilings(skinny_matmul_bw_bytes_per_s=1e9),
+                              seq_len=16, batch_size=2, act_bytes=4).set_index("layer")
+    w = table.set_index("layer").at["blocks.0.moe.experts.up", "weight_bytes"]
+    assert rows.at["blocks.0.moe.experts.up", "decode_s"] == pytest.approx(0.4375 * w / 1e9)

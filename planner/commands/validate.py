@@ -151,8 +151,11 @@ def _summary_lines(s: dict, mode: str) -> list[str]:
                      "docs/validation.md)")
     if "ceiling_matmul_flops_per_s" in s:
         bw = si(s["ceiling_memory_bw_bytes_per_s"], "B/s")
+        skinny = s.get("ceiling_skinny_matmul_bw_bytes_per_s") or 0.0
+        skinny_str = (f"{si(skinny, 'B/s')} few-row matmul weights" if skinny
+                      else "few-row matmuls at copy bandwidth (not measured)")
         lines.append(f"calibrated ceilings: {si(s['ceiling_matmul_flops_per_s'], 'FLOP/s')} "
-                     f"matmul ({s['dtype']}), {bw} copy, "
+                     f"matmul ({s['dtype']}), {bw} copy, {skinny_str}, "
                      f"{duration_str(s.get('ceiling_op_overhead_s', 0.0))} per op")
     phases = [k[:-len("_s_measured")] for k in s if k.endswith("_s_measured")]
     for ph in phases:
