@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from planner.measure import TORCH_DTYPES, MasterAdamW, device_name
 from planner.models import ModelSpec
+from planner.timing import experts_touched_frac as _touched_frac
 
 CPU_MATMUL_SIZES = (1024, 1536)  # NB: CPU GEMM throughput still grows with size; best is kept
 CUDA_MATMUL_SIZES = (4096, 8192)
@@ -413,12 +414,12 @@ def roofline_row_times(spec: ModelSpec, table: pd.DataFrame, ceilings: Ceilings,
 
 
 def experts_touched_frac(spec: ModelSpec, tokens: float) -> float:
-    """Expected fraction of the routed experts that receive at least one of `tokens` tokens
-    when each token picks top-k of E uniformly: 1 − (1 − k/E)^tokens (the weights of the
-    others are not read). 1 for a dense model."""
-    if not spec.n_experts:
+    """Expected share of the routed experts that `tokens` tokens touch (planner.timing P6b,
+    docs/planning.md); 1 for a dense model."""
+    if not spec.is_moe:
         return 1.0
-    return 1.0 - (1.0 - spec.experts_top_k / spec.n_experts) ** tokens
+    return float(_touched_frac(route_frac=spec.experts_top_k / spec.n_experts,
+                               n_tokens=tokens))
 
 
 def _tied_head_weight_bytes(spec: ModelSpec, table: pd.DataFrame) -> float:
