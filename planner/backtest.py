@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from planner.models import ModelSpec, model
+from planner.models import GPT2_STYLE, ModelSpec, model
 from planner.precision import precision_policy
 from planner.units import SECONDS_PER_HOUR, TERA
 
@@ -60,12 +60,11 @@ COLUMNS = [
 # ---- models without a planner preset -----------------------------------------------------------
 def _gpt_like(name: str, *, n_layers: int, d_model: int, n_heads: int, vocab_size: int,
               max_seq_len: int, source_url: str, **extra: Any) -> ModelSpec:
-    """GPT-2-style block: pre-LayerNorm with biases, GELU MLP of 4·d, tied embeddings."""
+    """GPT-2-style block (planner.models.GPT2_STYLE): pre-LayerNorm with biases, GELU MLP of
+    4·d, tied embeddings; no dropout."""
     fields: dict[str, Any] = dict(
-        arch="decoder", n_layers=n_layers, d_model=d_model, n_heads=n_heads, d_ff=4 * d_model,
-        vocab_size=vocab_size, max_seq_len=max_seq_len, norm="layernorm", norm_position="pre",
-        mlp_act="gelu", position="learned", tied_embeddings=True, qkv_bias=True,
-        attn_out_bias=True, mlp_bias=True, source_url=source_url)
+        GPT2_STYLE, dropout=0.0, n_layers=n_layers, d_model=d_model, n_heads=n_heads,
+        d_ff=4 * d_model, vocab_size=vocab_size, max_seq_len=max_seq_len, source_url=source_url)
     fields.update(extra)
     return ModelSpec(name=name, **fields)
 

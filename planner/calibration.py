@@ -289,8 +289,8 @@ def _row_ops(spec: ModelSpec, name: str, kind: str, *, tokens: float, q_len: int
         last = not spec.embedding_norm and local == _last_embedding(spec)
         return 1 + (local != "embed.tokens") + (drop if last else 0)
     if kind == "norm":  # layer_norm is one kernel; RMSNorm: pow, mean, add, rsqrt, mul, mul
-        n = 1 if spec.norm == "layernorm" else 6 + 2 * low_precision  # (+ the fp32 casts)
-        return n + (drop if local == "embed.norm" else 0)
+        kernels = 1 if spec.norm == "layernorm" else 6 + 2 * low_precision  # (+ fp32 casts)
+        return kernels + (drop if local == "embed.norm" else 0)
     if kind == "router":  # mm, softmax; topk, sum, div, argsort, bincount, //, 2 gathers,
         return 2 + low_precision + 13  # empty_like, arange, scatter, weighted-sum mul and sum
     if kind == "attention":  # bmm, + 2 contiguous copies with several query tokens (the
@@ -304,11 +304,10 @@ def _row_ops(spec: ModelSpec, name: str, kind: str, *, tokens: float, q_len: int
     if kind != "linear":
         return 1
     if local.startswith("moe.experts."):  # one matmul per expert that got tokens, and a cat;
-        # each token picks k of E experts: E·(1 − (1 − k/E)^tokens) experts get some (expected)
-        e, k = spec.n_experts, spec.experts_top_k
-        n = e * (1.0 - (1.0 - k / e) ** tokens) + 1
+        # E · (expected share of experts that get a token, P6b)
+        n = spec.n_experts * experts_touched_frac(spec, tokens) + 1
     else:
-        n = 1  # addmm (bias fused) or mm
+        n = 1.0  # addmm (bias fused) or mm
     if leaf in ("q", "k") and local.startswith("attn.") and spec.position == "rotary":
         n += 5  # x·cos + rotate_half(x)·sin: mul, neg, cat, mul, add
     if leaf in ("k", "v") and local.startswith("attn.") and decode:

@@ -146,12 +146,14 @@ _BERT = dict(arch="encoder", norm="layernorm", norm_position="post", mlp_act="ge
              position="learned", n_token_types=2, qkv_bias=True, attn_out_bias=True,
              mlp_bias=True, embedding_norm=True, final_norm=False, lm_head=False, pooler=True,
              dropout=0.1)
-_GPT2 = dict(arch="decoder", norm="layernorm", norm_position="pre", mlp_act="gelu",
+# GPT-2 family layout (pre-LN with biases, GELU, learned positions, tied embeddings); also used
+# by planner.backtest for published GPT-style shapes without a preset.
+GPT2_STYLE = dict(arch="decoder", norm="layernorm", norm_position="pre", mlp_act="gelu",
              position="learned", tied_embeddings=True, qkv_bias=True, attn_out_bias=True,
              mlp_bias=True, vocab_size=50257, dropout=0.1)
 _LLAMA = dict(arch="decoder", norm="rmsnorm", norm_position="pre", mlp_act="silu",
               gated_mlp=True, position="rotary")
-_MEGATRON = dict(_GPT2, vocab_size=51200, max_seq_len=2048, dropout=0.0)
+_MEGATRON = dict(GPT2_STYLE, vocab_size=51200, max_seq_len=2048, dropout=0.0)
 
 _PRESETS: dict[str, dict[str, Any]] = {
     "bert-base-cased": dict(_BERT, n_layers=12, d_model=768, n_heads=12, d_ff=3072,
@@ -161,20 +163,23 @@ _PRESETS: dict[str, dict[str, Any]] = {
                                vocab_size=30522, max_seq_len=512,
                                source_url=_HF + "google-bert/bert-large-uncased/blob/main/"
                                                 "config.json"),
-    "gpt2": dict(_GPT2, n_layers=12, d_model=768, n_heads=12, d_ff=3072, max_seq_len=1024,
+    "gpt2": dict(GPT2_STYLE, n_layers=12, d_model=768, n_heads=12, d_ff=3072, max_seq_len=1024,
                  source_url=_HF + "openai-community/gpt2/blob/main/config.json"),
-    "gpt2-medium": dict(_GPT2, n_layers=24, d_model=1024, n_heads=16, d_ff=4096, max_seq_len=1024,
+    "gpt2-medium": dict(GPT2_STYLE, n_layers=24, d_model=1024, n_heads=16, d_ff=4096,
+                        max_seq_len=1024,
                         source_url=_HF + "openai-community/gpt2-medium/blob/main/config.json"),
-    "gpt2-large": dict(_GPT2, n_layers=36, d_model=1280, n_heads=20, d_ff=5120, max_seq_len=1024,
+    "gpt2-large": dict(GPT2_STYLE, n_layers=36, d_model=1280, n_heads=20, d_ff=5120,
+                        max_seq_len=1024,
                        source_url=_HF + "openai-community/gpt2-large/blob/main/config.json"),
-    "gpt2-xl": dict(_GPT2, n_layers=48, d_model=1600, n_heads=25, d_ff=6400, max_seq_len=1024,
+    "gpt2-xl": dict(GPT2_STYLE, n_layers=48, d_model=1600, n_heads=25, d_ff=6400, max_seq_len=1024,
                     source_url=_HF + "openai-community/gpt2-xl/blob/main/config.json"),
     # Brown et al. 2020, Table 2.1: 96 layers, d_model 12288, 96 heads of 128, context 2048.
-    "gpt3-175b": dict(_GPT2, n_layers=96, d_model=12288, n_heads=96, d_ff=4 * 12288,
+    "gpt3-175b": dict(GPT2_STYLE, n_layers=96, d_model=12288, n_heads=96, d_ff=4 * 12288,
                       max_seq_len=2048, dropout=0.0,
                       source_url="https://arxiv.org/abs/2005.14165 (Table 2.1)"),
     # Zhang et al. 2022, Table 1; HF OPT configs: ReLU, pre-LN, 2 reserved position rows.
-    "opt-175b": dict(_GPT2, n_layers=96, d_model=12288, n_heads=96, d_ff=49152, vocab_size=50272,
+    "opt-175b": dict(GPT2_STYLE, n_layers=96, d_model=12288, n_heads=96, d_ff=49152,
+                     vocab_size=50272,
                      max_seq_len=2048, position_offset=2, mlp_act="relu", dropout=0.1,
                      source_url="https://arxiv.org/abs/2205.01068 (Table 1); "
                                 + _HF + "facebook/opt-66b/blob/main/config.json (layout)"),
@@ -290,7 +295,7 @@ def _hf_gpt2(cfg: dict[str, Any]) -> dict[str, Any]:
     d_model = cfg["n_embd"]
     act = _activation(cfg, "activation_function", "gelu_new")
     return dict(
-        _GPT2, n_layers=cfg["n_layer"], d_model=d_model, n_heads=cfg["n_head"],
+        GPT2_STYLE, n_layers=cfg["n_layer"], d_model=d_model, n_heads=cfg["n_head"],
         d_ff=cfg.get("n_inner") or 4 * d_model, vocab_size=cfg["vocab_size"],
         max_seq_len=cfg.get("n_positions", 1024), mlp_act=act,
         tied_embeddings=bool(cfg.get("tie_word_embeddings", True)),
@@ -320,7 +325,7 @@ def _hf_opt(cfg: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("do_layer_norm_before: only pre-LN OPT models are supported (true)")
     bias = bool(cfg.get("enable_bias", True))
     return dict(
-        _GPT2, n_layers=cfg["num_hidden_layers"], d_model=d_model,
+        GPT2_STYLE, n_layers=cfg["num_hidden_layers"], d_model=d_model,
         n_heads=cfg["num_attention_heads"], d_ff=cfg["ffn_dim"], vocab_size=cfg["vocab_size"],
         max_seq_len=cfg.get("max_position_embeddings", 2048), position_offset=2,
         mlp_act=_activation(cfg, "activation_function", "relu"),
