@@ -1,6 +1,6 @@
 """planner's Streamlit app: `streamlit run app.py`.
 
-Thin by design: collect inputs, call the `planner` API, draw with `planner.plots`, offer each
+Thin by design: collect inputs, call the `planner` API, draw with `planner.report.plots`, offer each
 table as a CSV report (`planner.to_csv_text`: SI numbers, unit-suffixed columns, formula-safe).
 No physics here. Pages are lazy tabs (only the open one runs), bound to the `?page=` query
 parameter so a page can be linked. Bad input is shown with `st.error`, never a traceback.
@@ -18,7 +18,7 @@ import pandas as pd
 import streamlit as st
 
 import planner
-from planner import plots
+from planner.report import plots
 from planner.units import (
     GB,
     SECONDS_PER_DAY,

@@ -4,12 +4,12 @@
 
 Cases (built-in catalog, every layout searched):
   * llama-3.1-405b pre-training (15.6T tokens, 8k context, batch 2048): the large search;
-  * llama-2-7b pre-training (2T tokens, 4k, batch 1024): `planner.rank` for one training job;
+  * llama-2-7b pre-training (2T tokens, 4k, batch 1024): `planner.plan.search` for one training job;
   * llama-2-70b serving (1024 in / 256 out, 10 req/s).
 For each: `rank()` (evaluates the whole grid, keeps the best per device) and `search()` (the
 same plus a DataFrame row per candidate), best of --repeat warm runs, then the cold first
 call. The same 405B candidates are then evaluated one at a time in a plain Python loop
-(`planner.rank.candidate_evaluator`, same formulas, scalars) on a random sample and the rate
+(`planner.plan.search.candidate_evaluator`, same formulas, scalars) on a random sample and the rate
 is extrapolated. Set --threads to pin numpy's BLAS threads (the grid maths is element-wise and
 single-threaded either way).
 """
@@ -42,8 +42,8 @@ def main() -> int:
         os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
 
     import planner
-    from planner.catalog import load_catalog
-    from planner.rank import candidate_evaluator
+    from planner.hardware.catalog import load_catalog
+    from planner.plan.search import candidate_evaluator
 
     catalog = load_catalog()
     cases = [

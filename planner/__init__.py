@@ -5,11 +5,10 @@ The public API is re-exported here; nothing else lives in this file. `import pla
 imports torch: `validate` and `calibrate` import it when called.
 
 Note: the functions `rank`, `backtest` and `validate` share their names with the modules that
-define them; `from planner.rank import ...` reaches the module.
+define them; `from planner.plan.search import ...` reaches the module.
 """
 
-from planner.backtest import backtest, backtest_summary
-from planner.catalog import (
+from planner.hardware.catalog import (
     Catalog,
     Device,
     Efficiency,
@@ -18,22 +17,23 @@ from planner.catalog import (
     load_catalog,
     validate_catalog_file,
 )
-from planner.cost import CostOptions
-from planner.layers import layer_table
-from planner.models import ModelSpec, list_models, model, model_from_hf_config
-from planner.precision import POLICIES as PRECISION_POLICIES
-from planner.precision import PrecisionPolicy
-from planner.rank import pareto_mask, rank, search
-from planner.report import to_csv, to_csv_text
-from planner.seed import seed_example
-from planner.validate import calibrate, validate
-from planner.workloads import (
+from planner.measure.validate import calibrate, validate
+from planner.model.layers import layer_table
+from planner.model.precision import POLICIES as PRECISION_POLICIES
+from planner.model.precision import PrecisionPolicy
+from planner.model.seed import seed_example
+from planner.model.spec import ModelSpec, list_models, model, model_from_hf_config
+from planner.plan.backtest import backtest, backtest_summary
+from planner.plan.cost import CostOptions
+from planner.plan.search import pareto_mask, rank, search
+from planner.plan.workloads import (
     InferenceJob,
     TrainingJob,
     conll2003_bert_finetune,
     list_workloads,
     workload,
 )
+from planner.report.tables import to_csv, to_csv_text
 
 __all__ = [
     # models and the per-layer analytic model (issue 2)

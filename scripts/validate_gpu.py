@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 import pandas as pd
 
-from planner.models import model
-from planner.report import to_csv
+from planner.measure.validate import validate
+from planner.model.spec import model
+from planner.report.tables import to_csv
 from planner.units import bytes_str, duration_str
-from planner.validate import validate
 
 # (preset, blocks or None for all, seq_len, train batch, inference batch): full widths; fewer
 # blocks where a full model would not fit one GPU with fp32 master weights and AdamW.
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         print("validate_gpu: no CUDA device; use --device cpu --tiny to check the script",
               file=sys.stderr)
         return 2
-    from planner.calibration import measure_ceilings
+    from planner.measure.calibration import measure_ceilings
 
     start = time.perf_counter()
     small = (dict(matmul_sizes=(256,), copy_bytes=8_000_000, skinny_sizes=(256,))

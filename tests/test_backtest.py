@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from planner.backtest import (
+from planner.cli import main
+from planner.plan.backtest import (
     COLUMNS,
     FLOPS_CONVENTIONS,
     METRICS,
@@ -22,7 +23,6 @@ from planner.backtest import (
     palm_flops_per_step,
     predicted_metric,
 )
-from planner.cli import main
 
 RUNS = load_training_runs()
 

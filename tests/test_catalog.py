@@ -1,4 +1,5 @@
-"""Tests for planner.catalog: every reference device, relations, prices, user files, schema."""
+"""Tests for planner.hardware.catalog: every reference device, relations, prices, user files,
+schema."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from planner import catalog as catalog_module
-from planner.catalog import (
+from planner.hardware import catalog as catalog_module
+from planner.hardware.catalog import (
     CATALOG_DIR,
     DTYPES,
     FRAME_COLUMNS,
@@ -586,7 +587,7 @@ def test_check_catalog_entries_reports_each_entry(tmp_path):
         'contract = "reserved"\nusd_per_hour = 1.5\ndate = "2026-11"\nsource = "our contract"\n'
         '[[device]]\nid = "nvidia_a100_80gb_sxm"\nmemory_bw_bytes_per_s = -1\n'
     )
-    from planner.catalog import check_catalog_entries
+    from planner.hardware.catalog import check_catalog_entries
 
     checked = check_catalog_entries(path)
     assert list(checked["status"]) == ["changes a built-in device", "error"]
@@ -595,7 +596,7 @@ def test_check_catalog_entries_reports_each_entry(tmp_path):
 
 
 def test_check_catalog_entries_bad_toml(tmp_path):
-    from planner.catalog import check_catalog_entries
+    from planner.hardware.catalog import check_catalog_entries
 
     path = tmp_path / "bad.toml"
     path.write_text("[[device]\nid = 1\n")

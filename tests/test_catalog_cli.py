@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from planner.catalog import CATALOG_DIR, FRAME_COLUMNS
+from planner.cli import catalog as cli
 from planner.cli import main
-from planner.commands import catalog as cli
+from planner.hardware.catalog import CATALOG_DIR, FRAME_COLUMNS
 
 EXAMPLE = CATALOG_DIR / "examples" / "my_prices.toml"
 

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from planner.catalog import Device, Price
-from planner.cost import (
+from planner.hardware.catalog import Device, Price
+from planner.plan.cost import (
     CostOptions,
     cloud_cost_usd,
     costs,

@@ -5,7 +5,7 @@ For each architecture: build the model from a config (no download), read the sam
 - the parameter count, for a tiny config and for the full-size config on the meta device;
 - FLOPs per layer group, forward and backward, measured on a tiny CPU run with eager
   attention (exact), and the forward with the default SDPA attention, whose fused CPU kernel
-  FlopCounterMode misses (counted here by `planner.measure.extra_flop_formulas`).
+  FlopCounterMode misses (counted here by `planner.measure.counters.extra_flop_formulas`).
 Layer groups: q+k+v (GPT-2 fuses them), attention matmuls (QKᵀ and softmax·V, computed inside
 the attention module), attention output, MLP input (up+gate; Mixtral fuses them), MLP down,
 MoE router, MoE experts (all experts), pooler, LM head.
@@ -21,9 +21,9 @@ import pytest
 transformers = pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
-from planner.layers import layer_table  # noqa: E402
-from planner.measure import count_module_flops  # noqa: E402
-from planner.models import model, model_from_hf_config  # noqa: E402
+from planner.measure.counters import count_module_flops  # noqa: E402
+from planner.model.layers import layer_table  # noqa: E402
+from planner.model.spec import model, model_from_hf_config  # noqa: E402
 
 SEQ, BATCH = 16, 2
 SMALL = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,

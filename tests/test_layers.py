@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from planner.layers import attention_matmul_flops, layer_table, linear_flops, totals
-from planner.models import ModelSpec, model
+from planner.model.layers import attention_matmul_flops, layer_table, linear_flops, totals
+from planner.model.spec import ModelSpec, model
 
 # A Llama-style toy: h=8, 2 query heads of 4, 1 KV head (GQA), SwiGLU d_ff=16, vocab 10.
 TINY_LLAMA = ModelSpec(

@@ -1,4 +1,5 @@
-"""Reference torch models and measurement (planner.torch_models, planner.measure, calibrate).
+"""Reference torch models and measurement (planner.measure.torch_models, planner.measure.counters,
+calibrate).
 
 Real runs use tiny configs on the CPU (2 blocks, d_model 64, seq 32, batch 2); full sizes run
 on the meta device only. Every family: FLOPs per matmul row equal exactly, forward and
@@ -13,8 +14,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from planner.layers import layer_table
-from planner.measure import (
+from planner.measure.counters import (
     ModuleScope,
     RowFlopCounter,
     count_module_flops,
@@ -24,8 +24,9 @@ from planner.measure import (
     measure_train,
     row_names,
 )
-from planner.models import list_models, model
-from planner.torch_models import _FusedRMSNorm, build_reference
+from planner.measure.torch_models import _FusedRMSNorm, build_reference
+from planner.model.layers import layer_table
+from planner.model.spec import list_models, model
 
 SEQ, BATCH = 32, 2
 TINY = dict(n_layers=2, d_model=64, n_heads=4, d_ff=128, vocab_size=256)

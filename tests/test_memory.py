@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from planner import TrainingJob
-from planner.memory import (
+from planner.model.spec import model
+from planner.plan.memory import (
     activation_bytes_per_device,
     inference_weight_bytes_per_device,
     kv_cache_bytes_per_device,
@@ -16,9 +17,8 @@ from planner.memory import (
     zero3_gather_buffer_bytes,
     zero_sharded_bytes,
 )
-from planner.models import model
-from planner.rank import evaluate_training
-from planner.timing import inference_profile, training_profile
+from planner.plan.search import evaluate_training
+from planner.plan.steptime import inference_profile, training_profile
 
 
 def test_llama2_70b_fp16_weights_and_kv_cache_golden():

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 import planner
-from planner.models import ModelSpec, model, model_from_hf_config
+from planner.model.spec import ModelSpec, model, model_from_hf_config
 
 # Published parameter counts, each the exact number of elements of the released checkpoint,
 # as printed by `sum(p.numel() for p in AutoModel.from_config(cfg).parameters())` on the source

@@ -1,4 +1,4 @@
-"""planner.plots: pure DataFrame -> plotly Figure functions (no streamlit)."""
+"""planner.report.plots: pure DataFrame -> plotly Figure functions (no streamlit)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import pytest
 
 import planner
-from planner import plots
+from planner.report import plots
 
 
 @pytest.fixture(scope="module")
@@ -126,5 +126,5 @@ def test_missing_column_is_a_value_error_naming_it():
 
 
 def test_plots_never_import_streamlit():
-    code = "import sys, planner.plots; sys.exit('streamlit' in sys.modules)"
+    code = "import sys, planner.report.plots; sys.exit('streamlit' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

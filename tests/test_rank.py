@@ -22,8 +22,8 @@ from planner import (
     search,
     workload,
 )
-from planner.catalog import Device, Price
-from planner.rank import candidate_evaluator, infer_tp_divides_heads, train_tp_divides_heads
+from planner.hardware.catalog import Device, Price
+from planner.plan.search import candidate_evaluator, infer_tp_divides_heads, train_tp_divides_heads
 
 
 def _device(device_id, kind="gpu", *, peaks=None, mem=80e9, bw=3.35e12, up=450e9, domain=8,
@@ -280,7 +280,7 @@ def test_bad_rank_arguments_raise_value_error(kwargs, field):
 
 
 def _catalog_object():
-    from planner.catalog import Catalog
+    from planner.hardware.catalog import Catalog
 
     return Catalog(tuple(CATALOG))
 

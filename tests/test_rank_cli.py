@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from planner.cli import main
-from planner.commands.rank import parse_duration_s
+from planner.cli.rank import parse_duration_s
 
 GPUS = "nvidia_h100_sxm,nvidia_a100_80gb_sxm,google_tpu_v5p,amd_alveo_u280"
 

@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from planner import InferenceJob
-from planner.layers import layer_table
-from planner.models import model
-from planner.rank import evaluate_inference
-from planner.timing import (
+from planner.model.layers import layer_table
+from planner.model.spec import model
+from planner.plan.search import evaluate_inference
+from planner.plan.steptime import (
     all_gather_bytes,
     collective_time_s,
     data_parallel_traffic,
@@ -176,7 +176,7 @@ def test_decode_is_bandwidth_bound_at_batch_1():
 
 def test_data_parallel_bw_is_scale_up_inside_a_domain_and_all_nics_across():
     """P13b by hand: min(up, min(dp, domain / tp) x out) across domains, up inside one."""
-    from planner.timing import data_parallel_bw_bytes_per_s
+    from planner.plan.steptime import data_parallel_bw_bytes_per_s
 
     def bw(tp, dp, domain, up=450e9, out=50e9):
         return float(data_parallel_bw_bytes_per_s(tp=tp, dp=dp, domain=domain, up_bw=up,

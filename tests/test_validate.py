@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from planner.calibration import (
+from planner.cli import main
+from planner.measure.calibration import (
     Ceilings,
     experts_touched_frac,
     measure_ceilings,
@@ -19,16 +20,15 @@ from planner.calibration import (
     roofline_row_times,
     to_catalog_toml,
 )
-from planner.cli import main
-from planner.layers import layer_table
-from planner.models import model
-from planner.validate import (
+from planner.measure.validate import (
     NOT_COUNTED,
     block_activations,
     rel_err,
     summary_frame,
     validate,
 )
+from planner.model.layers import layer_table
+from planner.model.spec import model
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(n_layers=2, d_model=64, n_heads=4, d_ff=128, vocab_size=256)
@@ -44,7 +44,7 @@ def train_result():
 
 
 def test_import_planner_does_not_import_torch():
-    code = "import sys, planner, planner.validate; assert 'torch' not in sys.modules"
+    code = "import sys, planner, planner.measure.validate; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
@@ -238,8 +238,8 @@ def test_kernel_counts_match_the_reference_model(name):
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from planner.calibration import row_op_counts
-    from planner.torch_models import build_reference
+    from planner.measure.calibration import row_op_counts
+    from planner.measure.torch_models import build_reference
 
     class Kernels(TorchDispatchMode):
         n = 0
@@ -269,7 +269,7 @@ def test_kernel_counts_match_the_reference_model(name):
 
 
 def test_ceilings_save_as_a_loadable_catalog_entry(tmp_path):
-    catalog = pytest.importorskip("planner.catalog")
+    catalog = pytest.importorskip("planner.hardware.catalog")
     c = Ceilings(device="cpu", device_name="AMD EPYC", dtype="fp32", matmul_flops_per_s=1.5e11,
                  memory_bw_bytes_per_s=3.2e10, matmul_n=1536, copy_bytes=64_000_000,
                  n_threads=2, memory_bytes=2.5e10, measured_on="2026-11-28")

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from planner import InferenceJob, TrainingJob, conll2003_bert_finetune, list_workloads, workload
-from planner.models import model
+from planner.model.spec import model
 
 
 def _train(**changes):
@@ -121,7 +121,7 @@ def test_serving_needs_a_causal_lm():
 
 
 def test_training_and_serving_agree_on_length_limits():
-    """Only learned position embeddings cap the length (as planner.layers); rotary models may
+    """Only learned position embeddings cap the length (as planner.model.layers); rotary models may
     run past their trained context."""
     assert TrainingJob(model="llama-2-7b", n_tokens=1e9, seq_len=8192,
                        global_batch_size=8).seq_len == 8192  # > max_seq_len 4096

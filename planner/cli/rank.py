@@ -18,13 +18,20 @@ from typing import Any
 
 import pandas as pd
 
-from planner.catalog import CLOUD_CONTRACTS, KINDS, load_catalog
-from planner.commands import positive_int
-from planner.cost import CostOptions
-from planner.models import model
-from planner.precision import POLICIES
-from planner.rank import OBJECTIVES, rank
-from planner.report import to_csv
+from planner.cli.args import positive_int
+from planner.hardware.catalog import CLOUD_CONTRACTS, KINDS, load_catalog
+from planner.model.precision import POLICIES
+from planner.model.spec import model
+from planner.plan.cost import CostOptions
+from planner.plan.search import OBJECTIVES, rank
+from planner.plan.workloads import (
+    DEFAULT_GOODPUT_FRAC,
+    InferenceJob,
+    TrainingJob,
+    list_workloads,
+    workload,
+)
+from planner.report.tables import to_csv
 from planner.units import (
     JOULES_PER_KWH,
     SECONDS_PER_DAY,
@@ -33,13 +40,6 @@ from planner.units import (
     duration_str,
     energy_str,
     usd_str,
-)
-from planner.workloads import (
-    DEFAULT_GOODPUT_FRAC,
-    InferenceJob,
-    TrainingJob,
-    list_workloads,
-    workload,
 )
 
 _DASH = "—"

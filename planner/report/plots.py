@@ -182,7 +182,7 @@ def pareto_figure(ranking: pd.DataFrame, *, title: str = "Time vs cost") -> go.F
     return fig
 
 
-# Per-device memory components of a ranking row (planner.rank), in stacking order.
+# Per-device memory components of a ranking row (planner.plan.search), in stacking order.
 DEVICE_MEMORY_COMPONENTS = {
     "weight_mem_bytes": ("weights", "#0072B2"),
     "grad_mem_bytes": ("gradients", "#E69F00"),

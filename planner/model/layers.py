@@ -15,7 +15,8 @@ Counting convention (stated once, used everywhere):
 
 The per-op formula functions (linear_flops, attention_matmul_flops, ...) take numpy arrays, so
 callers can evaluate a grid at once; `layer_table` is one configuration (scalars), and
-`planner.memory` / `planner.timing` build their grids from it at batch 1, since everything is
+`planner.plan.memory` / `planner.plan.steptime` build their grids from it at batch 1, since
+everything is
 linear in the batch for a fixed sequence length.
 """
 
@@ -27,14 +28,14 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from planner.models import ModelSpec, model
-from planner.precision import (
+from planner.model.precision import (
     Mode,
     PrecisionPolicy,
     dtype_bytes,
     optimizer_state_bytes,
     precision_policy,
 )
+from planner.model.spec import ModelSpec, model
 
 Recompute = Literal["none", "selective", "full"]
 CausalCounting = Literal["full", "half"]

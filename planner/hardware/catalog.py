@@ -50,7 +50,7 @@ CONTRACTS: tuple[str, ...] = get_args(Contract)
 CLOUD_CONTRACTS = ("on-demand", "reserved", "spot", "capacity-block")
 PURCHASE_CONTRACTS = ("list", "street")
 
-CATALOG_DIR = Path(__file__).resolve().parents[1] / "hardware_catalog"
+CATALOG_DIR = Path(__file__).resolve().parents[2] / "hardware_catalog"
 SCHEMA_PATH = CATALOG_DIR / "schema.json"
 
 # Precision ladder for the "a lower precision is never slower" check: a dtype of higher rank must
@@ -401,7 +401,7 @@ class Device(BaseModel):
     price_note: str = Field(default="", description="Why no price (or no purchase price) is known.")
     efficiency: Efficiency = Field(
         description="Achievable fractions of peak. Left out: filled by the default rule "
-        "(planner.catalog.default_efficiency); partly given: the rest comes from the rule."
+        "(planner.hardware.catalog.default_efficiency); partly given: the rest comes from the rule."
     )
     sources: tuple[str, ...] = Field(min_length=1, description="Where the numbers come from.")
     checked_on: DayDate = Field(description="When the entry was last checked, YYYY-MM-DD.")

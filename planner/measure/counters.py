@@ -39,9 +39,9 @@ from torch.utils.flop_counter import (
     shape_wrapper,
 )
 
-from planner.layers import layer_structure
-from planner.models import ModelSpec
-from planner.torch_models import build_reference, row_of
+from planner.measure.torch_models import build_reference, row_of
+from planner.model.layers import layer_structure
+from planner.model.spec import ModelSpec
 
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 Progress = Callable[[str], None]

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from planner.catalog import (
+from planner.hardware.catalog import (
     CLOUD_CONTRACTS,
     KINDS,
     SCHEMA_PATH,
@@ -30,7 +30,7 @@ from planner.catalog import (
     validate_catalog_file,
     write_json_schema,
 )
-from planner.report import to_csv, to_csv_text
+from planner.report.tables import to_csv, to_csv_text
 
 _DASH = "—"
 

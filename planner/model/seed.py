@@ -3,7 +3,8 @@
 The document states C = L·H·M³ and, for BERT with L = 12, H = 768 and M = 2⁸,
 C = 12·768·2⁸·2⁸·2⁸ = 2.17×10¹⁰, then divides by a GPU rate of 2.6×10¹² "FLOPs" to get an
 "efficiency" of 0.0084. `seed_example()` recomputes each figure, says what is wrong with it and
-sets it beside what the per-layer model (planner.layers) gives for bert-base-cased, so a reader
+sets it beside what the per-layer model (planner.model.layers) gives for bert-base-cased, so a
+reader
 can see both and know which to trust. docs/formulas.md F0 has the same table in prose.
 """
 
@@ -13,8 +14,8 @@ import math
 
 import pandas as pd
 
-from planner.layers import layer_table
-from planner.models import model
+from planner.model.layers import layer_table
+from planner.model.spec import model
 
 DOC_N_LAYERS = 12
 DOC_PARAMS_PER_LAYER = 768

@@ -3,7 +3,7 @@ inference job (prompt and output lengths, a load, latency targets), validated at
 
 Every layout field of a job is either pinned (a value) or left to the search (None). Invalid
 jobs raise ValueError naming the field; feasibility problems (does not fit, deadline missed)
-are not errors but rows with `feasible=False` and a reason (planner.rank).
+are not errors but rows with `feasible=False` and a reason (planner.plan.search).
 
 Defaults that are assumptions, each documented in docs/planning.md ("Assumptions"):
 - goodput_frac = 0.9 (A1): Meta reports "higher than 90% effective training time" over a 54-day
@@ -24,9 +24,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from planner.layers import Recompute
-from planner.models import ModelSpec, model
-from planner.precision import dtype_bytes, optimizer_state_bytes, precision_policy
+from planner.model.layers import Recompute
+from planner.model.precision import dtype_bytes, optimizer_state_bytes, precision_policy
+from planner.model.spec import ModelSpec, model
 
 DEFAULT_GOODPUT_FRAC = 0.9
 DEFAULT_USABLE_MEMORY_FRAC = 0.9
@@ -45,7 +45,7 @@ def _as_model(value: Any) -> Any:
 
 def _check_length(spec: ModelSpec, length: int, *, field: str, what: str = "") -> None:
     """Learned position embeddings have max_seq_len rows and cannot go further (as
-    planner.layers); rotary, ALiBi and no-position models can, so their max_seq_len (the
+    planner.model.layers); rotary, ALiBi and no-position models can, so their max_seq_len (the
     trained context) is not a limit here."""
     if spec.position == "learned" and length > spec.max_seq_len:
         raise ValueError(f"{field}: {what or length} exceeds {spec.name}'s max_seq_len="
@@ -56,12 +56,14 @@ class _Job(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     model: ModelSpec = Field(description="A ModelSpec or a preset name (planner.list_models()).")
-    precision: str = Field(default="bf16", description="Precision policy (planner.precision).")
+    precision: str = Field(default="bf16",
+                           description="Precision policy (planner.model.precision).")
     compute_frac: float | None = Field(
         default=None, gt=0, le=1,
         description="The fraction of the dense peak that matmuls reach, for every device (the "
         "same as efficiency_overrides['compute_frac']). None = the device's catalog value "
-        "(planner.efficiency). Not an MFU: the reported MFU is lower once communication, the "
+        "(planner.hardware.efficiency). Not an MFU: the reported MFU is lower once communication, "
+        "the "
         "pipeline bubble and memory-bound ops are added.")
     efficiency_overrides: dict[str, float] = Field(
         default_factory=dict,

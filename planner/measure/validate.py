@@ -1,7 +1,7 @@
 """`validate()`: the analytic per-layer model beside a real PyTorch run, row by row.
 
-The analytic rows come from `planner.layers.layer_table`; the measured rows from
-`planner.measure` (a reference torch model whose module names are the row names). They are
+The analytic rows come from `planner.model.layers.layer_table`; the measured rows from
+`planner.measure.counters` (a reference torch model whose module names are the row names). They are
 joined by layer name. Rows the analytic model does not have (`blocks.i.other`, `other`: what
 torch saved or computed outside any row module) are kept, so block and model totals are
 honest. docs/validation.md explains every column and shows the current errors.
@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from planner.layers import layer_table
-from planner.models import ModelSpec
-from planner.models import model as find_model  # `model` is validate()'s argument
-from planner.precision import Mode, precision_policy
+from planner.model.layers import layer_table
+from planner.model.precision import Mode, precision_policy
+from planner.model.spec import ModelSpec
+from planner.model.spec import model as find_model  # `model` is validate()'s argument
 
 ELEMENTWISE_KINDS = frozenset({"norm", "softmax", "activation", "loss"})
 NOT_COUNTED = "element-wise: FLOPs by convention, not counted by FlopCounterMode"
@@ -87,7 +87,7 @@ def validate(
     memory). dtype: fp32 (default on cpu/meta), bf16 (default on cuda) or fp16; the analytic
     side uses the precision policy of the same name (bf16: bf16 weights and gradients, fp32
     master and AdamW moments, as `MasterAdamW` really allocates).
-    ceilings: a `planner.calibration.Ceilings` to time against; None measures them now (when
+    ceilings: a `planner.measure.calibration.Ceilings` to time against; None measures them now (when
     timing a real device).
 
     Columns: layer, block, kind, is_matmul, note, then for each quantity Q
@@ -99,8 +99,8 @@ def validate(
     """
     # NB: `from planner.x import y`, not `from planner import x`: the package exports the
     # function `validate`, which shadows the submodule of the same name.
-    from planner.calibration import measure_ceilings, predict_times
-    from planner.measure import measure_inference, measure_train
+    from planner.measure.calibration import measure_ceilings, predict_times
+    from planner.measure.counters import measure_inference, measure_train
 
     spec = find_model(model)
     dtype = dtype or ("bf16" if device.startswith("cuda") else "fp32")
@@ -238,11 +238,11 @@ def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def calibrate(device: str = "cpu", dtype: str = "fp32", *, save_toml: str | Path | None = None):
-    """Measure this machine's achieved matmul FLOP/s and bandwidth (`planner.calibration`).
+    """Measure this machine's achieved matmul FLOP/s and bandwidth (`planner.measure.calibration`).
 
     With `save_toml`, also write them as a hardware-catalog entry for this machine.
     """
-    from planner.calibration import measure_ceilings, to_catalog_toml
+    from planner.measure.calibration import measure_ceilings, to_catalog_toml
 
     ceilings = measure_ceilings(device, dtype)
     if save_toml is not None:

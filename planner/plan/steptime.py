@@ -1,7 +1,7 @@
 """Time over a grid of candidates: a per-op roofline, collectives and the pipeline schedule
 (docs/planning.md P6-P14).
 
-The ops come from planner.layers at batch 1 (one sequence): FLOPs, weight bytes, and the
+The ops come from planner.model.layers at batch 1 (one sequence): FLOPs, weight bytes, and the
 activation bytes each op reads and writes. Everything is linear in the batch for a fixed
 sequence length, so a grid of micro-batch sizes is a multiplication. Each op then takes
 
@@ -27,12 +27,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from planner.layers import CausalCounting, Recompute, layer_table
-from planner.models import ModelSpec
-from planner.precision import dtype_bytes, precision_policy
+from planner.model.layers import CausalCounting, Recompute, layer_table
+from planner.model.precision import dtype_bytes, precision_policy
+from planner.model.spec import ModelSpec
 
 RECOMPUTE_OPTIONS: tuple[Recompute, ...] = ("none", "selective", "full")
-LOSS_OUTPUT_BYTES = 4  # cross-entropy writes fp32 log-probabilities (planner.layers)
+LOSS_OUTPUT_BYTES = 4  # cross-entropy writes fp32 log-probabilities (planner.model.layers)
 
 # Megatron tensor parallelism: 2 all-reduces per block forward (after attention and after the
 # MLP) and 2 in backward (Shoeybi et al. 2019, Fig. 4); a full recompute repeats the forward's
@@ -325,7 +325,8 @@ def _outer_split(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 def training_profile(spec: ModelSpec, *, seq_len: int, precision: str, optimizer: str,
                      flash_attention: bool, causal_attention: CausalCounting
                      ) -> TrainingProfile:
-    """The training ops and byte totals of `spec` for one sequence (planner.layers, batch 1)."""
+    """The training ops and byte totals of `spec` for one sequence
+    (planner.model.layers, batch 1)."""
     policy = precision_policy(precision, mode="train")
     a = policy.activation_bytes
     tables = {r: layer_table(spec, seq_len=seq_len, batch_size=1, mode="train",
@@ -399,7 +400,8 @@ class InferenceProfile:
 @lru_cache(maxsize=32)
 def inference_profile(spec: ModelSpec, *, prompt_len: int, output_len: int, precision: str,
                       kv_cache_precision: str | None) -> InferenceProfile:
-    """Prefill and decode ops of `spec` for one request (planner.layers, inference, batch 1)."""
+    """Prefill and decode ops of `spec` for one request
+    (planner.model.layers, inference, batch 1)."""
     policy = precision_policy(precision, mode="inference")
     a = policy.activation_bytes
     kv_b = dtype_bytes(kv_cache_precision) if kv_cache_precision else a

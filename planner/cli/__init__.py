@@ -1,6 +1,6 @@
 """The `planner` command line: `planner models`, `planner layers`, `planner catalog`, ...
 
-Each sub-command lives in `planner.commands.<name>` and registers itself with `register()`.
+Each sub-command lives in `planner.cli.<name>` and registers itself with `register()`.
 Bad input prints one line on stderr and exits with status 2; the library never prints.
 """
 
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
-        importlib.import_module(f"planner.commands.{name}").register(subparsers)
+        importlib.import_module(f"planner.cli.{name}").register(subparsers)
     return parser
 
 

@@ -3,16 +3,18 @@
 One general rule (docs/planning.md P6), never fitted to individual runs:
 
 1. Device kind and generation set the base fractions. They come from the catalog
-   (`Device.efficiency`, filled by `planner.catalog.default_efficiency` from the measurements in
+   (`Device.efficiency`, filled by `planner.hardware.catalog.default_efficiency` from the
+   measurements in
    shared/reference/README.md §3-5 and §7): matmuls reach `train_compute_frac` of the dense peak
    in training (`infer_compute_frac` in serving), memory-bound ops `memory_bw_frac` of the
    memory bandwidth, collectives `network_frac` of the per-direction link bandwidth.
-2. Model size and sequence length act through the per-layer roofline (planner.timing): every
+2. Model size and sequence length act through the per-layer roofline (planner.plan.steptime): every
    op takes max(FLOPs / (peak · compute), bytes / (bandwidth · memory), op overhead), so small
    models (narrow matmuls, many short kernels) and decode (weights and KV cache read per token)
    lose efficiency without a fitted size factor, and long sequences shift work into attention
    and, through activation memory, into recomputation.
-3. The parallel layout acts through exposed time (planner.timing): tensor-parallel collectives
+3. The parallel layout acts through exposed time (planner.plan.steptime): tensor-parallel
+   collectives
    on the scale-up link, the pipeline bubble (p−1)/(m+p−1), data-parallel and ZeRO traffic not
    hidden behind the backward pass.
 

@@ -8,11 +8,11 @@ import sys
 
 import pandas as pd
 
-from planner.commands import positive_int
-from planner.models import model
-from planner.report import to_csv
+from planner.cli.args import positive_int
+from planner.measure.validate import block_activations, calibrate, summary_frame, validate
+from planner.model.spec import model
+from planner.report.tables import to_csv
 from planner.units import bytes_str, duration_str, si
-from planner.validate import block_activations, calibrate, summary_frame, validate
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -7,8 +7,8 @@ import math
 
 import pandas as pd
 
-from planner.backtest import backtest, backtest_summary
-from planner.report import to_csv
+from planner.plan.backtest import backtest, backtest_summary
+from planner.report.tables import to_csv
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

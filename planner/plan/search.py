@@ -21,9 +21,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from planner.cost import CostOptions, DevicePrices, costs, device_prices
-from planner.efficiency import Efficiencies, device_efficiencies, device_peak, peak_dtype_chain
-from planner.memory import (
+from planner.hardware.efficiency import (
+    Efficiencies,
+    device_efficiencies,
+    device_peak,
+    peak_dtype_chain,
+)
+from planner.model.precision import Mode, precision_policy
+from planner.plan.cost import CostOptions, DevicePrices, costs, device_prices
+from planner.plan.memory import (
     activation_bytes_per_device,
     inference_weight_bytes_per_device,
     kv_cache_bytes_per_device,
@@ -31,8 +37,7 @@ from planner.memory import (
     zero3_gather_buffer_bytes,
     zero_sharded_bytes,
 )
-from planner.precision import Mode, precision_policy
-from planner.timing import (
+from planner.plan.steptime import (
     RECOMPUTE_OPTIONS,
     TP_COLLECTIVES_PER_LAYER_INFERENCE,
     InferenceProfile,
@@ -49,8 +54,8 @@ from planner.timing import (
     stage_time_s,
     training_profile,
 )
+from planner.plan.workloads import InferenceJob, TrainingJob
 from planner.units import SECONDS_PER_HOUR, bytes_str, duration_str
-from planner.workloads import InferenceJob, TrainingJob
 
 OBJECTIVES = ("time", "cost", "energy")
 MAX_TP = 64  # largest tensor-parallel degree searched (pinned values may exceed it)
@@ -92,7 +97,7 @@ _FIT_CODE_INFER = INFER_REASONS.index("does not fit in memory")
 def _resolve_devices(catalog: Any, devices: Iterable[str] | None,
                      kinds: Iterable[str] | None) -> list[Any]:
     if catalog is None:
-        from planner.catalog import load_catalog
+        from planner.hardware.catalog import load_catalog
 
         catalog = load_catalog()
     if isinstance(devices, str):
@@ -268,7 +273,7 @@ def evaluate_training(job: TrainingJob, prof: TrainingProfile, dev: dict[str, An
                       eff_lat_s, *, n, tp, pp, zero, mb, rc, op_times=None) -> dict[str, Any]:
     """All quantities of training candidates; every argument broadcasts (scalars work too).
 
-    `dev` holds the device numbers (planner.rank._device_columns); `rc` indexes
+    `dev` holds the device numbers (planner.plan.search._device_columns); `rc` indexes
     RECOMPUTE_OPTIONS; `op_times` optionally gives micro_batch_times() already computed.
     Formulas P1-P14 (docs/planning.md).
     """

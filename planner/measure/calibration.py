@@ -6,7 +6,7 @@ few-row ("skinny") matmuls and a chain of tiny `nn.Linear` calls on the local de
 repeat is the ceiling (what this machine achieves, not a vendor peak) and the median tiny call
 is the per-op overhead (Python module call + dispatcher + kernel launch; on CUDA, the launch
 overhead). `predict_times` feeds those ceilings to a per-row roofline with a floor (Williams
-et al. 2009; the same form as planner.timing.op_time_s, docs/planning.md P6):
+et al. 2009; the same form as planner.plan.steptime.op_time_s, docs/planning.md P6):
 
     t_row = max(FLOPs_row / achieved_matmul_flops_per_s,
                 bytes_moved_row / achieved_bw_bytes_per_s,
@@ -39,9 +39,9 @@ import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from planner.measure import TORCH_DTYPES, MasterAdamW, device_name
-from planner.models import ModelSpec
-from planner.timing import experts_touched_frac as _touched_frac
+from planner.measure.counters import TORCH_DTYPES, MasterAdamW, device_name
+from planner.model.spec import ModelSpec
+from planner.plan.steptime import experts_touched_frac as _touched_frac
 
 CPU_MATMUL_SIZES = (1024, 1536)  # NB: CPU GEMM throughput still grows with size; best is kept
 CUDA_MATMUL_SIZES = (4096, 8192)
@@ -62,7 +62,8 @@ CUDA_SKINNY_SIZES = (4096, 8192)  # bf16 32-128 MB: long enough that the launch 
 # FLOPs term takes over quickly (2·b FLOPs per weight element), so the exact cut matters little.
 SKINNY_MAX_ROWS = 16
 
-# torch.optim.AdamW(foreach=False), the optimizer planner.measure.MasterAdamW runs, launches per
+# torch.optim.AdamW(foreach=False), the optimizer planner.measure.counters.MasterAdamW runs,
+# launches per
 # parameter tensor: step += 1, p.mul_(1 − lr·wd), m.lerp_, v.mul_, v.addcmul_, step.item(),
 # v.sqrt(), div, add_(eps), p.addcdiv_ = 10 kernels (counted with a TorchDispatchMode, torch
 # 2.13). With low-precision weights MasterAdamW adds the fp32 gradient copy and the copy back.
@@ -95,7 +96,8 @@ class Ceilings(BaseModel):
     adamw_tensor_overhead_s: float = Field(
         default=0.0, ge=0,
         description="Median wall time of one tiny parameter tensor's update in the run's "
-                    "optimizer (planner.measure.MasterAdamW: torch AdamW, foreach=False, with "
+                    "optimizer (planner.measure.counters.MasterAdamW: torch AdamW, foreach=False, "
+                    "with "
                     "fp32 master copies in bf16/fp16): its 10-12 kernel launches. 0 (ceilings "
                     "saved before it was measured): kernels per tensor × op_overhead_s.")
     skinny_matmul_bw_bytes_per_s: float = Field(
@@ -361,7 +363,7 @@ def roofline_row_times(spec: ModelSpec, table: pd.DataFrame, ceilings: Ceilings,
     """Per-row roofline seconds for forward (train/prefill), backward and decode, with the
     per-op floor (ops × op_overhead_s), plus bytes moved and kernels per row.
 
-    NB: a floor (max), as planner.timing.op_time_s, not a sum: on CUDA the host launches
+    NB: a floor (max), as planner.plan.steptime.op_time_s, not a sum: on CUDA the host launches
     asynchronously, so launch overhead hides behind a kernel that runs longer than it and only
     shows when kernels are shorter. On the CPU eager dispatch runs serially before each kernel,
     so the truth lies between max and sum; the difference is at most ops × op_overhead_s per
@@ -413,7 +415,7 @@ def roofline_row_times(spec: ModelSpec, table: pd.DataFrame, ceilings: Ceilings,
 
 
 def experts_touched_frac(spec: ModelSpec, tokens: float) -> float:
-    """Expected share of the routed experts that `tokens` tokens touch (planner.timing P6b,
+    """Expected share of the routed experts that `tokens` tokens touch (planner.plan.steptime P6b,
     docs/planning.md); 1 for a dense model."""
     if not spec.is_moe:
         return 1.0
@@ -517,7 +519,7 @@ def _toml_str(text: str) -> str:
 
 
 def to_catalog_toml(ceilings: Ceilings, *, device_id: str | None = None) -> str:
-    """A `[[device]]` entry in the hardware catalog's user-file format (planner.catalog).
+    """A `[[device]]` entry in the hardware catalog's user-file format (planner.hardware.catalog).
 
     The achieved ceilings are entered as the peaks, with efficiency fractions of 1.0, so the
     planner's timing uses exactly what was measured. Load it with `load_catalog(path)`.
@@ -533,7 +535,8 @@ def to_catalog_toml(ceilings: Ceilings, *, device_id: str | None = None) -> str:
             f"{c.skinny_bw_bytes_per_s / 1e9:.1f} GB/s. Achieved values, not vendor peaks; "
             "launch_year is the year of the measurement.")
     lines = [
-        "# Written by planner.calibration.to_catalog_toml; load with load_catalog(this_file).",
+        "# Written by planner.measure.calibration.to_catalog_toml; "
+        "load with load_catalog(this_file).",
         "[[device]]",
         f"id = {_toml_str(did)}",
         f"vendor = {_toml_str(vendor)}",
@@ -544,7 +547,7 @@ def to_catalog_toml(ceilings: Ceilings, *, device_id: str | None = None) -> str:
         f"memory_bytes = {c.memory_bytes:.6g}",
         f"memory_bw_bytes_per_s = {c.memory_bw_bytes_per_s:.6g}",
         'price_note = "a local machine: no price"',
-        f"sources = [{_toml_str('planner.calibration.measure_ceilings on this machine')}]",
+        f"sources = [{_toml_str('planner.measure.calibration.measure_ceilings on this machine')}]",
         f'checked_on = "{c.measured_on}"',
         f"notes = {_toml_str(note)}",
         "",

@@ -6,12 +6,12 @@ import argparse
 
 import pandas as pd
 
-from planner.commands import positive_int
-from planner.layers import layer_table, totals
-from planner.models import list_models, model
-from planner.precision import POLICIES
-from planner.report import to_csv
-from planner.seed import seed_example
+from planner.cli.args import positive_int
+from planner.model.layers import layer_table, totals
+from planner.model.precision import POLICIES
+from planner.model.seed import seed_example
+from planner.model.spec import list_models, model
+from planner.report.tables import to_csv
 from planner.units import bytes_str, si
 
 

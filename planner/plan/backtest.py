@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from planner.models import GPT2_STYLE, ModelSpec, model
-from planner.precision import precision_policy
+from planner.model.precision import precision_policy
+from planner.model.spec import GPT2_STYLE, ModelSpec, model
 from planner.units import SECONDS_PER_HOUR, TERA
 
 DATA_FILE = "training_runs.csv"
@@ -60,7 +60,7 @@ COLUMNS = [
 # ---- models without a planner preset -----------------------------------------------------------
 def _gpt_like(name: str, *, n_layers: int, d_model: int, n_heads: int, vocab_size: int,
               max_seq_len: int, source_url: str, **extra: Any) -> ModelSpec:
-    """GPT-2-style block (planner.models.GPT2_STYLE): pre-LayerNorm with biases, GELU MLP of
+    """GPT-2-style block (planner.model.spec.GPT2_STYLE): pre-LayerNorm with biases, GELU MLP of
     4·d, tied embeddings; no dropout."""
     fields: dict[str, Any] = dict(
         GPT2_STYLE, dropout=0.0, n_layers=n_layers, d_model=d_model, n_heads=n_heads,
@@ -321,7 +321,7 @@ def backtest(*, catalog: Any = None, runs: pd.DataFrame | None = None) -> pd.Dat
     `runs` defaults to `load_training_runs()`; `catalog` to the built-in hardware catalog.
     """
     if catalog is None:
-        from planner.catalog import load_catalog
+        from planner.hardware.catalog import load_catalog
 
         catalog = load_catalog()
     runs = load_training_runs() if runs is None else runs

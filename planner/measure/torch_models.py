@@ -1,6 +1,6 @@
 """Reference PyTorch implementations of every `ModelSpec` family, for measurement only.
 
-One `Reference` module is built from the same `ModelSpec` that `planner.layers` reads, and
+One `Reference` module is built from the same `ModelSpec` that `planner.model.layers` reads, and
 its module names equal the analytic row names one to one: `embed.tokens`, `blocks.0.attn.q`,
 `blocks.0.attn.scores` (a tiny module around the QKᵀ matmul), `blocks.0.moe.experts.up` (all
 experts' weights in one [E, d_in, d_out] parameter), `lm_head`, `loss`. So FlopCounterMode's
@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from planner.models import ModelSpec
+from planner.model.spec import ModelSpec
 
 ROPE_THETA = 10_000.0
 NORM_EPS = 1e-5

@@ -3,7 +3,7 @@ activations and KV cache (docs/planning.md P1-P5).
 
 Every function takes numpy arrays (or scalars) that broadcast against each other, so one call
 covers a whole grid of (tensor parallel t, pipeline parallel p, data parallel d, ZeRO stage,
-micro-batch) candidates. Inputs are per-model totals from planner.layers at batch 1; outputs
+micro-batch) candidates. Inputs are per-model totals from planner.model.layers at batch 1; outputs
 are bytes on the busiest device.
 """
 
@@ -51,7 +51,7 @@ def activation_bytes_per_device(*, layer_bytes, first_bytes, last_bytes, n_layer
                                 micro_batch_size, n_micro_batches):
     """P3: activations saved for backward on the busiest device.
 
-    `layer_bytes`, `first_bytes`, `last_bytes` are per sequence (planner.layers at batch 1,
+    `layer_bytes`, `first_bytes`, `last_bytes` are per sequence (planner.model.layers at batch 1,
     with the job's recompute setting). With 1F1B pipelining the first stage holds min(p, m)
     micro-batches in flight, each of ceil(L/p) layers (Narayanan et al. 2021, Sec. 2.2.1;
     Korthikanti et al. 2022, Sec. 4.2.3, "the first stage must store p micro-batches"); the

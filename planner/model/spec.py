@@ -2,7 +2,7 @@
 Hugging Face `config.json` (no `transformers` needed).
 
 A ModelSpec describes the *architecture* only (shapes and which optional pieces exist); the
-per-layer numbers (parameters, FLOPs, bytes) are derived from it in `planner.layers`.
+per-layer numbers (parameters, FLOPs, bytes) are derived from it in `planner.model.layers`.
 Parameter counts of every preset equal the released checkpoints' counts exactly
 (tests/test_models.py cites each one).
 """
@@ -130,7 +130,7 @@ class ModelSpec(BaseModel):
 
 
 def _param_total(spec: ModelSpec, *, active: bool) -> float:
-    from planner.layers import layer_structure  # layers imports this module
+    from planner.model.layers import layer_structure  # layers imports this module
 
     total = 0.0
     for row in layer_structure(spec):
@@ -147,7 +147,7 @@ _BERT = dict(arch="encoder", norm="layernorm", norm_position="post", mlp_act="ge
              mlp_bias=True, embedding_norm=True, final_norm=False, lm_head=False, pooler=True,
              dropout=0.1)
 # GPT-2 family layout (pre-LN with biases, GELU, learned positions, tied embeddings); also used
-# by planner.backtest for published GPT-style shapes without a preset.
+# by planner.plan.backtest for published GPT-style shapes without a preset.
 GPT2_STYLE = dict(arch="decoder", norm="layernorm", norm_position="pre", mlp_act="gelu",
              position="learned", tied_embeddings=True, qkv_bias=True, attn_out_bias=True,
              mlp_bias=True, vocab_size=50257, dropout=0.1)

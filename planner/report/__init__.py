@@ -1,0 +1,1 @@
+"""Reports: spreadsheet-safe CSV (tables) and plotly figures (plots)."""
