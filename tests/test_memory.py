@@ -17,7 +17,8 @@ from planner.plan.memory import (
     zero3_gather_buffer_bytes,
     zero_sharded_bytes,
 )
-from planner.plan.search import evaluate_training
+from planner.hardware.catalog import load_catalog
+from planner.plan.search import device_columns, evaluate_training
 from planner.plan.steptime import inference_profile, training_profile
 
 
@@ -70,7 +71,7 @@ def test_training_replicates_a_multi_query_kv_head():
                             flash_attention=True, causal_attention="full")
     kv = 2 * 4096 * 128 * 2  # K and V: 4096 x (1 head x 128) each, bf16 = 2,097,152 bytes
     assert prof.block_kv_state_bytes[0] == kv
-    q = evaluate_training(job, prof, _DEV, 5e-6, 1e-5, n=4, tp=4, pp=1, zero=0, mb=1, rc=0)
+    q = evaluate_training(job, prof, _DEV, n=4, tp=4, pp=1, zero=0, mb=1, rc=0)
     whole = 2 * spec.n_params
     # t = 4: everything / 4, plus the 3 extra copies of the K/V projections per device / 4
     # = (whole + 32 layers * 3 * kv) / 4
@@ -128,9 +129,8 @@ def test_more_recompute_saves_activation_memory():
     assert full == 4096 * 4096 * 2
 
 
-_DEV = dict(peak=np.array(1e15), compute_frac=np.array(0.4), bw=np.array(3e12),
-            memory_bw_frac=np.array(0.7), up_bw=np.array(4.5e11), out_bw=np.array(5e10),
-            domain=np.array(8.0), network_frac=np.array(0.8), memory=np.array(80e9))
+_DEV = device_columns(load_catalog().get("nvidia_h100_sxm"),
+                      TrainingJob(model="gpt2", n_tokens=1e9, seq_len=512, global_batch_size=8))
 
 
 @settings(max_examples=30, deadline=None)
@@ -143,7 +143,7 @@ def test_more_devices_never_raise_per_device_memory(tp, pp, zero, mb, rc, model_
     prof = training_profile(job.model, seq_len=seq, precision="bf16", optimizer="adamw",
                             flash_attention=True, causal_attention="full")
     n = np.array([1, 2, 4, 8, 16, 32, 64, 128]) * tp * pp  # dp = 1 ... 128
-    q = evaluate_training(job, prof, _DEV, 5e-6, 1e-5, n=n, tp=tp, pp=pp, zero=zero, mb=mb,
+    q = evaluate_training(job, prof, _DEV, n=n, tp=tp, pp=pp, zero=zero, mb=mb,
                           rc=rc)
     mem = np.broadcast_to(q["mem"], n.shape)
     assert np.all(np.diff(mem) <= 1e-6 * mem[:-1])

@@ -40,6 +40,13 @@ from pydantic import (
     model_validator,
 )
 
+from planner.hardware.kernels import (
+    KernelEntry,
+    builtin_kernel_entries,
+    kernel_index,
+    read_kernel_entries,
+)
+
 Dtype = Literal["fp64", "fp32", "tf32", "bf16", "fp16", "fp8", "fp4", "int8", "int4"]
 Kind = Literal["gpu", "tpu", "fpga", "asic", "other"]
 Contract = Literal["on-demand", "reserved", "spot", "capacity-block", "list", "street"]
@@ -569,6 +576,9 @@ class Catalog:
 
     devices: tuple[Device, ...]
     origins: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
+    # device id -> its kernel-rate table (planner.hardware.kernels); the built-in tables when
+    # empty. User files' [[kernels]] tables replace the built-in ones of the ids they list.
+    kernels: Mapping[str, KernelEntry] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -615,7 +625,8 @@ class Catalog:
         if ids is not None:
             wanted = {self.get(i).id for i in ids}
             devices = tuple(d for d in devices if d.id in wanted)
-        return Catalog(devices, {d.id: self.origins.get(d.id, ()) for d in devices})
+        return Catalog(devices, {d.id: self.origins.get(d.id, ()) for d in devices},
+                       self.kernels)
 
     def to_frame(
         self, *, provider: str | None = None, contract: str | None = "on-demand"
@@ -751,12 +762,14 @@ def _read_entries(path: Path) -> list[dict[str, Any]]:
     except tomllib.TOMLDecodeError as exc:
         where = _toml_error_line(text, str(exc))
         raise ValueError(f"{path}: {where}: (syntax): invalid TOML: {exc}") from None
-    unknown = [k for k in data if k != "device"]
+    unknown = [k for k in data if k not in ("device", "kernels")]
     if unknown:
         raise ValueError(
             f"{path}: top level: {unknown[0]}: unknown key; a catalog file holds only "
-            "[[device]] tables"
+            "[[device]] and [[kernels]] tables"
         )
+    if "device" not in data and "kernels" in data:
+        return []  # kernel tables only (planner.hardware.kernels reads them)
     entries = data.get("device")
     if not (isinstance(entries, list) and entries and all(isinstance(e, dict) for e in entries)):
         raise ValueError(f"{path}: top level: device: expected one or more [[device]] tables")
@@ -876,8 +889,11 @@ def load_catalog(*extra_paths: str | Path) -> Catalog:
     builtin, builtin_origins = _builtin()
     devices = {d.id: d for d in builtin}
     origins = dict(builtin_origins)
-    _load_files(_expand(extra_paths), devices, origins, allow_override=True)
-    return Catalog(tuple(devices.values()), origins)
+    files = _expand(extra_paths)
+    _load_files(files, devices, origins, allow_override=True)
+    kernels = kernel_index([*builtin_kernel_entries(),
+                            *(e for p in files for e in read_kernel_entries(p))])
+    return Catalog(tuple(devices.values()), origins, kernels)
 
 
 def validate_catalog_file(path: str | Path) -> list[Device]:
@@ -937,7 +953,8 @@ def check_catalog_entries(path: str | Path) -> pd.DataFrame:
 
 
 def catalog_json_schema() -> dict[str, Any]:
-    """JSON Schema of a catalog file: `[[device]]` entries. Only `id` is required per entry,
+    """JSON Schema of a catalog file: `[[device]]` entries and `[[kernels]]` tables
+    (planner.hardware.kernels). Only `id` is required per device entry,
     because a user entry for an existing id changes just the fields it gives; a new device
     needs every field the `Device` definition requires."""
     device = Device.model_json_schema(mode="validation")
@@ -947,6 +964,9 @@ def catalog_json_schema() -> dict[str, Any]:
     defs["DeviceEntry"] = entry
     # In a file `efficiency` may give any subset; the rest comes from the default rule.
     defs["Efficiency"] = {**defs["Efficiency"], "required": []}
+    kernels = KernelEntry.model_json_schema(mode="validation")
+    defs.update(kernels.pop("$defs", {}))
+    defs["KernelEntry"] = kernels
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "planner hardware catalog file",
@@ -956,8 +976,10 @@ def catalog_json_schema() -> dict[str, Any]:
         "type": "object",
         "properties": {
             "device": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/DeviceEntry"}},
+            "kernels": {"type": "array", "minItems": 1,
+                        "items": {"$ref": "#/$defs/KernelEntry"}},
         },
-        "required": ["device"],
+        "anyOf": [{"required": ["device"]}, {"required": ["kernels"]}],
         "additionalProperties": False,
         "$defs": dict(sorted(defs.items())),
     }

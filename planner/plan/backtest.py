@@ -14,6 +14,9 @@ Two kinds of comparison (reference README §5):
   include restarts, evaluations, idle capacity and batch ramp-up.
 * throughput (``mfu``, ``tflops_per_device``, ``tokens_per_s_per_device``) is steady state, so
   it is compared with goodput = 1 (the step time alone).
+* ``time_to_train_minutes`` (MLPerf Training time-to-train) is compared with goodput = 1 as
+  well: n_tokens / (global batch · seq_len) steady-state steps × the step time. The published
+  value still includes MLPerf's in-run evaluations (docs/backtest.md).
 
 A throughput number is only comparable if the FLOPs are counted the way the publisher counted
 them. The predicted value is therefore computed from the predicted step time with the
@@ -21,8 +24,9 @@ publisher's own formula (`flops_convention`): Megatron's Eq. 3 (hardware FLOPs w
 recomputed forward, also used by MT-NLG and BLOOM), llm-foundry's MFU (6N + attention), or
 PaLM's Appendix B (6N + 12·L·H·Q·T). A signed error is then exactly the step-time error.
 
-Values are in the unit their metric names (hours, fraction, TFLOP/s, tokens/s), the one place
-where the planner keeps a non-SI unit: the point of the table is to be read against the papers.
+Values are in the unit their metric names (hours, fraction, TFLOP/s, tokens/s, minutes), the
+one place where the planner keeps a non-SI unit: the point of the table is to be read against
+the papers.
 """
 
 from __future__ import annotations
@@ -39,9 +43,12 @@ from planner.model.precision import precision_policy
 from planner.model.spec import GPT2_STYLE, ModelSpec, model
 from planner.units import SECONDS_PER_HOUR, TERA
 
+SECONDS_PER_MINUTE = 60.0
+
 DATA_FILE = "training_runs.csv"
 
-METRICS = ("device_hours", "mfu", "tflops_per_device", "tokens_per_s_per_device")
+METRICS = ("device_hours", "mfu", "tflops_per_device", "tokens_per_s_per_device",
+           "time_to_train_minutes")
 FLOPS_CONVENTIONS = ("narayanan2021_eq3", "llmfoundry_mfu", "palm_appendix_b")
 _INT_FIELDS = ("n_devices", "tp", "pp", "dp", "zero_stage", "micro_batch_size",
                "global_batch_seqs", "seq_len")
@@ -213,17 +220,23 @@ def convention_flops_per_step(convention: str, spec: ModelSpec, *, batch_seqs: f
 
 def predicted_metric(*, metric: str, convention: str | None, spec: ModelSpec, n_devices: int,
                      batch_seqs: float, seq_len: float, step_time_s: float, time_s: float,
-                     peak_flops_per_s: float | None) -> float:
+                     peak_flops_per_s: float | None, n_tokens: float | None = None) -> float:
     """The published quantity computed from a predicted step time (and total time).
 
     device_hours = time_s · n / 3600 (time_s includes goodput); tokens_per_s_per_device =
-    B·s / (step_time_s · n); tflops_per_device = F / (step_time_s · n) / 1e12; mfu = F /
-    (step_time_s · n · peak), with F the publisher's FLOPs per step.
+    B·s / (step_time_s · n); time_to_train_minutes = n_tokens / (B·s) steps × step_time_s / 60
+    (steady-state steps, goodput 1, fractional steps); tflops_per_device = F / (step_time_s ·
+    n) / 1e12; mfu = F / (step_time_s · n · peak), with F the publisher's FLOPs per step.
     """
     if metric == "device_hours":
         return time_s * n_devices / SECONDS_PER_HOUR
     if metric == "tokens_per_s_per_device":
         return batch_seqs * seq_len / (step_time_s * n_devices)
+    if metric == "time_to_train_minutes":
+        if not n_tokens:
+            raise ValueError("n_tokens: needed for a time-to-train comparison")
+        steps = n_tokens / (batch_seqs * seq_len)
+        return steps * step_time_s / SECONDS_PER_MINUTE
     if metric not in ("mfu", "tflops_per_device"):
         raise ValueError(f"metric: {metric!r}; allowed: {', '.join(METRICS)}")
     flops = convention_flops_per_step(convention or "", spec, batch_seqs=batch_seqs,
@@ -300,7 +313,7 @@ def _predict(run: pd.Series, catalog: Any) -> dict[str, Any]:
         metric=run["metric"], convention=run["flops_convention"], spec=spec,
         n_devices=int(best["n_devices"]), batch_seqs=batch, seq_len=seq_len,
         step_time_s=float(best["step_time_s"]), time_s=float(best["time_s"]),
-        peak_flops_per_s=peak)
+        peak_flops_per_s=peak, n_tokens=n_tokens)
     return out | dict(
         predicted=predicted, step_time_s=float(best["step_time_s"]),
         engine_mfu=float(best.get("mfu", math.nan)),

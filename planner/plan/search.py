@@ -21,10 +21,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from planner.hardware.efficiency import (
-    Efficiencies,
-    device_efficiencies,
+from planner.hardware.kernels import (
+    CollectiveOp,
+    KernelRates,
+    Tier,
+    attention_dtype,
+    collective_seconds,
     device_peak,
+    kernel_rates,
+    op_overhead_s,
     peak_dtype_chain,
 )
 from planner.model.precision import Mode, precision_policy
@@ -40,17 +45,16 @@ from planner.plan.memory import (
 from planner.plan.steptime import (
     RECOMPUTE_OPTIONS,
     TP_COLLECTIVES_PER_LAYER_INFERENCE,
+    DeviceRates,
     InferenceProfile,
     TrainingProfile,
-    collective_time_s,
     data_parallel_bw_bytes_per_s,
-    data_parallel_traffic,
+    data_parallel_seconds,
     inference_profile,
     ops_time_s,
-    optimizer_step_time_s,
+    optimizer_step_bytes,
     pipeline_bubble_frac,
     pipeline_step_time_s,
-    ring_allreduce_bytes,
     stage_time_s,
     training_profile,
 )
@@ -139,13 +143,18 @@ class _DeviceTable:
     up_bw: np.ndarray
     domain: np.ndarray
     out_bw: np.ndarray
-    eff: Efficiencies
+    kernels: KernelRates
+    attn_peak: np.ndarray
+    op_overhead_s: float
     prices: DevicePrices
 
 
 def _device_table(devices: Sequence[Any], *, compute_dtype: str, mode: str,
-                  job: TrainingJob | InferenceJob, cost: CostOptions) -> _DeviceTable:
+                  job: TrainingJob | InferenceJob, cost: CostOptions,
+                  kernel_index: Any = None) -> _DeviceTable:
     peaks = [device_peak(d, compute_dtype, mode=mode) for d in devices]
+    attn_dtype = attention_dtype(compute_dtype)
+    attn_peaks = [device_peak(d, attn_dtype, mode=mode) for d in devices]
 
     def arr(attr: str) -> np.ndarray:
         return np.array([np.nan if getattr(d, attr) is None else float(getattr(d, attr))
@@ -160,21 +169,50 @@ def _device_table(devices: Sequence[Any], *, compute_dtype: str, mode: str,
         up_bw=arr("scaleup_bw_bytes_per_s"),
         domain=np.array([float(d.scaleup_domain_size or 1) for d in devices]),
         out_bw=arr("scaleout_bw_bytes_per_s"),
-        eff=device_efficiencies(devices, mode=mode, compute_frac=job.compute_frac,
-                                overrides=job.efficiency_overrides),
+        kernels=kernel_rates(devices, gemm_dtypes=[t or compute_dtype for _, t in peaks],
+                             attention_dtypes=[t or attn_dtype for _, t in attn_peaks],
+                             index=kernel_index, overrides=job.kernel_overrides()),
+        attn_peak=np.array([p for p, _ in attn_peaks], dtype=float),
+        op_overhead_s=op_overhead_s(job.efficiency_overrides),
         prices=device_prices(devices, cost),
     )
 
 
-def _device_columns(table: _DeviceTable, sl: slice, ndim: int) -> dict[str, np.ndarray]:
-    """Per-device arrays of a chunk, shaped to broadcast along axis 0 of an ndim grid."""
+def _device_columns(table: _DeviceTable, sl: slice, ndim: int) -> dict[str, Any]:
+    """Per-device arrays of a chunk, shaped to broadcast along axis 0 of an ndim grid, and
+    their kernel rates ("rates", a DeviceRates)."""
     shape = (-1,) + (1,) * (ndim - 1)
     cols = dict(peak=table.peak, memory=table.memory, bw=table.bw, up_bw=table.up_bw,
-                domain=table.domain, out_bw=table.out_bw, compute_frac=table.eff.compute_frac,
-                memory_bw_frac=table.eff.memory_bw_frac, network_frac=table.eff.network_frac,
+                domain=table.domain, out_bw=table.out_bw,
                 usd_per_hour=table.prices.usd_per_device_hour,
                 purchase_usd=table.prices.purchase_usd, tdp_w=table.prices.tdp_w)
-    return {k: v[sl].reshape(shape) for k, v in cols.items()}
+    out: dict[str, Any] = {k: v[sl].reshape(shape) for k, v in cols.items()}
+    out["rates"] = DeviceRates(
+        kernels=table.kernels, index=np.arange(len(table.ids))[sl].reshape(shape),
+        gemm_peak_flops_per_s=out["peak"], attention_peak_flops_per_s=table.attn_peak[sl]
+        .reshape(shape), memory_bw_bytes_per_s=out["bw"], op_overhead_s=table.op_overhead_s)
+    return out
+
+
+def device_columns(device: Any, job: TrainingJob | InferenceJob,
+                   cost: CostOptions | None = None) -> dict[str, Any]:
+    """The per-device numbers of ONE device as `evaluate_training` / `evaluate_inference`
+    take them (arrays of one element), e.g. to evaluate a hand-picked layout."""
+    return _device_columns(_table_for(job, [device], None, None, cost or CostOptions()),
+                           slice(0, 1), 1)
+
+
+def collective_s(dev: dict[str, Any], op: CollectiveOp, *, n_bytes, n_ranks, link_bw,
+                 scale_out):
+    """K5 for a grid: one collective of `n_bytes` over `n_ranks` devices at `link_bw` per
+    device and direction, with the latency and bus-bandwidth fraction of the scale-out tier
+    where `scale_out` is True, of the scale-up tier elsewhere."""
+    rates: DeviceRates = dev["rates"]
+    lat_up, frac_up = rates.kernels.collective(Tier.SCALE_UP, op, rates.index)
+    lat_out, frac_out = rates.kernels.collective(Tier.SCALE_OUT, op, rates.index)
+    return collective_seconds(op, n_bytes=n_bytes, n_ranks=n_ranks, link_bytes_per_s=link_bw,
+                              busbw_frac=np.where(scale_out, frac_out, frac_up),
+                              latency_s=np.where(scale_out, lat_out, lat_up))
 
 
 def _powers_of_two(limit: int) -> list[int]:
@@ -241,16 +279,14 @@ def _train_axes(job: TrainingJob, table: _DeviceTable) -> _TrainAxes:
                       np.array(rc, dtype=int), tp_values, tp_index)
 
 
-def micro_batch_times(prof: TrainingProfile, dev: dict[str, Any], op_overhead_s, *, tp, mb,
+def micro_batch_times(prof: TrainingProfile, dev: dict[str, Any], *, tp, mb,
                       rc) -> tuple[Any, Any, Any]:
     """(one block, embedding side, head side): forward + backward (+ recompute) time of one
     micro-batch of `mb` sequences on one of `tp` devices (P6); arguments broadcast."""
-    kw = dict(batch=mb, tp=tp, kv_split=np.minimum(tp, prof.n_kv_heads),
-              peak_flops_per_s=dev["peak"],
-              compute_frac=dev["compute_frac"], bw_bytes_per_s=dev["bw"],
-              memory_bw_frac=dev["memory_bw_frac"], overhead_s=op_overhead_s)
-    return (ops_time_s(prof.block, passes=prof.block_passes[rc], **kw),
-            ops_time_s(prof.first, passes=3.0, **kw), ops_time_s(prof.last, passes=3.0, **kw))
+    kw = dict(batch=mb, tp=tp, kv_split=np.minimum(tp, prof.n_kv_heads), rates=dev["rates"],
+              backward=True)
+    return (ops_time_s(prof.block, fwd_passes=prof.block_fwd_passes[rc], **kw),
+            ops_time_s(prof.first, **kw), ops_time_s(prof.last, **kw))
 
 
 def tp_tiles_domain(*, tp, n, domain):
@@ -269,8 +305,8 @@ def tp_link_bw(*, tp, n, dev: dict[str, Any]):
                     dev["out_bw"])
 
 
-def evaluate_training(job: TrainingJob, prof: TrainingProfile, dev: dict[str, Any], eff_op_s,
-                      eff_lat_s, *, n, tp, pp, zero, mb, rc, op_times=None) -> dict[str, Any]:
+def evaluate_training(job: TrainingJob, prof: TrainingProfile, dev: dict[str, Any], *, n, tp,
+                      pp, zero, mb, rc, op_times=None) -> dict[str, Any]:
     """All quantities of training candidates; every argument broadcasts (scalars work too).
 
     `dev` holds the device numbers (planner.plan.search._device_columns); `rc` indexes
@@ -303,35 +339,38 @@ def evaluate_training(job: TrainingJob, prof: TrainingProfile, dev: dict[str, An
     mem = w + g + o + buffer + act
     # compute per micro-batch (P6, P12)
     if op_times is None:
-        op_times = micro_batch_times(prof, dev, eff_op_s, tp=tp, mb=mb, rc=rc)
+        op_times = micro_batch_times(prof, dev, tp=tp, mb=mb, rc=rc)
     t_layer, t_first, t_last = op_times
     stage = stage_time_s(layer_s=t_layer, first_s=t_first, last_s=t_last, n_layers=L, pp=pp)
-    # communication per micro-batch: tensor parallel (P7, P9) and pipeline sends
-    link = dict(network_frac=dev["network_frac"], latency_s=eff_lat_s)
+    # communication per micro-batch: tensor parallel (P7, P9) and pipeline sends, each
+    # collective at its own message size and rank count (K5)
     message = mb * seq * prof.d_model * prof.activation_bytes
+    tp_out = ~tp_tiles_domain(tp=tp, n=n, domain=dev["domain"])
     tp_comm = (np.ceil(L / pp) * prof.tp_collectives_per_layer[rc]
-               * collective_time_s(volume_bytes=ring_allreduce_bytes(message_bytes=message, n=tp),
-                                   n=tp, bw_bytes_per_s=tp_link_bw(tp=tp, n=n, dev=dev),
-                                   **link))
-    pp_bw = np.where(n <= dev["domain"], dev["up_bw"], dev["out_bw"])
-    pp_comm = 2.0 * collective_time_s(volume_bytes=message / tp, n=pp, bw_bytes_per_s=pp_bw,
-                                      **link)
+               * collective_s(dev, CollectiveOp.ALL_REDUCE, n_bytes=message, n_ranks=tp,
+                              link_bw=tp_link_bw(tp=tp, n=n, dev=dev), scale_out=tp_out))
+    pp_out = n > dev["domain"]
+    pp_comm = 2.0 * collective_s(dev, CollectiveOp.SEND_RECV, n_bytes=message / tp, n_ranks=pp,
+                                 link_bw=np.where(pp_out, dev["out_bw"], dev["up_bw"]),
+                                 scale_out=pp_out)
     micro = stage + tp_comm + pp_comm
     span = pipeline_step_time_s(stage_micro_batch_s=micro, pp=pp, n_micro_batches=m)
-    # data parallel and ZeRO (P13), overlapped with compute (A3)
+    # data parallel and ZeRO (P13), overlapped with compute (A3); gradients are reduced in
+    # job.grad_reduce_dtype
     dp_bw = data_parallel_bw_bytes_per_s(tp=tp, dp=dp, domain=dev["domain"],
                                          up_bw=dev["up_bw"], out_bw=dev["out_bw"])
-    per_step, per_micro = data_parallel_traffic(weight_bytes=w_full, grad_bytes=g_full, dp=dp,
-                                                zero_stage=zero)
-    t_step_comm = collective_time_s(volume_bytes=per_step, n=dp, bw_bytes_per_s=dp_bw, **link)
-    t_micro_comm = collective_time_s(volume_bytes=per_micro, n=dp, bw_bytes_per_s=dp_bw, **link)
+    dp_out = tp * dp > dev["domain"]
+    grad_reduce = g_full * prof.grad_reduce_bytes_per_grad_byte(job.grad_reduce_dtype)
+    t_step_comm, t_micro_comm = data_parallel_seconds(
+        weight_bytes=w_full, grad_bytes=grad_reduce, zero_stage=zero,
+        collective=lambda op, nb: collective_s(dev, op, n_bytes=nb, n_ranks=dp, link_bw=dp_bw,
+                                               scale_out=dp_out))
     backward_window = stage * (2.0 / 3.0)
     dp_exposed = (np.maximum(t_step_comm - backward_window, 0.0)
                   + m * np.maximum(t_micro_comm - stage, 0.0))
     shard = np.where(np.asarray(zero) >= 1, dp, 1.0)
-    optimizer = optimizer_step_time_s(weight_bytes=w_full / shard, grad_bytes=g_full / shard,
-                                      optimizer_bytes=o_full / shard, bw_bytes_per_s=dev["bw"],
-                                      memory_bw_frac=dev["memory_bw_frac"])
+    optimizer = dev["rates"].memory_seconds(optimizer_step_bytes(
+        weight_bytes=w_full / shard, grad_bytes=g_full / shard, optimizer_bytes=o_full / shard))
     step = span + dp_exposed + optimizer
     time = job.n_steps * step / job.goodput_frac
     return dict(
@@ -408,10 +447,8 @@ def _train_chunks(job: TrainingJob, table: _DeviceTable, cost: CostOptions):
         shape = (sl.stop - sl.start, *axes.shape)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             op_times = tuple(np.take(t, axes.tp_index, axis=1) for t in micro_batch_times(
-                prof, dev, table.eff.op_overhead_s, tp=tp_unique, mb=grid["mb"],
-                rc=grid["rc"]))
-            q = evaluate_training(job, prof, dev, table.eff.op_overhead_s,
-                                  table.eff.collective_latency_s, n=n, tp=tp, pp=grid["pp"],
+                prof, dev, tp=tp_unique, mb=grid["mb"], rc=grid["rc"]))
+            q = evaluate_training(job, prof, dev, n=n, tp=tp, pp=grid["pp"],
                                   zero=grid["zero"], mb=grid["mb"], rc=grid["rc"],
                                   op_times=op_times)
             code = _train_reasons(job, dev, q, n=n, tp=tp, tp_pinned=job.tp is not None)
@@ -435,8 +472,8 @@ def _infer_axes(job: InferenceJob, table: _DeviceTable) -> tuple[np.ndarray, np.
     return np.array(tp, dtype=float), np.array(b, dtype=float)
 
 
-def evaluate_inference(job: InferenceJob, prof: InferenceProfile, dev: dict[str, Any],
-                       eff_op_s, eff_lat_s, *, tp, batch) -> dict[str, Any]:
+def evaluate_inference(job: InferenceJob, prof: InferenceProfile, dev: dict[str, Any], *, tp,
+                       batch, scale_out=False) -> dict[str, Any]:
     """All quantities of serving candidates (P4, P5, P6, P9, P19); arguments broadcast.
 
     Continuous batching (A9; Yu et al. 2022, Orca; Kwon et al. 2023, vLLM): a replica keeps
@@ -448,17 +485,17 @@ def evaluate_inference(job: InferenceJob, prof: InferenceProfile, dev: dict[str,
     batch / (output_len · TPOT) requests per second.
     """
     kv_split = np.minimum(tp, prof.n_kv_heads)
-    kw = dict(tp=tp, kv_split=kv_split, peak_flops_per_s=dev["peak"],
-              compute_frac=dev["compute_frac"], bw_bytes_per_s=dev["bw"],
-              memory_bw_frac=dev["memory_bw_frac"], overhead_s=eff_op_s)
-    link = dict(n=tp, bw_bytes_per_s=dev["up_bw"], network_frac=dev["network_frac"],
-                latency_s=eff_lat_s)
+    kw = dict(tp=tp, kv_split=kv_split, rates=dev["rates"])
+    link = np.where(scale_out, dev["out_bw"], dev["up_bw"])
     a, h, L = prof.activation_bytes, prof.d_model, prof.n_layers
     n_coll = TP_COLLECTIVES_PER_LAYER_INFERENCE * L
-    prefill = ops_time_s(prof.prefill, batch=1.0, **kw) + n_coll * collective_time_s(
-        volume_bytes=ring_allreduce_bytes(message_bytes=job.prompt_len * h * a, n=tp), **link)
-    decode = ops_time_s(prof.decode, batch=batch, **kw) + n_coll * collective_time_s(
-        volume_bytes=ring_allreduce_bytes(message_bytes=batch * h * a, n=tp), **link)
+
+    def tp_allreduce(n_bytes):
+        return n_coll * collective_s(dev, CollectiveOp.ALL_REDUCE, n_bytes=n_bytes, n_ranks=tp,
+                                     link_bw=link, scale_out=scale_out)
+
+    prefill = ops_time_s(prof.prefill, batch=1.0, **kw) + tp_allreduce(job.prompt_len * h * a)
+    decode = ops_time_s(prof.decode, batch=batch, **kw) + tp_allreduce(batch * h * a)
     ttft = prefill + decode
     tpot = decode + batch * prefill / job.output_len
     latency = ttft + (job.output_len - 1) * tpot
@@ -512,16 +549,13 @@ def _infer_grid(job: InferenceJob, table: _DeviceTable, cost: CostOptions):
     dev = _device_columns(table, slice(None), 3)
     shape = (len(table.ids), len(tp_vals), len(b_vals))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        q = evaluate_inference(job, prof, dev, table.eff.op_overhead_s,
-                               table.eff.collective_latency_s, tp=tp, batch=batch)
+        q = evaluate_inference(job, prof, dev, tp=tp, batch=batch)
         tiles = tp_tiles_domain(tp=tp, n=q["n_devices"], domain=dev["domain"])
         if job.tp is not None and not np.all(tiles):
             # P9b: a pinned t that does not tile the scale-up domain, on more devices than
             # one domain holds: its collectives cross domains, over the scale-out network
             # (slower, so the deployment only grows and stays beyond one domain)
-            out = evaluate_inference(job, prof, dict(dev, up_bw=dev["out_bw"]),
-                                     table.eff.op_overhead_s, table.eff.collective_latency_s,
-                                     tp=tp, batch=batch)
+            out = evaluate_inference(job, prof, dev, tp=tp, batch=batch, scale_out=True)
             q = {k: np.where(tiles, q[k], out[k]) for k in q}
         code = _infer_reasons(job, dev, q, tp=tp)
         # money and energy per million output tokens: devices busy for the hours it takes
@@ -671,7 +705,8 @@ def _table_for(job: TrainingJob | InferenceJob, catalog: Any, devices, kinds,
     mode: Mode = "train" if isinstance(job, TrainingJob) else "inference"
     chosen = _resolve_devices(catalog, devices, kinds)
     compute_dtype = precision_policy(job.precision, mode=mode).compute_dtype
-    return _device_table(chosen, compute_dtype=compute_dtype, mode=mode, job=job, cost=cost)
+    return _device_table(chosen, compute_dtype=compute_dtype, mode=mode, job=job, cost=cost,
+                         kernel_index=getattr(catalog, "kernels", None) or None)
 
 
 def search(job: TrainingJob | InferenceJob, catalog: Any = None, *,
@@ -827,6 +862,10 @@ def _straddle_text(tp: int, n_devices: Any, domain: float) -> str:
     return ""
 
 
+def _scalar(x: Any) -> float:
+    return float(np.asarray(x, dtype=float).reshape(-1)[0])
+
+
 def candidate_evaluator(job: TrainingJob, catalog: Any = None, *,
                         devices: Iterable[str] | None = None, cost: CostOptions | None = None):
     """A function that evaluates ONE training candidate at a time with Python scalars,
@@ -842,28 +881,27 @@ def candidate_evaluator(job: TrainingJob, catalog: Any = None, *,
     prof = training_profile(job.model, seq_len=job.seq_len, precision=job.precision,
                             optimizer=job.optimizer, flash_attention=job.flash_attention,
                             causal_attention=job.causal_attention)
-    per_device = {
-        device_id: {k: float(v[0]) for k, v in _device_columns(table, slice(i, i + 1), 1).items()}
-        for i, device_id in enumerate(table.ids)}
-    op_s, lat_s = table.eff.op_overhead_s, table.eff.collective_latency_s
+    per_device = {device_id: _device_columns(table, slice(i, i + 1), 1)
+                  for i, device_id in enumerate(table.ids)}
 
     def evaluate(device_id: str, n_devices: int, tp: int, pp: int, zero_stage: int,
                  micro_batch_size: int, recompute: str) -> dict[str, Any]:
         dev = per_device[device_id]
         rc = RECOMPUTE_OPTIONS.index(recompute)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            q = evaluate_training(job, prof, dev, op_s, lat_s, n=float(n_devices), tp=float(tp),
+            q = evaluate_training(job, prof, dev, n=float(n_devices), tp=float(tp),
                                   pp=float(pp), zero=float(zero_stage),
                                   mb=float(micro_batch_size), rc=rc)
-            code = int(_train_reasons(job, dev, q, n=float(n_devices), tp=float(tp),
+            code = _scalar(_train_reasons(job, dev, q, n=float(n_devices), tp=float(tp),
                                       tp_pinned=job.tp is not None))
             money = costs(n_devices=n_devices, time_s=q["time"],
                           prices_usd_per_hour=dev["usd_per_hour"],
                           purchase_usd=dev["purchase_usd"], tdp_w=dev["tdp_w"], options=cost)
+        code = int(code)
         return dict(feasible=code == 0, reason=TRAIN_REASONS[code],
-                    mem_per_device_bytes=float(q["mem"]), step_time_s=float(q["step"]),
-                    time_s=float(q["time"]), mfu=float(q["mfu"]),
-                    cost_usd=float(money["cost_usd"]), energy_j=float(money["energy_j"]))
+                    mem_per_device_bytes=_scalar(q["mem"]), step_time_s=_scalar(q["step"]),
+                    time_s=_scalar(q["time"]), mfu=_scalar(q["mfu"]),
+                    cost_usd=_scalar(money["cost_usd"]), energy_j=_scalar(money["energy_j"]))
 
     return evaluate
 

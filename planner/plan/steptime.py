@@ -1,25 +1,31 @@
-"""Time over a grid of candidates: a per-op roofline, collectives and the pipeline schedule
-(docs/planning.md P6-P14).
+"""Step time over a grid of candidates, composed per op from kernel-level rates
+(docs/planning.md P6-P14, K1-K5).
 
 The ops come from planner.model.layers at batch 1 (one sequence): FLOPs, weight bytes, and the
-activation bytes each op reads and writes. Everything is linear in the batch for a fixed
-sequence length, so a grid of micro-batch sizes is a multiplication. Each op then takes
+activation bytes each op reads and writes; planner.model.ops says which kernel each one is.
+Everything is linear in the batch for a fixed sequence length, so a grid of micro-batch sizes
+is a multiplication. Each op then takes
 
-    t_op = max(FLOPs / (peak · compute_frac), bytes / (bandwidth · memory_bw_frac), overhead)
+    t_op = max(FLOPs / rate_op, bytes / (bandwidth · η_mem(bytes)), overhead)
 
-(P6, the roofline of Williams et al. 2009, with a floor for the host's launch overhead).
+(P6, the roofline of Williams et al. 2009, with a floor for the host's launch overhead), where
+rate_op is the achieved rate of that kernel on that device (planner.hardware.kernels): the
+GEMM rate at the op's own shape (m = tokens, n and k its features after the tensor-parallel
+split), the fused-attention rate at the sequence length (forward or backward), and
+element-wise ops as memory traffic only. No input is an MFU; MFU and HFU are outputs.
 A routed-expert op reads only the experts its tokens touch (P6b), and the K and V projections
 split over min(t, K) devices, as the KV cache does (P5).
 
-Overlap assumption (A3): tensor-parallel collectives and pipeline sends are exposed (they sit
-on the critical path between dependent ops). Data-parallel and ZeRO traffic overlaps with
-compute: per-step traffic hides behind the backward pass of one micro-batch, per-micro-batch
-traffic (ZeRO-2 gradient reduce-scatter, ZeRO-3 all-gathers) behind that micro-batch's forward
-and backward; only the remainder is exposed.
+Overlap (A3): tensor-parallel collectives and pipeline sends are exposed (on the critical path
+between dependent ops). Data-parallel and ZeRO traffic overlaps with compute: per-step traffic
+hides behind the backward pass of one micro-batch, per-micro-batch traffic (ZeRO-2 gradient
+reduce-scatter, ZeRO-3 all-gathers) behind that micro-batch's forward and backward; only the
+remainder is exposed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -27,7 +33,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from planner.hardware.kernels import CollectiveOp, KernelRates, gemm_size, tile_frac
 from planner.model.layers import CausalCounting, Recompute, layer_table
+from planner.model.ops import (
+    FUSED_ATTENTION_OP,
+    OpKind,
+    TpSplit,
+    gemm_shape,
+    op_kind,
+    unlisted_elementwise,
+)
 from planner.model.precision import dtype_bytes, precision_policy
 from planner.model.spec import ModelSpec
 
@@ -43,37 +58,13 @@ TP_COLLECTIVES_PER_LAYER_INFERENCE = 2
 
 
 # ---- formulas ---------------------------------------------------------------------------------
-def op_time_s(*, flops, bytes_moved, peak_flops_per_s, compute_frac, bw_bytes_per_s,
-              memory_bw_frac, overhead_s):
-    """P6: roofline time of one op, floored by the per-op overhead."""
-    compute = flops / (peak_flops_per_s * compute_frac)
-    memory = bytes_moved / (bw_bytes_per_s * memory_bw_frac)
+def op_time_s(*, flops, bytes_moved, compute_flops_per_s, memory_bytes_per_s, overhead_s):
+    """P6: roofline time of one op at its achieved rates, floored by the per-op overhead.
+    Example: an H100 GEMM of 2·4096³ FLOPs at 0.75 × 989.4 TFLOP/s takes 0.185 ms."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        compute = np.asarray(flops, dtype=float) / compute_flops_per_s
+        memory = np.asarray(bytes_moved, dtype=float) / memory_bytes_per_s
     return np.maximum(np.maximum(compute, memory), overhead_s)
-
-
-def ring_allreduce_bytes(*, message_bytes, n):
-    """P7: bytes each device sends in a ring all-reduce of `message_bytes` over n devices,
-    2(n−1)/n · message (Patarasuk & Yuan 2009; the NCCL tests' "bus bandwidth" factor).
-    Example: 14 GB of bf16 gradients over 8 devices: 2 · 7/8 · 14 GB = 24.5 GB."""
-    n = np.asarray(n, dtype=float)
-    return 2.0 * (n - 1.0) / n * message_bytes
-
-
-def reduce_scatter_bytes(*, message_bytes, n):
-    """P8: bytes each device sends in a ring reduce-scatter (or all-gather): (n−1)/n · message."""
-    n = np.asarray(n, dtype=float)
-    return (n - 1.0) / n * message_bytes
-
-
-all_gather_bytes = reduce_scatter_bytes
-
-
-def collective_time_s(*, volume_bytes, n, bw_bytes_per_s, network_frac, latency_s):
-    """P9: time of a collective moving `volume_bytes` per device over a link of
-    `bw_bytes_per_s` per direction: volume / (bw · network_frac) + latency; 0 when n = 1."""
-    with np.errstate(invalid="ignore"):
-        t = volume_bytes / (bw_bytes_per_s * network_frac) + latency_s
-    return np.where(np.asarray(n) > 1, t, 0.0)
 
 
 def pipeline_bubble_frac(*, pp, n_micro_batches):
@@ -114,32 +105,37 @@ def data_parallel_bw_bytes_per_s(*, tp, dp, domain, up_bw, out_bw):
     return np.where(tp * dp <= domain, up_bw, np.minimum(up_bw, members * out_bw))
 
 
-def data_parallel_traffic(*, weight_bytes, grad_bytes, dp, zero_stage):
-    """P13: (per-step bytes, per-micro-batch bytes) each device sends for data parallelism.
+Collective = Callable[[CollectiveOp, Any], Any]  # (op, message bytes) -> seconds
 
-    ZeRO 0: all-reduce of the gradients once per step, 2(d−1)/d · G.
-    ZeRO 1: reduce-scatter of gradients + all-gather of updated weights per step, (d−1)/d·(G+W).
+
+def data_parallel_seconds(*, weight_bytes, grad_bytes, zero_stage, collective: Collective):
+    """P13: (per-step seconds, per-micro-batch seconds) of data-parallel traffic, each
+    collective priced at its own message size (K5) by `collective(op, n_bytes)`.
+
+    ZeRO 0: all-reduce of the gradients once per step.
+    ZeRO 1: reduce-scatter of the gradients + all-gather of the updated weights per step.
     ZeRO 2: gradients reduce-scattered every micro-batch (they are kept sharded), weights
             all-gathered once per step.
     ZeRO 3: every micro-batch all-gathers the weights for forward and again for backward and
-            reduce-scatters the gradients, (d−1)/d · (2W + G) (ZeRO paper Sec. 7.2: 1.5× the
-            all-reduce volume).
-    `weight_bytes`, `grad_bytes` are the device's full (tensor/pipeline-sharded) shares.
+            reduce-scatters the gradients (ZeRO paper Sec. 7.2: 1.5× the all-reduce volume).
+    `weight_bytes` is the device's full (tensor/pipeline-sharded) weight share, `grad_bytes`
+    its gradients in the dtype they are reduced in (fp32 for Megatron's main_grad and FSDP2's
+    default reduce_dtype; Llama 3 reduce-scatters in fp32: Dubey et al. 2024, Sec. 3.3.2).
     """
     z = np.asarray(zero_stage)
-    ar = ring_allreduce_bytes(message_bytes=grad_bytes, n=dp)
-    rs_g = reduce_scatter_bytes(message_bytes=grad_bytes, n=dp)
-    ag_w = all_gather_bytes(message_bytes=weight_bytes, n=dp)
+    ar = collective(CollectiveOp.ALL_REDUCE, grad_bytes)
+    rs_g = collective(CollectiveOp.REDUCE_SCATTER, grad_bytes)
+    ag_w = collective(CollectiveOp.ALL_GATHER, weight_bytes)
     per_step = np.where(z == 0, ar, np.where(z == 1, rs_g + ag_w, np.where(z == 2, ag_w, 0.0)))
     per_micro = np.where(z == 2, rs_g, np.where(z == 3, 2.0 * ag_w + rs_g, 0.0))
     return per_step, per_micro
 
 
-def optimizer_step_time_s(*, weight_bytes, grad_bytes, optimizer_bytes, bw_bytes_per_s,
-                          memory_bw_frac):
-    """P14: the optimizer update is memory-bound: read the gradients, read and write the
-    optimizer state (moments and master copy), write the weights: (G + 2·O + W) / (bw · η)."""
-    return (grad_bytes + 2.0 * optimizer_bytes + weight_bytes) / (bw_bytes_per_s * memory_bw_frac)
+def optimizer_step_bytes(*, weight_bytes, grad_bytes, optimizer_bytes):
+    """P14: bytes the optimizer update moves; it is memory-bound: read the gradients, read and
+    write the optimizer state (moments and master copy), write the weights: G + 2·O + W. Its
+    time is these bytes at the device's copy rate for that size (K3)."""
+    return grad_bytes + 2.0 * optimizer_bytes + weight_bytes
 
 
 # ---- op profiles from the per-layer table ------------------------------------------------------
@@ -155,6 +151,13 @@ class OpProfile:
     whose heads are split over min(t, K) devices, not t (replicated beyond t = K);
     tokens_per_seq: tokens of one sequence that pass through a block op (the sequence for
     training and prefill, 1 for a decode step).
+
+    How each op is priced (planner.model.ops): kind (OpKind per op); for a GEMM its
+    n and k features and the rows per token (gemm_n, gemm_k, rows_per_token; 0 elsewhere), and
+    which of n (split_n) or k (split_k) tensor parallelism divides; split_flops False for an
+    op every tensor-parallel device computes whole (the MoE router). attn_seq_len: the keys
+    each query attends to (the fused-attention rate's index); attn_causal: the kernel skips
+    the masked half (causal model with flash attention).
     """
 
     names: tuple[str, ...]
@@ -166,6 +169,23 @@ class OpProfile:
     route_frac: np.ndarray
     kv_proj: np.ndarray
     tokens_per_seq: float
+    kind: tuple[OpKind, ...]
+    gemm_n: np.ndarray
+    gemm_k: np.ndarray
+    rows_per_token: np.ndarray
+    split_n: np.ndarray
+    split_k: np.ndarray
+    split_flops: np.ndarray
+    attn_seq_len: float
+    attn_causal: bool
+
+    @property
+    def is_gemm(self) -> np.ndarray:
+        return np.array([k is OpKind.GEMM for k in self.kind], dtype=bool)
+
+    @property
+    def is_attention(self) -> np.ndarray:
+        return np.array([k is OpKind.ATTENTION for k in self.kind], dtype=bool)
 
 
 def experts_touched_frac(*, route_frac, n_tokens):
@@ -243,6 +263,20 @@ def _route_frac(spec: ModelSpec, name: str) -> float:
     return 0.0
 
 
+def _op_dict(spec: ModelSpec, name: str, kind: OpKind, *, kv_len: float, q_len: float,
+             **fields: Any) -> dict[str, Any]:
+    """One op: its numbers plus how it is priced (planner.model.ops)."""
+    shape = (gemm_shape(spec, name, kv_len=kv_len, tokens_per_seq=q_len)
+             if kind is OpKind.GEMM else None)
+    return dict(
+        name=name, kind=kind, **fields,
+        gemm_n=shape.n if shape else 0.0, gemm_k=shape.k if shape else 0.0,
+        rows_per_token=shape.rows_per_token if shape else 0.0,
+        split_n=bool(shape and shape.split is TpSplit.COLUMN),
+        split_k=bool(shape and shape.split is TpSplit.ROW),
+        split_flops=not (shape and shape.split is TpSplit.NONE))
+
+
 def _ops_from_rows(spec: ModelSpec, rows: pd.DataFrame, *, flops_col: str, q_len: float,
                    kv_len: float, a: float, w: float, flash: bool, decode: bool, count: float,
                    head_tokens: float | None = None) -> list[dict]:
@@ -258,33 +292,50 @@ def _ops_from_rows(spec: ModelSpec, rows: pd.DataFrame, *, flops_col: str, q_len
             q = head_tokens
         if flash and row.kind in ("attention", "softmax"):
             if core is None:
-                core = dict(name="attn.core", flops=0.0, weight_bytes=0.0, count=count,
-                            route_frac=0.0, kv_proj=False)
-                core["traffic_bytes"], core["kv_bytes"] = _io_bytes(
-                    spec, "attn.core", "attention", q_len=q, kv_len=kv_len, a=a, decode=decode)
+                traffic, kv = _io_bytes(spec, FUSED_ATTENTION_OP, "attention", q_len=q,
+                                        kv_len=kv_len, a=a, decode=decode)
+                core = _op_dict(spec, FUSED_ATTENTION_OP, OpKind.ATTENTION, kv_len=kv_len,
+                                q_len=q, flops=0.0, weight_bytes=0.0, count=count,
+                                route_frac=0.0, kv_proj=False, traffic_bytes=traffic,
+                                kv_bytes=kv)
                 ops.append(core)
             core["flops"] += flops
             continue
         traffic, kv = _io_bytes(spec, name, row.kind, q_len=q, kv_len=kv_len, a=a,
                                 decode=decode)
-        ops.append(dict(name=name, flops=flops, weight_bytes=_weight_read_bytes(spec, row, w),
-                        traffic_bytes=traffic, kv_bytes=kv, count=count,
-                        route_frac=_route_frac(spec, name),
-                        kv_proj=name in ("attn.k", "attn.v")))
+        ops.append(_op_dict(spec, name, op_kind(row.kind), kv_len=kv_len, q_len=q,
+                            flops=flops, weight_bytes=_weight_read_bytes(spec, row, w),
+                            traffic_bytes=traffic, kv_bytes=kv, count=count,
+                            route_frac=_route_frac(spec, name),
+                            kv_proj=name in ("attn.k", "attn.v")))
     return ops
 
 
-def _profile(ops: list[dict], *, tokens_per_seq: float, kv_scale: float = 1.0) -> OpProfile:
+def _elementwise_ops(spec: ModelSpec, *, q_len: float, kv_len: float, a: float,
+                     count: float, fp8: bool) -> list[dict]:
+    """The block's unlisted element-wise kernels (planner.model.ops.unlisted_elementwise) as
+    memory-only ops for one sequence of q_len tokens."""
+    return [_op_dict(spec, name, OpKind.MEMORY, kv_len=kv_len, q_len=q_len, flops=0.0,
+                     weight_bytes=0.0, traffic_bytes=elements * q_len * a, kv_bytes=0.0,
+                     count=count, route_frac=0.0, kv_proj=False)
+            for name, elements in unlisted_elementwise(spec, fp8=fp8)]
+
+
+def _profile(ops: list[dict], *, tokens_per_seq: float, attn_seq_len: float,
+             attn_causal: bool, kv_scale: float = 1.0) -> OpProfile:
+    def col(key: str, dtype: Any = float) -> np.ndarray:
+        return np.array([o[key] for o in ops], dtype=dtype)
+
     return OpProfile(
-        names=tuple(o["name"] for o in ops),
-        flops=np.array([o["flops"] for o in ops]),
-        traffic_bytes=np.array([o["traffic_bytes"] for o in ops]),
-        weight_bytes=np.array([o["weight_bytes"] for o in ops]),
-        kv_bytes=np.array([o["kv_bytes"] for o in ops]) * kv_scale,
-        count=np.array([o["count"] for o in ops], dtype=float),
-        route_frac=np.array([o["route_frac"] for o in ops], dtype=float),
-        kv_proj=np.array([o["kv_proj"] for o in ops], dtype=bool),
-        tokens_per_seq=float(tokens_per_seq),
+        names=tuple(o["name"] for o in ops), flops=col("flops"),
+        traffic_bytes=col("traffic_bytes"), weight_bytes=col("weight_bytes"),
+        kv_bytes=col("kv_bytes") * kv_scale, count=col("count"),
+        route_frac=col("route_frac"), kv_proj=col("kv_proj", bool),
+        tokens_per_seq=float(tokens_per_seq), kind=tuple(o["kind"] for o in ops),
+        gemm_n=col("gemm_n"), gemm_k=col("gemm_k"), rows_per_token=col("rows_per_token"),
+        split_n=col("split_n", bool), split_k=col("split_k", bool),
+        split_flops=col("split_flops", bool), attn_seq_len=float(attn_seq_len),
+        attn_causal=bool(attn_causal),
     )
 
 
@@ -295,7 +346,7 @@ class TrainingProfile:
     block: OpProfile  # one transformer block
     first: OpProfile  # embedding side (first pipeline stage)
     last: OpProfile  # head side (last pipeline stage)
-    block_passes: np.ndarray  # [recompute, op]: 3 (forward + backward) + 1 if recomputed
+    block_fwd_passes: np.ndarray  # [recompute, op]: forward passes, 1 + 1 if recomputed
     block_weight_bytes: float
     block_grad_bytes: float
     block_optimizer_bytes: float
@@ -309,10 +360,16 @@ class TrainingProfile:
     hardware_flops_per_seq: np.ndarray  # [recompute], recomputed forward included (HFU)
     tp_collectives_per_layer: np.ndarray  # [recompute]
     activation_bytes: float  # bytes per activation element
+    grad_bytes: float  # bytes per stored gradient element
     n_layers: int
     d_model: int
     n_kv_heads: int
     seq_len: int
+
+    def grad_reduce_bytes_per_grad_byte(self, reduce_dtype: str) -> float:
+        """Bytes on the wire per stored gradient byte when gradients are reduced in
+        `reduce_dtype` (fp32 reduction of bf16 gradients: 2)."""
+        return dtype_bytes(reduce_dtype) / self.grad_bytes if self.grad_bytes else 0.0
 
 
 def _outer_split(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -329,26 +386,42 @@ def training_profile(spec: ModelSpec, *, seq_len: int, precision: str, optimizer
     (planner.model.layers, batch 1)."""
     policy = precision_policy(precision, mode="train")
     a = policy.activation_bytes
+    fp8 = policy.compute_dtype == "fp8"
     tables = {r: layer_table(spec, seq_len=seq_len, batch_size=1, mode="train",
                              precision=precision, optimizer=optimizer, recompute=r,
                              flash_attention=flash_attention, causal_attention=causal_attention)
               for r in RECOMPUTE_OPTIONS}
     table = tables["none"]
+    # The FLOPs the kernels execute: a fused causal kernel skips the masked blocks, an eager
+    # one computes the whole score matrix; the MFU numerator keeps the job's convention.
+    executed_causal: CausalCounting = "half" if (flash_attention and spec.causal) else "full"
+    executed = table if executed_causal == causal_attention else layer_table(
+        spec, seq_len=seq_len, batch_size=1, mode="train", precision=precision,
+        optimizer=optimizer, recompute="none", flash_attention=flash_attention,
+        causal_attention=executed_causal)
     block_rows = table[table["block"] == 0]
     first_rows, last_rows = _outer_split(table)
     kw: dict[str, Any] = dict(flops_col="fwd_flops", q_len=float(seq_len),
                               kv_len=float(seq_len), a=a, w=policy.linear_weight_bytes,
                               flash=flash_attention, decode=False)
-    block = _profile(_ops_from_rows(spec, block_rows, count=1.0, **kw), tokens_per_seq=seq_len)
-    first = _profile(_ops_from_rows(spec, first_rows, count=1.0, **kw), tokens_per_seq=seq_len)
-    last = _profile(_ops_from_rows(spec, last_rows, count=1.0, **kw), tokens_per_seq=seq_len)
+    pkw: dict[str, Any] = dict(tokens_per_seq=seq_len, attn_seq_len=seq_len,
+                               attn_causal=executed_causal == "half")
+    ex_first, ex_last = _outer_split(executed)
+    block = _profile(_ops_from_rows(spec, executed[executed["block"] == 0], count=1.0, **kw)
+                     + _elementwise_ops(spec, q_len=seq_len, kv_len=seq_len, a=a, count=1.0,
+                                        fp8=fp8), **pkw)
+    first = _profile(_ops_from_rows(spec, ex_first, count=1.0, **kw), **pkw)
+    last = _profile(_ops_from_rows(spec, ex_last, count=1.0, **kw), **pkw)
 
     attention_core = np.array([n in ("attn.scores", "attn.softmax", "attn.context")
                                for n in block.names])
-    passes = np.full((len(RECOMPUTE_OPTIONS), len(block.names)), 3.0)
-    passes[1] += attention_core  # selective: the attention core's forward again (Korthikanti)
-    passes[2] += 1.0  # full: the whole block's forward again
-    extra_fwd = (passes - 3.0) @ block.flops * spec.n_layers
+    fwd_passes = np.ones((len(RECOMPUTE_OPTIONS), len(block.names)))
+    fwd_passes[1] += attention_core  # selective: the attention core's forward again
+    fwd_passes[2] += 1.0  # full: the whole block's forward again (Korthikanti 2022, Sec. 4)
+    model_block = _profile(_ops_from_rows(spec, block_rows, count=1.0, **kw)
+                           + _elementwise_ops(spec, q_len=seq_len, kv_len=seq_len, a=a,
+                                              count=1.0, fp8=fp8), **pkw)
+    extra_fwd = (fwd_passes - 1.0) @ model_block.flops * spec.n_layers
 
     def state(rows: pd.DataFrame) -> tuple[float, float, float]:
         return (float(rows["weight_bytes"].sum()), float(rows["grad_bytes"].sum()),
@@ -358,7 +431,7 @@ def training_profile(spec: ModelSpec, *, seq_len: int, precision: str, optimizer
 
     fwd = float(table["fwd_flops"].sum())
     return TrainingProfile(
-        block=block, first=first, last=last, block_passes=passes,
+        block=block, first=first, last=last, block_fwd_passes=fwd_passes,
         block_weight_bytes=float(block_rows["weight_bytes"].sum()),
         block_grad_bytes=float(block_rows["grad_bytes"].sum()),
         block_optimizer_bytes=float(block_rows["optimizer_bytes"].sum()),
@@ -373,8 +446,8 @@ def training_profile(spec: ModelSpec, *, seq_len: int, precision: str, optimizer
         hardware_flops_per_seq=3.0 * fwd + extra_fwd,
         tp_collectives_per_layer=np.array([TP_COLLECTIVES_PER_LAYER[r]
                                            for r in RECOMPUTE_OPTIONS], dtype=float),
-        activation_bytes=a, n_layers=spec.n_layers, d_model=spec.d_model,
-        n_kv_heads=spec.kv_heads, seq_len=seq_len,
+        activation_bytes=a, grad_bytes=policy.grad_bytes, n_layers=spec.n_layers,
+        d_model=spec.d_model, n_kv_heads=spec.kv_heads, seq_len=seq_len,
     )
 
 
@@ -408,6 +481,10 @@ def inference_profile(spec: ModelSpec, *, prompt_len: int, output_len: int, prec
     avg_context = prompt_len + max(output_len // 2, 1)
     pre = layer_table(spec, seq_len=prompt_len, batch_size=1, mode="inference",
                       precision=policy, kv_cache_dtype=kv_cache_precision)
+    # the prefill's fused causal kernel skips the masked half (what it executes)
+    pre_exec = pre if not spec.causal else layer_table(
+        spec, seq_len=prompt_len, batch_size=1, mode="inference", precision=policy,
+        kv_cache_dtype=kv_cache_precision, causal_attention="half")
     dec = layer_table(spec, seq_len=avg_context, batch_size=1, mode="inference",
                       precision=policy, kv_cache_dtype=kv_cache_precision)
 
@@ -419,10 +496,13 @@ def inference_profile(spec: ModelSpec, *, prompt_len: int, output_len: int, prec
                   w=policy.linear_weight_bytes, flash=True, decode=decode,
                   head_tokens=head_tokens)
         ops = (_ops_from_rows(spec, block_rows, count=float(spec.n_layers), **kw)
+               + _elementwise_ops(spec, q_len=q_len, kv_len=kv_len, a=a,
+                                  count=float(spec.n_layers), fp8=False)
                + _ops_from_rows(spec, outer, count=1.0, **kw))
-        return _profile(ops, tokens_per_seq=q_len, kv_scale=kv_scale)
+        return _profile(ops, tokens_per_seq=q_len, kv_scale=kv_scale, attn_seq_len=kv_len,
+                        attn_causal=spec.causal and not decode)
 
-    prefill = build(pre, flops_col="fwd_flops", q_len=float(prompt_len),
+    prefill = build(pre_exec, flops_col="fwd_flops", q_len=float(prompt_len),
                     kv_len=float(prompt_len), decode=False, head_tokens=1.0, kv_scale=1.0)
     decode = build(dec, flops_col="decode_flops", q_len=1.0, kv_len=float(avg_context),
                    decode=True, head_tokens=None, kv_scale=kv_b)
@@ -457,25 +537,77 @@ def weight_read_bytes(profile: OpProfile, *, batch) -> Any:
     return (op_weight_read_bytes(profile, batch=batch) * profile.count).sum(axis=-1)
 
 
-def ops_time_s(profile: OpProfile, *, batch, tp, kv_split, peak_flops_per_s, compute_frac,
-               bw_bytes_per_s, memory_bw_frac, overhead_s, passes=None):
-    """Σ over ops of count · passes · t_op (P6) for `batch` sequences on one of `tp` devices.
+@dataclass(frozen=True)
+class DeviceRates:
+    """What the step-time model needs of the devices of a grid chunk. Arrays have one entry
+    per device, shaped to broadcast along axis 0 of the grid; `index` gives each device's row
+    in `kernels` (planner.hardware.kernels.KernelRates)."""
 
-    Arguments broadcast; the op axis is added last and summed. `passes` (optional, [..., op])
-    multiplies each op (3 = forward + backward); `kv_split` = min(t, K) divides KV-cache reads
-    and the K and V projections (their heads are replicated beyond t = K), `tp` every other
-    op. A routed-expert op reads only the experts its tokens touch (P6b).
-    """
-    x = [np.expand_dims(np.asarray(v, dtype=float), -1)
-         for v in (batch, tp, kv_split, peak_flops_per_s, compute_frac, bw_bytes_per_s,
-                   memory_bw_frac)]
-    batch_, tp_, kv_split_, peak, cf, bw, mf = x
-    split = np.where(profile.kv_proj, kv_split_, tp_) if profile.kv_proj.any() else tp_
-    weights = op_weight_read_bytes(profile, batch=np.asarray(batch, dtype=float))
-    flops = profile.flops * batch_ / split
+    kernels: KernelRates
+    index: np.ndarray
+    gemm_peak_flops_per_s: np.ndarray  # dense peak of the matmul dtype
+    attention_peak_flops_per_s: np.ndarray  # dense peak of the attention dtype
+    memory_bw_bytes_per_s: np.ndarray
+    op_overhead_s: float
+
+    def memory_seconds(self, n_bytes):
+        """K3: `n_bytes` moved at the copy rate for that size."""
+        n_bytes = np.asarray(n_bytes, dtype=float)
+        idx = np.reshape(self.index, self.index.shape + (1,) * (n_bytes.ndim
+                                                                - self.index.ndim))
+        frac = self.kernels.memory(np.maximum(n_bytes, 1.0), idx)
+        bw = np.reshape(self.memory_bw_bytes_per_s, idx.shape)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return n_bytes / (bw * frac)
+
+
+def _pass_time_s(profile: OpProfile, *, batch_, split, kv_split_, rates: DeviceRates,
+                 index, backward: bool):
+    """[..., op] time of each op's forward (or backward) pass for one of `split` devices."""
+    tokens = batch_ * profile.tokens_per_seq
+    m = tokens * profile.rows_per_token
+    n = profile.gemm_n / np.where(profile.split_n, split, 1.0)
+    k = profile.gemm_k / np.where(profile.split_k, split, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        size = gemm_size(np.maximum(m, 1e-9), np.maximum(n, 1.0), np.maximum(k, 1.0))
+    g_frac = rates.kernels.gemm(size, index) * tile_frac(m, n)
+    a_frac = rates.kernels.attention(profile.attn_seq_len, causal=profile.attn_causal,
+                                     direction="bwd" if backward else "fwd", index=index)
+    peak_g = np.reshape(rates.gemm_peak_flops_per_s, index.shape)
+    peak_a = np.reshape(rates.attention_peak_flops_per_s, index.shape)
+    rate = np.where(profile.is_gemm, peak_g * g_frac,
+                    np.where(profile.is_attention, peak_a * a_frac, np.inf))
+    weights = op_weight_read_bytes(profile, batch=batch_[..., 0])
+    flops = profile.flops * batch_ / np.where(profile.split_flops, split, 1.0)
     moved = (weights + profile.traffic_bytes * batch_) / split \
         + profile.kv_bytes * batch_ / kv_split_
-    t = op_time_s(flops=flops, bytes_moved=moved, peak_flops_per_s=peak, compute_frac=cf,
-                  bw_bytes_per_s=bw, memory_bw_frac=mf, overhead_s=overhead_s)
-    weight = profile.count if passes is None else profile.count * passes
-    return (t * weight).sum(axis=-1)
+    mult = 2.0 if backward else 1.0  # backward: the input and the weight gradient (F2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        compute = mult * flops / rate
+    return np.maximum(np.maximum(compute, rates.memory_seconds(mult * moved)),
+                      rates.op_overhead_s)
+
+
+def ops_time_s(profile: OpProfile, *, batch, tp, kv_split, rates: DeviceRates,
+               fwd_passes=None, backward: bool = False):
+    """Σ over ops of count · (fwd_passes · t_fwd + t_bwd) (P6) for `batch` sequences on one
+    of `tp` devices; t_bwd only with `backward`.
+
+    Arguments broadcast; the op axis is added last and summed. `fwd_passes` (optional,
+    [..., op]) counts forward passes (2 when recomputed); the backward pass of an op moves
+    twice its forward FLOPs and bytes at the same GEMM rate, the fused attention at its
+    backward rate (K2). `kv_split` = min(t, K) divides KV-cache reads and the K and V
+    projections (their heads are replicated beyond t = K), `tp` every other op. A
+    routed-expert op reads only the experts its tokens touch (P6b).
+    """
+    batch_, tp_, kv_split_ = (np.expand_dims(np.asarray(v, dtype=float), -1)
+                              for v in (batch, tp, kv_split))
+    index = np.expand_dims(rates.index, -1)
+    split = np.where(profile.kv_proj, kv_split_, tp_) if profile.kv_proj.any() else tp_
+    kw: dict[str, Any] = dict(batch_=batch_, split=split, kv_split_=kv_split_, rates=rates,
+                              index=index)
+    fwd = _pass_time_s(profile, backward=False, **kw)
+    total = fwd * (1.0 if fwd_passes is None else fwd_passes)
+    if backward:
+        total = total + _pass_time_s(profile, backward=True, **kw)
+    return (total * profile.count).sum(axis=-1)

@@ -33,8 +33,12 @@ DEFAULT_USABLE_MEMORY_FRAC = 0.9
 DEFAULT_MAX_DEVICES = 16384  # Llama 3 405B trained on 16,384 H100s (Llama 3 paper, Sec. 3.3)
 DEFAULT_MAX_BATCH_SIZE = 512  # serving: concurrent sequences per replica searched up to this
 
-EFFICIENCY_KEYS = ("compute_frac", "memory_bw_frac", "network_frac", "op_overhead_s",
+# efficiency_overrides (planner.hardware.kernels.kernel_rates): flat fractions that replace a
+# kernel table for every device, multipliers of the tables' rates, and the fixed costs.
+EFFICIENCY_KEYS = ("compute_frac", "memory_bw_frac", "network_frac", "gemm_scale",
+                   "attention_scale", "memory_scale", "network_scale", "op_overhead_s",
                    "collective_latency_s")
+GRAD_REDUCE_DTYPES = ("fp32", "bf16", "fp16")
 
 
 def _as_model(value: Any) -> Any:
@@ -60,14 +64,17 @@ class _Job(BaseModel):
                            description="Precision policy (planner.model.precision).")
     compute_frac: float | None = Field(
         default=None, gt=0, le=1,
-        description="The fraction of the dense peak that matmuls reach, for every device (the "
-        "same as efficiency_overrides['compute_frac']). None = the device's catalog value "
-        "(planner.hardware.efficiency). Not an MFU: the reported MFU is lower once communication, "
-        "the "
-        "pipeline bubble and memory-bound ops are added.")
+        description="A flat fraction of the dense peak for every GEMM and attention kernel on "
+        "every device, replacing the measured kernel tables (the same as "
+        "efficiency_overrides['compute_frac']). None = the kernel tables "
+        "(planner.hardware.kernels). Not an MFU: MFU is an output, lower once communication, "
+        "the pipeline bubble and memory-bound ops are added.")
     efficiency_overrides: dict[str, float] = Field(
         default_factory=dict,
-        description=f"Override parts of the efficiency rule; keys {', '.join(EFFICIENCY_KEYS)}.")
+        description="Change the kernel rates: flat fractions compute_frac, memory_bw_frac, "
+        "network_frac replace a table; gemm_scale, attention_scale, memory_scale, network_scale "
+        "multiply it (capped at the peak); op_overhead_s and collective_latency_s replace the "
+        f"fixed costs. Keys: {', '.join(EFFICIENCY_KEYS)}.")
     usable_memory_frac: float = Field(
         default=DEFAULT_USABLE_MEMORY_FRAC, gt=0, le=1,
         description="Share of device memory the model may use (A2).")
@@ -91,7 +98,16 @@ class _Job(BaseModel):
                 raise ValueError(f"efficiency_overrides: {key} must be a finite number >= 0")
             if key.endswith("_frac") and not 0 < v <= 1:
                 raise ValueError(f"efficiency_overrides: {key} must be in (0, 1], got {v}")
+            if key.endswith("_scale") and not v > 0:
+                raise ValueError(f"efficiency_overrides: {key} must be > 0, got {v}")
         return value
+
+    def kernel_overrides(self) -> dict[str, float]:
+        """efficiency_overrides with `compute_frac` folded in (planner.hardware.kernels)."""
+        out = dict(self.efficiency_overrides)
+        if self.compute_frac is not None:
+            out["compute_frac"] = self.compute_frac
+        return out
 
 
 class TrainingJob(_Job):
@@ -102,6 +118,11 @@ class TrainingJob(_Job):
     seq_len: int = Field(gt=0, description="Tokens per sequence.")
     global_batch_size: int = Field(gt=0, description="Sequences per optimizer step.")
     optimizer: str = Field(default="adamw", description="adamw, adam or sgd.")
+    grad_reduce_dtype: str = Field(
+        default="fp32",
+        description="dtype gradients are reduced in across data-parallel ranks: fp32 as "
+        "Megatron-LM (main_grad), PyTorch FSDP2 (reduce_dtype) and Llama 3 (Dubey et al. 2024, "
+        "Sec. 3.3.2) do; bf16 halves the traffic.")
     n_devices: int | None = Field(default=None, ge=1, description="Fixed device count.")
     deadline_s: float | None = Field(
         default=None, gt=0, allow_inf_nan=False,
@@ -133,6 +154,14 @@ class TrainingJob(_Job):
     def _optimizer(cls, value: str) -> str:
         optimizer_state_bytes(value)
         return value.lower()
+
+    @field_validator("grad_reduce_dtype")
+    @classmethod
+    def _grad_reduce(cls, value: str) -> str:
+        if str(value).lower() not in GRAD_REDUCE_DTYPES:
+            raise ValueError(f"grad_reduce_dtype: {value!r}; allowed: "
+                             f"{', '.join(GRAD_REDUCE_DTYPES)}")
+        return str(value).lower()
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainingJob:

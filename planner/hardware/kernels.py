@@ -1,0 +1,661 @@
+"""Kernel-level achieved rates per device and dtype: GEMM by shape, fused attention by sequence
+length, memory copies by size, collectives by message size and rank count (docs/planning.md
+K1-K5, the data and its sources in docs/kernels.md).
+
+The data lives in the catalog folder as `[[kernels]]` tables (hardware_catalog/kernels.toml;
+a user catalog file may add its own): measured on the device, or a documented rule by device
+class marked `rule = true`. Nothing here is fitted to end-to-end training or serving runs:
+those are what the model is checked against (planner.plan.backtest).
+
+The four public functions take a catalog id or a `Device`:
+
+    gemm_flops_per_s(device, m, n, k, dtype="bf16")
+    attention_flops_per_s(device, seq_len, head_dim, dtype="bf16", causal=True)
+    memory_bytes_per_s(device, n_bytes)
+    collective_time_s(device, op, n_bytes, n_ranks, tier=None)
+
+and the step-time model calls the same formulas through `KernelRates`, numpy arrays with one
+entry per device, so a whole candidate grid is priced at once.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from planner.errors import one_line
+
+KERNELS_FILE = "kernels.toml"
+
+# Tile padding (K1b): cuBLAS/CUTLASS tensor-core kernels work on output tiles of 128 rows or
+# columns (64 for the smaller configurations); a dimension m < 128 still costs a whole tile, so
+# the achieved rate of an m-row GEMM is m/128 of the rate at m = 128. NVIDIA "Matrix
+# Multiplication Background User's Guide", sections "Tile quantization" and "Wave quantization".
+GEMM_TILE = 128.0
+
+# Sustained tensor-core rate (K1c): kernel benchmarks (MAMF, size sweeps) time a few hundred
+# iterations; a training or prefill step keeps the tensor cores busy for hours, at the board's
+# power limit, and clocks drop. The one kernel-level measurement of both on the same device:
+# GB200, best-shape FP8 torch.matmul 3,615.6 TFLOP/s (stas00/ml-engineering MAMF table) vs
+# Azure's sustained FP8 GEMM 2,744 TFLOP/s (techcommunity.microsoft.com, ND GB200 v6; shared
+# reference README §4): 2,744 / 3,615.6 = 0.759. NB: a rule from one device, applied to every
+# GEMM and attention kernel of every device unless its [kernels.gemm] table gives its own
+# `sustained_frac` (1.0 when the table is already a sustained measurement). Never fitted to
+# end-to-end runs; `efficiency_overrides["gemm_scale"]` and `["attention_scale"]` undo it.
+SUSTAINED_TENSOR_FRAC = 2744.0 / 3615.6
+
+
+class CollectiveOp(StrEnum):
+    """The collectives the planner prices (NCCL/RCCL/XLA names)."""
+
+    ALL_REDUCE = "all_reduce"
+    ALL_GATHER = "all_gather"
+    REDUCE_SCATTER = "reduce_scatter"
+    ALL_TO_ALL = "all_to_all"
+    SEND_RECV = "send_recv"
+
+
+class Tier(StrEnum):
+    """Which network a collective crosses: the scale-up domain (NVLink, Infinity Fabric, ICI,
+    NeuronLink) or the scale-out network between domains (InfiniBand, RoCE, EFA, DCN)."""
+
+    SCALE_UP = "scale_up"
+    SCALE_OUT = "scale_out"
+
+
+# ---- the data, as read from TOML -----------------------------------------------------------
+def _increasing(name: str, values: Sequence[float]) -> None:
+    if any(b <= a for a, b in itertools.pairwise(values)):
+        raise ValueError(f"{name}: must be strictly increasing")
+
+
+def _fractions(name: str, values: Iterable[float]) -> None:
+    for v in values:
+        if not 0.0 < v <= 1.0:
+            raise ValueError(f"{name}: fractions must be in (0, 1], got {v}")
+
+
+class GemmTable(BaseModel):
+    """Achieved fraction of the dense peak of each dtype for a GEMM of size s = (m·n·k)^(1/3)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    source: str = Field(min_length=1)
+    size: tuple[float, ...] = Field(min_length=1)
+    sustained_frac: float = Field(
+        default=SUSTAINED_TENSOR_FRAC, gt=0, le=1,
+        description="Sustained over benchmarked tensor-core rate (K1c); the rule when absent.")
+
+    @model_validator(mode="after")
+    def _check(self) -> GemmTable:
+        _increasing("gemm.size", self.size)
+        for dtype, values in self.fracs.items():
+            if len(values) != len(self.size):
+                raise ValueError(f"gemm.{dtype}: {len(values)} values for "
+                                 f"{len(self.size)} sizes")
+            _fractions(f"gemm.{dtype}", values)
+        if not self.fracs:
+            raise ValueError("gemm: give at least one dtype's fractions, e.g. bf16 = [...]")
+        return self
+
+    @property
+    def fracs(self) -> dict[str, tuple[float, ...]]:
+        """dtype -> benchmarked fractions (before the sustained derate)."""
+        extra = self.model_extra or {}
+        return {k: tuple(float(x) for x in v) for k, v in extra.items()}
+
+
+class AttentionCurve(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dtype: str
+    head_dim: int = Field(gt=0)
+    causal: bool
+    direction: str = Field(pattern="^(fwd|bwd)$")
+    frac: tuple[float, ...]
+
+
+class AttentionTable(BaseModel):
+    """Fused attention: achieved fraction of the dense peak by sequence length, per curve."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str = Field(min_length=1)
+    seq_len: tuple[float, ...] = Field(min_length=1)
+    curve: tuple[AttentionCurve, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> AttentionTable:
+        _increasing("attention.seq_len", self.seq_len)
+        for c in self.curve:
+            if len(c.frac) != len(self.seq_len):
+                raise ValueError(f"attention.curve ({c.dtype}, head_dim {c.head_dim}): "
+                                 f"{len(c.frac)} values for {len(self.seq_len)} lengths")
+            _fractions("attention.curve.frac", c.frac)
+        return self
+
+
+class MemoryTable(BaseModel):
+    """Achieved fraction of the peak memory bandwidth for a copy of `size_bytes` bytes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str = Field(min_length=1)
+    size_bytes: tuple[float, ...] = Field(min_length=1)
+    frac: tuple[float, ...]
+
+    @model_validator(mode="after")
+    def _check(self) -> MemoryTable:
+        _increasing("memory.size_bytes", self.size_bytes)
+        if len(self.frac) != len(self.size_bytes):
+            raise ValueError("memory.frac: one value per size_bytes entry")
+        _fractions("memory.frac", self.frac)
+        return self
+
+
+class MeasuredCollective(BaseModel):
+    """Measured points (nccl-tests style) kept beside the model to check it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    op: CollectiveOp
+    n_ranks: int = Field(ge=2)
+    message_bytes: tuple[float, ...]
+    busbw_bytes_per_s: tuple[float, ...]
+    source: str = ""
+
+
+class CollectiveTier(BaseModel):
+    """α–β parameters of one tier: latency per algorithm step and the large-message bus
+    bandwidth of each op as a fraction of the device's per-direction link bandwidth."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str = Field(min_length=1)
+    latency_s: float = Field(gt=0, lt=1)
+    all_reduce: float = Field(gt=0, le=1)
+    all_gather: float = Field(gt=0, le=1)
+    reduce_scatter: float = Field(gt=0, le=1)
+    all_to_all: float = Field(gt=0, le=1)
+    send_recv: float = Field(gt=0, le=1)
+    measured: tuple[MeasuredCollective, ...] = ()
+
+    def busbw_frac(self, op: CollectiveOp) -> float:
+        return float(getattr(self, op.value))
+
+
+class Collectives(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    scale_up: CollectiveTier
+    scale_out: CollectiveTier | None = None
+
+
+class KernelEntry(BaseModel):
+    """One `[[kernels]]` table: the rates of the listed devices."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    devices: tuple[str, ...] = Field(min_length=1)
+    checked_on: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
+    rule: bool = False
+    gemm: GemmTable
+    attention: AttentionTable
+    memory: MemoryTable
+    collectives: Collectives
+    notes: str = ""
+
+
+# ---- loading ---------------------------------------------------------------------------------
+def _catalog_dir() -> Path:
+    from planner.hardware.catalog import CATALOG_DIR
+
+    return CATALOG_DIR
+
+
+def read_kernel_entries(path: str | Path) -> list[KernelEntry]:
+    """The `[[kernels]]` tables of one TOML file (none is fine); a bad table raises one line
+    naming the file, the table and the field."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{path.name}: not valid TOML: {err}") from None
+    raw = data.get("kernels", [])
+    if not isinstance(raw, list):
+        raise ValueError(f"{path.name}: 'kernels' must be an array of tables ([[kernels]])")
+    out = []
+    for i, entry in enumerate(raw):
+        try:
+            out.append(KernelEntry.model_validate(entry))
+        except ValidationError as err:
+            label = entry.get("devices", [f"#{i + 1}"]) if isinstance(entry, dict) else i + 1
+            raise ValueError(f"{path.name}: [[kernels]] {label}: {one_line(err)}") from None
+    return out
+
+
+@cache
+def builtin_kernel_entries() -> tuple[KernelEntry, ...]:
+    """The kernel tables shipped with the catalog (hardware_catalog/kernels.toml)."""
+    return tuple(read_kernel_entries(_catalog_dir() / KERNELS_FILE))
+
+
+def kernel_index(entries: Iterable[KernelEntry]) -> dict[str, KernelEntry]:
+    """device id -> its entry; a later entry for the same id replaces an earlier one (a user
+    file overrides the built-in tables)."""
+    out: dict[str, KernelEntry] = {}
+    for e in entries:
+        for d in e.devices:
+            out[d] = e
+    return out
+
+
+# Fallback for a device without a `[[kernels]]` entry (a user's own device): the entry of the
+# closest built-in class, stated in `KernelRates.rule_note`. GPU/TPU/ASIC/other borrow from
+# these reference devices; FPGAs use the FPGA rule entry.
+_CLASS_FALLBACK = {
+    "gpu": "nvidia_a100_80gb_sxm",
+    "tpu": "google_tpu_v5p",
+    "asic": "intel_gaudi2",
+    "other": "intel_gaudi2",
+    "fpga": "amd_alveo_u280",
+}
+
+
+def kernel_entry(device: Any, index: Mapping[str, KernelEntry] | None = None
+                 ) -> tuple[KernelEntry, str]:
+    """(entry, note) for a Device: its own table, or its class's fallback with a note."""
+    index = index if index is not None else kernel_index(builtin_kernel_entries())
+    if device.id in index:
+        return index[device.id], ""
+    base = _CLASS_FALLBACK.get(device.kind, "nvidia_a100_80gb_sxm")
+    if base not in index:  # pragma: no cover - the shipped file covers every class
+        raise ValueError(f"kernels: no table for {device.id!r} and no {device.kind} fallback")
+    return index[base], (f"no kernel table for {device.id}: rates borrowed from {base} "
+                         f"(same kind, {device.kind}); add a [[kernels]] entry to measure it")
+
+
+# ---- formulas (scalar or numpy) ------------------------------------------------------------
+def _log_interp(x, xp: Sequence[float], fp: Sequence[float]):
+    """Interpolation in log(x), clamped at both ends of the table."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lx = np.log(np.maximum(np.asarray(x, dtype=float), 1e-30))
+    return np.interp(lx, np.log(np.asarray(xp, dtype=float)), np.asarray(fp, dtype=float))
+
+
+def gemm_size(m, n, k):
+    """K1: the size a GEMM table is indexed by, s = (m·n·k)^(1/3) (a cube of the same work)."""
+    return np.cbrt(np.asarray(m, dtype=float) * np.asarray(n, dtype=float)
+                   * np.asarray(k, dtype=float))
+
+
+def tile_frac(m, n):
+    """K1b: share of the computed tile that is useful when a dimension is under one tile,
+    min(1, m/128) · min(1, n/128) (decode: m = batch tokens)."""
+    return (np.minimum(1.0, np.asarray(m, dtype=float) / GEMM_TILE)
+            * np.minimum(1.0, np.asarray(n, dtype=float) / GEMM_TILE))
+
+
+def ring_steps(op: CollectiveOp | str, n_ranks):
+    """K5: latency-bound steps of a collective over n ranks as NCCL runs it. A ring
+    all-gather or reduce-scatter takes n−1 steps, a ring all-reduce 2(n−1); NCCL switches to
+    a (double binary) tree for latency, 2·⌈log2 n⌉ steps, and uses whichever is faster, so
+    the steps are min(2(n−1), 2⌈log2 n⌉) for all-reduce. All-to-all exchanges with each peer
+    (n−1 steps); send/recv is one step. 0 when n = 1."""
+    op = CollectiveOp(op)
+    n = np.asarray(n_ranks, dtype=float)
+    log_steps = 2.0 * np.ceil(np.log2(np.maximum(n, 1.0)))
+    if op is CollectiveOp.ALL_REDUCE:
+        steps = np.minimum(2.0 * (n - 1.0), log_steps)
+    elif op is CollectiveOp.SEND_RECV:
+        steps = np.ones_like(n)
+    else:
+        steps = n - 1.0
+    return np.where(n > 1, steps, 0.0)
+
+
+def bus_factor(op: CollectiveOp | str, n_ranks):
+    """K5: bytes each rank puts on its link per byte of message (the nccl-tests "bus
+    bandwidth" factor): 2(n−1)/n all-reduce, (n−1)/n all-gather, reduce-scatter and
+    all-to-all, 1 for send/recv (Patarasuk & Yuan 2009; NVIDIA/nccl-tests
+    doc/PERFORMANCE.md). `n_bytes` is the full message: the all-reduced buffer, the gathered
+    result, the scattered input."""
+    op = CollectiveOp(op)
+    n = np.asarray(n_ranks, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if op is CollectiveOp.ALL_REDUCE:
+            f = 2.0 * (n - 1.0) / n
+        elif op is CollectiveOp.SEND_RECV:
+            f = np.ones_like(n)
+        else:
+            f = (n - 1.0) / n
+    return np.where(n > 1, f, 0.0)
+
+
+def collective_seconds(op: CollectiveOp | str, *, n_bytes, n_ranks, link_bytes_per_s,
+                       busbw_frac, latency_s):
+    """K5, the α–β form: steps(op, n) · α + bus_factor(op, n) · n_bytes / (busbw · link).
+    0 when n = 1. Arguments broadcast. Example (DGX H100, ring/tree all-reduce of 1 GB over
+    8 GPUs, busbw 0.80 × 450 GB/s, α = 5 µs): 6 · 5 µs + 1.75 · 1e9 / 360e9 = 4.89 ms."""
+    steps = ring_steps(op, n_ranks)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = steps * latency_s + bus_factor(op, n_ranks) * np.asarray(n_bytes, dtype=float) / (
+            np.asarray(busbw_frac, dtype=float) * np.asarray(link_bytes_per_s, dtype=float))
+    return np.where(np.asarray(n_ranks) > 1, t, 0.0)
+
+
+# ---- per-device rate arrays (what the step-time model uses) -------------------------------
+@dataclass(frozen=True)
+class KernelRates:
+    """The kernel tables of a list of devices, as arrays with one row per device.
+
+    `scale` multiplies the achieved rates ("gemm", "attention", "memory", "network": user
+    `efficiency_overrides` gemm_scale, ...); `flat` replaces a table by a constant fraction
+    (compute_frac, memory_bw_frac, network_frac overrides). Fractions beyond 1 are clipped.
+    """
+
+    ids: tuple[str, ...]
+    gemm_size: np.ndarray  # [k] common grid
+    gemm_frac: np.ndarray  # [device, k], each device at its own GEMM dtype
+    attn_seq: np.ndarray  # [j]
+    attn_frac: dict[tuple[bool, str], np.ndarray]  # (causal, direction) -> [device, j]
+    mem_size: np.ndarray  # [i]
+    mem_frac: np.ndarray  # [device, i]
+    latency_s: dict[Tier, np.ndarray]  # [device]
+    busbw_frac: dict[tuple[Tier, CollectiveOp], np.ndarray]  # [device]
+    rule: np.ndarray  # [device] bool: the table is a rule, not a measurement
+    notes: tuple[str, ...] = field(default=())
+
+    def gemm(self, size, index):
+        """Fraction of the dense peak for GEMMs of `size` on the devices at rows `index` (an
+        int array broadcasting against `size`)."""
+        return _interp_rows(size, self.gemm_size, self.gemm_frac, index)
+
+    def attention(self, seq_len, *, causal: bool, direction: str, index):
+        return _interp_rows(seq_len, self.attn_seq, self.attn_frac[(causal, direction)], index)
+
+    def memory(self, n_bytes, index):
+        return _interp_rows(n_bytes, self.mem_size, self.mem_frac, index)
+
+    def collective(self, tier: Tier, op: CollectiveOp, index) -> tuple[np.ndarray, np.ndarray]:
+        """(latency per step s, large-message bus-bandwidth fraction) at rows `index`."""
+        return self.latency_s[tier][index], self.busbw_frac[(tier, op)][index]
+
+
+def _interp_rows(x, xp: np.ndarray, table: np.ndarray, index):
+    """Per-device log interpolation, vectorized: `table` is [device, len(xp)]; the result
+    broadcasts x against `index` (each cell's device row)."""
+    lx = np.log(np.clip(np.asarray(x, dtype=float), xp[0], xp[-1]))
+    lxp = np.log(xp)
+    pos = np.clip(np.searchsorted(lxp, lx, side="right") - 1, 0, len(xp) - 2)
+    w = (lx - lxp[pos]) / (lxp[pos + 1] - lxp[pos])
+    return table[index, pos] * (1.0 - w) + table[index, pos + 1] * w
+
+
+def _resample(x_new: np.ndarray, xp: Sequence[float], fp: Sequence[float]) -> np.ndarray:
+    return _log_interp(x_new, xp, fp)
+
+
+# A common grid for every device's tables (log-spaced), so per-device lookups vectorize.
+_GEMM_GRID = np.geomspace(64.0, 65536.0, 31)
+_ATTN_GRID = np.geomspace(128.0, 1 << 20, 27)
+_MEM_GRID = np.geomspace(1e3, 1e11, 33)
+_ATTN_HEAD_DIM = 128  # the curves the step model uses; other head dims via the API
+
+
+def _attention_curve(entry: KernelEntry, dtype: str, causal: bool, direction: str,
+                     head_dim: int = _ATTN_HEAD_DIM) -> tuple[float, ...] | None:
+    """The curve closest to the request: same dtype, causal and direction, nearest head dim;
+    None when the dtype has none."""
+    matches = [c for c in entry.attention.curve
+               if c.dtype == dtype and c.causal == causal and c.direction == direction]
+    if not matches:  # causal <-> full: the same kernel, masked blocks skipped
+        matches = [c for c in entry.attention.curve
+                   if c.dtype == dtype and c.direction == direction]
+    if not matches:
+        return None
+    best = min(matches, key=lambda c: (abs(math.log(c.head_dim / head_dim)), c.head_dim))
+    return best.frac
+
+
+def _gemm_curve(entry: KernelEntry, dtype: str) -> tuple[str, tuple[float, ...]]:
+    """(dtype used, fractions): the dtype's own table, else the closest wider float type
+    the device has a table for (a measured bf16 curve stands in for fp16, and so on)."""
+    fracs = entry.gemm.fracs
+    for dt in (dtype, *_GEMM_TABLE_FALLBACK.get(dtype, ())):
+        if dt in fracs:
+            return dt, fracs[dt]
+    dt = next(iter(fracs))
+    return dt, fracs[dt]
+
+
+_GEMM_TABLE_FALLBACK = {
+    "fp4": ("fp8", "bf16", "fp16"), "fp8": ("bf16", "fp16"), "bf16": ("fp16",),
+    "fp16": ("bf16",), "tf32": ("fp32", "bf16"), "fp32": ("tf32", "bf16"),
+    "int8": ("fp8", "bf16", "fp16"), "int4": ("int8", "fp8", "bf16"),
+}
+
+
+def kernel_rates(devices: Sequence[Any], *, gemm_dtypes: Sequence[str],
+                 attention_dtypes: Sequence[str],
+                 index: Mapping[str, KernelEntry] | None = None,
+                 overrides: Mapping[str, float] | None = None) -> KernelRates:
+    """The kernel tables of `devices`, each at its own GEMM and attention dtype (the dtype
+    whose peak it runs at), resampled on common grids, with the user's overrides:
+    `compute_frac` (flat GEMM and attention fraction), `memory_bw_frac`, `network_frac`
+    (flat), and multipliers `gemm_scale`, `attention_scale`, `memory_scale`, `network_scale`."""
+    overrides = dict(overrides or {})
+    index = index if index is not None else kernel_index(builtin_kernel_entries())
+    entries, notes = [], []
+    for d in devices:
+        e, note = kernel_entry(d, index)
+        entries.append(e)
+        if note:
+            notes.append(note)
+    n = len(devices)
+    sustained = np.array([e.gemm.sustained_frac for e in entries])[:, None]
+    gemm = sustained * np.array([_resample(_GEMM_GRID, e.gemm.size, _gemm_curve(e, dt)[1])
+                                 for e, dt in zip(entries, gemm_dtypes, strict=True)])
+    attn: dict[tuple[bool, str], np.ndarray] = {}
+    for causal in (True, False):
+        for direction in ("fwd", "bwd"):
+            rows = []
+            for e, dt in zip(entries, attention_dtypes, strict=True):
+                fr = (_attention_curve(e, dt, causal, direction)
+                      or _attention_curve(e, "bf16", causal, direction)
+                      or _attention_curve(e, "bf16", causal, "fwd")
+                      or e.attention.curve[0].frac)
+                rows.append(_resample(_ATTN_GRID, e.attention.seq_len, fr))
+            attn[(causal, direction)] = sustained * np.array(rows)
+    mem = np.array([_resample(_MEM_GRID, e.memory.size_bytes, e.memory.frac) for e in entries])
+    latency: dict[Tier, np.ndarray] = {}
+    busbw: dict[tuple[Tier, CollectiveOp], np.ndarray] = {}
+    for tier in Tier:
+        tiers = [getattr(e.collectives, tier.value) or e.collectives.scale_up for e in entries]
+        latency[tier] = np.array([t.latency_s for t in tiers])
+        for op in CollectiveOp:
+            busbw[(tier, op)] = np.array([t.busbw_frac(op) for t in tiers])
+
+    def scaled(arr: np.ndarray, flat_key: str, scale_key: str) -> np.ndarray:
+        if flat_key in overrides:
+            arr = np.full_like(arr, float(overrides[flat_key]))
+        return np.minimum(arr * float(overrides.get(scale_key, 1.0)), 1.0)
+
+    gemm = scaled(gemm, "compute_frac", "gemm_scale")
+    attn = {k: scaled(v, "compute_frac", "attention_scale") for k, v in attn.items()}
+    mem = scaled(mem, "memory_bw_frac", "memory_scale")
+    busbw = {k: scaled(v, "network_frac", "network_scale") for k, v in busbw.items()}
+    if "collective_latency_s" in overrides:
+        latency = {t: np.full(n, float(overrides["collective_latency_s"])) for t in Tier}
+    return KernelRates(
+        ids=tuple(d.id for d in devices), gemm_size=_GEMM_GRID, gemm_frac=gemm,
+        attn_seq=_ATTN_GRID, attn_frac=attn, mem_size=_MEM_GRID, mem_frac=mem,
+        latency_s=latency, busbw_frac=busbw,
+        rule=np.array([e.rule for e in entries], dtype=bool), notes=tuple(notes))
+
+
+# ---- the public API --------------------------------------------------------------------------
+def _device(device: Any) -> Any:
+    if isinstance(device, str):
+        from planner.hardware.catalog import load_catalog
+
+        return load_catalog().get(device)
+    if not hasattr(device, "peak_flops_per_s"):
+        raise ValueError(f"device: expected a catalog id or a Device, got {type(device).__name__}")
+    return device
+
+
+def _positive(name: str, value: Any) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a number, got {value!r}") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise ValueError(f"{name}: must be a finite number > 0, got {value!r}")
+    return v
+
+
+def _peak(dev: Any, dtype: str) -> float:
+    value = dev.peak_flops_per_s.get(dtype)
+    if not value:
+        have = ", ".join(sorted(dev.peak_flops_per_s)) or "none"
+        raise ValueError(f"dtype: {dev.id} has no dense {dtype} peak in the catalog "
+                         f"(it has: {have})")
+    return float(value)
+
+
+def gemm_flops_per_s(device: Any, m: float, n: float, k: float, dtype: str = "bf16") -> float:
+    """Achieved FLOP/s of one (m × k) · (k × n) GEMM on `device` in `dtype` (K1, K1b):
+    dense peak × table fraction at s = (m·n·k)^(1/3) × sustained share (K1c) × tile share
+    min(1, m/128)·min(1, n/128).
+    The FLOPs are 2·m·n·k; a memory-bound GEMM (decode) is limited by `memory_bytes_per_s`
+    in the step-time model, not here."""
+    dev = _device(device)
+    m, n, k = (_positive(x, v) for x, v in (("m", m), ("n", n), ("k", k)))
+    peak = _peak(dev, dtype)
+    entry, _ = kernel_entry(dev)
+    frac = _log_interp(gemm_size(m, n, k), entry.gemm.size, _gemm_curve(entry, dtype)[1])
+    return float(peak * frac * entry.gemm.sustained_frac * tile_frac(m, n))
+
+
+def attention_flops_per_s(device: Any, seq_len: float, head_dim: int, dtype: str = "bf16",
+                          causal: bool = True, backward: bool = False) -> float:
+    """Achieved FLOP/s of fused (flash) attention (K2) at `seq_len`, counting the FLOPs the
+    kernel executes (causal: the masked half is skipped and not counted), forward or
+    backward pass."""
+    dev = _device(device)
+    seq = _positive("seq_len", seq_len)
+    hd = int(_positive("head_dim", head_dim))
+    peak = _peak(dev, dtype)
+    entry, _ = kernel_entry(dev)
+    direction = "bwd" if backward else "fwd"
+    fr = (_attention_curve(entry, dtype, bool(causal), direction, hd)
+          or _attention_curve(entry, "bf16", bool(causal), direction, hd)
+          or _attention_curve(entry, "bf16", bool(causal), "fwd", hd))
+    assert fr is not None
+    return float(peak * entry.gemm.sustained_frac
+                 * _log_interp(seq, entry.attention.seq_len, fr))
+
+
+def memory_bytes_per_s(device: Any, n_bytes: float) -> float:
+    """Achieved device-memory bandwidth (K3) for moving `n_bytes` (read + written)."""
+    dev = _device(device)
+    nb = _positive("n_bytes", n_bytes)
+    if dev.memory_bw_bytes_per_s is None:
+        raise ValueError(f"device: {dev.id} has no memory bandwidth in the catalog")
+    entry, _ = kernel_entry(dev)
+    return float(dev.memory_bw_bytes_per_s
+                 * _log_interp(nb, entry.memory.size_bytes, entry.memory.frac))
+
+
+def collective_time_s(device: Any, op: str, n_bytes: float, n_ranks: int,
+                      tier: str | None = None) -> float:
+    """Seconds for one collective (K5) of an `n_bytes` message over `n_ranks` devices.
+
+    `op`: all_reduce, all_gather, reduce_scatter, all_to_all, send_recv. `tier`: "scale_up"
+    or "scale_out"; None picks scale-up when n_ranks fits in one scale-up domain, else
+    scale-out at the device's per-direction scale-out bandwidth."""
+    dev = _device(device)
+    try:
+        op_ = CollectiveOp(op)
+    except ValueError:
+        raise ValueError(f"op: {op!r} is not one of "
+                         f"{', '.join(o.value for o in CollectiveOp)}") from None
+    nb = _positive("n_bytes", n_bytes)
+    if isinstance(n_ranks, bool) or not isinstance(n_ranks, (int, np.integer)) or n_ranks < 1:
+        raise ValueError(f"n_ranks: must be a whole number >= 1, got {n_ranks!r}")
+    if tier is None:
+        tier_ = (Tier.SCALE_UP if n_ranks <= (dev.scaleup_domain_size or 1)
+                 else Tier.SCALE_OUT)
+    else:
+        try:
+            tier_ = Tier(tier)
+        except ValueError:
+            raise ValueError(f"tier: {tier!r} is not one of scale_up, scale_out") from None
+    bw = (dev.scaleup_bw_bytes_per_s if tier_ is Tier.SCALE_UP
+          else dev.scaleout_bw_bytes_per_s)
+    if bw is None:
+        raise ValueError(f"device: {dev.id} has no {tier_.value} bandwidth in the catalog")
+    entry, _ = kernel_entry(dev)
+    t = getattr(entry.collectives, tier_.value) or entry.collectives.scale_up
+    return float(collective_seconds(op_, n_bytes=nb, n_ranks=n_ranks, link_bytes_per_s=bw,
+                                    busbw_frac=t.busbw_frac(op_), latency_s=t.latency_s))
+
+
+# ---- peaks and fixed costs ---------------------------------------------------------------------
+# Time below which a kernel cannot finish: the host has to issue it (driver call, argument
+# marshalling, queueing). "A few microseconds" per CUDA launch; NVIDIA's Nsight Systems guide
+# measured ~20 µs host-to-device for one eager PyTorch element-wise kernel on a V100 (quoted by
+# groundy.com, "Every CUDA kernel pays a launch tax"). 5 µs assumes an asynchronous, mostly
+# fused runtime (Megatron, CUDA graphs, XLA). NB: an order of magnitude, not a measurement.
+OP_OVERHEAD_S = 5e-6
+
+
+def op_overhead_s(overrides: Mapping[str, float] | None = None) -> float:
+    """The per-op launch floor, or the user's `efficiency_overrides["op_overhead_s"]`."""
+    return float((overrides or {}).get("op_overhead_s", OP_OVERHEAD_S))
+
+
+# Fallback order when the catalog has no dense peak for the job's matmul dtype: a device
+# without fp8 runs the fp8 recipe in bf16, etc. (what a framework does). Inference may fall
+# back to int8 (FPGA LLM accelerators compute in int8; shared/reference/README.md §7).
+_TRAIN_FALLBACK = {
+    "fp8": ("fp8", "bf16", "fp16", "fp32"),
+    "bf16": ("bf16", "fp16", "fp32"),
+    "fp16": ("fp16", "bf16", "fp32"),
+    "fp32": ("fp32",),
+}
+_INFER_EXTRA = ("int8",)
+
+
+def peak_dtype_chain(compute_dtype: str, *, mode: str) -> tuple[str, ...]:
+    """dtypes whose dense peak may stand in for `compute_dtype`, best first."""
+    chain = _TRAIN_FALLBACK.get(compute_dtype, (compute_dtype, "bf16", "fp16", "fp32"))
+    return chain + (_INFER_EXTRA if mode == "inference" else ())
+
+
+def device_peak(device: Any, compute_dtype: str, *, mode: str) -> tuple[float, str]:
+    """(dense peak FLOP/s, dtype used) for a device; (nan, "") when no dtype of the chain has a
+    peak in the catalog."""
+    for dtype in peak_dtype_chain(compute_dtype, mode=mode):
+        value = device.peak_flops_per_s.get(dtype)
+        if value:
+            return float(value), dtype
+    return float("nan"), ""
+
+
+def attention_dtype(compute_dtype: str) -> str:
+    """The dtype fused attention runs in: fp8 recipes keep attention in bf16 (Transformer
+    Engine's default; FP8 attention is opt-in, `fp8_dpa`), every other policy computes
+    attention in its matmul dtype."""
+    return "bf16" if compute_dtype == "fp8" else compute_dtype

@@ -1,0 +1,136 @@
+"""What kind of kernel each op of the per-layer table is, and the GEMM it runs.
+
+`planner.model.layers` names the rows (attn.q, mlp.up, ...); this module says, per op name,
+which achieved rate prices it (planner.hardware.kernels): a GEMM of a given shape, fused
+attention, or memory traffic only, and how tensor parallelism splits it (Megatron-LM:
+Shoeybi et al. 2019, Sec. 3). Every consumer (step time, the validation's roofline) asks here;
+an op name without a rule raises, so a new op kind cannot slip through unpriced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from planner.model.spec import ModelSpec
+
+
+class OpKind(StrEnum):
+    """How an op is priced: GEMM (tensor cores at the GEMM rate of its shape), ATTENTION
+    (a fused attention kernel at the attention rate), MEMORY (element-wise, normalisation,
+    lookup, loss: bytes moved at the copy rate)."""
+
+    GEMM = "gemm"
+    ATTENTION = "attention"
+    MEMORY = "memory"
+
+
+class TpSplit(StrEnum):
+    """How tensor parallelism over t devices splits a GEMM: COLUMN splits the output features
+    n (q, k, v, up, gate, the vocabulary of the head), ROW the input features k (attention
+    output, down), HEADS the batch of per-head GEMMs (eager attention) and NONE replicates."""
+
+    COLUMN = "column"
+    ROW = "row"
+    HEADS = "heads"
+    NONE = "none"
+
+
+@dataclass(frozen=True)
+class GemmShape:
+    """One GEMM per `rows_per_token` · tokens rows: (m × k) · (k × n), `count` of them."""
+
+    n: float
+    k: float
+    split: TpSplit
+    rows_per_token: float = 1.0
+
+
+# Row kinds of planner.model.layers -> how they are priced (attention and softmax rows are
+# one fused kernel with flash attention, GEMMs + a memory-bound softmax without).
+_KIND_OF_ROW = {
+    "linear": OpKind.GEMM,
+    "router": OpKind.GEMM,
+    "attention": OpKind.GEMM,  # eager QKᵀ and softmax·V: batched per-head GEMMs
+    "softmax": OpKind.MEMORY,
+    "embedding": OpKind.MEMORY,
+    "norm": OpKind.MEMORY,
+    "activation": OpKind.MEMORY,
+    "loss": OpKind.MEMORY,
+}
+
+FUSED_ATTENTION_OP = "attn.core"  # the rows scores, softmax, context as one flash kernel
+
+
+def op_kind(row_kind: str) -> OpKind:
+    """The pricing kind of a table row's kind; ValueError for an unknown kind."""
+    try:
+        return _KIND_OF_ROW[row_kind]
+    except KeyError:
+        raise ValueError(f"op kind {row_kind!r} has no pricing rule in planner.model.ops; "
+                         f"known: {', '.join(_KIND_OF_ROW)}") from None
+
+
+def gemm_shape(spec: ModelSpec, name: str, *, kv_len: float, tokens_per_seq: float
+               ) -> GemmShape:
+    """The GEMM behind op `name` (block ops relative to the block, e.g. "mlp.up").
+
+    Examples (Llama-2-7B, h = 4096, d_ff = 11008): mlp.up is (T × 4096) · (4096 × 11008),
+    column-split; mlp.down (T × 11008) · (11008 × 4096), row-split. Mixtral's routed experts
+    see T·k/E rows each (balanced routing)."""
+    h, hd, H, K, ff = spec.d_model, spec.d_head, spec.n_heads, spec.kv_heads, spec.d_ff
+    if name == "attn.q":
+        return GemmShape(H * hd, h, TpSplit.COLUMN)
+    if name in ("attn.k", "attn.v"):
+        return GemmShape(K * hd, h, TpSplit.COLUMN)
+    if name == "attn.out":
+        return GemmShape(h, H * hd, TpSplit.ROW)
+    if name == "attn.scores":
+        return GemmShape(kv_len, hd, TpSplit.HEADS)
+    if name == "attn.context":
+        return GemmShape(hd, kv_len, TpSplit.HEADS)
+    experts = name.startswith("moe.experts")
+    rows = spec.experts_top_k / spec.n_experts if experts and spec.is_moe else 1.0
+    if name.endswith((".up", ".gate")):
+        return GemmShape(ff, h, TpSplit.COLUMN, rows)
+    if name.endswith(".down"):
+        return GemmShape(h, ff, TpSplit.ROW, rows)
+    if name == "moe.router":
+        return GemmShape(spec.n_experts, h, TpSplit.NONE)
+    if name == "lm_head":
+        return GemmShape(spec.vocab_size, h, TpSplit.COLUMN)
+    if name == "pooler":  # the first token of each sequence
+        return GemmShape(h, h, TpSplit.NONE, 1.0 / tokens_per_seq)
+    raise ValueError(f"op {name!r}: no GEMM shape rule in planner.model.ops")
+
+
+def unlisted_elementwise(spec: ModelSpec, *, fp8: bool = False
+                         ) -> tuple[tuple[str, float], ...]:
+    """Element-wise kernels every block runs that the per-layer table does not list (they have
+    no parameters and, by the FLOP convention, no counted FLOPs), as (name, elements read +
+    written per token). They are memory-bound and priced as traffic:
+
+    * residual.attn, residual.mlp: x + f(x), reading two h-vectors and writing one (3·h);
+    * rope (rotary models): q and k read and written once, 2·(H + K)·d_head;
+    * dropout (when the model trains with it): after attention and after the MLP, h read,
+      h written and an h-byte mask each, counted as 3·h elements;
+    * fp8_cast (FP8 matmuls, Transformer Engine): every GEMM input is quantized before the
+      GEMM, reading 2 bytes and writing 1 plus a transposed 1-byte copy for the weight
+      gradient, 4 bytes = 2 bf16 elements per input element. The inputs of one block are
+      h (q, k, v share theirs), H·d_head (out), h (up and gate share theirs) and d_ff (down);
+      the backward pass casts the output gradients likewise (counted by the backward's 2×).
+
+    Example (Llama-2-7B, h = 4096, 32 + 32 heads of 128): 2·3·4096 + 2·64·128 = 40,960
+    elements per token per block, 80 kB in bf16."""
+    h = float(spec.d_model)
+    out: list[tuple[str, float]] = [("residual.attn", 3.0 * h), ("residual.mlp", 3.0 * h)]
+    if spec.position == "rotary":
+        out.append(("rope", 2.0 * (spec.n_heads + spec.kv_heads) * spec.d_head))
+    if spec.dropout > 0:
+        out.append(("dropout", 2.0 * 3.0 * h))
+    if fp8:
+        inputs = 2.0 * h + spec.n_heads * spec.d_head + spec.d_ff
+        if spec.is_moe:
+            inputs += (spec.experts_top_k + spec.n_shared_experts - 1) * spec.d_ff
+        out.append(("fp8_cast", 2.0 * inputs))
+    return tuple(out)
