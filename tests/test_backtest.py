@@ -53,6 +53,39 @@ def test_recalled_megatron_rows_are_kept_out_of_the_headline():
     assert set(t1.index[t1["headline"]]) == {"megatron2021_t1_1.7B", "megatron2021_t1_1008.0B"}
 
 
+# shared/reference/measured_runs_2026.csv: the training rows the planner can describe
+MEASURED_2026 = {
+    "torchtitan 2024-25": 8,
+    "Megatron-Bridge 2025-26": 3,
+    "MaxText 2025": 3,
+    "MLPerf Training v5.x": 2,
+    "Gaudi 2 (Intel)": 1,
+}
+
+
+def test_measured_2026_rows_load_with_a_catalog_device_a_preset_and_a_source():
+    from planner import list_models
+    from planner.hardware.catalog import load_catalog
+
+    new = RUNS[RUNS["family"].isin(list(MEASURED_2026))]
+    assert new["family"].value_counts().to_dict() == MEASURED_2026
+    assert set(new["device"]) <= set(load_catalog().ids())
+    assert set(new["model"]) <= set(list_models())  # planner presets, no backtest-only shapes
+    assert new["source"].str.contains("measured_runs_2026.csv").all()
+    assert (new["source"].str.len() > 40).all() and new["assumptions"].notna().all()
+    assert new["steady_state"].all() and new["flash_attention"].all()
+    assert set(new["precision"]) <= {"bf16", "fp8"}
+    assert not new["flops_convention"].notna().any()
+    assert set(new["metric"]) == {"tokens_per_s_per_device", "time_to_train_minutes"}
+    # a published layout is consistent: tp · pp · dp = devices where all three are pinned
+    full = new.dropna(subset=["tp", "pp", "dp"])
+    assert (full["tp"] * full["pp"] * full["dp"] == full["n_devices"]).all()
+    # MLPerf: n_tokens are the runs' samples at run_stop, a whole number of global batches
+    mlperf = new[new["metric"] == "time_to_train_minutes"]
+    steps = mlperf["n_tokens"] / (mlperf["global_batch_seqs"] * mlperf["seq_len"])
+    assert np.allclose(steps, steps.round()) and set(steps.round()) == {259, 240}
+
+
 @pytest.mark.parametrize("name", sorted(set(RUNS["model"])))
 def test_every_model_resolves(name):
     spec = backtest_model(name)
@@ -130,6 +163,18 @@ def test_predicted_metric_arithmetic():
         f / (2.0 * 8 * 312e12))
     assert predicted_metric(metric="tflops_per_device", convention="llmfoundry_mfu",
                             **kw) == pytest.approx(f / 16 / 1e12)
+
+
+def test_predicted_time_to_train_minutes_by_hand():
+    # 1e9 tokens in steps of 1024 × 8192 = 8,388,608 tokens: 119.21 steps × 10 s / 60 = 19.87 min
+    kw = dict(convention=None, spec=backtest_model("llama-3-8b"), n_devices=64,
+              batch_seqs=1024, seq_len=8192, step_time_s=10.0, time_s=0.0,
+              peak_flops_per_s=None)
+    minutes = predicted_metric(metric="time_to_train_minutes", n_tokens=1e9, **kw)
+    assert minutes == pytest.approx(1e9 / 8_388_608 * 10.0 / 60.0)
+    assert minutes == pytest.approx(19.87, abs=0.005)
+    with pytest.raises(ValueError, match="n_tokens"):
+        predicted_metric(metric="time_to_train_minutes", **kw)
 
 
 def test_unknown_convention_and_metric_are_rejected():

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from planner import TrainingJob
+from planner.hardware.catalog import load_catalog
 from planner.model.spec import model
 from planner.plan.memory import (
     activation_bytes_per_device,
@@ -17,7 +18,6 @@ from planner.plan.memory import (
     zero3_gather_buffer_bytes,
     zero_sharded_bytes,
 )
-from planner.hardware.catalog import load_catalog
 from planner.plan.search import device_columns, evaluate_training
 from planner.plan.steptime import inference_profile, training_profile
 

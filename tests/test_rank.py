@@ -23,7 +23,12 @@ from planner import (
     workload,
 )
 from planner.hardware.catalog import Device, Price
-from planner.plan.search import candidate_evaluator, infer_tp_divides_heads, train_tp_divides_heads
+from planner.plan.search import (
+    TrainReason,
+    candidate_evaluator,
+    infer_tp_divides_heads,
+    train_tp_divides_heads,
+)
 
 
 def _device(device_id, kind="gpu", *, peaks=None, mem=80e9, bw=3.35e12, up=450e9, domain=8,
@@ -99,7 +104,7 @@ def test_a_candidate_that_does_not_fit_is_never_feasible(grid):
     assert set(grid.loc[over, "reason"].astype(str)) <= {
         "does not fit in memory", "global batch not divisible by dp × micro-batch",
         "no dense peak for the compute dtype", "link bandwidth unknown",
-        "tp does not divide the attention or KV heads"}
+        "tp does not divide the attention or KV heads", TrainReason.ZERO_WITH_PP.text}
 
 
 def test_feasible_rows_obey_the_batch_split(grid):

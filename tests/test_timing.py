@@ -9,50 +9,60 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from planner import InferenceJob
+from planner import InferenceJob, TrainingJob
+from planner.hardware.catalog import load_catalog
+from planner.hardware.kernels import CollectiveOp, bus_factor, collective_seconds
 from planner.model.layers import layer_table
 from planner.model.spec import model
-from planner.plan.search import evaluate_inference
+from planner.plan.search import device_columns, evaluate_inference
 from planner.plan.steptime import (
-    all_gather_bytes,
-    collective_time_s,
-    data_parallel_traffic,
+    data_parallel_seconds,
     experts_touched_frac,
     inference_profile,
     op_time_s,
     ops_time_s,
-    optimizer_step_time_s,
+    optimizer_step_bytes,
     pipeline_bubble_frac,
     pipeline_step_time_s,
-    reduce_scatter_bytes,
-    ring_allreduce_bytes,
     stage_time_s,
     training_profile,
     weight_read_bytes,
 )
 
+H100 = load_catalog().get("nvidia_h100_sxm")  # 989.4 TFLOP/s bf16, 3.35 TB/s, 450 GB/s NVLink
+# Flat fractions replace the kernel tables, so the hand-derived numbers below stay simple.
+FLAT = {"compute_frac": 0.4, "memory_bw_frac": 0.7, "network_frac": 0.8, "op_overhead_s": 5e-6}
+
+
+def _flat_h100(job, **changes):
+    overrides = {**FLAT, **changes}
+    return device_columns(H100, job.model_copy(update={"efficiency_overrides": overrides}))
+
 
 def test_ring_allreduce_moves_2_n_minus_1_over_n_of_the_gradients():
     grads = 6_738_415_616 * 2  # Llama-2-7B bf16 gradients: 13,476,831,232 bytes
     # 2 * 7/8 * 13,476,831,232 = 23,584,454,656 bytes per device
-    assert ring_allreduce_bytes(message_bytes=grads, n=8) == 23_584_454_656
-    assert reduce_scatter_bytes(message_bytes=grads, n=8) == 23_584_454_656 / 2
-    assert all_gather_bytes(message_bytes=800.0, n=4) == 600.0  # 3/4 * 800
-    assert ring_allreduce_bytes(message_bytes=grads, n=1) == 0.0
+    assert bus_factor("all_reduce", 8) * grads == 23_584_454_656
+    assert bus_factor("reduce_scatter", 8) * grads == 23_584_454_656 / 2
+    assert bus_factor("all_gather", 4) * 800.0 == 600.0  # 3/4 * 800
+    assert bus_factor("all_reduce", 1) * grads == 0.0
 
 
 def test_collective_time_and_single_device():
-    # 24 GB over 450 GB/s at 0.8 = 24e9 / 360e9 = 0.0667 s, plus 10 us
-    t = collective_time_s(volume_bytes=24e9, n=8, bw_bytes_per_s=450e9, network_frac=0.8,
-                          latency_s=1e-5)
-    assert t == pytest.approx(24e9 / 360e9 + 1e-5)
+    # all-reduce of 13.71 GB over 8 ranks: bus bytes 2 * 7/8 * 13.71e9 = 24e9 at 0.8 x 450 GB/s
+    # = 0.0667 s, plus min(2 * 7, 2 * log2 8) = 6 steps of 10 us (K5)
+    t = collective_seconds(CollectiveOp.ALL_REDUCE, n_bytes=24e9 / 1.75, n_ranks=8,
+                           link_bytes_per_s=450e9, busbw_frac=0.8, latency_s=1e-5)
+    assert t == pytest.approx(24e9 / 360e9 + 6e-5)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         # no link needed for one device, even when the link is unknown
-        assert collective_time_s(volume_bytes=0.0, n=1, bw_bytes_per_s=np.nan,
-                                 network_frac=0.8, latency_s=1e-5) == 0.0
-    assert np.isnan(collective_time_s(volume_bytes=1.0, n=2, bw_bytes_per_s=np.nan,
-                                      network_frac=0.8, latency_s=1e-5))
+        assert collective_seconds(CollectiveOp.ALL_REDUCE, n_bytes=0.0, n_ranks=1,
+                                  link_bytes_per_s=np.nan, busbw_frac=0.8,
+                                  latency_s=1e-5) == 0.0
+    assert np.isnan(collective_seconds(CollectiveOp.ALL_REDUCE, n_bytes=1.0, n_ranks=2,
+                                       link_bytes_per_s=np.nan, busbw_frac=0.8,
+                                       latency_s=1e-5))
 
 
 def test_pipeline_bubble_formula():
@@ -69,8 +79,7 @@ def test_pipeline_bubble_formula():
 
 
 def test_roofline_takes_the_slower_side_and_the_launch_floor():
-    kw = dict(peak_flops_per_s=1e15, compute_frac=0.5, bw_bytes_per_s=2e12, memory_bw_frac=0.5,
-              overhead_s=5e-6)
+    kw = dict(compute_flops_per_s=1e15 * 0.5, memory_bytes_per_s=2e12 * 0.5, overhead_s=5e-6)
     # compute-bound: 1e12 / 5e14 = 2 ms vs 1e8 / 1e12 = 0.1 ms
     assert op_time_s(flops=1e12, bytes_moved=1e8, **kw) == pytest.approx(2e-3)
     # memory-bound: 1e9 bytes / 1e12 = 1 ms
@@ -80,8 +89,13 @@ def test_roofline_takes_the_slower_side_and_the_launch_floor():
 
 
 def test_data_parallel_traffic_per_zero_stage_by_hand():
-    kw = dict(weight_bytes=100.0, grad_bytes=100.0, dp=4)
-    rows = {z: tuple(float(x) for x in data_parallel_traffic(zero_stage=z, **kw))
+    # priced as bytes on the wire (bus factor x message, 4 ranks, 1 byte/s, no latency)
+    def wire(op, n_bytes):
+        return collective_seconds(op, n_bytes=n_bytes, n_ranks=4, link_bytes_per_s=1.0,
+                                  busbw_frac=1.0, latency_s=0.0)
+
+    kw = dict(weight_bytes=100.0, grad_bytes=100.0, collective=wire)
+    rows = {z: tuple(float(x) for x in data_parallel_seconds(zero_stage=z, **kw))
             for z in range(4)}
     assert rows[0] == (150.0, 0.0)  # all-reduce: 2 * 3/4 * 100
     assert rows[1] == (150.0, 0.0)  # reduce-scatter G + all-gather W: 75 + 75
@@ -92,8 +106,10 @@ def test_data_parallel_traffic_per_zero_stage_by_hand():
 def test_optimizer_step_worked_number():
     # Llama-2-7B AdamW on one H100: (13.48 + 2 * 80.86 + 13.48) GB / (3.35 TB/s * 0.7) = 80 ms
     n = 6_738_415_616
-    t = optimizer_step_time_s(weight_bytes=2 * n, grad_bytes=2 * n, optimizer_bytes=12 * n,
-                              bw_bytes_per_s=3.35e12, memory_bw_frac=0.7)
+    moved = optimizer_step_bytes(weight_bytes=2 * n, grad_bytes=2 * n, optimizer_bytes=12 * n)
+    assert moved == 28 * n
+    job = TrainingJob(model="llama-2-7b", n_tokens=1e9, seq_len=1024, global_batch_size=8)
+    t = float(_flat_h100(job)["rates"].memory_seconds(moved)[0])
     assert t == pytest.approx(28 * n / 2.345e12)
     assert t == pytest.approx(0.0805, abs=5e-4)
 
@@ -108,12 +124,17 @@ def test_training_profile_ops_and_flops():
     assert prof.block.flops[q] == 2 * 4096**3
     assert prof.block.weight_bytes[q] == 4096**2 * 2
     assert prof.block.traffic_bytes[q] == 4096 * (4096 + 4096) * 2  # in + out, bf16
-    # worked number: on an H100 at 0.40 / 0.70 it takes 0.347 ms, compute-bound
-    t = ops_time_s(prof.block, batch=1, tp=1, kv_split=1, peak_flops_per_s=989.4e12,
-                   compute_frac=0.4, bw_bytes_per_s=3.35e12, memory_bw_frac=0.7,
-                   overhead_s=5e-6, passes=np.eye(len(ops))[q])
+    # worked number: on an H100 at a flat 0.40 / 0.70 it takes 0.347 ms, compute-bound
+    job = TrainingJob(model="llama-2-7b", n_tokens=1e9, seq_len=4096, global_batch_size=8)
+    t = ops_time_s(prof.block, batch=1, tp=1, kv_split=1, rates=_flat_h100(job)["rates"],
+                   fwd_passes=np.eye(len(ops))[q])
     assert t == pytest.approx(2 * 4096**3 / (989.4e12 * 0.4))
     assert t == pytest.approx(3.47e-4, rel=1e-3)
+    # forward + backward: the backward's two GEMMs of the same shape take twice as long
+    fb = ops_time_s(prof.block, batch=1, tp=1, kv_split=1, rates=_flat_h100(job)["rates"],
+                    fwd_passes=np.eye(len(ops))[q], backward=True)
+    assert fb > 3 * t  # every other op's backward is added too
+
     # full recompute adds the blocks' forward: HFU / MFU close to 4/3 (ref README §5)
     assert prof.hardware_flops_per_seq[2] / prof.model_flops_per_seq == pytest.approx(4 / 3,
                                                                                       abs=0.02)
@@ -128,13 +149,8 @@ def test_selective_recompute_without_flash_recomputes_the_attention_core():
     core = [i for i, n in enumerate(prof.block.names)
             if n in ("attn.scores", "attn.softmax", "attn.context")]
     assert len(core) == 3
-    assert set(prof.block_passes[1][core]) == {4.0}
-    assert prof.block_passes[0].tolist() == [3.0] * len(prof.block.names)
-
-
-_DEV = dict(peak=np.array(989.4e12), compute_frac=np.array(0.4), bw=np.array(3.35e12),
-            memory_bw_frac=np.array(0.7), up_bw=np.array(450e9), domain=np.array(8.0),
-            network_frac=np.array(0.8))
+    assert set(prof.block_fwd_passes[1][core]) == {2.0}
+    assert prof.block_fwd_passes[0].tolist() == [1.0] * len(prof.block.names)
 
 
 @settings(max_examples=25, deadline=None)
@@ -149,8 +165,8 @@ def test_decode_tokens_per_s_times_weight_bytes_within_bandwidth(batch, tp, mem_
     job = InferenceJob(model=spec, prompt_len=256, output_len=64, concurrent_requests=batch)
     prof = inference_profile(spec, prompt_len=256, output_len=64, precision="bf16",
                              kv_cache_precision=None)
-    dev = dict(_DEV, memory_bw_frac=np.array(mem_frac))
-    q = evaluate_inference(job, prof, dev, 5e-6, 1e-5, tp=tp, batch=batch)
+    dev = _flat_h100(job, memory_bw_frac=mem_frac)
+    q = evaluate_inference(job, prof, dev, tp=tp, batch=batch)
     # bytes each device must read per decode step: its share of the weights, less the
     # embedding lookup table (only the rows of the current tokens are read) and, for MoE, the
     # experts no token of the batch visits (P6b)
@@ -167,11 +183,10 @@ def test_decode_is_bandwidth_bound_at_batch_1():
     job = InferenceJob(model=spec, prompt_len=128, output_len=128)
     prof = inference_profile(spec, prompt_len=128, output_len=128, precision="bf16",
                              kv_cache_precision=None)
-    q = evaluate_inference(job, prof, dict(_DEV, up_bw=np.array(np.nan)), 5e-6, 1e-5, tp=1,
-                           batch=1)
+    q = evaluate_inference(job, prof, _flat_h100(job), tp=1, batch=1)
     # weights read (less the embedding table) over 3.35 TB/s * 0.7: the floor of TPOT
     floor = (prof.weight_bytes - 32000 * 4096 * 2) / (3.35e12 * 0.7)
-    assert floor < float(q["tpot"]) < 1.25 * floor
+    assert floor < q["tpot"].item() < 1.25 * floor
 
 
 def test_data_parallel_bw_is_scale_up_inside_a_domain_and_all_nics_across():
@@ -221,10 +236,9 @@ def test_mixtral_batch1_decode_reads_two_of_eight_experts():
     assert float(weight_read_bytes(prof.prefill, batch=1)) == pytest.approx(dense + experts)
     # and the decode step's time follows: bandwidth-bound at batch 1 on one H100-like device
     job = InferenceJob(model=spec, prompt_len=256, output_len=64)
-    q = evaluate_inference(job, prof, dict(_DEV, up_bw=np.array(np.nan)), 5e-6, 1e-5, tp=1,
-                           batch=1)
+    q = evaluate_inference(job, prof, _flat_h100(job), tp=1, batch=1)
     floor = read / (3.35e12 * 0.7)
-    assert floor < float(q["decode"]) < 1.25 * floor
+    assert floor < q["decode"].item() < 1.25 * floor
 
 
 @settings(max_examples=50, deadline=None)
@@ -257,8 +271,8 @@ def test_kv_projections_split_over_min_t_k_in_decode():
                              kv_cache_precision=None)
     k = prof.decode.names.index("attn.k")
     only_k = np.eye(len(prof.decode.names))[k]
-    kw = dict(batch=1, peak_flops_per_s=989.4e12, compute_frac=0.4, bw_bytes_per_s=3.35e12,
-              memory_bw_frac=0.7, overhead_s=0.0, passes=only_k)
+    job = InferenceJob(model=spec, prompt_len=1024, output_len=256)
+    kw = dict(batch=1, rates=_flat_h100(job, op_overhead_s=0.0)["rates"], fwd_passes=only_k)
     # t = 16, K = 8: the k projection per device is that of t = 8, not half of it
     t16 = ops_time_s(prof.decode, tp=16, kv_split=8, **kw)
     t8 = ops_time_s(prof.decode, tp=8, kv_split=8, **kw)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any
 
 import numpy as np
@@ -68,7 +69,45 @@ MAX_MICRO_BATCH = 16  # largest micro-batch searched
 CHUNK_CANDIDATES = 1 << 20  # grid cells evaluated at once (bounds memory, ~8 MB per array)
 MAX_DEVICE_COUNT = 2**53  # device counts above this are clipped in integer columns
 
-# Reason codes: the first failing check, in this order (a later code got further).
+class TrainReason(IntEnum):
+    """Why a training candidate is infeasible: the first failing check, in this order (a later
+    reason got further). OK = feasible. `text` is what reports show."""
+
+    OK = 0
+    NO_PEAK = 1
+    NO_MEMORY_BW = 2
+    TP_BEYOND_DOMAIN = 3
+    TP_HEADS = 4
+    BATCH_NOT_DIVISIBLE = 5
+    ZERO_WITH_PP = 6
+    NO_LINK_BW = 7
+    NO_FIT = 8
+    DEADLINE = 9
+
+    @property
+    def text(self) -> str:
+        return TRAIN_REASONS[self]
+
+
+class InferReason(IntEnum):
+    """Why a serving candidate is infeasible (first failing check); OK = feasible."""
+
+    OK = 0
+    NO_PEAK = 1
+    NO_MEMORY_BW = 2
+    TP_BEYOND_DOMAIN = 3
+    TP_HEADS = 4
+    NO_LINK_BW = 5
+    NO_FIT = 6
+    TTFT = 7
+    TPOT = 8
+    MAX_DEVICES = 9
+
+    @property
+    def text(self) -> str:
+        return INFER_REASONS[self]
+
+
 TRAIN_REASONS = (
     "",
     "no dense peak for the compute dtype",
@@ -76,6 +115,8 @@ TRAIN_REASONS = (
     "tp beyond the scale-up domain",
     "tp does not divide the attention or KV heads",
     "global batch not divisible by dp × micro-batch",
+    "ZeRO-2/3 with pipeline parallelism (DeepSpeed refuses it; Megatron-LM shards only the "
+    "optimizer state, ZeRO-1)",
     "link bandwidth unknown",
     "does not fit in memory",
     "misses the deadline",
@@ -92,9 +133,9 @@ INFER_REASONS = (
     "misses the time-per-output-token target",
     "needs more than max_devices",
 )
-_FIT_CODE_TRAIN = TRAIN_REASONS.index("does not fit in memory")
-_DEADLINE_CODE = TRAIN_REASONS.index("misses the deadline")
-_FIT_CODE_INFER = INFER_REASONS.index("does not fit in memory")
+_FIT_CODE_TRAIN = TrainReason.NO_FIT
+_DEADLINE_CODE = TrainReason.DEADLINE
+_FIT_CODE_INFER = InferReason.NO_FIT
 
 
 # ---- catalog ----------------------------------------------------------------------------------
@@ -403,18 +444,20 @@ def infer_tp_divides_heads(spec: Any, tp) -> np.ndarray:
     return (spec.n_heads % t == 0) & ((k % t == 0) | (t % k == 0))
 
 
-def _train_reasons(job: TrainingJob, dev: dict[str, Any], q: dict[str, Any], *, n, tp,
-                   tp_pinned: bool) -> np.ndarray:
+def _train_reasons(job: TrainingJob, dev: dict[str, Any], q: dict[str, Any], *, n, tp, pp,
+                   zero, tp_pinned: bool) -> np.ndarray:
     m = q["n_micro_batches"]
-    code = np.where(q["time"] > (job.deadline_s or np.inf), _DEADLINE_CODE, 0)
-    code = np.where(q["mem"] > job.usable_memory_frac * dev["memory"], _FIT_CODE_TRAIN, code)
-    code = np.where(np.isnan(q["step"]), 6, code)
-    code = np.where((m < 1) | (m != np.floor(m)), 5, code)
-    code = np.where(~train_tp_divides_heads(job.model, tp), 4, code)
+    r = TrainReason
+    code = np.where(q["time"] > (job.deadline_s or np.inf), r.DEADLINE, r.OK)
+    code = np.where(q["mem"] > job.usable_memory_frac * dev["memory"], r.NO_FIT, code)
+    code = np.where(np.isnan(q["step"]), r.NO_LINK_BW, code)
+    code = np.where((np.asarray(zero) >= 2) & (np.asarray(pp) > 1), r.ZERO_WITH_PP, code)
+    code = np.where((m < 1) | (m != np.floor(m)), r.BATCH_NOT_DIVISIBLE, code)
+    code = np.where(~train_tp_divides_heads(job.model, tp), r.TP_HEADS, code)
     if tp_pinned:
-        code = np.where(tp > dev["domain"], 3, code)
-    code = np.where(np.isnan(dev["bw"]), 2, code)
-    code = np.where(np.isnan(dev["peak"]), 1, code)
+        code = np.where(tp > dev["domain"], r.TP_BEYOND_DOMAIN, code)
+    code = np.where(np.isnan(dev["bw"]), r.NO_MEMORY_BW, code)
+    code = np.where(np.isnan(dev["peak"]), r.NO_PEAK, code)
     return code.astype(np.int8)
 
 
@@ -451,7 +494,8 @@ def _train_chunks(job: TrainingJob, table: _DeviceTable, cost: CostOptions):
             q = evaluate_training(job, prof, dev, n=n, tp=tp, pp=grid["pp"],
                                   zero=grid["zero"], mb=grid["mb"], rc=grid["rc"],
                                   op_times=op_times)
-            code = _train_reasons(job, dev, q, n=n, tp=tp, tp_pinned=job.tp is not None)
+            code = _train_reasons(job, dev, q, n=n, tp=tp, pp=grid["pp"], zero=grid["zero"],
+                                  tp_pinned=job.tp is not None)
             money = costs(n_devices=n, time_s=q["time"], prices_usd_per_hour=dev["usd_per_hour"],
                           purchase_usd=dev["purchase_usd"], tdp_w=dev["tdp_w"], options=cost)
         valid = (((tp <= dev["domain"]) & tp_tiles_domain(tp=tp, n=n, domain=dev["domain"]))
@@ -529,15 +573,16 @@ def evaluate_inference(job: InferenceJob, prof: InferenceProfile, dev: dict[str,
 
 def _infer_reasons(job: InferenceJob, dev: dict[str, Any], q: dict[str, Any], *, tp
                    ) -> np.ndarray:
-    code = np.where(q["n_devices"] > job.max_devices, 9, 0)
-    code = np.where(q["tpot"] > (job.tpot_s or np.inf), 8, code)
-    code = np.where(q["ttft"] > (job.ttft_s or np.inf), 7, code)
-    code = np.where(q["mem"] > job.usable_memory_frac * dev["memory"], _FIT_CODE_INFER, code)
-    code = np.where(np.isnan(q["latency"]), 5, code)
-    code = np.where(~infer_tp_divides_heads(job.model, tp), 4, code)
-    code = np.where(tp > dev["domain"], 3, code)
-    code = np.where(np.isnan(dev["bw"]), 2, code)
-    code = np.where(np.isnan(dev["peak"]), 1, code)
+    r = InferReason
+    code = np.where(q["n_devices"] > job.max_devices, r.MAX_DEVICES, r.OK)
+    code = np.where(q["tpot"] > (job.tpot_s or np.inf), r.TPOT, code)
+    code = np.where(q["ttft"] > (job.ttft_s or np.inf), r.TTFT, code)
+    code = np.where(q["mem"] > job.usable_memory_frac * dev["memory"], r.NO_FIT, code)
+    code = np.where(np.isnan(q["latency"]), r.NO_LINK_BW, code)
+    code = np.where(~infer_tp_divides_heads(job.model, tp), r.TP_HEADS, code)
+    code = np.where(tp > dev["domain"], r.TP_BEYOND_DOMAIN, code)
+    code = np.where(np.isnan(dev["bw"]), r.NO_MEMORY_BW, code)
+    code = np.where(np.isnan(dev["peak"]), r.NO_PEAK, code)
     return code.astype(np.int8)
 
 
@@ -767,33 +812,37 @@ def _objective_key(objective: str, time_s, cost_usd, energy_j):
 
 
 def _train_reason_text(job: TrainingJob, table: _DeviceTable, row: pd.Series) -> str:
-    code = TRAIN_REASONS.index(str(row["reason"]))
+    code = TrainReason(TRAIN_REASONS.index(str(row["reason"])))
     i = table.ids.index(str(row["device"]))
     layout = (f"tp={row['tp']} pp={row['pp']} dp={row['dp']} zero={row['zero_stage']} "
               f"micro-batch={row['micro_batch_size']} recompute={row['recompute']}")
-    if code == 1:
+    if code is TrainReason.NO_PEAK:
         chain = "/".join(peak_dtype_chain(precision_policy(job.precision).compute_dtype,
                                           mode="train"))
         return f"no dense {chain} peak in the catalog"
-    if code == 2:
+    if code is TrainReason.NO_MEMORY_BW:
         return "memory bandwidth unknown in the catalog"
-    if code == 3:
+    if code is TrainReason.TP_BEYOND_DOMAIN:
         return f"tp={row['tp']} exceeds the scale-up domain of {int(table.domain[i])} devices"
-    if code == 4:
+    if code is TrainReason.TP_HEADS:
         return _heads_text(job.model, int(row["tp"]), serving=False)
-    if code == 5:
+    if code is TrainReason.BATCH_NOT_DIVISIBLE:
         return (f"global batch {job.global_batch_size} cannot be split as dp × micro-batch × "
                 f"micro-batches on any layout searched")
-    if code == 6:
+    if code is TrainReason.ZERO_WITH_PP:
+        return (f"ZeRO stage {row['zero_stage']} with pp={row['pp']}: DeepSpeed's pipeline "
+                "engine refuses ZeRO-2/3 and Megatron-LM's distributed optimizer shards only "
+                "the optimizer state (ZeRO-1); use zero_stage <= 1 with pipelining")
+    if code is TrainReason.NO_LINK_BW:
         return (f"needs a link the catalog has no bandwidth for ({layout} on "
                 f"{row['n_devices']} devices; scale-up domain {int(table.domain[i])})"
                 + _straddle_text(int(row["tp"]), row["n_devices"], table.domain[i]))
-    if code == _FIT_CODE_TRAIN:
+    if code is TrainReason.NO_FIT:
         usable = job.usable_memory_frac * table.memory[i]
         return (f"does not fit: needs {bytes_str(row['mem_per_device_bytes'])} per device at "
                 f"best ({layout} on {row['n_devices']} devices); {bytes_str(usable)} usable of "
                 f"{bytes_str(table.memory[i])}")
-    if code == _DEADLINE_CODE:
+    if code is TrainReason.DEADLINE:
         return (f"misses the deadline of {duration_str(job.deadline_s or 0.0)}: fastest is "
                 f"{duration_str(row['time_s'])} on {row['n_devices']} devices ({layout})")
     return ""
@@ -809,36 +858,36 @@ def _with_scale_note(text: str, row: pd.Series) -> str:
 
 
 def _infer_reason_text(job: InferenceJob, table: _DeviceTable, row: pd.Series) -> str:
-    code = INFER_REASONS.index(str(row["reason"]))
+    code = InferReason(INFER_REASONS.index(str(row["reason"])))
     i = table.ids.index(str(row["device"]))
     layout = f"tp={row['tp']} batch={row['batch_size']}"
-    if code == 1:
+    if code is InferReason.NO_PEAK:
         chain = "/".join(peak_dtype_chain(
             precision_policy(job.precision, mode="inference").compute_dtype, mode="inference"))
         return f"no dense {chain} peak in the catalog"
-    if code == 3:
+    if code is InferReason.TP_BEYOND_DOMAIN:
         return f"tp={row['tp']} exceeds the scale-up domain of {int(table.domain[i])} devices"
-    if code == 4:
+    if code is InferReason.TP_HEADS:
         return _heads_text(job.model, int(row["tp"]), serving=True)
-    if code == 5:
+    if code is InferReason.NO_LINK_BW:
         return (f"needs a link the catalog has no bandwidth for ({layout}; scale-up domain "
                 f"{int(table.domain[i])})"
                 + _straddle_text(int(row["tp"]), row["n_devices"], table.domain[i]))
-    if code == _FIT_CODE_INFER:
+    if code is InferReason.NO_FIT:
         usable = job.usable_memory_frac * table.memory[i]
         return (f"does not fit: needs {bytes_str(row['mem_per_device_bytes'])} per device at "
                 f"best ({layout}); {bytes_str(usable)} usable of {bytes_str(table.memory[i])}")
-    if code == 7:
+    if code is InferReason.TTFT:
         return (f"misses the time-to-first-token target {job.ttft_s:g} s: best "
                 f"{row['ttft_s']:.3g} s ({layout})")
-    if code == 8:
+    if code is InferReason.TPOT:
         return (f"misses the time-per-output-token target {job.tpot_s:g} s: best "
                 f"{row['tpot_s']:.3g} s ({layout})")
-    if code == 9:
+    if code is InferReason.MAX_DEVICES:
         n = int(row["n_devices"])
         need = f"{n:,}" if n < MAX_DEVICE_COUNT else f"over {MAX_DEVICE_COUNT:.3g}"
         return f"needs {need} devices, more than max_devices={job.max_devices}"
-    return INFER_REASONS[code]
+    return code.text
 
 
 def _heads_text(spec: Any, tp: int, *, serving: bool) -> str:
@@ -893,7 +942,8 @@ def candidate_evaluator(job: TrainingJob, catalog: Any = None, *,
                                   pp=float(pp), zero=float(zero_stage),
                                   mb=float(micro_batch_size), rc=rc)
             code = _scalar(_train_reasons(job, dev, q, n=float(n_devices), tp=float(tp),
-                                      tp_pinned=job.tp is not None))
+                                          pp=float(pp), zero=float(zero_stage),
+                                          tp_pinned=job.tp is not None))
             money = costs(n_devices=n_devices, time_s=q["time"],
                           prices_usd_per_hour=dev["usd_per_hour"],
                           purchase_usd=dev["purchase_usd"], tdp_w=dev["tdp_w"], options=cost)

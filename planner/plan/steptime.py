@@ -566,6 +566,9 @@ def _pass_time_s(profile: OpProfile, *, batch_, split, kv_split_, rates: DeviceR
     """[..., op] time of each op's forward (or backward) pass for one of `split` devices."""
     tokens = batch_ * profile.tokens_per_seq
     m = tokens * profile.rows_per_token
+    if profile.route_frac.any():  # a routed expert's rows: its tokens over the touched experts
+        touched = experts_touched_frac(route_frac=profile.route_frac, n_tokens=tokens)
+        m = np.where(profile.route_frac > 0, m / np.maximum(touched, 1e-12), m)
     n = profile.gemm_n / np.where(profile.split_n, split, 1.0)
     k = profile.gemm_k / np.where(profile.split_k, split, 1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
