@@ -17,6 +17,12 @@ from planner.hardware.catalog import (
     load_catalog,
     validate_catalog_file,
 )
+from planner.hardware.kernels import (
+    attention_flops_per_s,
+    collective_time_s,
+    gemm_flops_per_s,
+    memory_bytes_per_s,
+)
 from planner.measure.validate import calibrate, validate
 from planner.model.layers import layer_table
 from planner.model.precision import POLICIES as PRECISION_POLICIES
@@ -53,6 +59,11 @@ __all__ = [
     "check_catalog_entries",
     "load_catalog",
     "validate_catalog_file",
+    # kernel-level achieved rates (issue 9)
+    "attention_flops_per_s",
+    "collective_time_s",
+    "gemm_flops_per_s",
+    "memory_bytes_per_s",
     # workloads, search, ranking and backtest (issue 4)
     "CostOptions",
     "InferenceJob",
