@@ -11,7 +11,6 @@ define them; `from planner.plan.search import ...` reaches the module.
 from planner.hardware.catalog import (
     Catalog,
     Device,
-    Efficiency,
     Price,
     check_catalog_entries,
     load_catalog,
@@ -54,7 +53,6 @@ __all__ = [
     # hardware catalog (issue 3)
     "Catalog",
     "Device",
-    "Efficiency",
     "Price",
     "check_catalog_entries",
     "load_catalog",

@@ -24,11 +24,11 @@ from planner.hardware.catalog import (
     Device,
     Price,
     catalog_json_schema_text,
-    default_efficiency,
     load_catalog,
     parse_quantity,
     validate_catalog_file,
 )
+from planner.hardware.kernels import builtin_kernel_entries, kernel_entry
 
 REFERENCE_CSV = Path(__file__).resolve().parents[2] / "shared" / "reference" / "hardware.csv"
 
@@ -114,14 +114,11 @@ def test_device_entry(catalog: Catalog, device_id: str) -> None:
     assert d.prices or d.price_note.strip()
     for p in d.prices:
         assert p.source and p.basis and re.match(r"^\d{4}(-\d{2}(-\d{2})?)?$", p.date)
-    # provenance and efficiency
+    # provenance; achieved rates live in the kernel tables (tests/test_kernels.py)
     assert d.sources and all(s.strip() for s in d.sources)
     dt.date.fromisoformat(d.checked_on)
-    eff = d.efficiency
-    for frac in (eff.train_compute_frac, eff.infer_compute_frac, eff.memory_bw_frac,
-                 eff.network_frac):
-        assert 0 < frac <= 1
-    assert eff.source
+    assert d.id in catalog.kernels or d.id in {x for e in builtin_kernel_entries()
+                                               for x in e.devices}
 
 
 def test_catalog_holds_exactly_the_reference_devices(catalog: Catalog) -> None:
@@ -183,17 +180,12 @@ def test_peak_rejects_unknown_dtype(catalog: Catalog) -> None:
         catalog.get("nvidia_h100_sxm").peak("bf17")
 
 
-def test_default_efficiency_rule() -> None:
-    a100 = default_efficiency(kind="gpu", vendor="NVIDIA", launch_year=2020)
-    h100 = default_efficiency(kind="gpu", vendor="NVIDIA", launch_year=2022)
-    tpu = default_efficiency(kind="tpu", vendor="Google", launch_year=2021)
-    fpga = default_efficiency(kind="fpga", vendor="AMD", launch_year=2019)
-    mi250x = default_efficiency(kind="gpu", vendor="AMD", launch_year=2021)
-    assert (a100.train_compute_frac, h100.train_compute_frac) == (0.50, 0.40)
-    assert tpu.train_compute_frac == 0.45 and "46.2%" in tpu.source
-    assert fpga.infer_compute_frac == 0.20 and "20-30%" in fpga.source
-    assert mi250x.memory_bw_frac == 0.64 and "1,029 of 1,600" in mi250x.source
-    assert h100.network_frac == 0.80 and "nccl#1264" in h100.source
+def test_no_device_carries_an_mfu_input() -> None:
+    """Issue 9: efficiency is measured per kernel; a catalog entry has no MFU-like field."""
+    assert "efficiency" not in Device.model_fields
+    with pytest.raises(ValueError, match="efficiency"):
+        Device.model_validate({**load_catalog().get("nvidia_h100_sxm").model_dump(),
+                               "efficiency": {"train_compute_frac": 0.4}})
 
 
 def test_values_match_reference_csv(catalog: Catalog) -> None:
@@ -369,7 +361,7 @@ def test_add_device_through_user_file(tmp_path: Path) -> None:
     cat = load_catalog(path)
     x1 = cat.get("acme_x1")
     assert x1.memory_bw_bytes_per_s == 2e12 and x1.peak("fp8") == 1e15
-    assert x1.efficiency.train_compute_frac == 0.35          # default rule 'asic'
+    assert kernel_entry(x1, cat.kernels)[1].startswith("no kernel table for acme_x1")
     assert cat.origins["acme_x1"] == (str(path),)
     assert len(cat) == len(load_catalog()) + 1
     assert [d.id for d in validate_catalog_file(path)] == ["acme_x1"]
@@ -380,10 +372,6 @@ def test_override_appends_price_and_keeps_the_rest(tmp_path: Path, catalog: Cata
         [[device]]
         id = "nvidia_h100_sxm"
         sources = ["our contract"]
-
-        [device.efficiency]
-        train_compute_frac = 0.45
-        source = "our runs"
 
         [[device.prices]]
         kind = "cloud"
@@ -400,9 +388,6 @@ def test_override_appends_price_and_keeps_the_rest(tmp_path: Path, catalog: Cata
     assert after.sources == (*before.sources, "our contract")
     assert after.cloud_price().provider == "Acme Cloud"       # now the cheapest on-demand
     assert after.cloud_price(provider="AWS").usd_per_hour == 6.88
-    assert after.efficiency.train_compute_frac == 0.45
-    assert after.efficiency.memory_bw_frac == before.efficiency.memory_bw_frac
-    assert "train_compute_frac from user.toml (our runs)" in after.efficiency.source
     assert after.peak_flops_per_s == before.peak_flops_per_s
     assert load_catalog().get("nvidia_h100_sxm") == before   # built-in untouched
 

@@ -347,8 +347,9 @@ def test_pinned_tp_that_does_not_tile_the_domain_crosses_it_over_scale_out():
     r72 = search(job, [RACK72]).iloc[0]
     r64 = search(job, [RACK64]).iloc[0]
     # same device but for the domain: in the 72-GPU rack the tp collectives run at the
-    # 100 GB/s scale-out link instead of 900 GB/s NVLink (P9b)
-    assert r72["tp_comm_time_s"] > 5 * r64["tp_comm_time_s"]
+    # 100 GB/s scale-out link instead of 900 GB/s NVLink (P9b); the per-step latency, the same
+    # order on both tiers for a 16-rank all-reduce of 16.8 MB, narrows the gap to about 2x
+    assert r72["tp_comm_time_s"] > 2 * r64["tp_comm_time_s"]
     ranked = rank(job, [RACK72]).iloc[0]
     assert "tp=16 does not divide the scale-up domain of 72" in ranked["scale_note"]
     # without a scale-out bandwidth the layout is infeasible and the reason says why

@@ -30,6 +30,7 @@ from planner.hardware.catalog import (
     validate_catalog_file,
     write_json_schema,
 )
+from planner.hardware.kernels import gemm_curve, kernel_entry, log_interp
 from planner.report.tables import to_csv, to_csv_text
 
 _DASH = "—"
@@ -240,11 +241,16 @@ def _show_text(catalog: Catalog, d: Device, *, provider: str | None,
         out.append(f"Scale-up      {_DASH}")
     out.append(f"Scale-out     {_qty(d.scaleout_bw_bytes_per_s, 1e9, 'GB/s')} per direction")
     out.append(f"TDP           {_qty(d.tdp_w, 1, 'W', '.0f')}")
-    e = d.efficiency
-    out.append(f"Efficiency    train {e.train_compute_frac:.2f}, prefill "
-               f"{e.infer_compute_frac:.2f}, memory {e.memory_bw_frac:.2f}, network "
-               f"{e.network_frac:.2f}")
-    out.append(_wrap("", "source: " + e.source))
+    kernels, note = kernel_entry(d, catalog.kernels or None)
+    gemm_dtype, fracs = gemm_curve(kernels, "bf16")
+    gemm = float(log_interp(8192.0, kernels.gemm.size, fracs)) * kernels.gemm.sustained_frac
+    copy = float(log_interp(1e9, kernels.memory.size_bytes, kernels.memory.frac))
+    up = kernels.collectives.scale_up
+    out.append(f"Kernels       {'rule' if kernels.rule else 'measured'}: {gemm_dtype} GEMM 8192^3 "
+               f"{gemm:.2f} of peak (sustained), copy 1 GB {copy:.2f} of bandwidth, "
+               f"all-reduce {up.all_reduce:.2f} of the scale-up link, {up.latency_s * 1e6:g} us "
+               "per step" + (f" ({note})" if note else ""))
+    out.append(_wrap("", "source: " + kernels.gemm.source))
     chosen = (d.cloud_price(provider=provider, contract=contract), d.purchase_price())
     if d.prices:
         out += ["", "Prices (* = used: the cheapest of each provider's latest "

@@ -43,7 +43,10 @@ from pydantic import (
 from planner.hardware.kernels import (
     KernelEntry,
     builtin_kernel_entries,
+    gemm_curve,
+    kernel_entry,
     kernel_index,
+    log_interp,
     read_kernel_entries,
 )
 
@@ -247,124 +250,14 @@ class Price(BaseModel):
         return self
 
 
-class Efficiency(BaseModel):
-    """Default achievable fractions of peak, with the reason for them (see `default_efficiency`)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    train_compute_frac: float = Field(
-        gt=0, le=1, description="Training MFU: model FLOP/s over dense peak (PaLM definition)."
-    )
-    infer_compute_frac: float = Field(
-        gt=0, le=1, description="Prefill: achieved FLOP/s over dense peak."
-    )
-    memory_bw_frac: float = Field(
-        gt=0, le=1, description="Decode: achieved over peak memory bandwidth."
-    )
-    network_frac: float = Field(
-        gt=0, le=1, description="Collectives: achieved over per-direction link bandwidth."
-    )
-    source: str = Field(min_length=1, description="Why these numbers; cites measured rows.")
-
-
-# Default efficiencies: one documented rule by kind, vendor and generation, never fitted per run.
-# Numbers cite shared/reference/README.md (sections in brackets).
-_MEMORY_RULE = (
-    "memory 0.70: gpt-fast batch-1 decode on A100-80GB reached 1,397 of 2,039 GB/s (69%); "
-    "STREAM-type peaks are higher (MI300X 78%, GB200 92%) and are upper bounds [ref §4]"
-)
-_NETWORK_RULE = (
-    "network 0.80: NCCL p2p on H100 reached 380 of 450 GB/s per direction (84%, "
-    "NVIDIA/nccl#1264); no other link measured, so used for all links [ref §3]"
-)
-_COMPUTE_RULES: dict[str, tuple[float, str]] = {
-    "gpu-2019": (0.30, "compute 0.30 (GPUs launched <= 2019): PaLM Table 3 comparison, GPT-3 on "
-                       "V100 21.3%, MT-NLG on A100 30.2% [ref §5]"),
-    "gpu-2020": (0.50, "compute 0.50 (GPUs launched 2020-2021): llm-foundry A100 MFU 55-64% for "
-                       "7-30B at 2k context, Megatron 44-52% (Narayanan 2021 Table 1), BLOOM "
-                       "~48-50%; rounded down for longer contexts [ref §5]"),
-    "gpu-2022": (0.40, "compute 0.40 (GPUs launched >= 2022): llm-foundry H100 MFU 40-46%, "
-                       "MPT-70B 42.6% on 64 H100; peak FLOP/s grew faster than bandwidth [ref §5]"),
-    "amd": (0.35, "compute 0.35 (AMD Instinct): MI300X FP8 GEMM reached only 44% of dense peak "
-                  "(Azure); MFU sits below the GEMM ceiling [ref §4]"),
-    "tpu": (0.45, "compute 0.45 (TPU): PaLM 540B on TPU v4, 46.2% MFU [ref §5]"),
-    "asic": (0.35, "compute 0.35 (ASICs: Gaudi, Trainium, Inferentia): no MFU in the reference "
-                   "data; set below the H100 range 40-46% until measured [ref §5]"),
-    "other": (0.35, "compute 0.35 (other accelerators): no MFU in the reference data; as for "
-                    "ASICs, below the H100 range 40-46% [ref §5]"),
-    "fpga": (0.20, "compute 0.20 (FPGA): published designs reach a small fraction of DSP/AIE "
-                   "peak; use 20-30% for prefill (U280 HLS design ~22% of 24.5 TOPS) [ref §7]; "
-                   "no FPGA training is published, the same factor is used"),
-}
-
-
-def default_efficiency(*, kind: str, vendor: str, launch_year: int) -> Efficiency:
-    """Default efficiencies for a device from its kind, vendor and launch year.
-
-    Compute (training MFU and prefill use the same value; no separate prefill measurement exists
-    in the reference data): see `_COMPUTE_RULES`. Memory bandwidth 0.70 (AMD CDNA2, launched
-    <= 2021: 0.64 measured on MI250X). Network 0.80. FPGA bandwidth uses the GPU value, as the
-    reference README §7 advises until FPGA measurements are verified.
-    """
-    if kind == "fpga":
-        rule = "fpga"
-    elif kind == "tpu":
-        rule = "tpu"
-    elif kind == "gpu" and vendor.upper().startswith("AMD"):
-        rule = "amd"
-    elif kind == "gpu":
-        rule = ("gpu-2019" if launch_year <= 2019
-                else "gpu-2020" if launch_year <= 2021 else "gpu-2022")
-    else:
-        rule = "other" if kind == "other" else "asic"
-    compute, compute_text = _COMPUTE_RULES[rule]
-    memory, memory_text = 0.70, _MEMORY_RULE
-    if rule == "amd" and launch_year <= 2021:
-        memory = 0.64
-        memory_text = (
-            "memory 0.64 (AMD CDNA2): gpt-fast on one MI250X GCD, 1,029 of 1,600 GB/s [ref §4]"
-        )
-    return Efficiency(
-        train_compute_frac=compute,
-        infer_compute_frac=compute,
-        memory_bw_frac=memory,
-        network_frac=0.80,
-        source=f"default rule '{rule}': {compute_text}; {memory_text}; {_NETWORK_RULE}",
-    )
-
-
 def _fmt_peak(dtype: str, value: float) -> str:
     return f"{value / 1e12:.6g} {'TOP/s' if dtype.startswith('int') else 'TFLOP/s'}"
-
-
-_EFFICIENCY_VALUES = ("train_compute_frac", "infer_compute_frac", "memory_bw_frac", "network_frac")
-
-
-def _merge_efficiency(given: Mapping[str, Any], base: Efficiency, where: str) -> dict[str, Any]:
-    """`base` with the values in `given`; the source says which values came from where."""
-    if not given:
-        return base.model_dump()
-    set_keys = [k for k in _EFFICIENCY_VALUES if k in given]
-    note = given.get("source") or "no source stated"
-    if set(set_keys) == set(_EFFICIENCY_VALUES):
-        source = note
-    elif set_keys:
-        source = f"{', '.join(set_keys)} from {where} ({note}); rest: {base.source}"
-    else:
-        source = base.source
-    return {**base.model_dump(), **given, "source": source}
 
 
 class Device(BaseModel):
     """One accelerator (one chip or one card) as a planner sees it. All numbers SI."""
 
-    model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        json_schema_extra=lambda schema: schema.__setitem__(
-            "required", [r for r in schema.get("required", []) if r != "efficiency"]
-        ),
-    )
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str = Field(
         pattern=r"^[a-z0-9][a-z0-9_]*$",
@@ -406,10 +299,6 @@ class Device(BaseModel):
     tdp_w: Watts | None = Field(default=None, description="Board/module power limit, W.")
     prices: tuple[Price, ...] = Field(default=(), description="Dated price points.")
     price_note: str = Field(default="", description="Why no price (or no purchase price) is known.")
-    efficiency: Efficiency = Field(
-        description="Achievable fractions of peak. Left out: filled by the default rule "
-        "(planner.hardware.catalog.default_efficiency); partly given: the rest comes from the rule."
-    )
     sources: tuple[str, ...] = Field(min_length=1, description="Where the numbers come from.")
     checked_on: DayDate = Field(description="When the entry was last checked, YYYY-MM-DD.")
     notes: str = Field(default="", description="Caveats a planner user should know.")
@@ -418,26 +307,6 @@ class Device(BaseModel):
         description="Fields whose value is not confirmed by a primary source, e.g. 'tdp_w' or "
         "'peak_flops_per_s.int8'.",
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _fill_efficiency(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        given = data.get("efficiency")
-        if isinstance(given, Efficiency):
-            return data
-        kind, vendor, raw_year = data.get("kind"), data.get("vendor"), data.get("launch_year")
-        try:
-            year = int(raw_year)  # type: ignore[arg-type]  # pydantic accepts "2022"; so does the rule
-        except (TypeError, ValueError):
-            return data  # the launch_year field error explains the problem
-        if kind not in KINDS or not isinstance(vendor, str):
-            return data  # the field errors for kind/vendor explain the problem
-        if given is not None and not isinstance(given, dict):
-            return data
-        rule = default_efficiency(kind=kind, vendor=vendor, launch_year=year)
-        return {**data, "efficiency": _merge_efficiency(given or {}, rule, "the entry")}
 
     @field_validator("prices", mode="before")
     @classmethod
@@ -556,7 +425,7 @@ FRAME_COLUMNS: tuple[str, ...] = (
     "tdp_w",
     "cloud_usd_per_hour", "cloud_price_provider", "cloud_price_contract", "cloud_price_date",
     "purchase_usd", "purchase_price_date", "n_prices", "price_note",
-    "train_compute_frac", "infer_compute_frac", "memory_bw_frac", "network_frac",
+    "gemm_frac", "memory_copy_frac", "kernels_rule",
     "unconfirmed", "checked_on",
 )
 
@@ -637,10 +506,12 @@ class Catalog:
         price's provider, contract and date come with it.
         """
         rows = []
+        index = dict(self.kernels) or kernel_index(builtin_kernel_entries())
         for d in self.devices:
             cloud = d.cloud_price(provider=provider, contract=contract)
             purchase = d.purchase_price()
-            eff = d.efficiency
+            kernels, _ = kernel_entry(d, index)
+            _, fracs = gemm_curve(kernels, "bf16")
             row: dict[str, Any] = {
                 "id": d.id, "vendor": d.vendor, "name": d.name, "kind": d.kind,
                 "launch_year": d.launch_year,
@@ -660,10 +531,13 @@ class Catalog:
                 "purchase_price_date": purchase.date if purchase else None,
                 "n_prices": len(d.prices),
                 "price_note": d.price_note,
-                "train_compute_frac": eff.train_compute_frac,
-                "infer_compute_frac": eff.infer_compute_frac,
-                "memory_bw_frac": eff.memory_bw_frac,
-                "network_frac": eff.network_frac,
+                # sustained GEMM fraction of the dense peak at 8192³ (bf16 or the device's own
+                # matmul dtype) and copy fraction at 1 GB (planner.hardware.kernels)
+                "gemm_frac": float(log_interp(8192.0, kernels.gemm.size, fracs))
+                * kernels.gemm.sustained_frac,
+                "memory_copy_frac": float(log_interp(1e9, kernels.memory.size_bytes,
+                                                      kernels.memory.frac)),
+                "kernels_rule": kernels.rule,
                 "unconfirmed": ", ".join(d.unconfirmed),
                 "checked_on": d.checked_on,
             }
@@ -685,11 +559,9 @@ def suggest(query: str, candidates: Iterable[str], *, n: int = 5) -> list[str]:
 # Loading
 # ---------------------------------------------------------------------------------------------
 
-_SUBMODEL_FIELDS = {
-    "prices": tuple(Price.model_fields), "efficiency": tuple(Efficiency.model_fields)
-}
+_SUBMODEL_FIELDS = {"prices": tuple(Price.model_fields)}
 _APPENDED = ("prices", "sources", "unconfirmed")  # user overrides add to these
-_MERGED = ("peak_flops_per_s", "sparse_peak_flops_per_s", "efficiency")  # ... and merge keys here
+_MERGED = ("peak_flops_per_s", "sparse_peak_flops_per_s")  # ... and merge keys here
 
 
 def _entry_label(raw: Any, index: int) -> str:
@@ -782,7 +654,7 @@ def _new_device(path: Path, index: int, raw: dict[str, Any], known: Iterable[str
         return Device.model_validate(raw)
     except ValidationError as exc:
         missing = [str(e["loc"][0]) for e in exc.errors()
-                   if e["type"] == "missing" and e["loc"] and e["loc"][0] != "efficiency"]
+                   if e["type"] == "missing" and e["loc"]]
         if missing and isinstance(raw.get("id"), str):
             hints = suggest(raw["id"], known)
             hint = f"; did you mean {', '.join(hints)}?" if hints else ""
@@ -795,7 +667,7 @@ def _new_device(path: Path, index: int, raw: dict[str, Any], known: Iterable[str
 
 def _apply_override(path: Path, index: int, raw: dict[str, Any], base: Device) -> Device:
     """`base` with the entry's fields replaced; prices/sources/unconfirmed appended; peak and
-    efficiency tables merged key by key."""
+    tables merged key by key."""
     label = _entry_label(raw, index)
     unknown = [k for k in raw if k not in DEVICE_FIELDS]
     if unknown:
@@ -809,10 +681,7 @@ def _apply_override(path: Path, index: int, raw: dict[str, Any], base: Device) -
             offsets[key] = len(merged[key])
             merged[key] = [*merged[key], *value]
         elif key in _MERGED and isinstance(value, dict):
-            if key == "efficiency":
-                merged[key] = _merge_efficiency(value, base.efficiency, path.name)
-            else:
-                merged[key] = {**merged[key], **value}
+            merged[key] = {**merged[key], **value}
         else:
             merged[key] = value
     try:
@@ -882,7 +751,7 @@ def load_catalog(*extra_paths: str | Path) -> Catalog:
 
     A user entry whose id is new adds a device (all required fields needed). An entry whose id
     exists changes only the fields it gives: `prices`, `sources` and `unconfirmed` are appended,
-    `peak_flops_per_s`, `sparse_peak_flops_per_s` and `efficiency` are merged key by key, any
+    `peak_flops_per_s` and `sparse_peak_flops_per_s` are merged key by key, any
     other field is replaced. Later files apply on top of earlier ones.
     Errors are ValueError: "path: entry 'id': field: what is allowed".
     """
@@ -962,8 +831,6 @@ def catalog_json_schema() -> dict[str, Any]:
     entry = {**device, "title": "DeviceEntry", "required": ["id"]}
     defs["Device"] = device
     defs["DeviceEntry"] = entry
-    # In a file `efficiency` may give any subset; the rest comes from the default rule.
-    defs["Efficiency"] = {**defs["Efficiency"], "required": []}
     kernels = KernelEntry.model_json_schema(mode="validation")
     defs.update(kernels.pop("$defs", {}))
     defs["KernelEntry"] = kernels
@@ -1005,11 +872,9 @@ __all__ = [
     "Catalog",
     "Device",
     "Dtype",
-    "Efficiency",
     "Kind",
     "Price",
     "catalog_json_schema",
-    "default_efficiency",
     "load_catalog",
     "parse_quantity",
     "suggest",

@@ -286,7 +286,7 @@ def kernel_entry(device: Any, index: Mapping[str, KernelEntry] | None = None
 
 
 # ---- formulas (scalar or numpy) ------------------------------------------------------------
-def _log_interp(x, xp: Sequence[float], fp: Sequence[float]):
+def log_interp(x, xp: Sequence[float], fp: Sequence[float]):
     """Interpolation in log(x), clamped at both ends of the table."""
     with np.errstate(divide="ignore", invalid="ignore"):
         lx = np.log(np.maximum(np.asarray(x, dtype=float), 1e-30))
@@ -403,7 +403,7 @@ def _interp_rows(x, xp: np.ndarray, table: np.ndarray, index):
 
 
 def _resample(x_new: np.ndarray, xp: Sequence[float], fp: Sequence[float]) -> np.ndarray:
-    return _log_interp(x_new, xp, fp)
+    return log_interp(x_new, xp, fp)
 
 
 # A common grid for every device's tables (log-spaced), so per-device lookups vectorize.
@@ -428,7 +428,7 @@ def _attention_curve(entry: KernelEntry, dtype: str, causal: bool, direction: st
     return best.frac
 
 
-def _gemm_curve(entry: KernelEntry, dtype: str) -> tuple[str, tuple[float, ...]]:
+def gemm_curve(entry: KernelEntry, dtype: str) -> tuple[str, tuple[float, ...]]:
     """(dtype used, fractions): the dtype's own table, else the closest wider float type
     the device has a table for (a measured bf16 curve stands in for fp16, and so on)."""
     fracs = entry.gemm.fracs
@@ -464,7 +464,7 @@ def kernel_rates(devices: Sequence[Any], *, gemm_dtypes: Sequence[str],
             notes.append(note)
     n = len(devices)
     sustained = np.array([e.gemm.sustained_frac for e in entries])[:, None]
-    gemm = sustained * np.array([_resample(_GEMM_GRID, e.gemm.size, _gemm_curve(e, dt)[1])
+    gemm = sustained * np.array([_resample(_GEMM_GRID, e.gemm.size, gemm_curve(e, dt)[1])
                                  for e, dt in zip(entries, gemm_dtypes, strict=True)])
     attn: dict[tuple[bool, str], np.ndarray] = {}
     for causal in (True, False):
@@ -544,7 +544,7 @@ def gemm_flops_per_s(device: Any, m: float, n: float, k: float, dtype: str = "bf
     m, n, k = (_positive(x, v) for x, v in (("m", m), ("n", n), ("k", k)))
     peak = _peak(dev, dtype)
     entry, _ = kernel_entry(dev)
-    frac = _log_interp(gemm_size(m, n, k), entry.gemm.size, _gemm_curve(entry, dtype)[1])
+    frac = log_interp(gemm_size(m, n, k), entry.gemm.size, gemm_curve(entry, dtype)[1])
     return float(peak * frac * entry.gemm.sustained_frac * tile_frac(m, n))
 
 
@@ -564,7 +564,7 @@ def attention_flops_per_s(device: Any, seq_len: float, head_dim: int, dtype: str
           or _attention_curve(entry, "bf16", bool(causal), "fwd", hd))
     assert fr is not None
     return float(peak * entry.gemm.sustained_frac
-                 * _log_interp(seq, entry.attention.seq_len, fr))
+                 * log_interp(seq, entry.attention.seq_len, fr))
 
 
 def memory_bytes_per_s(device: Any, n_bytes: float) -> float:
@@ -575,7 +575,7 @@ def memory_bytes_per_s(device: Any, n_bytes: float) -> float:
         raise ValueError(f"device: {dev.id} has no memory bandwidth in the catalog")
     entry, _ = kernel_entry(dev)
     return float(dev.memory_bw_bytes_per_s
-                 * _log_interp(nb, entry.memory.size_bytes, entry.memory.frac))
+                 * log_interp(nb, entry.memory.size_bytes, entry.memory.frac))
 
 
 def collective_time_s(device: Any, op: str, n_bytes: float, n_ranks: int,
