@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "backtest", help="predict published training runs with the default rules and compare",
         description="Predict each curated published run (LLaMA, Llama 2, BLOOM, OPT, MT-NLG, "
                     "PaLM, GPT-3, Megatron 2021, MosaicML MPT) with its published configuration "
-                    "pinned and the default efficiency rules, and print the signed errors and "
+                    "pinned and the kernel-level rates, and print the signed errors and "
                     "the median absolute error. Device-hours include the default goodput; "
                     "throughput and MFU are steady state.")
     p.add_argument("--csv", metavar="PATH", help="also write the full table (one row per "
@@ -36,6 +36,8 @@ def format_value(metric: str, value: float) -> str:
         return f"{value:.1f} TFLOP/s"
     if metric == "tokens_per_s_per_device":
         return f"{value:,.0f} tok/s"
+    if metric == "time_to_train_minutes":
+        return f"{value:,.1f} min"
     return f"{value:.4g}"
 
 

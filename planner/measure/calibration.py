@@ -33,6 +33,7 @@ import datetime as dt
 import os
 import re
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -43,10 +44,26 @@ from planner.measure.counters import TORCH_DTYPES, MasterAdamW, device_name
 from planner.model.spec import ModelSpec
 from planner.plan.steptime import experts_touched_frac as _touched_frac
 
-CPU_MATMUL_SIZES = (1024, 1536)  # NB: CPU GEMM throughput still grows with size; best is kept
-CUDA_MATMUL_SIZES = (4096, 8192)
-CPU_COPY_BYTES = 64 * 10**6
-CUDA_COPY_BYTES = 1024 * 10**6
+# The kernel sweep (`planner calibrate`, docs/validation.md "Calibration feeds the kernel
+# tables"): square GEMM sizes n (n×n @ n×n), copy sizes in bytes MOVED (read + written, the
+# index of a catalog memory table: a tensor of half that size is copied), and fused attention
+# (torch.nn.functional.scaled_dot_product_attention) at a few sequence lengths with a fixed
+# number of tokens per call (batch = tokens / seq_len, as the FlashAttention papers time it).
+# CPU sizes keep the whole sweep to a few seconds on 2 cores; the largest copy is the old
+# 64 MB-tensor copy, beyond the caches.
+CPU_MATMUL_SIZES = (128, 256, 512, 1024, 1536)
+CUDA_MATMUL_SIZES = (256, 512, 1024, 2048, 4096, 8192)
+CPU_COPY_SIZES = (1e5, 1e6, 4e6, 1.6e7, 6.4e7, 1.28e8)
+CUDA_COPY_SIZES = (1e5, 1e6, 1e7, 1e8, 1e9, 2e9)
+CPU_COPY_BYTES = 64 * 10**6  # tensor bytes of the largest CPU copy (1.28e8 moved)
+CUDA_COPY_BYTES = 1000 * 10**6
+CPU_ATTENTION = dict(seq_lens=(128, 256, 512, 1024), head_dim=64, heads=4, tokens=1024)
+CUDA_ATTENTION = dict(seq_lens=(512, 1024, 2048, 4096, 8192, 16384), head_dim=128, heads=16,
+                      tokens=16384)  # FlashAttention-3's setting: hidden 2048, B·S = 16k
+ATTENTION_BWD_FLOPS = 2.5  # backward FLOPs / forward FLOPs (FlashAttention papers' convention)
+CPU_TARGET_S = 2e-3  # one timed repeat runs back-to-back calls for at least this long
+CUDA_TARGET_S = 1e-2
+MAX_INNER_CALLS = 1000
 OVERHEAD_WIDTH = 64  # the tiny nn.Linear(64, 64) on a [1, 64] input timed for the op overhead
 OVERHEAD_CHAIN = 50  # calls per timed chain
 OVERHEAD_CHAINS = 7  # timed chains; the median chain gives op_overhead_s
@@ -71,6 +88,41 @@ ADAMW_KERNELS_PER_TENSOR = 10
 MASTER_COPY_KERNELS_PER_TENSOR = 2
 
 
+ATTENTION_VARIANTS = ("fwd", "fwd_causal", "bwd", "bwd_causal")
+
+
+class KernelSweep(BaseModel):
+    """Achieved rates by size on the local device (`measure_kernel_sweep`): what a catalog
+    `[[kernels]]` table records as fractions (planner.hardware.kernels, docs/kernels.md)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    gemm_sizes: tuple[int, ...] = Field(description="n of the timed n×n @ n×n matmuls.")
+    gemm_flops_per_s: tuple[float, ...] = Field(description="2n³ / best time, per size.")
+    copy_sizes: tuple[float, ...] = Field(
+        description="Bytes moved (read + written) per copy: a tensor of half of it is copied.")
+    copy_bytes_per_s: tuple[float, ...] = Field(description="Bytes moved / best time, per size.")
+    attention_seq_lens: tuple[int, ...] = Field(
+        default=(), description="Sequence lengths of the timed fused attention (none: skipped).")
+    attention_head_dim: int = Field(default=0, ge=0)
+    attention_heads: int = Field(default=0, ge=0)
+    attention_tokens: int = Field(default=0, ge=0,
+                                  description="batch × seq_len of every attention call.")
+    attention_flops_per_s: dict[str, tuple[float, ...]] = Field(
+        default_factory=dict,
+        description="fwd, fwd_causal, bwd, bwd_causal -> FLOP/s per sequence length, FLOPs "
+                    "counted as the FlashAttention papers do: 4·b·h·s²·d forward, × 2.5 "
+                    "backward, halved when causal.")
+
+    @property
+    def best_gemm_flops_per_s(self) -> float:
+        return max(self.gemm_flops_per_s)
+
+    @property
+    def best_copy_bytes_per_s(self) -> float:
+        return max(self.copy_bytes_per_s)
+
+
 class Ceilings(BaseModel):
     """What the local device achieved: dense matmul FLOP/s in one dtype and copy bandwidth."""
 
@@ -80,7 +132,9 @@ class Ceilings(BaseModel):
     device_name: str = Field(description="GPU name, or the CPU model name (lscpu).")
     dtype: str = Field(description="dtype of the timed matmuls: fp32, bf16 or fp16.")
     matmul_flops_per_s: float = Field(gt=0, description="Best of the timed n×n matmuls.")
-    memory_bw_bytes_per_s: float = Field(gt=0, description="Best copy: 2 × size / time.")
+    memory_bw_bytes_per_s: float = Field(
+        gt=0, description="Copy of `copy_bytes` (the largest copy of the sweep, beyond the "
+                          "caches): 2 × size / best time.")
     matmul_n: int = Field(gt=0, description="Size n of the n×n @ n×n matmul that was fastest.")
     copy_bytes: int = Field(gt=0, description="Bytes of the copied tensor.")
     n_threads: int = Field(gt=0, description="torch intra-op threads (CPU).")
@@ -106,6 +160,10 @@ class Ceilings(BaseModel):
                     "SKINNY_ROWS, weights n² × dtype bytes): the median over the shapes of the "
                     "best repeat. Used for matmul rows with at most SKINNY_MAX_ROWS tokens "
                     "(decode). 0 (ceilings saved before it was measured): memory_bw_bytes_per_s.")
+    sweep: KernelSweep | None = Field(
+        default=None,
+        description="GEMM, copy and attention rates by size (what `to_catalog_toml` writes as "
+                    "a [[kernels]] table); None for ceilings measured without it.")
 
     @property
     def skinny_bw_bytes_per_s(self) -> float:
@@ -198,39 +256,176 @@ def measure_skinny_matmul_bw_bytes_per_s(dev: torch.device, dtype: torch.dtype,
     return float(np.median(rates))
 
 
+def _rate_time_s(fn, dev: torch.device, repeats: int) -> float:
+    """Seconds per call: after a warm-up, each of `repeats` timings runs enough back-to-back
+    calls to last about CPU_TARGET_S (CUDA_TARGET_S; one synchronize at the end, so launches
+    overlap as in a real step); the best timing's mean is returned."""
+    fn()
+    _sync(dev)
+    t0 = time.perf_counter()
+    fn()
+    _sync(dev)
+    first = max(time.perf_counter() - t0, 1e-7)
+    target = CUDA_TARGET_S if dev.type == "cuda" else CPU_TARGET_S
+    inner = int(min(MAX_INNER_CALLS, max(1, round(target / first))))
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        _sync(dev)
+        best = min(best, (time.perf_counter() - t0) / inner)
+    return best
+
+
+def measure_gemm_flops_per_s(dev: torch.device, dtype: torch.dtype, size: int,
+                             repeats: int) -> float:
+    """FLOP/s of [n, n] @ [n, n] (2n³ FLOPs, F1) at its best repeat."""
+    a = torch.randn(size, size, device=dev).to(dtype)
+    b = torch.randn(size, size, device=dev).to(dtype)
+    return 2.0 * size**3 / _rate_time_s(lambda: torch.mm(a, b), dev, repeats)
+
+
+def measure_copy_bytes_per_s(dev: torch.device, bytes_moved: float, repeats: int) -> float:
+    """Bytes moved per second by `dst.copy_(src)` of an fp32 tensor of bytes_moved / 2 bytes
+    (one read, one write)."""
+    numel = max(1, int(bytes_moved) // 8)
+    src = torch.empty(numel, dtype=torch.float32, device=dev).fill_(1.0)
+    dst = torch.empty_like(src)
+    return 2.0 * numel * 4 / _rate_time_s(lambda: dst.copy_(src), dev, repeats)
+
+
+def attention_flops(*, batch: int, heads: int, seq_len: int, head_dim: int, causal: bool,
+                    backward: bool) -> float:
+    """FLOPs of fused attention as the FlashAttention papers count them: 4·b·h·s²·d forward
+    (QKᵀ and PV), × 2.5 backward, halved when causal (the masked half is skipped)."""
+    f = 4.0 * batch * heads * seq_len**2 * head_dim
+    return f * (0.5 if causal else 1.0) * (ATTENTION_BWD_FLOPS if backward else 1.0)
+
+
+def measure_attention_flops_per_s(dev: torch.device, dtype: torch.dtype, *, seq_len: int,
+                                  head_dim: int, heads: int, tokens: int, causal: bool,
+                                  repeats: int) -> tuple[float, float]:
+    """(forward, backward) FLOP/s of `scaled_dot_product_attention` on [b, h, s, d] inputs
+    with b = max(1, tokens // s); the backward is `autograd.grad` of the retained graph."""
+    import torch.nn.functional as F
+
+    batch = max(1, tokens // seq_len)
+    q, k, v = (torch.randn(batch, heads, seq_len, head_dim, device=dev).to(dtype)
+               .requires_grad_(True) for _ in range(3))
+    with torch.no_grad():
+        fwd_s = _rate_time_s(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal),
+                             dev, repeats)
+    out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    grad = torch.ones_like(out)
+    bwd_s = _rate_time_s(lambda: torch.autograd.grad(out, (q, k, v), grad, retain_graph=True),
+                         dev, repeats)
+    kw = dict(batch=batch, heads=heads, seq_len=seq_len, head_dim=head_dim, causal=causal)
+    return (attention_flops(**kw, backward=False) / fwd_s,
+            attention_flops(**kw, backward=True) / bwd_s)
+
+
+def measure_kernel_sweep(dev: torch.device, dtype: torch.dtype, *, gemm_sizes: tuple[int, ...],
+                         copy_sizes: tuple[float, ...], attention: dict | None, repeats: int,
+                         progress: Callable[[str], None] | None = None) -> KernelSweep:
+    """GEMM FLOP/s by size, copy bandwidth by size and (with `attention`: seq_lens, head_dim,
+    heads, tokens) fused attention by sequence length, causal or not, forward and backward.
+    About 3 s on a 2-core CPU with the default CPU sizes."""
+    say = progress or (lambda _msg: None)
+    gemm_sizes = tuple(sorted(set(int(n) for n in gemm_sizes)))
+    copy_sizes = tuple(sorted(set(float(b) for b in copy_sizes)))
+    gemm = []
+    for n in gemm_sizes:
+        say(f"GEMM {n}x{n}x{n}")
+        gemm.append(measure_gemm_flops_per_s(dev, dtype, n, repeats))
+    copy = []
+    for b in copy_sizes:
+        say(f"copy {b:.3g} B")
+        copy.append(measure_copy_bytes_per_s(dev, b, repeats))
+    attn: dict[str, list[float]] = {}
+    seq_lens: tuple[int, ...] = ()
+    if attention:
+        seq_lens = tuple(sorted(set(int(s) for s in attention["seq_lens"])))
+        for s in seq_lens:
+            for causal in (False, True):
+                say(f"attention s={s}{' causal' if causal else ''}")
+                fwd, bwd = measure_attention_flops_per_s(
+                    dev, dtype, seq_len=s, head_dim=int(attention["head_dim"]),
+                    heads=int(attention["heads"]), tokens=int(attention["tokens"]),
+                    causal=causal, repeats=repeats)
+                tag = "_causal" if causal else ""
+                attn.setdefault(f"fwd{tag}", []).append(fwd)
+                attn.setdefault(f"bwd{tag}", []).append(bwd)
+    return KernelSweep(
+        gemm_sizes=gemm_sizes, gemm_flops_per_s=tuple(gemm), copy_sizes=copy_sizes,
+        copy_bytes_per_s=tuple(copy), attention_seq_lens=seq_lens,
+        attention_head_dim=int(attention["head_dim"]) if attention else 0,
+        attention_heads=int(attention["heads"]) if attention else 0,
+        attention_tokens=int(attention["tokens"]) if attention else 0,
+        attention_flops_per_s={k: tuple(v) for k, v in attn.items()})
+
+
+def sweep_settings(device: str = "cpu", *, matmul_sizes: tuple[int, ...] | None = None,
+                   copy_bytes: int | None = None, copy_sizes: tuple[float, ...] | None = None,
+                   attention: bool | dict = False) -> dict:
+    """The sizes `measure_ceilings` will time on `device` (the defaults above unless given),
+    and `steps`, the number of progress messages it will send."""
+    cuda = torch.device(device).type == "cuda"
+    gemm = tuple(matmul_sizes or (CUDA_MATMUL_SIZES if cuda else CPU_MATMUL_SIZES))
+    if copy_sizes is None:
+        copy_sizes = ((2.0 * copy_bytes,) if copy_bytes
+                      else (CUDA_COPY_SIZES if cuda else CPU_COPY_SIZES))
+    attn: dict | None = None
+    if attention:
+        attn = dict(CUDA_ATTENTION if cuda else CPU_ATTENTION)
+        if isinstance(attention, dict):
+            attn.update(attention)
+    n_attn = 2 * len(set(attn["seq_lens"])) if attn else 0
+    steps = len(set(gemm)) + len(set(copy_sizes)) + n_attn + 1
+    return dict(gemm_sizes=gemm, copy_sizes=tuple(copy_sizes), attention=attn, steps=steps)
+
+
 def measure_ceilings(device: str = "cpu", dtype: str = "fp32", *,
                      matmul_sizes: tuple[int, ...] | None = None, copy_bytes: int | None = None,
                      skinny_sizes: tuple[int, ...] | None = None, repeats: int = 3,
-                     optimizer: bool = True) -> Ceilings:
-    """Achieved matmul FLOP/s (n×n @ n×n, 2n³ FLOPs, F1; best over a few sizes n), copy
-    bandwidth (2 × bytes: one read, one write), the best of `repeats` after a warm-up, the
-    few-row matmul weight bandwidth (`measure_skinny_matmul_bw_bytes_per_s`), the per-op overhead
-    (`measure_op_overhead_s`) and, with `optimizer`, the optimizer's per-tensor overhead
-    (`measure_adamw_tensor_overhead_s`; else 0) on `device`. About 0.5 s on a 2-core CPU.
+                     optimizer: bool = True, copy_sizes: tuple[float, ...] | None = None,
+                     attention: bool | dict = False,
+                     progress: Callable[[str], None] | None = None) -> Ceilings:
+    """The kernel sweep (`measure_kernel_sweep`: square matmuls n×n @ n×n over `matmul_sizes`,
+    copies over `copy_sizes` bytes moved, or one copy of a `copy_bytes` tensor; with
+    `attention` (True, or a dict overriding seq_lens/head_dim/heads/tokens) fused attention
+    too), each the best of `repeats` after a warm-up; then the few-row matmul weight bandwidth
+    (`measure_skinny_matmul_bw_bytes_per_s`), the per-op overhead (`measure_op_overhead_s`)
+    and, with `optimizer`, the optimizer's per-tensor overhead
+    (`measure_adamw_tensor_overhead_s`; else 0) on `device`.
+
+    The roofline ceilings: `matmul_flops_per_s` is the best GEMM of the sweep (F1: 2n³ FLOPs),
+    `memory_bw_bytes_per_s` the LARGEST copy's rate (beyond the caches). About 1 s on a 2-core
+    CPU without attention, 3-4 s with it.
     NB: torch's first optimizer step in a process imports torch._dynamo (~1.5 s here), which a
     training run pays anyway; `validate` passes optimizer=False for inference."""
     if dtype not in TORCH_DTYPES:
         raise ValueError(f"dtype: {dtype!r}; allowed: {', '.join(TORCH_DTYPES)}")
     dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: 'cuda' requested but torch.cuda.is_available() is False; "
+                         "use cpu")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device: {device!r} cannot be timed; use cpu or cuda")
     cuda = dev.type == "cuda"
-    sizes = matmul_sizes or (CUDA_MATMUL_SIZES if cuda else CPU_MATMUL_SIZES)
-    nbytes = copy_bytes or (CUDA_COPY_BYTES if cuda else CPU_COPY_BYTES)
-    best_flops_per_s, n = 0.0, sizes[0]
-    for size in sizes:
-        a = torch.randn(size, size, device=dev).to(TORCH_DTYPES[dtype])
-        b = torch.randn(size, size, device=dev).to(TORCH_DTYPES[dtype])
-        # [n, n] @ [n, n] -> [n, n]: 2 n³ FLOPs
-        rate = 2.0 * size**3 / _best_time_s(lambda a=a, b=b: torch.mm(a, b), dev, repeats)
-        if rate > best_flops_per_s:
-            best_flops_per_s, n = rate, size
-    src = torch.empty(nbytes // 4, dtype=torch.float32, device=dev).fill_(1.0)
-    dst = torch.empty_like(src)
-    copy_s = _best_time_s(lambda: dst.copy_(src), dev, repeats)
+    plan = sweep_settings(device, matmul_sizes=matmul_sizes, copy_bytes=copy_bytes,
+                          copy_sizes=copy_sizes, attention=attention)
+    sweep = measure_kernel_sweep(dev, TORCH_DTYPES[dtype], gemm_sizes=plan["gemm_sizes"],
+                                 copy_sizes=plan["copy_sizes"], attention=plan["attention"],
+                                 repeats=repeats, progress=progress)
+    best = int(np.argmax(sweep.gemm_flops_per_s))
+    (progress or (lambda _msg: None))("few-row matmuls, per-op and optimizer overhead")
     return Ceilings(
         device=dev.type, device_name=device_name(dev), dtype=dtype,
-        matmul_flops_per_s=best_flops_per_s,
-        memory_bw_bytes_per_s=2.0 * src.numel() * 4 / copy_s,
-        matmul_n=n, copy_bytes=src.numel() * 4, n_threads=torch.get_num_threads(),
+        matmul_flops_per_s=sweep.gemm_flops_per_s[best],
+        memory_bw_bytes_per_s=sweep.copy_bytes_per_s[-1],
+        matmul_n=sweep.gemm_sizes[best], copy_bytes=max(4, int(sweep.copy_sizes[-1]) // 8 * 4),
+        n_threads=torch.get_num_threads(),
         memory_bytes=_memory_bytes(dev), measured_on=dt.date.today().isoformat(),
         torch_version=torch.__version__,
         op_overhead_s=measure_op_overhead_s(dev, TORCH_DTYPES[dtype]),
@@ -239,6 +434,7 @@ def measure_ceilings(device: str = "cpu", dtype: str = "fp32", *,
             skinny_sizes or (CUDA_SKINNY_SIZES if cuda else CPU_SKINNY_SIZES), repeats),
         adamw_tensor_overhead_s=(measure_adamw_tensor_overhead_s(dev, TORCH_DTYPES[dtype])
                                  if optimizer else 0.0),
+        sweep=sweep,
     )
 
 
