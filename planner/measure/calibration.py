@@ -23,7 +23,10 @@ AdamW step moves the fused minimum of bytes (see `adamw_step_bytes`) and pays a 
 cost per parameter tensor (`adamw_tensor_overhead_s`). The prediction stays a lower bound:
 views, Python glue and the autograd engine's per-node cost are not counted (docs/validation.md).
 
-`to_catalog_toml` writes the ceilings as a `hardware_catalog` user entry for this machine.
+`measure_kernel_sweep` times GEMMs by size, copies by size and fused attention by sequence
+length; `to_catalog_toml` writes them as a catalog user file for this machine: a `[[device]]`
+entry (peak = best GEMM, memory bandwidth = best copy) and its `[[kernels]]` table of achieved
+fractions (planner.hardware.kernels; `planner calibrate`, docs/validation.md).
 Torch is imported here; `import planner` never imports this module.
 """
 
@@ -714,24 +717,140 @@ def _toml_str(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def to_catalog_toml(ceilings: Ceilings, *, device_id: str | None = None) -> str:
-    """A `[[device]]` entry in the hardware catalog's user-file format (planner.hardware.catalog).
+def _frac(value: float, peak: float) -> float:
+    """value / peak as a catalog fraction: in (0, 1], 4 significant digits."""
+    return min(1.0, max(1e-6, float(f"{value / peak:.4g}")))
 
-    The achieved ceilings are entered as the peaks, with efficiency fractions of 1.0, so the
-    planner's timing uses exactly what was measured. Load it with `load_catalog(path)`.
+
+def _toml_list(values) -> str:
+    return "[" + ", ".join(f"{v:.6g}" for v in values) + "]"
+
+
+# Collectives on one device cannot be measured. The placeholder rule the calibrated entry
+# carries (its `source` says so): α = 10 µs per step (a host-side synchronisation, an order of
+# magnitude) and every bus-bandwidth fraction 1.0 of the device's scale-up link. The entry has
+# no scale-up link (`scaleup_bw_bytes_per_s` absent), so the planner never runs a collective on
+# it and refuses layouts over more than one device ("needs a link the catalog has no bandwidth
+# for"); whoever adds a link should replace this table with nccl-tests numbers.
+PLACEHOLDER_LATENCY_S = 1e-5
+
+
+def kernels_toml(ceilings: Ceilings, device_id: str) -> str:
+    """The `[[kernels]]` table of a calibrated device (planner.hardware.kernels): the sweep's
+    rates as fractions of the best GEMM (the entry's dense peak in that dtype) and of the best
+    copy (its memory bandwidth), so the best point of each is 1.0 and none is above it.
+    Attention fractions are of the same GEMM peak (clipped at 1.0, said in the source)."""
+    c, sw = ceilings, ceilings.sweep
+    if sw is None or not sw.attention_seq_lens:
+        raise ValueError("ceilings: no kernel sweep with attention to write as a [[kernels]] "
+                         "table; measure with planner calibrate (measure_ceilings(..., "
+                         "attention=True))")
+    when = c.measured_on
+    peak, bw = sw.best_gemm_flops_per_s, sw.best_copy_bytes_per_s
+    cpu = c.device == "cpu"
+    gemm_src = (f"measured by planner calibrate on {when}: square torch.mm {c.dtype} "
+                f"n = {', '.join(str(n) for n in sw.gemm_sizes)} on {c.device_name} "
+                f"({c.n_threads} threads, torch {c.torch_version}), best repeat of back-to-back "
+                f"calls; GFLOP/s {', '.join(f'{r / 1e9:.4g}' for r in sw.gemm_flops_per_s)}; "
+                f"fractions of the best, {peak / 1e9:.4g} GFLOP/s (the entry's dense peak).")
+    gemm_src += (" sustained_frac = 1.0: a CPU has no tensor-core power-limit derate (K1c)."
+                 if cpu else " sustained_frac left to the K1c rule (a short benchmark, like "
+                 "the other GPU tables).")
+    attn_src = (f"measured by planner calibrate on {when}: "
+                f"torch.nn.functional.scaled_dot_product_attention {c.dtype}, head_dim "
+                f"{sw.attention_head_dim}, {sw.attention_heads} heads, {sw.attention_tokens} "
+                "tokens per call (batch = tokens / seq_len); backward = autograd.grad of the "
+                "retained graph; FLOPs 4·b·h·s²·d forward, × 2.5 backward, halved when causal; "
+                f"fractions of the GEMM peak {peak / 1e9:.4g} GFLOP/s. GFLOP/s: "
+                + "; ".join(f"{k} " + ", ".join(f"{r / 1e9:.4g}"
+                                                 for r in sw.attention_flops_per_s[k])
+                            for k in ATTENTION_VARIANTS))
+    clipped = sum(r > peak for k in ATTENTION_VARIANTS for r in sw.attention_flops_per_s[k])
+    if clipped:
+        attn_src += f" {clipped} point(s) above the GEMM peak clipped to 1.0."
+    mem_src = (f"measured by planner calibrate on {when}: fp32 tensor copy (dst.copy_(src)), "
+               "size = bytes moved (read + written); GB/s "
+               f"{', '.join(f'{r / 1e9:.4g}' for r in sw.copy_bytes_per_s)}; fractions of the "
+               f"best, {bw / 1e9:.4g} GB/s (the entry's memory bandwidth)."
+               + (" On a CPU the small copies run in the caches: the fraction falls with size."
+                  if cpu else ""))
+    coll_src = ("placeholder rule, not a measurement: one device, no collective can be timed. "
+                f"latency_s = {PLACEHOLDER_LATENCY_S:g} (an order of magnitude of a host "
+                "synchronisation), every bus-bandwidth fraction 1.0 of the scale-up link. The "
+                "device entry has no scale-up link, so the planner runs it alone; if you add "
+                "scaleup_bw_bytes_per_s (e.g. the measured copy bandwidth, "
+                f"{bw / 1e9:.4g} GB/s, for devices sharing one memory), replace this with "
+                "nccl-tests numbers.")
+    lines = [
+        "[[kernels]]",
+        f"devices = [{_toml_str(device_id)}]",
+        f'checked_on = "{when}"',
+        "rule = false",
+        f"notes = {_toml_str(f'measured by planner calibrate on {when} ({c.device_name})')}",
+        "",
+        "[kernels.gemm]",
+        f"source = {_toml_str(gemm_src)}",
+        f"size = {_toml_list(sw.gemm_sizes)}",
+        *(["sustained_frac = 1.0"] if cpu else []),
+        f"{c.dtype} = {_toml_list(_frac(r, peak) for r in sw.gemm_flops_per_s)}",
+        "",
+        "[kernels.attention]",
+        f"source = {_toml_str(attn_src)}",
+        f"seq_len = {_toml_list(sw.attention_seq_lens)}",
+    ]
+    for key in ATTENTION_VARIANTS:
+        direction, _, causal = key.partition("_")
+        lines += ["[[kernels.attention.curve]]", f'dtype = "{c.dtype}"',
+                  f"head_dim = {sw.attention_head_dim}",
+                  f"causal = {'true' if causal else 'false'}", f'direction = "{direction}"',
+                  f"frac = {_toml_list(_frac(r, peak) for r in sw.attention_flops_per_s[key])}"]
+    lines += [
+        "",
+        "[kernels.memory]",
+        f"source = {_toml_str(mem_src)}",
+        f"size_bytes = {_toml_list(sw.copy_sizes)}",
+        f"frac = {_toml_list(_frac(r, bw) for r in sw.copy_bytes_per_s)}",
+        "",
+        "[kernels.collectives.scale_up]",
+        f"source = {_toml_str(coll_src)}",
+        f"latency_s = {PLACEHOLDER_LATENCY_S:g}",
+        *(f"{op} = 1.0" for op in ("all_reduce", "all_gather", "reduce_scatter", "all_to_all",
+                                   "send_recv")),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def device_id_for(ceilings: Ceilings) -> str:
+    """The catalog id a calibrated device gets: local_<cpu|cuda>_<name>."""
+    return f"local_{ceilings.device}_{_slug(ceilings.device_name)}"
+
+
+def to_catalog_toml(ceilings: Ceilings, *, device_id: str | None = None) -> str:
+    """A catalog user file for this machine (planner.hardware.catalog): one `[[device]]` entry
+    whose dense peak in the run's dtype is the best measured GEMM and whose memory bandwidth is
+    the best measured copy, plus, when the ceilings carry a kernel sweep with attention
+    (`planner calibrate`), its `[[kernels]]` table (`kernels_toml`). Without a sweep the device
+    borrows its class's kernel tables (planner.hardware.kernels) and the file says so.
+    Load it with `load_catalog(path)`.
     """
     c = ceilings
     kind = "gpu" if c.device == "cuda" else "other"
     vendor = c.device_name.split()[0] if c.device_name.split() else "local"
-    did = device_id or f"local_{c.device}_{_slug(c.device_name)}"
-    note = (f"Calibrated by planner on {c.measured_on}: {c.matmul_n}x{c.matmul_n} {c.dtype} "
-            f"matmuls and a {c.copy_bytes / 1e6:.0f} MB copy, best of repeats, "
-            f"{c.n_threads} threads, torch {c.torch_version}; per-op overhead "
+    did = device_id or device_id_for(c)
+    sw = c.sweep
+    peak = sw.best_gemm_flops_per_s if sw else c.matmul_flops_per_s
+    bw = sw.best_copy_bytes_per_s if sw else c.memory_bw_bytes_per_s
+    gemm_n = sw.gemm_sizes[int(np.argmax(sw.gemm_flops_per_s))] if sw else c.matmul_n
+    copy_b = sw.copy_sizes[int(np.argmax(sw.copy_bytes_per_s))] if sw else 2 * c.copy_bytes
+    note = (f"Calibrated by planner on {c.measured_on}: peak = the best {c.dtype} square matmul "
+            f"({gemm_n}x{gemm_n}), memory bandwidth = the best copy ({copy_b:.3g} bytes moved), "
+            f"best of repeats, {c.n_threads} threads, torch {c.torch_version}; per-op overhead "
             f"{c.op_overhead_s * 1e6:.1f} us; few-row matmul weight bandwidth "
             f"{c.skinny_bw_bytes_per_s / 1e9:.1f} GB/s. Achieved values, not vendor peaks; "
             "launch_year is the year of the measurement.")
     lines = [
-        "# Written by planner.measure.calibration.to_catalog_toml; "
+        "# Written by planner.measure.calibration.to_catalog_toml (planner calibrate); "
         "load with load_catalog(this_file).",
         "[[device]]",
         f"id = {_toml_str(did)}",
@@ -739,27 +858,51 @@ def to_catalog_toml(ceilings: Ceilings, *, device_id: str | None = None) -> str:
         f"name = {_toml_str(c.device_name + ' (calibrated)')}",
         f'kind = "{kind}"',
         f"launch_year = {int(c.measured_on[:4])}",
-        f"peak_flops_per_s = {{ {c.dtype} = {c.matmul_flops_per_s:.6g} }}",
+        f"peak_flops_per_s = {{ {c.dtype} = {peak:.6g} }}",
         f"memory_bytes = {c.memory_bytes:.6g}",
-        f"memory_bw_bytes_per_s = {c.memory_bw_bytes_per_s:.6g}",
+        f"memory_bw_bytes_per_s = {bw:.6g}",
         'price_note = "a local machine: no price"',
-        f"sources = [{_toml_str('planner.measure.calibration.measure_ceilings on this machine')}]",
+        f"sources = [{_toml_str(f'measured by planner calibrate on {c.measured_on}')}]",
         f'checked_on = "{c.measured_on}"',
         f"notes = {_toml_str(note)}",
         "",
-        "[device.efficiency]",
-        "train_compute_frac = 1.0",
-        "infer_compute_frac = 1.0",
-        "memory_bw_frac = 1.0",
-        'source = "measured ceilings entered as peaks: efficiency is already included"',
-        "",
     ]
-    return "\n".join(lines)
+    if sw is not None and sw.attention_seq_lens:
+        lines.append(kernels_toml(c, did))
+    else:
+        lines.append("# No [[kernels]] table: these ceilings carry no kernel sweep, so the "
+                     f"planner borrows the {kind} class's tables; run planner calibrate for one.")
+    return "\n".join(lines) + "\n"
+
+
+def sweep_frame(ceilings: Ceilings) -> pd.DataFrame:
+    """The kernel sweep as one row per measured point: kernel (gemm, copy, attention), variant
+    (attention: fwd, fwd_causal, bwd, bwd_causal), size (n, bytes moved, seq_len), rate
+    (FLOP/s or bytes/s), unit, frac (of the best GEMM or copy: the catalog fraction), plus the
+    device, dtype and date."""
+    sw = ceilings.sweep
+    rows: list[dict] = []
+    if sw is not None:
+        peak, bw = sw.best_gemm_flops_per_s, sw.best_copy_bytes_per_s
+        rows += [dict(kernel="gemm", variant=ceilings.dtype, size=n, rate=r, unit="FLOP/s",
+                      frac=r / peak) for n, r in zip(sw.gemm_sizes, sw.gemm_flops_per_s,
+                                                     strict=True)]
+        rows += [dict(kernel="copy", variant="bytes moved", size=b, rate=r, unit="B/s",
+                      frac=r / bw) for b, r in zip(sw.copy_sizes, sw.copy_bytes_per_s,
+                                                   strict=True)]
+        for key in ATTENTION_VARIANTS:
+            for s, r in zip(sw.attention_seq_lens, sw.attention_flops_per_s.get(key, ()),
+                            strict=False):
+                rows.append(dict(kernel="attention", variant=f"{key} d{sw.attention_head_dim}",
+                                 size=s, rate=r, unit="FLOP/s", frac=r / peak))
+    df = pd.DataFrame(rows, columns=["kernel", "variant", "size", "rate", "unit", "frac"])
+    return df.assign(device_name=ceilings.device_name, dtype=ceilings.dtype,
+                     measured_on=ceilings.measured_on)
 
 
 def ceilings_frame(c: Ceilings) -> pd.DataFrame:
     """One-row DataFrame of the ceilings (for CSV)."""
-    return pd.DataFrame([c.model_dump()])
+    return pd.DataFrame([c.model_dump(exclude={"sweep"})])
 
 
 def ratio(measured: float, predicted: float) -> float:
