@@ -1,4 +1,6 @@
-"""`planner validate MODEL`: the analytic model beside a measured PyTorch run, per layer."""
+"""`planner validate MODEL`: the analytic model beside a measured PyTorch run, per layer;
+`planner calibrate`: this machine's kernel sweep (GEMM, copy, attention by size) written as a
+catalog file (`[[device]]` + `[[kernels]]`, docs/validation.md)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,13 @@ import sys
 import pandas as pd
 
 from planner.cli.args import positive_int
-from planner.measure.validate import block_activations, calibrate, summary_frame, validate
+from planner.measure.validate import (
+    block_activations,
+    calibrate,
+    check_save_path,
+    summary_frame,
+    validate,
+)
 from planner.model.spec import model
 from planner.report.tables import to_csv
 from planner.units import bytes_str, duration_str, si
@@ -43,6 +51,70 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="also write this machine's calibrated ceilings as a catalog entry")
     p.set_defaults(handler=_validate)
 
+    c = subparsers.add_parser(
+        "calibrate",
+        help="time GEMMs, copies and attention on this machine; write them as a catalog file",
+        description="Time square GEMMs by size, tensor copies by size and fused attention "
+                    "(scaled_dot_product_attention: causal or not, forward and backward) on "
+                    "this machine, print them, and with --save-catalog write a catalog file: "
+                    "one [[device]] entry (peak = best GEMM, memory bandwidth = best copy) and "
+                    "its [[kernels]] table of measured fractions. Load it with "
+                    "`planner rank ... --catalog PATH` or load_catalog(PATH).")
+    c.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    c.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None,
+                   help="default fp32 on cpu, bf16 on cuda")
+    c.add_argument("--repeats", type=positive_int, default=3,
+                   help="timed repeats per point after 1 warm-up; the best is kept")
+    c.add_argument("--save-catalog", metavar="PATH.toml",
+                   help="write the [[device]] and [[kernels]] entries to this file")
+    c.add_argument("--id", dest="device_id", metavar="ID", default=None,
+                   help="catalog id of the entry (default local_<device>_<name>)")
+    c.add_argument("--csv", metavar="PATH", help="write every measured point as CSV")
+    c.set_defaults(handler=_calibrate)
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from planner.measure.calibration import (
+        device_id_for,
+        sweep_frame,
+        sweep_settings,
+        sweep_tables,
+    )
+
+    if args.save_catalog:
+        check_save_path(args.save_catalog, "--save-catalog")
+    dtype = args.dtype or ("bf16" if args.device == "cuda" else "fp32")
+    bar, step = _progress(sweep_settings(args.device, attention=True)["steps"], "calibrate")
+    try:
+        c = calibrate(args.device, dtype, save_toml=args.save_catalog,
+                      device_id=args.device_id, repeats=args.repeats, progress=step)
+    finally:
+        bar.close()
+    print(f"{c.device_name}, {c.dtype}, {c.n_threads} threads, torch {c.torch_version}, "
+          f"{c.measured_on} (best of {args.repeats} repeats; frac = of the best, as the "
+          "catalog stores it)")
+    tables = sweep_tables(c)
+    sw = c.sweep
+    assert sw is not None
+    titles = {"gemm": "GEMM, square n×n @ n×n:",
+              "copy": "copy (dst.copy_(src)), by bytes moved (read + written):",
+              "attention": (f"attention (scaled_dot_product_attention, head_dim "
+                            f"{sw.attention_head_dim}, {sw.attention_heads} heads, "
+                            f"{sw.attention_tokens} tokens per call):")}
+    for key, df in tables.items():
+        print(f"\n{titles[key]}")
+        print(df.to_string(index=False))
+    print(f"\nroofline ceilings (planner validate): {si(c.matmul_flops_per_s, 'FLOP/s')} "
+          f"matmul, {si(c.memory_bw_bytes_per_s, 'B/s')} copy of {bytes_str(2 * c.copy_bytes)} "
+          f"moved, {si(c.skinny_bw_bytes_per_s, 'B/s')} few-row matmul weights, "
+          f"{duration_str(c.op_overhead_s)} per op")
+    if args.csv:
+        print(f"wrote {to_csv(sweep_frame(c), args.csv)}")
+    if args.save_catalog:
+        print(f"wrote {args.save_catalog}: device {args.device_id or device_id_for(c)} with its "
+              "[[kernels]] table (load it with load_catalog(path) or --catalog)")
+    return 0
+
 
 def _with_changes(spec, settings: list[str]):
     """Apply `--set FIELD=VALUE` changes (validated by ModelSpec)."""
@@ -64,10 +136,10 @@ def _pct(x: float) -> str:
     return "inf" if math.isinf(x) else f"{x:+.2%}"
 
 
-def _progress(total: int):
+def _progress(total: int, desc: str = "validate"):
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc="validate", file=sys.stderr, leave=False)
+    bar = tqdm(total=total, desc=desc, file=sys.stderr, leave=False)
 
     def step(msg: str) -> None:
         bar.set_description(msg[:60])
@@ -79,6 +151,8 @@ def _progress(total: int):
 def _validate(args: argparse.Namespace) -> int:
     if args.save_ceilings and args.device == "meta":
         raise ValueError("--save-ceilings: needs a real device (cpu or cuda), not meta")
+    if args.save_ceilings:
+        check_save_path(args.save_ceilings, "--save-ceilings")
     spec = _with_changes(model(args.model), args.set)
     timing = not args.no_timing and args.device != "meta"
     if args.mode == "train":

@@ -374,7 +374,7 @@ class KernelRates:
     latency_s: dict[Tier, np.ndarray]  # [device]
     busbw_frac: dict[tuple[Tier, CollectiveOp], np.ndarray]  # [device]
     rule: np.ndarray  # [device] bool: the table is a rule, not a measurement
-    notes: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = field(default=())  # [device]: "" or where a borrowed table is from
 
     def gemm(self, size, index):
         """Fraction of the dense peak for GEMMs of `size` on the devices at rows `index` (an
@@ -460,8 +460,7 @@ def kernel_rates(devices: Sequence[Any], *, gemm_dtypes: Sequence[str],
     for d in devices:
         e, note = kernel_entry(d, index)
         entries.append(e)
-        if note:
-            notes.append(note)
+        notes.append(note)
     n = len(devices)
     sustained = np.array([e.gemm.sustained_frac for e in entries])[:, None]
     gemm = sustained * np.array([_resample(_GEMM_GRID, e.gemm.size, gemm_curve(e, dt)[1])

@@ -323,9 +323,9 @@ def measure_attention_flops_per_s(dev: torch.device, dtype: torch.dtype, *, seq_
     grad = torch.ones_like(out)
     bwd_s = _rate_time_s(lambda: torch.autograd.grad(out, (q, k, v), grad, retain_graph=True),
                          dev, repeats)
-    kw = dict(batch=batch, heads=heads, seq_len=seq_len, head_dim=head_dim, causal=causal)
-    return (attention_flops(**kw, backward=False) / fwd_s,
-            attention_flops(**kw, backward=True) / bwd_s)
+    fwd = attention_flops(batch=batch, heads=heads, seq_len=seq_len, head_dim=head_dim,
+                          causal=causal, backward=False)
+    return fwd / fwd_s, fwd * ATTENTION_BWD_FLOPS / bwd_s
 
 
 def measure_kernel_sweep(dev: torch.device, dtype: torch.dtype, *, gemm_sizes: tuple[int, ...],
@@ -409,12 +409,12 @@ def measure_ceilings(device: str = "cpu", dtype: str = "fp32", *,
     training run pays anyway; `validate` passes optimizer=False for inference."""
     if dtype not in TORCH_DTYPES:
         raise ValueError(f"dtype: {dtype!r}; allowed: {', '.join(TORCH_DTYPES)}")
+    if str(device).split(":")[0] not in ("cpu", "cuda"):
+        raise ValueError(f"device: {device!r} cannot be timed; use cpu or cuda")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device: 'cuda' requested but torch.cuda.is_available() is False; "
                          "use cpu")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device: {device!r} cannot be timed; use cpu or cuda")
     cuda = dev.type == "cuda"
     plan = sweep_settings(device, matmul_sizes=matmul_sizes, copy_bytes=copy_bytes,
                           copy_sizes=copy_sizes, attention=attention)
@@ -898,6 +898,42 @@ def sweep_frame(ceilings: Ceilings) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=["kernel", "variant", "size", "rate", "unit", "frac"])
     return df.assign(device_name=ceilings.device_name, dtype=ceilings.dtype,
                      measured_on=ceilings.measured_on)
+
+
+def sweep_tables(ceilings: Ceilings) -> dict[str, pd.DataFrame]:
+    """The kernel sweep for reading: "gemm" (n, GFLOP/s, frac), "copy" (bytes moved, GB/s,
+    frac) and, when measured, "attention" (seq_len, batch, then GFLOP/s and frac for fwd,
+    fwd_causal, bwd, bwd_causal). frac is of the best GEMM (copy): what the catalog stores."""
+    sw = ceilings.sweep
+    if sw is None:
+        return {}
+    peak, bw = sw.best_gemm_flops_per_s, sw.best_copy_bytes_per_s
+    out = {
+        "gemm": pd.DataFrame({"n": sw.gemm_sizes,
+                              "GFLOP/s": [round(r / 1e9, 2) for r in sw.gemm_flops_per_s],
+                              "frac": [round(r / peak, 3) for r in sw.gemm_flops_per_s]}),
+        "copy": pd.DataFrame({"bytes moved": [f"{b:.3g}" for b in sw.copy_sizes],
+                              "GB/s": [round(r / 1e9, 2) for r in sw.copy_bytes_per_s],
+                              "frac": [round(r / bw, 3) for r in sw.copy_bytes_per_s]}),
+    }
+    if sw.attention_seq_lens:
+        attn = pd.DataFrame({"seq_len": sw.attention_seq_lens,
+                             "batch": [max(1, sw.attention_tokens // s)
+                                       for s in sw.attention_seq_lens]})
+        for key in ATTENTION_VARIANTS:
+            rates = sw.attention_flops_per_s[key]
+            attn[f"{key} GFLOP/s"] = [round(r / 1e9, 2) for r in rates]
+            attn[f"{key} frac"] = [round(min(1.0, r / peak), 3) for r in rates]
+        out["attention"] = attn
+    return out
+
+
+def markdown_table(df: pd.DataFrame) -> str:
+    """A DataFrame as a GitHub markdown table (no extra dependency)."""
+    head = "| " + " | ".join(str(c) for c in df.columns) + " |"
+    rule = "|" + "|".join("---" for _ in df.columns) + "|"
+    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, rule, *body])
 
 
 def ceilings_frame(c: Ceilings) -> pd.DataFrame:

@@ -12,6 +12,8 @@ stays torch-free.
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -237,16 +239,46 @@ def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(list(df.attrs.get("summary", {}).items()), columns=["quantity", "value"])
 
 
-def calibrate(device: str = "cpu", dtype: str = "fp32", *, save_toml: str | Path | None = None):
-    """Measure this machine's achieved matmul FLOP/s and bandwidth (`planner.measure.calibration`).
+def check_save_path(path: str | Path, name: str = "save_toml") -> Path:
+    """The path a catalog file will be written to, checked before anything is measured: it
+    must end in .toml (load_catalog reads only those) and not be a folder or lie under a file;
+    ValueError in one line otherwise."""
+    p = Path(path)
+    if p.suffix != ".toml":
+        raise ValueError(f"{name}: {str(p)!r} must end in .toml (catalog files are TOML)")
+    if p.is_dir():
+        raise ValueError(f"{name}: {str(p)!r} is a folder; give a file path ending in .toml")
+    parent = next((q for q in (p.parent, *p.parent.parents) if q.exists()), Path("."))
+    if not parent.is_dir():
+        raise ValueError(f"{name}: {str(parent)!r} is a file, not a folder")
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"{name}: cannot write into {str(parent)!r} (no permission)")
+    return p
 
-    With `save_toml`, also write them as a hardware-catalog entry for this machine.
+
+def calibrate(device: str = "cpu", dtype: str = "fp32", *, save_toml: str | Path | None = None,
+              device_id: str | None = None, progress: Callable[[str], None] | None = None,
+              **sweep: Any):
+    """Measure this machine's kernel sweep and ceilings (`planner.measure.calibration`):
+    GEMM FLOP/s by size, copy bandwidth by size, fused attention (scaled_dot_product_attention,
+    causal or not, forward and backward) by sequence length, and the roofline ceilings
+    `validate` uses. About 3-4 s on a 2-core CPU.
+
+    With `save_toml`, also write a catalog user file: one `[[device]]` entry (peak = the best
+    GEMM in `dtype`, memory bandwidth = the best copy, id `device_id` or
+    local_<cpu|cuda>_<name>) and its `[[kernels]]` table (the measured rates as fractions of
+    those); `planner.hardware.catalog.load_catalog(path)` loads it. `sweep` passes sizes to
+    `measure_ceilings` (matmul_sizes, copy_sizes, attention={...}, repeats, ...).
     """
     from planner.measure.calibration import measure_ceilings, to_catalog_toml
 
-    ceilings = measure_ceilings(device, dtype)
-    if save_toml is not None:
-        path = Path(save_toml)
+    path = check_save_path(save_toml) if save_toml is not None else None
+    if device_id is not None and not re.fullmatch(r"[a-z0-9][a-z0-9_]*", device_id):
+        raise ValueError(f"device_id: {device_id!r} must be lower-case snake case, "
+                         "e.g. 'my_workstation'")
+    sweep.setdefault("attention", True)
+    ceilings = measure_ceilings(device, dtype, progress=progress, **sweep)
+    if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(to_catalog_toml(ceilings), encoding="utf-8")
+        path.write_text(to_catalog_toml(ceilings, device_id=device_id), encoding="utf-8")
     return ceilings

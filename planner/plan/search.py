@@ -641,6 +641,7 @@ def _device_cols(table: _DeviceTable, d: np.ndarray) -> dict[str, Any]:
         usd_per_device_hour=table.prices.usd_per_device_hour[d],
         cost_price_provider=cat(table.prices.provider), cost_price_date=cat(table.prices.date),
         cost_price_contract=cat(table.prices.contract), cost_note=cat(table.prices.note),
+        kernels_rule=table.kernels.rule[d], kernels_note=cat(table.kernels.notes),
     )
 
 
