@@ -14,6 +14,7 @@ from planner.cli.args import positive_int
 from planner.measure.validate import (
     block_activations,
     calibrate,
+    check_device_id,
     check_save_path,
     summary_frame,
     validate,
@@ -83,6 +84,8 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     if args.save_catalog:
         check_save_path(args.save_catalog, "--save-catalog")
+    if args.device_id is not None:
+        check_device_id(args.device_id, "--id")
     dtype = args.dtype or ("bf16" if args.device == "cuda" else "fp32")
     bar, step = _progress(sweep_settings(args.device, attention=True)["steps"], "calibrate")
     try:

@@ -54,6 +54,11 @@ GEMM_TILE = 128.0
 # end-to-end runs; `efficiency_overrides["gemm_scale"]` and `["attention_scale"]` undo it.
 SUSTAINED_TENSOR_FRAC = 2744.0 / 3615.6
 
+# The FlashAttention papers count a fused attention backward as 2.5× its forward FLOPs (it
+# recomputes the scores: 5 matmuls against the forward's 2; Dao 2023, Sec. 4.1), and their
+# backward TFLOP/s, hence the tables' backward fractions, use that count (K2).
+ATTENTION_BWD_FLOPS_FACTOR = 2.5
+
 
 class CollectiveOp(StrEnum):
     """The collectives the planner prices (NCCL/RCCL/XLA names)."""

@@ -256,6 +256,14 @@ def check_save_path(path: str | Path, name: str = "save_toml") -> Path:
     return p
 
 
+def check_device_id(device_id: str, name: str = "device_id") -> str:
+    """A catalog id: lower-case snake case (the Device schema's pattern)."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_]*", device_id):
+        raise ValueError(f"{name}: {device_id!r} must be lower-case snake case, "
+                         "e.g. 'my_workstation'")
+    return device_id
+
+
 def calibrate(device: str = "cpu", dtype: str = "fp32", *, save_toml: str | Path | None = None,
               device_id: str | None = None, progress: Callable[[str], None] | None = None,
               **sweep: Any):
@@ -273,9 +281,8 @@ def calibrate(device: str = "cpu", dtype: str = "fp32", *, save_toml: str | Path
     from planner.measure.calibration import measure_ceilings, to_catalog_toml
 
     path = check_save_path(save_toml) if save_toml is not None else None
-    if device_id is not None and not re.fullmatch(r"[a-z0-9][a-z0-9_]*", device_id):
-        raise ValueError(f"device_id: {device_id!r} must be lower-case snake case, "
-                         "e.g. 'my_workstation'")
+    if device_id is not None:
+        check_device_id(device_id)
     sweep.setdefault("attention", True)
     ceilings = measure_ceilings(device, dtype, progress=progress, **sweep)
     if path is not None:

@@ -33,7 +33,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from planner.hardware.kernels import CollectiveOp, KernelRates, gemm_size, tile_frac
+from planner.hardware.kernels import (
+    ATTENTION_BWD_FLOPS_FACTOR,
+    CollectiveOp,
+    KernelRates,
+    gemm_size,
+    tile_frac,
+)
 from planner.model.layers import CausalCounting, Recompute, layer_table
 from planner.model.ops import (
     FUSED_ATTENTION_OP,
@@ -585,8 +591,11 @@ def _pass_time_s(profile: OpProfile, *, batch_, split, kv_split_, rates: DeviceR
     moved = (weights + profile.traffic_bytes * batch_) / split \
         + profile.kv_bytes * batch_ / kv_split_
     mult = 2.0 if backward else 1.0  # backward: the input and the weight gradient (F2)
+    # a fused attention backward executes 2.5× its forward FLOPs, the count its rate uses (K2)
+    flops_mult = np.where(profile.is_attention, ATTENTION_BWD_FLOPS_FACTOR, mult) \
+        if backward else 1.0
     with np.errstate(divide="ignore", invalid="ignore"):
-        compute = mult * flops / rate
+        compute = flops_mult * flops / rate
     return np.maximum(np.maximum(compute, rates.memory_seconds(mult * moved)),
                       rates.op_overhead_s)
 
