@@ -5,11 +5,16 @@
     python scripts/validate_gpu.py --csv out/gpu.csv --detail-csv out/gpu_layers.csv
     python scripts/validate_gpu.py --device cpu --tiny  # the same code path on a CPU (tests)
 
-Several models and sizes, training and inference; one calibration of the GPU's achieved bf16
-matmul FLOP/s and copy bandwidth is shared by all runs. Prints one line per run while it
-goes, a short table last, and writes the summary CSV (one row per run) and, optionally, every
-layer row. Never needed by the tests (they run the CPU path with --tiny). Record the result,
-with the GPU's name and the date, in docs/validation.md.
+Several models and sizes, training and inference; one calibration of the GPU is shared by all
+runs: the kernel sweep of `planner calibrate` (bf16 GEMM FLOP/s by size 256..8192, copy
+bandwidth by size 1e5..2e9 bytes moved, scaled_dot_product_attention at head_dim 128, causal or
+not, forward and backward, seq_len 512..16384) and the roofline ceilings taken from it. Prints
+the sweep as markdown tables, one line per run while it goes, a short table last, and writes
+the summary CSV (one row per run), the sweep CSV (--kernels-csv, one row per measured point),
+a markdown report (--md: sweep and runs) and, optionally, every layer row and the catalog file
+of the calibrated GPU (--save-catalog: [[device]] + [[kernels]]). Never needed by the tests
+(they run the CPU path with --tiny). Record the result, with the GPU's name and the date, in
+docs/validation.md.
 """
 
 from __future__ import annotations
@@ -104,6 +109,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="skip the remaining runs once this much time has passed")
     ap.add_argument("--csv", default="validation_gpu.csv", help="summary CSV, one row per run")
     ap.add_argument("--detail-csv", default=None, help="every layer row of every run")
+    ap.add_argument("--kernels-csv", default=None,
+                    help="the kernel sweep, one row per point (default: CSV name + _kernels)")
+    ap.add_argument("--md", default=None,
+                    help="markdown report: sweep and runs (default: CSV name with .md)")
+    ap.add_argument("--save-catalog", default=None, metavar="PATH.toml",
+                    help="also write the calibrated device's [[device]] + [[kernels]] entries")
     args = ap.parse_args(argv)
     dtype = args.dtype or ("bf16" if args.device == "cuda" else "fp32")
 
@@ -113,12 +124,33 @@ def main(argv: list[str] | None = None) -> int:
         print("validate_gpu: no CUDA device; use --device cpu --tiny to check the script",
               file=sys.stderr)
         return 2
-    from planner.measure.calibration import measure_ceilings
+    from planner.measure.calibration import (
+        markdown_table,
+        measure_ceilings,
+        sweep_frame,
+        sweep_tables,
+        to_catalog_toml,
+    )
 
+    csv = Path(args.csv)
+    kernels_csv = args.kernels_csv or str(csv.with_name(csv.stem + "_kernels.csv"))
+    md_path = Path(args.md or csv.with_suffix(".md"))
     start = time.perf_counter()
-    small = (dict(matmul_sizes=(256,), copy_bytes=8_000_000, skinny_sizes=(256,))
-             if args.tiny else {})
+    small = (dict(matmul_sizes=(128, 256), copy_sizes=(1e5, 1.6e7), skinny_sizes=(256,),
+                  attention=dict(seq_lens=(64, 128), head_dim=64, heads=2, tokens=256))
+             if args.tiny else dict(attention=True))
     ceilings = measure_ceilings(args.device, dtype, **small)
+    sweep_md = []
+    for key, table in sweep_tables(ceilings).items():
+        sweep_md += [f"**{key}** ({dtype}; frac = of the best, as the catalog stores it)", "",
+                     markdown_table(table), ""]
+    print("\n".join(sweep_md), flush=True)
+    print(f"wrote {to_csv(sweep_frame(ceilings), kernels_csv)}")
+    if args.save_catalog:
+        out = Path(args.save_catalog)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(to_catalog_toml(ceilings), encoding="utf-8")
+        print(f"wrote {out}")
     print(f"{ceilings.device_name}: {ceilings.matmul_flops_per_s / 1e12:.1f} TFLOP/s {dtype} "
           f"matmul, {ceilings.memory_bw_bytes_per_s / 1e9:.0f} GB/s copy, "
           f"{ceilings.skinny_bw_bytes_per_s / 1e9:.0f} GB/s few-row matmul weights, "
@@ -149,8 +181,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {to_csv(summary, args.csv)}")
     if args.detail_csv:
         print(f"wrote {to_csv(pd.concat(details, ignore_index=True), args.detail_csv)}")
-    print(f"total {time.perf_counter() - start:.0f} s on {ceilings.device_name}")
-    print(_short(rows).to_string(index=False))
+    total = f"total {time.perf_counter() - start:.0f} s on {ceilings.device_name}"
+    head = (f"# validate_gpu.py on {ceilings.device_name}, {dtype}, "
+            f"{dt.date.today().isoformat()}, torch {torch.__version__}")
+    short = _short(rows)
+    md_path.parent.mkdir(parents=True, exist_ok=True)
+    md_path.write_text("\n".join([head, "", "## Kernel sweep", "", *sweep_md, "## Runs", "",
+                                   markdown_table(short), "", total, ""]), encoding="utf-8")
+    print(f"wrote {md_path}")
+    print(total)
+    print(short.to_string(index=False))
     return 0
 
 

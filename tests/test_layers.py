@@ -322,3 +322,22 @@ def test_decode_attention_is_never_halved():
 def test_arrays_are_rejected_by_the_table():
     with pytest.raises(ValueError, match="seq_len: must be a positive whole number"):
         layer_table("gpt2", seq_len=np.array([128, 256]), batch_size=1)
+
+
+def test_fused_swiglu_saves_only_its_input():
+    """F16b: eager SwiGLU saves gate out, SiLU out and up out (3·T·d_ff elements); a fused
+    kernel saves its input, gate and up (2·T·d_ff), and recomputes the SiLU. Llama-2-7B, one
+    4,096-token sequence, bf16: 3 · 4096 · 11008 · 2 = 270,532,608 bytes eager,
+    180,355,072 fused; the MLP then saves 3·d_ff per token with the down input (Megatron)."""
+    kw = dict(seq_len=4096, batch_size=1, mode="train", precision="bf16")
+    eager = layer_table("llama-2-7b", **kw)
+    fused = layer_table("llama-2-7b", fused_swiglu=True, **kw)
+    act = eager["layer"] == "blocks.0.mlp.act"
+    assert float(eager.loc[act, "activation_bytes"].iloc[0]) == 270_532_608
+    assert float(fused.loc[act, "activation_bytes"].iloc[0]) == 180_355_072
+    mlp = eager["layer"].str.match(r"blocks\.0\.mlp\.(act|down)")
+    assert float(fused.loc[mlp, "activation_bytes"].sum()) == 3 * 4096 * 11008 * 2
+    # GELU models are unchanged
+    gpt = layer_table("gpt2", seq_len=512, batch_size=1, mode="train")
+    gpt_fused = layer_table("gpt2", seq_len=512, batch_size=1, mode="train", fused_swiglu=True)
+    assert gpt["activation_bytes"].sum() == gpt_fused["activation_bytes"].sum()

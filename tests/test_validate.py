@@ -14,10 +14,15 @@ import pytest
 from planner.cli import main
 from planner.measure.calibration import (
     Ceilings,
+    KernelSweep,
+    attention_flops,
     experts_touched_frac,
+    markdown_table,
     measure_ceilings,
     predict_times,
     roofline_row_times,
+    sweep_frame,
+    sweep_tables,
     to_catalog_toml,
 )
 from planner.measure.validate import (
@@ -268,24 +273,143 @@ def test_kernel_counts_match_the_reference_model(name):
     assert ops["decode_ops"].sum() == pytest.approx(decode.n, rel=0.10)
 
 
-def test_ceilings_save_as_a_loadable_catalog_entry(tmp_path):
+def test_ceilings_without_a_sweep_save_a_device_entry_only(tmp_path):
     catalog = pytest.importorskip("planner.hardware.catalog")
     c = Ceilings(device="cpu", device_name="AMD EPYC", dtype="fp32", matmul_flops_per_s=1.5e11,
                  memory_bw_bytes_per_s=3.2e10, matmul_n=1536, copy_bytes=64_000_000,
                  n_threads=2, memory_bytes=2.5e10, measured_on="2026-11-28")
     path = tmp_path / "my_machine.toml"
-    path.write_text(to_catalog_toml(c), encoding="utf-8")
-    dev = catalog.load_catalog(path).get("local_cpu_amd_epyc")
+    text = to_catalog_toml(c)
+    assert "efficiency" not in text and "[[kernels]]" not in text
+    path.write_text(text, encoding="utf-8")
+    cat = catalog.load_catalog(path)
+    dev = cat.get("local_cpu_amd_epyc")
     assert dev.peak("fp32") == 1.5e11 and dev.memory_bw_bytes_per_s == 3.2e10
-    assert dev.efficiency.train_compute_frac == 1.0 and dev.kind == "other"
+    assert dev.kind == "other" and "local_cpu_amd_epyc" not in cat.kernels
 
 
-def test_public_calibrate_saves_the_entry(tmp_path):
+# A sweep with round numbers: fractions by hand.
+_SWEEP = KernelSweep(
+    gemm_sizes=(128, 256, 512), gemm_flops_per_s=(1e10, 4e10, 8e10),
+    copy_sizes=(1e5, 1e6, 1e8), copy_bytes_per_s=(2e10, 4e10, 1e10),
+    attention_seq_lens=(128, 256), attention_head_dim=64, attention_heads=4,
+    attention_tokens=1024,
+    attention_flops_per_s={"fwd": (2e10, 4e10), "fwd_causal": (1e10, 2e10),
+                           "bwd": (2e10, 9e10), "bwd_causal": (1e10, 3e10)})
+
+
+def _swept(sweep=_SWEEP, device="cpu"):
+    return Ceilings(device=device, device_name="Test CPU", dtype="fp32",
+                    matmul_flops_per_s=8e10, memory_bw_bytes_per_s=1e10, matmul_n=512,
+                    copy_bytes=50_000_000, n_threads=2, memory_bytes=1e10,
+                    measured_on="2026-12-02", sweep=sweep)
+
+
+def _kernel_tables(path, device_id):
+    from planner.hardware.catalog import load_catalog
+
+    cat = load_catalog(path)
+    return cat, cat.get(device_id), cat.kernels[device_id]
+
+
+def test_calibrated_toml_holds_device_and_kernel_tables_by_hand(tmp_path):
+    path = tmp_path / "me.toml"
+    text = to_catalog_toml(_swept(), device_id="test_box")
+    assert "efficiency" not in text
+    path.write_text(text, encoding="utf-8")
+    cat, dev, k = _kernel_tables(path, "test_box")
+    # peak = the best GEMM (8e10), memory bandwidth = the best copy (4e10, in the caches)
+    assert dev.peak("fp32") == 8e10 and dev.memory_bw_bytes_per_s == 4e10
+    assert dev.kind == "other" and dev.scaleup_bw_bytes_per_s is None
+    assert dev.sources == ("measured by planner calibrate on 2026-12-02",)
+    assert k.devices == ("test_box",) and not k.rule and k.checked_on == "2026-12-02"
+    assert k.gemm.size == (128, 256, 512) and k.gemm.fracs["fp32"] == (0.125, 0.5, 1.0)
+    assert k.gemm.sustained_frac == 1.0  # a CPU: no tensor-core derate
+    assert k.memory.size_bytes == (1e5, 1e6, 1e8) and k.memory.frac == (0.5, 1.0, 0.25)
+    curves = {(c.causal, c.direction): c.frac for c in k.attention.curve}
+    assert curves[(False, "fwd")] == (0.25, 0.5) and curves[(True, "fwd")] == (0.125, 0.25)
+    assert curves[(False, "bwd")] == (0.25, 1.0)  # 9e10 > the GEMM peak: clipped to 1
+    assert "1 point(s) above the GEMM peak clipped" in k.attention.source
+    for source in (k.gemm.source, k.attention.source, k.memory.source):
+        assert source.startswith("measured by planner calibrate on 2026-12-02")
+    up = k.collectives.scale_up
+    assert up.source.startswith("placeholder rule, not a measurement")
+    assert up.latency_s == 1e-5 and up.all_reduce == 1.0 and k.collectives.scale_out is None
+
+
+def test_calibrated_tables_feed_the_step_model(tmp_path):
+    import planner
+    from planner.hardware.kernels import kernel_rates
+
+    path = tmp_path / "me.toml"
+    path.write_text(to_catalog_toml(_swept(), device_id="test_box"), encoding="utf-8")
+    cat, dev, _ = _kernel_tables(path, "test_box")
+    rates = kernel_rates([dev], gemm_dtypes=["fp32"], attention_dtypes=["fp32"],
+                         index=cat.kernels)
+    assert rates.notes == ()  # its own table, nothing borrowed
+    assert rates.gemm(512.0, 0) == pytest.approx(1.0)  # the best size: the peak
+    assert rates.gemm(256.0, 0) == pytest.approx(0.5)
+    assert rates.memory(1e6, 0) == pytest.approx(1.0)
+    job = planner.TrainingJob(model="gpt2", n_tokens=1e6, seq_len=128, global_batch_size=8)
+    row = planner.rank(job, cat, devices=["test_box"]).iloc[0]
+    assert row["feasible"] and math.isfinite(row["time_s"]) and row["time_s"] > 0
+    assert row["n_devices"] == 1  # no scale-up link: the device runs alone
+
+
+def test_cuda_entry_is_a_gpu_with_the_sustained_rule(tmp_path):
+    path = tmp_path / "gpu.toml"
+    path.write_text(to_catalog_toml(_swept(device="cuda"), device_id="test_gpu"),
+                    encoding="utf-8")
+    _, dev, k = _kernel_tables(path, "test_gpu")
+    assert dev.kind == "gpu" and "sustained_frac" not in k.gemm.model_fields_set
+
+
+TINY_SWEEP = dict(matmul_sizes=(64, 128), copy_sizes=(1e5, 1e6), skinny_sizes=(128,),
+                  attention=dict(seq_lens=(32, 64), head_dim=64, heads=2, tokens=128),
+                  repeats=1, optimizer=False)
+
+
+def test_public_calibrate_saves_a_loadable_ranked_entry(tmp_path):
     import planner
 
-    c = planner.calibrate("cpu", "fp32", save_toml=tmp_path / "me.toml")
-    text = (tmp_path / "me.toml").read_text(encoding="utf-8")
-    assert "[[device]]" in text and f"fp32 = {c.matmul_flops_per_s:.6g}" in text
+    path = tmp_path / "sub" / "me.toml"
+    c = planner.calibrate("cpu", "fp32", save_toml=path, device_id="my_cpu", **TINY_SWEEP)
+    text = path.read_text(encoding="utf-8")
+    assert "[[device]]" in text and "[[kernels]]" in text and "efficiency" not in text
+    sw = c.sweep
+    assert sw is not None and sw.gemm_sizes == (64, 128) and sw.attention_seq_lens == (32, 64)
+    assert c.matmul_flops_per_s == max(sw.gemm_flops_per_s)
+    assert c.memory_bw_bytes_per_s == sw.copy_bytes_per_s[-1]  # the largest copy
+    cat, dev, k = _kernel_tables(path, "my_cpu")
+    assert dev.peak("fp32") == pytest.approx(max(sw.gemm_flops_per_s), rel=1e-5)
+    assert dev.memory_bw_bytes_per_s == pytest.approx(max(sw.copy_bytes_per_s), rel=1e-5)
+    fracs = [*k.gemm.fracs["fp32"], *k.memory.frac,
+             *(f for curve in k.attention.curve for f in curve.frac)]
+    assert all(0 < f <= 1 for f in fracs)
+    gemm = k.gemm.fracs["fp32"]
+    assert max(gemm) == 1.0 and gemm[int(np.argmax(sw.gemm_flops_per_s))] == 1.0
+    assert max(k.memory.frac) == 1.0 and len(k.attention.curve) == 4
+    assert {(cv.causal, cv.direction) for cv in k.attention.curve} == {
+        (False, "fwd"), (True, "fwd"), (False, "bwd"), (True, "bwd")}
+    job = planner.TrainingJob(model="gpt2", n_tokens=1e6, seq_len=128, global_batch_size=8)
+    assert math.isfinite(planner.rank(job, cat, devices=["my_cpu"]).iloc[0]["time_s"])
+
+
+def test_sweep_frame_and_tables():
+    df = sweep_frame(_swept())
+    assert list(df["kernel"].value_counts().sort_index()) == [8, 3, 3]  # attention, copy, gemm
+    assert df.loc[df["kernel"] == "gemm", "frac"].max() == 1.0
+    tables = sweep_tables(_swept())
+    assert list(tables["gemm"]["GFLOP/s"]) == [10.0, 40.0, 80.0]
+    assert list(tables["attention"]["batch"]) == [8, 4]
+    assert markdown_table(tables["copy"]).splitlines()[2] == "| 1e+05 | 20.0 | 0.5 |"
+
+
+def test_attention_flops_by_hand():
+    # 4·b·h·s²·d = 4 · 2 · 4 · 128² · 64 = 33,554,432; causal half; backward × 2.5
+    kw = dict(batch=2, heads=4, seq_len=128, head_dim=64)
+    assert attention_flops(**kw, causal=False, backward=False) == 33_554_432
+    assert attention_flops(**kw, causal=True, backward=True) == 33_554_432 * 0.5 * 2.5
 
 
 # ---- CLI and GPU script --------------------------------------------------------------------------
@@ -305,6 +429,58 @@ def test_cli_validate_bad_model_is_one_line(capsys):
     assert "model: unknown preset 'gpt-9'" in capsys.readouterr().err
 
 
+def _tiny_defaults(monkeypatch):
+    """Shrink the CPU sweep `planner calibrate` runs (the CLI has no size flags)."""
+    from planner.measure import calibration
+
+    monkeypatch.setattr(calibration, "CPU_MATMUL_SIZES", (64, 128))
+    monkeypatch.setattr(calibration, "CPU_COPY_SIZES", (1e5, 1e6))
+    monkeypatch.setattr(calibration, "CPU_SKINNY_SIZES", (128,))
+    monkeypatch.setattr(calibration, "CPU_ATTENTION",
+                        dict(seq_lens=(32, 64), head_dim=64, heads=2, tokens=128))
+
+
+def test_cli_calibrate_writes_catalog_and_csv(tmp_path, capsys, monkeypatch):
+    _tiny_defaults(monkeypatch)
+    out, csv = tmp_path / "me.toml", tmp_path / "sweep.csv"
+    rc = main(["calibrate", "--repeats", "1", "--save-catalog", str(out), "--id", "my_box",
+               "--csv", str(csv)])
+    text = capsys.readouterr().out
+    assert rc == 0 and "GEMM, square" in text and "attention (scaled_dot_product_attention" in text
+    assert f"wrote {out}: device my_box" in text
+    _, dev, k = _kernel_tables(out, "my_box")
+    assert max(k.gemm.fracs["fp32"]) == 1.0 and dev.kind == "other"
+    assert set(pd.read_csv(csv)["kernel"]) == {"gemm", "copy", "attention"}
+
+
+@pytest.mark.parametrize("name", ["x.txt", "folder", "file.toml/x.toml"])
+def test_cli_calibrate_bad_save_path_is_one_line(tmp_path, capsys, name):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file.toml").write_text("", encoding="utf-8")
+    target = tmp_path / name
+    if name == "folder":
+        target = tmp_path / "folder.toml"
+        target.mkdir()
+    assert main(["calibrate", "--save-catalog", str(target)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("planner: error: --save-catalog: ") and "\n" not in err
+    assert "Traceback" not in err
+
+
+def test_cli_calibrate_bad_id_and_validate_bad_save_path(tmp_path, capsys):
+    assert main(["calibrate", "--id", "My Box"]) == 2
+    assert "--id: 'My Box' must be lower-case snake case" in capsys.readouterr().err
+    assert main(["validate", "gpt2", "--no-timing", "--save-ceilings",
+                 str(tmp_path / "c.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("planner: error: --save-ceilings: ") and "\n" not in err
+
+
+def test_calibrate_rejects_devices_it_cannot_time():
+    with pytest.raises(ValueError, match="device: 'meta' cannot be timed"):
+        measure_ceilings("meta", "fp32")
+
+
 def test_gpu_script_cpu_path(tmp_path):
     out = tmp_path / "gpu.csv"
     proc = subprocess.run(
@@ -315,6 +491,11 @@ def test_gpu_script_cpu_path(tmp_path):
     df = pd.read_csv(out)
     assert set(df["mode"]) == {"train", "inference"}
     assert (df["fwd_flops_max_abs_rel_err"] == 0).all()
+    sweep = pd.read_csv(tmp_path / "gpu_kernels.csv")  # the kernel sweep, one row per point
+    assert set(sweep["kernel"]) == {"gemm", "copy", "attention"}
+    assert ((sweep["frac"] > 0) & (sweep["rate"] > 0)).all()
+    md = (tmp_path / "gpu.md").read_text(encoding="utf-8")
+    assert "## Kernel sweep" in md and "| n | GFLOP/s | frac |" in md and "## Runs" in md
 
 
 @pytest.mark.parametrize("kwargs,message", [

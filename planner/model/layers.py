@@ -223,7 +223,8 @@ def _row_fwd_flops(spec: ModelSpec, row: LayerDef, shp: _Shape, causal_half: boo
 
 
 def _row_activation_bytes(spec: ModelSpec, row: LayerDef, shp: _Shape, *, a: float,
-                          recompute: Recompute, flash: bool, first_in_block: bool):
+                          recompute: Recompute, flash: bool, first_in_block: bool,
+                          fused_swiglu: bool = False):
     """Bytes one row saves for backward (F14–F17; Korthikanti et al. 2022, Sec. 4.1).
 
     Each row saves the inputs its backward needs; a tensor shared by several rows (the norm
@@ -271,8 +272,10 @@ def _row_activation_bytes(spec: ModelSpec, row: LayerDef, shp: _Shape, *, a: flo
     if name.endswith(".up"):
         return routed * h * a  # normed input (gathered per expert for routed experts)
     if name.endswith(".act"):
-        # GELU saves its input; SwiGLU saves gate output, SiLU output and up output.
-        return routed * ff * a * (3 if spec.gated_mlp else 1)
+        # GELU saves its input; eager SwiGLU saves gate output, SiLU output and up output; a
+        # fused SwiGLU kernel (Megatron's bias_swiglu, Transformer Engine, torch.compile)
+        # saves only its input, gate and up, and recomputes the SiLU (F16b).
+        return routed * ff * a * ((2 if fused_swiglu else 3) if spec.gated_mlp else 1)
     if name.endswith(".down"):
         # Routed experts: the routing-weight multiply Σ_k w_k·y_k also saves the expert
         # outputs y (T·k·h), which the router's gradient needs (measured, docs/validation.md).
@@ -341,6 +344,7 @@ def layer_table(
     optimizer: str = "adamw",
     recompute: Recompute = "none",
     flash_attention: bool = False,
+    fused_swiglu: bool = False,
     causal_attention: CausalCounting = "full",
     kv_cache_dtype: str | None = None,
 ) -> pd.DataFrame:
@@ -350,7 +354,9 @@ def layer_table(
     gradients, optimizer state and saved activations. mode="inference": the prefill of the same
     batch (fwd_flops), one decode step at context `seq_len` (decode_flops), and the KV cache of
     `seq_len` tokens; no gradients, optimizer state or saved activations. Encoders (BERT) have
-    no decode step (NaN) and no KV cache.
+    no decode step (NaN) and no KV cache. `fused_swiglu` counts a fused SwiGLU kernel's saved
+    activations (its input only, F16b) instead of eager PyTorch's; the measured validation
+    keeps eager counting.
 
     Columns: layer, block, kind, n_params, n_active_params, fwd_flops, bwd_flops, weight_bytes,
     grad_bytes, optimizer_bytes, activation_bytes, kv_cache_bytes (+ decode_flops in inference),
@@ -382,7 +388,8 @@ def layer_table(
         fwd = float(_row_fwd_flops(spec, row, full, half))
         act = float(_row_activation_bytes(
             spec, row, full, a=policy.activation_bytes, recompute=recompute,
-            flash=flash_attention, first_in_block=row.name == first_block_row)) if train else 0.0
+            flash=flash_attention, first_in_block=row.name == first_block_row,
+            fused_swiglu=fused_swiglu)) if train else 0.0
         template.append(dict(
             layer=row.name, block=row.block, kind=row.kind, n_params=row.n_params,
             n_active_params=row.n_params * row.active_frac, fwd_flops=fwd,

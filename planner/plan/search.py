@@ -476,7 +476,8 @@ class _TrainChunk:
 def _train_chunks(job: TrainingJob, table: _DeviceTable, cost: CostOptions):
     prof = training_profile(job.model, seq_len=job.seq_len, precision=job.precision,
                             optimizer=job.optimizer, flash_attention=job.flash_attention,
-                            causal_attention=job.causal_attention)
+                            causal_attention=job.causal_attention,
+                            fused_swiglu=job.fused_swiglu)
     axes = _train_axes(job, table)
     grid = axes.shaped()
     per_device = int(np.prod(axes.shape))
@@ -930,7 +931,8 @@ def candidate_evaluator(job: TrainingJob, catalog: Any = None, *,
     table = _table_for(job, catalog, devices, None, cost)
     prof = training_profile(job.model, seq_len=job.seq_len, precision=job.precision,
                             optimizer=job.optimizer, flash_attention=job.flash_attention,
-                            causal_attention=job.causal_attention)
+                            causal_attention=job.causal_attention,
+                            fused_swiglu=job.fused_swiglu)
     per_device = {device_id: _device_columns(table, slice(i, i + 1), 1)
                   for i, device_id in enumerate(table.ids)}
 

@@ -386,8 +386,8 @@ def _outer_split(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 @lru_cache(maxsize=32)
 def training_profile(spec: ModelSpec, *, seq_len: int, precision: str, optimizer: str,
-                     flash_attention: bool, causal_attention: CausalCounting
-                     ) -> TrainingProfile:
+                     flash_attention: bool, causal_attention: CausalCounting,
+                     fused_swiglu: bool = False) -> TrainingProfile:
     """The training ops and byte totals of `spec` for one sequence
     (planner.model.layers, batch 1)."""
     policy = precision_policy(precision, mode="train")
@@ -395,7 +395,8 @@ def training_profile(spec: ModelSpec, *, seq_len: int, precision: str, optimizer
     fp8 = policy.compute_dtype == "fp8"
     tables = {r: layer_table(spec, seq_len=seq_len, batch_size=1, mode="train",
                              precision=precision, optimizer=optimizer, recompute=r,
-                             flash_attention=flash_attention, causal_attention=causal_attention)
+                             flash_attention=flash_attention, causal_attention=causal_attention,
+                             fused_swiglu=fused_swiglu)
               for r in RECOMPUTE_OPTIONS}
     table = tables["none"]
     # The FLOPs the kernels execute: a fused causal kernel skips the masked blocks, an eager

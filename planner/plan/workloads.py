@@ -118,6 +118,10 @@ class TrainingJob(_Job):
     seq_len: int = Field(gt=0, description="Tokens per sequence.")
     global_batch_size: int = Field(gt=0, description="Sequences per optimizer step.")
     optimizer: str = Field(default="adamw", description="adamw, adam or sgd.")
+    fused_swiglu: bool = Field(
+        default=True,
+        description="A fused SwiGLU kernel saves only its input for backward (Megatron-LM, "
+        "Transformer Engine, torch.compile); False counts eager PyTorch's three tensors.")
     grad_reduce_dtype: str = Field(
         default="fp32",
         description="dtype gradients are reduced in across data-parallel ranks: fp32 as "
