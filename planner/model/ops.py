@@ -1,10 +1,12 @@
-"""What kind of kernel each op of the per-layer table is, and the GEMM it runs.
+"""One definition per op kind: what kernel each op of the per-layer table is, the GEMM it runs,
+the bytes it reads and writes, and the element-wise kernels the table does not list.
 
-`planner.model.layers` names the rows (attn.q, mlp.up, ...); this module says, per op name,
-which achieved rate prices it (planner.hardware.kernels): a GEMM of a given shape, fused
-attention, or memory traffic only, and how tensor parallelism splits it (Megatron-LM:
-Shoeybi et al. 2019, Sec. 3). Every consumer (step time, the validation's roofline) asks here;
-an op name without a rule raises, so a new op kind cannot slip through unpriced.
+`planner.model.layers` names the rows (attn.q, mlp.up, ...) and gives their parameters, FLOPs
+and saved activations; this module says, per op name, which achieved rate prices it
+(planner.hardware.kernels): a GEMM of a given shape, fused attention, or memory traffic only;
+how tensor parallelism splits it (Megatron-LM: Shoeybi et al. 2019, Sec. 3); and its
+activation and KV-cache traffic. The step-time model asks here; an op name or row kind
+without a rule raises, so a new op kind (a QK-norm, MLA) cannot slip through unpriced.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ _KIND_OF_ROW = {
 }
 
 FUSED_ATTENTION_OP = "attn.core"  # the rows scores, softmax, context as one flash kernel
+LOSS_OUTPUT_BYTES = 4  # cross-entropy writes fp32 log-probabilities (planner.model.layers)
 
 
 def op_kind(row_kind: str) -> OpKind:
@@ -102,6 +105,57 @@ def gemm_shape(spec: ModelSpec, name: str, *, kv_len: float, tokens_per_seq: flo
     if name == "pooler":  # the first token of each sequence
         return GemmShape(h, h, TpSplit.NONE, 1.0 / tokens_per_seq)
     raise ValueError(f"op {name!r}: no GEMM shape rule in planner.model.ops")
+
+
+def io_bytes(spec: ModelSpec, name: str, kind: str, *, q_len: float, kv_len: float, a: float,
+              decode: bool) -> tuple[float, float]:
+    """(activation bytes read + written, KV-cache bytes read) of op `name` for one sequence of
+    `q_len` tokens attending to `kv_len` keys, at `a` bytes per element.
+
+    Each op reads its inputs and writes its outputs once (a fused kernel keeps its
+    intermediates on chip). NB: a convention like FLOPs' "backward = 2 × forward". Example:
+    Llama-2-7B's q projection on 4,096 tokens in bf16 reads 4096·4096 and writes 4096·4096
+    elements: 67.1 MB. An op without a rule raises.
+    """
+    h, hd, H, K, ff, V = (spec.d_model, spec.d_head, spec.n_heads, spec.kv_heads, spec.d_ff,
+                          spec.vocab_size)
+    T = q_len
+    k = spec.experts_top_k if name.startswith("moe.experts") else 1
+    kv_side = 2.0 * kv_len * K * hd  # K and V of the whole context
+    if kind == "embedding" or kind == "norm":
+        return 2.0 * T * h * a, 0.0
+    if name == "attn.q":
+        return T * (h + H * hd) * a, 0.0
+    if name in ("attn.k", "attn.v"):
+        return T * (h + K * hd) * a, 0.0
+    if name == FUSED_ATTENTION_OP:  # fused attention: q, K, V in, context out
+        if decode:
+            return 2.0 * T * H * hd * a, kv_side
+        return (2.0 * T * H * hd + kv_side) * a, 0.0
+    if name == "attn.scores":
+        return (T * H * hd + kv_len * K * hd + T * H * kv_len) * a, 0.0
+    if name == "attn.softmax":
+        return 2.0 * T * H * kv_len * a, 0.0
+    if name == "attn.context":
+        return (T * H * kv_len + kv_len * K * hd + T * H * hd) * a, 0.0
+    if name == "attn.out":
+        return T * (H * hd + h) * a, 0.0
+    if name.endswith((".up", ".gate")):
+        return k * T * (h + ff) * a, 0.0
+    if name.endswith(".act"):
+        return k * T * ff * (3.0 if spec.gated_mlp else 2.0) * a, 0.0
+    if name.endswith(".down"):
+        return k * T * (ff + h) * a, 0.0
+    if name == "moe.router":
+        return T * (h + spec.n_experts) * a, 0.0
+    if name == "pooler":
+        return 2.0 * h * a, 0.0
+    if name == "lm_head":
+        return T * (h + V) * a, 0.0
+    if name == "loss":
+        return T * V * (a + LOSS_OUTPUT_BYTES), 0.0
+    raise ValueError(f"op {name!r}: no traffic rule in planner.model.ops")
+
 
 
 def unlisted_elementwise(spec: ModelSpec, *, fp8: bool = False

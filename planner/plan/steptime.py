@@ -46,6 +46,7 @@ from planner.model.ops import (
     OpKind,
     TpSplit,
     gemm_shape,
+    io_bytes,
     op_kind,
     unlisted_elementwise,
 )
@@ -53,7 +54,6 @@ from planner.model.precision import dtype_bytes, precision_policy
 from planner.model.spec import ModelSpec
 
 RECOMPUTE_OPTIONS: tuple[Recompute, ...] = ("none", "selective", "full")
-LOSS_OUTPUT_BYTES = 4  # cross-entropy writes fp32 log-probabilities (planner.model.layers)
 
 # Megatron tensor parallelism: 2 all-reduces per block forward (after attention and after the
 # MLP) and 2 in backward (Shoeybi et al. 2019, Fig. 4); a full recompute repeats the forward's
@@ -205,53 +205,6 @@ def experts_touched_frac(*, route_frac, n_tokens):
     return 1.0 - (1.0 - np.asarray(route_frac, dtype=float)) ** np.asarray(n_tokens, dtype=float)
 
 
-def _io_bytes(spec: ModelSpec, name: str, kind: str, *, q_len: float, kv_len: float, a: float,
-              decode: bool) -> tuple[float, float]:
-    """(activation bytes read + written, KV-cache bytes read) of one op for one sequence.
-
-    Each op reads its inputs and writes its outputs once (a fused kernel keeps its
-    intermediates on chip). NB: a convention like FLOPs' "backward = 2 × forward".
-    """
-    h, hd, H, K, ff, V = (spec.d_model, spec.d_head, spec.n_heads, spec.kv_heads, spec.d_ff,
-                          spec.vocab_size)
-    T = q_len
-    k = spec.experts_top_k if name.startswith("moe.experts") else 1
-    kv_side = 2.0 * kv_len * K * hd  # K and V of the whole context
-    if kind == "embedding" or kind == "norm":
-        return 2.0 * T * h * a, 0.0
-    if name == "attn.q":
-        return T * (h + H * hd) * a, 0.0
-    if name in ("attn.k", "attn.v"):
-        return T * (h + K * hd) * a, 0.0
-    if name == "attn.core":  # fused attention: q, K, V in, context out
-        if decode:
-            return 2.0 * T * H * hd * a, kv_side
-        return (2.0 * T * H * hd + kv_side) * a, 0.0
-    if name == "attn.scores":
-        return (T * H * hd + kv_len * K * hd + T * H * kv_len) * a, 0.0
-    if name == "attn.softmax":
-        return 2.0 * T * H * kv_len * a, 0.0
-    if name == "attn.context":
-        return (T * H * kv_len + kv_len * K * hd + T * H * hd) * a, 0.0
-    if name == "attn.out":
-        return T * (H * hd + h) * a, 0.0
-    if name.endswith((".up", ".gate")):
-        return k * T * (h + ff) * a, 0.0
-    if name.endswith(".act"):
-        return k * T * ff * (3.0 if spec.gated_mlp else 2.0) * a, 0.0
-    if name.endswith(".down"):
-        return k * T * (ff + h) * a, 0.0
-    if name == "moe.router":
-        return T * (h + spec.n_experts) * a, 0.0
-    if name == "pooler":
-        return 2.0 * h * a, 0.0
-    if name == "lm_head":
-        return T * (h + V) * a, 0.0
-    if name == "loss":
-        return T * V * (a + LOSS_OUTPUT_BYTES), 0.0
-    raise AssertionError(f"no traffic rule for op {name!r}")  # pragma: no cover
-
-
 def _weight_read_bytes(spec: ModelSpec, row, linear_weight_bytes: float) -> float:
     """Weight bytes an op reads per pass: a lookup table reads only the rows it needs (counted
     as traffic); a tied LM head reads the token embedding it shares."""
@@ -298,7 +251,7 @@ def _ops_from_rows(spec: ModelSpec, rows: pd.DataFrame, *, flops_col: str, q_len
             q = head_tokens
         if flash and row.kind in ("attention", "softmax"):
             if core is None:
-                traffic, kv = _io_bytes(spec, FUSED_ATTENTION_OP, "attention", q_len=q,
+                traffic, kv = io_bytes(spec, FUSED_ATTENTION_OP, "attention", q_len=q,
                                         kv_len=kv_len, a=a, decode=decode)
                 core = _op_dict(spec, FUSED_ATTENTION_OP, OpKind.ATTENTION, kv_len=kv_len,
                                 q_len=q, flops=0.0, weight_bytes=0.0, count=count,
@@ -307,7 +260,7 @@ def _ops_from_rows(spec: ModelSpec, rows: pd.DataFrame, *, flops_col: str, q_len
                 ops.append(core)
             core["flops"] += flops
             continue
-        traffic, kv = _io_bytes(spec, name, row.kind, q_len=q, kv_len=kv_len, a=a,
+        traffic, kv = io_bytes(spec, name, row.kind, q_len=q, kv_len=kv_len, a=a,
                                 decode=decode)
         ops.append(_op_dict(spec, name, op_kind(row.kind), kv_len=kv_len, q_len=q,
                             flops=flops, weight_bytes=_weight_read_bytes(spec, row, w),
