@@ -2,10 +2,9 @@
 kind of accelerator, with the analytic numbers checked against measured PyTorch runs.
 
 The public API is re-exported here; nothing else lives in this file. `import planner` never
-imports torch: `validate` and `calibrate` import it when called.
-
-Note: the functions `rank`, `backtest` and `validate` share their names with the modules that
-define them; `from planner.plan.search import ...` reaches the module.
+imports torch: `validate` and `calibrate` import it when called. The modules live in
+subpackages by concept: planner.model, planner.hardware, planner.plan, planner.measure,
+planner.report, planner.cli.
 """
 
 from planner.hardware.catalog import (
@@ -30,7 +29,8 @@ from planner.model.seed import seed_example
 from planner.model.spec import ModelSpec, list_models, model, model_from_hf_config
 from planner.plan.backtest import backtest, backtest_summary
 from planner.plan.cost import CostOptions
-from planner.plan.search import pareto_mask, rank, search
+from planner.plan.ranking import rank
+from planner.plan.search import pareto_mask, search
 from planner.plan.workloads import (
     InferenceJob,
     TrainingJob,

@@ -222,3 +222,40 @@ def test_fused_rmsnorm_gradient_is_correct():
     x = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
     w = torch.randn(5, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x, w: _FusedRMSNorm.apply(x, w, 1e-5), (x, w))
+
+
+# ---- the kernel sweep of `planner calibrate` ----------------------------------------------------
+def test_kernel_sweep_on_the_cpu_is_positive_and_sorted():
+    from planner.measure.calibration import ATTENTION_VARIANTS, measure_kernel_sweep
+
+    sw = measure_kernel_sweep(torch.device("cpu"), torch.float32, gemm_sizes=(128, 64),
+                              copy_sizes=(1e6, 1e5),
+                              attention=dict(seq_lens=(64, 32), head_dim=64, heads=2,
+                                             tokens=128), repeats=1)
+    assert sw.gemm_sizes == (64, 128) and sw.copy_sizes == (1e5, 1e6)
+    assert sw.attention_seq_lens == (32, 64) and sw.attention_head_dim == 64
+    assert set(sw.attention_flops_per_s) == set(ATTENTION_VARIANTS)
+    rates = [*sw.gemm_flops_per_s, *sw.copy_bytes_per_s,
+             *(r for v in sw.attention_flops_per_s.values() for r in v)]
+    assert all(np.isfinite(r) and r > 1e6 for r in rates)
+    assert all(len(v) == 2 for v in sw.attention_flops_per_s.values())
+
+
+def test_kernel_sweep_without_attention_and_the_default_plan():
+    from planner.measure.calibration import (
+        CPU_COPY_SIZES,
+        CPU_MATMUL_SIZES,
+        measure_ceilings,
+        sweep_settings,
+    )
+
+    plan = sweep_settings("cpu", attention=True)
+    assert plan["gemm_sizes"] == CPU_MATMUL_SIZES and plan["copy_sizes"] == CPU_COPY_SIZES
+    assert plan["attention"]["head_dim"] == 64
+    # 5 GEMM sizes + 6 copies + 4 seq_lens × (causal, not) + the overhead step
+    assert plan["steps"] == 5 + 6 + 8 + 1
+    assert sweep_settings("cpu", copy_bytes=4_000_000)["copy_sizes"] == (8e6,)
+    c = measure_ceilings("cpu", "fp32", matmul_sizes=(64,), copy_bytes=1_000_000,
+                         skinny_sizes=(64,), repeats=1, optimizer=False)
+    assert c.sweep is not None and c.sweep.attention_seq_lens == ()
+    assert c.copy_bytes == 1_000_000 and c.sweep.copy_sizes == (2e6,)

@@ -23,8 +23,8 @@ from planner import (
     workload,
 )
 from planner.hardware.catalog import Device, Price
+from planner.plan.reasons import TrainReason
 from planner.plan.search import (
-    TrainReason,
     candidate_evaluator,
     infer_tp_divides_heads,
     train_tp_divides_heads,

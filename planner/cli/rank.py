@@ -23,7 +23,8 @@ from planner.hardware.catalog import CLOUD_CONTRACTS, KINDS, load_catalog
 from planner.model.precision import POLICIES
 from planner.model.spec import model
 from planner.plan.cost import CostOptions
-from planner.plan.search import OBJECTIVES, rank
+from planner.plan.ranking import rank
+from planner.plan.search import OBJECTIVES
 from planner.plan.workloads import (
     DEFAULT_GOODPUT_FRAC,
     InferenceJob,

@@ -262,13 +262,17 @@ def measure_skinny_matmul_bw_bytes_per_s(dev: torch.device, dtype: torch.dtype,
 def _rate_time_s(fn, dev: torch.device, repeats: int) -> float:
     """Seconds per call: after a warm-up, each of `repeats` timings runs enough back-to-back
     calls to last about CPU_TARGET_S (CUDA_TARGET_S; one synchronize at the end, so launches
-    overlap as in a real step); the best timing's mean is returned."""
+    overlap as in a real step); the best timing's mean is returned. NB: on a CPU shared with
+    other jobs a 2-thread kernel waits whenever the OS parks one of its threads (a few ms);
+    the best repeat removes most of that, not all (docs/validation.md)."""
     fn()
     _sync(dev)
-    t0 = time.perf_counter()
-    fn()
-    _sync(dev)
-    first = max(time.perf_counter() - t0, 1e-7)
+    first = float("inf")  # the fastest of 3 single calls sizes the batches (one may stall)
+    for _ in range(3):
+        t0 = time.perf_counter()
+        fn()
+        _sync(dev)
+        first = min(first, max(time.perf_counter() - t0, 1e-7))
     target = CUDA_TARGET_S if dev.type == "cuda" else CPU_TARGET_S
     inner = int(min(MAX_INNER_CALLS, max(1, round(target / first))))
     best = float("inf")

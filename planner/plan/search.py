@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Any
 
 import numpy as np
@@ -31,7 +30,6 @@ from planner.hardware.kernels import (
     device_peak,
     kernel_rates,
     op_overhead_s,
-    peak_dtype_chain,
 )
 from planner.model.precision import Mode, precision_policy
 from planner.plan.cost import CostOptions, DevicePrices, costs, device_prices
@@ -43,6 +41,7 @@ from planner.plan.memory import (
     zero3_gather_buffer_bytes,
     zero_sharded_bytes,
 )
+from planner.plan.reasons import INFER_REASONS, TRAIN_REASONS, InferReason, TrainReason
 from planner.plan.steptime import (
     RECOMPUTE_OPTIONS,
     TP_COLLECTIVES_PER_LAYER_INFERENCE,
@@ -60,7 +59,7 @@ from planner.plan.steptime import (
     training_profile,
 )
 from planner.plan.workloads import InferenceJob, TrainingJob
-from planner.units import SECONDS_PER_HOUR, bytes_str, duration_str
+from planner.units import SECONDS_PER_HOUR
 
 OBJECTIVES = ("time", "cost", "energy")
 MAX_TP = 64  # largest tensor-parallel degree searched (pinned values may exceed it)
@@ -69,73 +68,6 @@ MAX_MICRO_BATCH = 16  # largest micro-batch searched
 CHUNK_CANDIDATES = 1 << 20  # grid cells evaluated at once (bounds memory, ~8 MB per array)
 MAX_DEVICE_COUNT = 2**53  # device counts above this are clipped in integer columns
 
-class TrainReason(IntEnum):
-    """Why a training candidate is infeasible: the first failing check, in this order (a later
-    reason got further). OK = feasible. `text` is what reports show."""
-
-    OK = 0
-    NO_PEAK = 1
-    NO_MEMORY_BW = 2
-    TP_BEYOND_DOMAIN = 3
-    TP_HEADS = 4
-    BATCH_NOT_DIVISIBLE = 5
-    ZERO_WITH_PP = 6
-    NO_LINK_BW = 7
-    NO_FIT = 8
-    DEADLINE = 9
-
-    @property
-    def text(self) -> str:
-        return TRAIN_REASONS[self]
-
-
-class InferReason(IntEnum):
-    """Why a serving candidate is infeasible (first failing check); OK = feasible."""
-
-    OK = 0
-    NO_PEAK = 1
-    NO_MEMORY_BW = 2
-    TP_BEYOND_DOMAIN = 3
-    TP_HEADS = 4
-    NO_LINK_BW = 5
-    NO_FIT = 6
-    TTFT = 7
-    TPOT = 8
-    MAX_DEVICES = 9
-
-    @property
-    def text(self) -> str:
-        return INFER_REASONS[self]
-
-
-TRAIN_REASONS = (
-    "",
-    "no dense peak for the compute dtype",
-    "memory bandwidth unknown",
-    "tp beyond the scale-up domain",
-    "tp does not divide the attention or KV heads",
-    "global batch not divisible by dp × micro-batch",
-    "ZeRO-2/3 with pipeline parallelism (DeepSpeed refuses it; Megatron-LM shards only the "
-    "optimizer state, ZeRO-1)",
-    "link bandwidth unknown",
-    "does not fit in memory",
-    "misses the deadline",
-)
-INFER_REASONS = (
-    "",
-    "no dense peak for the compute dtype",
-    "memory bandwidth unknown",
-    "tp beyond the scale-up domain",
-    "tp does not divide the attention or KV heads",
-    "link bandwidth unknown",
-    "does not fit in memory",
-    "misses the time-to-first-token target",
-    "misses the time-per-output-token target",
-    "needs more than max_devices",
-)
-_FIT_CODE_TRAIN = TrainReason.NO_FIT
-_DEADLINE_CODE = TrainReason.DEADLINE
-_FIT_CODE_INFER = InferReason.NO_FIT
 
 
 # ---- catalog ----------------------------------------------------------------------------------
@@ -738,6 +670,7 @@ def pareto_mask(time_s, cost_usd, eligible=None) -> np.ndarray:
     return out
 
 
+
 # ---- public API -------------------------------------------------------------------------------
 def _check(job: Any, objective: str, cost: CostOptions | None) -> CostOptions:
     if not isinstance(job, TrainingJob | InferenceJob):
@@ -787,132 +720,6 @@ def search(job: TrainingJob | InferenceJob, catalog: Any = None, *,
     return df
 
 
-def _pick(code: np.ndarray, valid: np.ndarray, key: np.ndarray, fallback: np.ndarray,
-          closeness: np.ndarray) -> tuple[int, bool]:
-    """Flat index of a device's chosen candidate and whether it is feasible.
-
-    Feasible: the minimum of `key` (of `fallback` where `key` is NaN for every candidate).
-    None feasible: the candidate that got furthest through the checks, closest by
-    `closeness`."""
-    ok = valid & (code == 0)
-    if ok.any():
-        k = np.where(ok & np.isfinite(key), key, np.inf)
-        if not np.isfinite(k).any():
-            k = np.where(ok, fallback, np.inf)
-        if not np.isfinite(k).any():
-            return int(np.flatnonzero(ok)[0]), True
-        return int(np.argmin(k)), True
-    furthest = np.where(valid, code, -1).max()
-    c = np.where(valid & (code == furthest), np.nan_to_num(closeness, nan=np.inf), np.inf)
-    if not np.isfinite(c).any():
-        c = np.where(valid & (code == furthest), 0.0, np.inf)
-    return int(np.argmin(c)), False
-
-
-def _objective_key(objective: str, time_s, cost_usd, energy_j):
-    return {"time": time_s, "cost": cost_usd, "energy": energy_j}[objective]
-
-
-def _train_reason_text(job: TrainingJob, table: _DeviceTable, row: pd.Series) -> str:
-    code = TrainReason(TRAIN_REASONS.index(str(row["reason"])))
-    i = table.ids.index(str(row["device"]))
-    layout = (f"tp={row['tp']} pp={row['pp']} dp={row['dp']} zero={row['zero_stage']} "
-              f"micro-batch={row['micro_batch_size']} recompute={row['recompute']}")
-    if code is TrainReason.NO_PEAK:
-        chain = "/".join(peak_dtype_chain(precision_policy(job.precision).compute_dtype,
-                                          mode="train"))
-        return f"no dense {chain} peak in the catalog"
-    if code is TrainReason.NO_MEMORY_BW:
-        return "memory bandwidth unknown in the catalog"
-    if code is TrainReason.TP_BEYOND_DOMAIN:
-        return f"tp={row['tp']} exceeds the scale-up domain of {int(table.domain[i])} devices"
-    if code is TrainReason.TP_HEADS:
-        return _heads_text(job.model, int(row["tp"]), serving=False)
-    if code is TrainReason.BATCH_NOT_DIVISIBLE:
-        return (f"global batch {job.global_batch_size} cannot be split as dp × micro-batch × "
-                f"micro-batches on any layout searched")
-    if code is TrainReason.ZERO_WITH_PP:
-        return (f"ZeRO stage {row['zero_stage']} with pp={row['pp']}: DeepSpeed's pipeline "
-                "engine refuses ZeRO-2/3 and Megatron-LM's distributed optimizer shards only "
-                "the optimizer state (ZeRO-1); use zero_stage <= 1 with pipelining")
-    if code is TrainReason.NO_LINK_BW:
-        return (f"needs a link the catalog has no bandwidth for ({layout} on "
-                f"{row['n_devices']} devices; scale-up domain {int(table.domain[i])})"
-                + _straddle_text(int(row["tp"]), row["n_devices"], table.domain[i]))
-    if code is TrainReason.NO_FIT:
-        usable = job.usable_memory_frac * table.memory[i]
-        return (f"does not fit: needs {bytes_str(row['mem_per_device_bytes'])} per device at "
-                f"best ({layout} on {row['n_devices']} devices); {bytes_str(usable)} usable of "
-                f"{bytes_str(table.memory[i])}")
-    if code is TrainReason.DEADLINE:
-        return (f"misses the deadline of {duration_str(job.deadline_s or 0.0)}: fastest is "
-                f"{duration_str(row['time_s'])} on {row['n_devices']} devices ({layout})")
-    return ""
-
-
-def _with_scale_note(text: str, row: pd.Series) -> str:
-    """An infeasible row that does not fit or misses the deadline may do so only because the
-    device was limited to one scale-up domain: say so after the reason."""
-    code = TRAIN_REASONS.index(str(row["reason"]))
-    if row["scale_note"] and code in (_FIT_CODE_TRAIN, _DEADLINE_CODE):
-        return f"{text}; {row['scale_note']}"
-    return text
-
-
-def _infer_reason_text(job: InferenceJob, table: _DeviceTable, row: pd.Series) -> str:
-    code = InferReason(INFER_REASONS.index(str(row["reason"])))
-    i = table.ids.index(str(row["device"]))
-    layout = f"tp={row['tp']} batch={row['batch_size']}"
-    if code is InferReason.NO_PEAK:
-        chain = "/".join(peak_dtype_chain(
-            precision_policy(job.precision, mode="inference").compute_dtype, mode="inference"))
-        return f"no dense {chain} peak in the catalog"
-    if code is InferReason.TP_BEYOND_DOMAIN:
-        return f"tp={row['tp']} exceeds the scale-up domain of {int(table.domain[i])} devices"
-    if code is InferReason.TP_HEADS:
-        return _heads_text(job.model, int(row["tp"]), serving=True)
-    if code is InferReason.NO_LINK_BW:
-        return (f"needs a link the catalog has no bandwidth for ({layout}; scale-up domain "
-                f"{int(table.domain[i])})"
-                + _straddle_text(int(row["tp"]), row["n_devices"], table.domain[i]))
-    if code is InferReason.NO_FIT:
-        usable = job.usable_memory_frac * table.memory[i]
-        return (f"does not fit: needs {bytes_str(row['mem_per_device_bytes'])} per device at "
-                f"best ({layout}); {bytes_str(usable)} usable of {bytes_str(table.memory[i])}")
-    if code is InferReason.TTFT:
-        return (f"misses the time-to-first-token target {job.ttft_s:g} s: best "
-                f"{row['ttft_s']:.3g} s ({layout})")
-    if code is InferReason.TPOT:
-        return (f"misses the time-per-output-token target {job.tpot_s:g} s: best "
-                f"{row['tpot_s']:.3g} s ({layout})")
-    if code is InferReason.MAX_DEVICES:
-        n = int(row["n_devices"])
-        need = f"{n:,}" if n < MAX_DEVICE_COUNT else f"over {MAX_DEVICE_COUNT:.3g}"
-        return f"needs {need} devices, more than max_devices={job.max_devices}"
-    return code.text
-
-
-def _heads_text(spec: Any, tp: int, *, serving: bool) -> str:
-    """Why t cannot split the heads (reason code 4)."""
-    if spec.n_heads % tp:
-        return f"tp={tp} does not divide the {spec.n_heads} attention heads of {spec.name}"
-    k = spec.kv_heads
-    if serving:
-        return (f"tp={tp} neither divides nor is a multiple of the {k} KV heads of "
-                f"{spec.name}")
-    if tp > k:
-        return f"tp={tp} exceeds the {k} KV heads of {spec.name}"
-    return f"tp={tp} does not divide the {k} KV heads of {spec.name}"
-
-
-def _straddle_text(tp: int, n_devices: Any, domain: float) -> str:
-    """A pinned t that does not tile the scale-up domain needs the scale-out link (P9b)."""
-    if tp > 1 and domain % tp and n_devices > domain:
-        return (f"; tp={tp} does not divide the scale-up domain of {int(domain)}, so its "
-                "collectives cross domains over the scale-out network")
-    return ""
-
-
 def _scalar(x: Any) -> float:
     return float(np.asarray(x, dtype=float).reshape(-1)[0])
 
@@ -959,103 +766,3 @@ def candidate_evaluator(job: TrainingJob, catalog: Any = None, *,
     return evaluate
 
 
-def _scale_notes(job: TrainingJob, table: _DeviceTable, df: pd.DataFrame) -> list[str]:
-    """What limits a device's scale: its scale-out bandwidth is not in the catalog, so it was
-    searched only up to one scale-up domain (a candidate needing more is infeasible, "link
-    bandwidth unknown"); or a pinned t that does not tile the domain sends its collectives over
-    the scale-out network (P9b)."""
-    notes = []
-    for device, tp, n in zip(df["device"].astype(str), df["tp"], df["n_devices"], strict=True):
-        i = table.ids.index(device)
-        domain = table.domain[i]
-        parts = []
-        if np.isnan(table.out_bw[i]) and domain < (job.n_devices or job.max_devices):
-            parts.append(f"scale-out bandwidth unknown: at most {int(domain)} "
-                         f"device{'s' if domain != 1 else ''} (one scale-up domain)")
-        straddle = _straddle_text(int(tp), n, domain)
-        if straddle and not np.isnan(table.out_bw[i]):
-            parts.append(straddle.removeprefix("; "))
-        notes.append("; ".join(parts))
-    return notes
-
-
-RANK_COLUMNS_FIRST = ["device", "kind", "feasible", "reason", "n_devices", "tp", "pp", "dp",
-                      "time_s", "cost_usd", "energy_j", "mfu", "pareto"]
-
-
-def rank(job: TrainingJob | InferenceJob, catalog: Any = None, *,
-         devices: Iterable[str] | None = None, kinds: Iterable[str] | None = None,
-         objective: str = "time", cost: CostOptions | None = None) -> pd.DataFrame:
-    """The best configuration per device, sorted by `objective` ("time", "cost", "energy").
-
-    Feasible devices come first, best first; a device with no price is ranked by time after the
-    priced ones when ranking by cost (cost_usd NaN, `cost_note` says why). Infeasible devices
-    follow with their closest candidate and a reason. With a training deadline, each device's
-    configuration is the cheapest one meeting it (fewest device-hours without a price).
-    Columns start with device, kind, feasible, reason, n_devices, tp, pp, dp, time_s,
-    cost_usd, energy_j, mfu, pareto (on the time-cost front); the rest are search()'s columns.
-    For inference, time_s is the request latency and cost_usd / energy_j are per million
-    output tokens.
-    """
-    cost = _check(job, objective, cost)
-    table = _table_for(job, catalog, devices, kinds, cost)
-    rows: list[pd.DataFrame] = []
-    if isinstance(job, TrainingJob):
-        for chunk, axes, _ in _train_chunks(job, table, cost):
-            full = chunk.shape
-            q, money = chunk.q, chunk.cost
-            time_s = np.broadcast_to(q["time"], full)
-            n = np.broadcast_to(axes.shaped()["n"], full)
-            if job.deadline_s is not None:
-                key = money["cost_usd"]
-                fallback = time_s * n  # device-seconds
-            else:
-                key = _objective_key(objective, time_s, money["cost_usd"], money["energy_j"])
-                fallback = time_s
-            key = np.broadcast_to(key, full)
-            fallback = np.broadcast_to(fallback, full)
-            closeness = np.where(chunk.code == _FIT_CODE_TRAIN,
-                                 np.broadcast_to(q["mem"], full)
-                                 / np.broadcast_to(_device_columns(table, slice(
-                                     chunk.start, chunk.start + full[0]), 5)["memory"], full),
-                                 time_s)
-            picks = []
-            for d in range(full[0]):
-                flat, _ = _pick(chunk.code[d].ravel(), chunk.valid[d].ravel(),
-                                key[d].ravel(), fallback[d].ravel(), closeness[d].ravel())
-                picks.append(d * int(np.prod(full[1:])) + flat)
-            rows.append(_train_frame(chunk, axes, table, np.array(picks)))
-        df = pd.concat(rows, ignore_index=True) if len(rows) > 1 else rows[0]
-        df["scale_note"] = _scale_notes(job, table, df)
-        reasons = [_with_scale_note(_train_reason_text(job, table, row), row)
-                   if not row["feasible"] else "" for _, row in df.iterrows()]
-    else:
-        shape, valid, q, money, code, axes = _infer_grid(job, table, cost)
-        latency = np.broadcast_to(q["latency"], shape)
-        key = np.broadcast_to(_objective_key(objective, latency, money["cost_usd"],
-                                             money["energy_j"]), shape)
-        mem_ratio = np.broadcast_to(q["mem"], shape) / np.broadcast_to(
-            _device_columns(table, slice(None), 3)["memory"], shape)
-        closeness = np.where(code == _FIT_CODE_INFER, mem_ratio,
-                             np.where(code == 7, np.broadcast_to(q["ttft"], shape),
-                                      np.where(code == 8, np.broadcast_to(q["tpot"], shape),
-                                               np.broadcast_to(q["n_devices"], shape))))
-        picks = []
-        per = int(np.prod(shape[1:]))
-        for d in range(shape[0]):
-            flat, _ = _pick(code[d].ravel(), valid[d].ravel(), key[d].ravel(),
-                            latency[d].ravel(), closeness[d].ravel())
-            picks.append(d * per + flat)
-        df = _infer_frame(shape, q, money, code, axes, table, np.array(picks))
-        reasons = [_infer_reason_text(job, table, row) if not row["feasible"] else ""
-                   for _, row in df.iterrows()]
-    df["reason"] = reasons
-    df["pareto"] = pareto_mask(df["time_s"], df["cost_usd"], df["feasible"])
-    order_key = df[{"time": "time_s", "cost": "cost_usd", "energy": "energy_j"}[objective]]
-    df = df.assign(_infeasible=~df["feasible"], _key=order_key.fillna(np.inf),
-                   _time=df["time_s"].fillna(np.inf))
-    df = df.sort_values(["_infeasible", "_key", "_time"], kind="stable").drop(
-        columns=["_infeasible", "_key", "_time"]).reset_index(drop=True)
-    df.insert(0, "rank", np.arange(1, len(df) + 1))
-    rest = [c for c in df.columns if c not in RANK_COLUMNS_FIRST and c != "rank"]
-    return df[["rank", *RANK_COLUMNS_FIRST, *rest]]

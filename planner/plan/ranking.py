@@ -1,0 +1,266 @@
+"""Ranking: the best configuration per device for an objective, the time-cost Pareto front,
+and the reasons written out with the numbers behind them (docs/planning.md P18-P20).
+
+planner.plan.search evaluates every candidate; this module picks per device (feasible first,
+by the objective; with a training deadline the cheapest plan that meets it), marks the Pareto
+front and explains infeasible devices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from planner.hardware.kernels import peak_dtype_chain
+from planner.model.precision import precision_policy
+from planner.plan.cost import CostOptions
+from planner.plan.reasons import INFER_REASONS, TRAIN_REASONS, InferReason, TrainReason
+from planner.plan.search import (
+    MAX_DEVICE_COUNT,
+    _check,
+    _device_columns,
+    _DeviceTable,
+    _infer_frame,
+    _infer_grid,
+    _table_for,
+    _train_chunks,
+    _train_frame,
+    pareto_mask,
+)
+from planner.plan.workloads import InferenceJob, TrainingJob
+from planner.units import bytes_str, duration_str
+
+_FIT_CODE_TRAIN = TrainReason.NO_FIT
+_FIT_CODE_INFER = InferReason.NO_FIT
+
+
+def _pick(code: np.ndarray, valid: np.ndarray, key: np.ndarray, fallback: np.ndarray,
+          closeness: np.ndarray) -> tuple[int, bool]:
+    """Flat index of a device's chosen candidate and whether it is feasible.
+
+    Feasible: the minimum of `key` (of `fallback` where `key` is NaN for every candidate).
+    None feasible: the candidate that got furthest through the checks, closest by
+    `closeness`."""
+    ok = valid & (code == 0)
+    if ok.any():
+        k = np.where(ok & np.isfinite(key), key, np.inf)
+        if not np.isfinite(k).any():
+            k = np.where(ok, fallback, np.inf)
+        if not np.isfinite(k).any():
+            return int(np.flatnonzero(ok)[0]), True
+        return int(np.argmin(k)), True
+    furthest = np.where(valid, code, -1).max()
+    c = np.where(valid & (code == furthest), np.nan_to_num(closeness, nan=np.inf), np.inf)
+    if not np.isfinite(c).any():
+        c = np.where(valid & (code == furthest), 0.0, np.inf)
+    return int(np.argmin(c)), False
+
+
+def _objective_key(objective: str, time_s, cost_usd, energy_j):
+    return {"time": time_s, "cost": cost_usd, "energy": energy_j}[objective]
+
+
+def _train_reason_text(job: TrainingJob, table: _DeviceTable, row: pd.Series) -> str:
+    code = TrainReason(TRAIN_REASONS.index(str(row["reason"])))
+    i = table.ids.index(str(row["device"]))
+    layout = (f"tp={row['tp']} pp={row['pp']} dp={row['dp']} zero={row['zero_stage']} "
+              f"micro-batch={row['micro_batch_size']} recompute={row['recompute']}")
+    if code is TrainReason.NO_PEAK:
+        chain = "/".join(peak_dtype_chain(precision_policy(job.precision).compute_dtype,
+                                          mode="train"))
+        return f"no dense {chain} peak in the catalog"
+    if code is TrainReason.NO_MEMORY_BW:
+        return "memory bandwidth unknown in the catalog"
+    if code is TrainReason.TP_BEYOND_DOMAIN:
+        return f"tp={row['tp']} exceeds the scale-up domain of {int(table.domain[i])} devices"
+    if code is TrainReason.TP_HEADS:
+        return _heads_text(job.model, int(row["tp"]), serving=False)
+    if code is TrainReason.BATCH_NOT_DIVISIBLE:
+        return (f"global batch {job.global_batch_size} cannot be split as dp × micro-batch × "
+                f"micro-batches on any layout searched")
+    if code is TrainReason.ZERO_WITH_PP:
+        return (f"ZeRO stage {row['zero_stage']} with pp={row['pp']}: DeepSpeed's pipeline "
+                "engine refuses ZeRO-2/3 and Megatron-LM's distributed optimizer shards only "
+                "the optimizer state (ZeRO-1); use zero_stage <= 1 with pipelining")
+    if code is TrainReason.NO_LINK_BW:
+        return (f"needs a link the catalog has no bandwidth for ({layout} on "
+                f"{row['n_devices']} devices; scale-up domain {int(table.domain[i])})"
+                + _straddle_text(int(row["tp"]), row["n_devices"], table.domain[i]))
+    if code is TrainReason.NO_FIT:
+        usable = job.usable_memory_frac * table.memory[i]
+        return (f"does not fit: needs {bytes_str(row['mem_per_device_bytes'])} per device at "
+                f"best ({layout} on {row['n_devices']} devices); {bytes_str(usable)} usable of "
+                f"{bytes_str(table.memory[i])}")
+    if code is TrainReason.DEADLINE:
+        return (f"misses the deadline of {duration_str(job.deadline_s or 0.0)}: fastest is "
+                f"{duration_str(row['time_s'])} on {row['n_devices']} devices ({layout})")
+    return ""
+
+
+def _with_scale_note(text: str, row: pd.Series) -> str:
+    """An infeasible row that does not fit or misses the deadline may do so only because the
+    device was limited to one scale-up domain: say so after the reason."""
+    code = TRAIN_REASONS.index(str(row["reason"]))
+    if row["scale_note"] and code in (TrainReason.NO_FIT, TrainReason.DEADLINE):
+        return f"{text}; {row['scale_note']}"
+    return text
+
+
+def _infer_reason_text(job: InferenceJob, table: _DeviceTable, row: pd.Series) -> str:
+    code = InferReason(INFER_REASONS.index(str(row["reason"])))
+    i = table.ids.index(str(row["device"]))
+    layout = f"tp={row['tp']} batch={row['batch_size']}"
+    if code is InferReason.NO_PEAK:
+        chain = "/".join(peak_dtype_chain(
+            precision_policy(job.precision, mode="inference").compute_dtype, mode="inference"))
+        return f"no dense {chain} peak in the catalog"
+    if code is InferReason.TP_BEYOND_DOMAIN:
+        return f"tp={row['tp']} exceeds the scale-up domain of {int(table.domain[i])} devices"
+    if code is InferReason.TP_HEADS:
+        return _heads_text(job.model, int(row["tp"]), serving=True)
+    if code is InferReason.NO_LINK_BW:
+        return (f"needs a link the catalog has no bandwidth for ({layout}; scale-up domain "
+                f"{int(table.domain[i])})"
+                + _straddle_text(int(row["tp"]), row["n_devices"], table.domain[i]))
+    if code is InferReason.NO_FIT:
+        usable = job.usable_memory_frac * table.memory[i]
+        return (f"does not fit: needs {bytes_str(row['mem_per_device_bytes'])} per device at "
+                f"best ({layout}); {bytes_str(usable)} usable of {bytes_str(table.memory[i])}")
+    if code is InferReason.TTFT:
+        return (f"misses the time-to-first-token target {job.ttft_s:g} s: best "
+                f"{row['ttft_s']:.3g} s ({layout})")
+    if code is InferReason.TPOT:
+        return (f"misses the time-per-output-token target {job.tpot_s:g} s: best "
+                f"{row['tpot_s']:.3g} s ({layout})")
+    if code is InferReason.MAX_DEVICES:
+        n = int(row["n_devices"])
+        need = f"{n:,}" if n < MAX_DEVICE_COUNT else f"over {MAX_DEVICE_COUNT:.3g}"
+        return f"needs {need} devices, more than max_devices={job.max_devices}"
+    return code.text
+
+
+def _heads_text(spec: Any, tp: int, *, serving: bool) -> str:
+    """Why t cannot split the heads (reason code 4)."""
+    if spec.n_heads % tp:
+        return f"tp={tp} does not divide the {spec.n_heads} attention heads of {spec.name}"
+    k = spec.kv_heads
+    if serving:
+        return (f"tp={tp} neither divides nor is a multiple of the {k} KV heads of "
+                f"{spec.name}")
+    if tp > k:
+        return f"tp={tp} exceeds the {k} KV heads of {spec.name}"
+    return f"tp={tp} does not divide the {k} KV heads of {spec.name}"
+
+
+def _straddle_text(tp: int, n_devices: Any, domain: float) -> str:
+    """A pinned t that does not tile the scale-up domain needs the scale-out link (P9b)."""
+    if tp > 1 and domain % tp and n_devices > domain:
+        return (f"; tp={tp} does not divide the scale-up domain of {int(domain)}, so its "
+                "collectives cross domains over the scale-out network")
+    return ""
+
+
+
+def _scale_notes(job: TrainingJob, table: _DeviceTable, df: pd.DataFrame) -> list[str]:
+    """What limits a device's scale: its scale-out bandwidth is not in the catalog, so it was
+    searched only up to one scale-up domain (a candidate needing more is infeasible, "link
+    bandwidth unknown"); or a pinned t that does not tile the domain sends its collectives over
+    the scale-out network (P9b)."""
+    notes = []
+    for device, tp, n in zip(df["device"].astype(str), df["tp"], df["n_devices"], strict=True):
+        i = table.ids.index(device)
+        domain = table.domain[i]
+        parts = []
+        if np.isnan(table.out_bw[i]) and domain < (job.n_devices or job.max_devices):
+            parts.append(f"scale-out bandwidth unknown: at most {int(domain)} "
+                         f"device{'s' if domain != 1 else ''} (one scale-up domain)")
+        straddle = _straddle_text(int(tp), n, domain)
+        if straddle and not np.isnan(table.out_bw[i]):
+            parts.append(straddle.removeprefix("; "))
+        notes.append("; ".join(parts))
+    return notes
+
+
+RANK_COLUMNS_FIRST = ["device", "kind", "feasible", "reason", "n_devices", "tp", "pp", "dp",
+                      "time_s", "cost_usd", "energy_j", "mfu", "pareto"]
+
+
+def rank(job: TrainingJob | InferenceJob, catalog: Any = None, *,
+         devices: Iterable[str] | None = None, kinds: Iterable[str] | None = None,
+         objective: str = "time", cost: CostOptions | None = None) -> pd.DataFrame:
+    """The best configuration per device, sorted by `objective` ("time", "cost", "energy").
+
+    Feasible devices come first, best first; a device with no price is ranked by time after the
+    priced ones when ranking by cost (cost_usd NaN, `cost_note` says why). Infeasible devices
+    follow with their closest candidate and a reason. With a training deadline, each device's
+    configuration is the cheapest one meeting it (fewest device-hours without a price).
+    Columns start with device, kind, feasible, reason, n_devices, tp, pp, dp, time_s,
+    cost_usd, energy_j, mfu, pareto (on the time-cost front); the rest are search()'s columns.
+    For inference, time_s is the request latency and cost_usd / energy_j are per million
+    output tokens.
+    """
+    cost = _check(job, objective, cost)
+    table = _table_for(job, catalog, devices, kinds, cost)
+    rows: list[pd.DataFrame] = []
+    if isinstance(job, TrainingJob):
+        for chunk, axes, _ in _train_chunks(job, table, cost):
+            full = chunk.shape
+            q, money = chunk.q, chunk.cost
+            time_s = np.broadcast_to(q["time"], full)
+            n = np.broadcast_to(axes.shaped()["n"], full)
+            if job.deadline_s is not None:
+                key = money["cost_usd"]
+                fallback = time_s * n  # device-seconds
+            else:
+                key = _objective_key(objective, time_s, money["cost_usd"], money["energy_j"])
+                fallback = time_s
+            key = np.broadcast_to(key, full)
+            fallback = np.broadcast_to(fallback, full)
+            closeness = np.where(chunk.code == _FIT_CODE_TRAIN,
+                                 np.broadcast_to(q["mem"], full)
+                                 / np.broadcast_to(_device_columns(table, slice(
+                                     chunk.start, chunk.start + full[0]), 5)["memory"], full),
+                                 time_s)
+            picks = []
+            for d in range(full[0]):
+                flat, _ = _pick(chunk.code[d].ravel(), chunk.valid[d].ravel(),
+                                key[d].ravel(), fallback[d].ravel(), closeness[d].ravel())
+                picks.append(d * int(np.prod(full[1:])) + flat)
+            rows.append(_train_frame(chunk, axes, table, np.array(picks)))
+        df = pd.concat(rows, ignore_index=True) if len(rows) > 1 else rows[0]
+        df["scale_note"] = _scale_notes(job, table, df)
+        reasons = [_with_scale_note(_train_reason_text(job, table, row), row)
+                   if not row["feasible"] else "" for _, row in df.iterrows()]
+    else:
+        shape, valid, q, money, code, axes = _infer_grid(job, table, cost)
+        latency = np.broadcast_to(q["latency"], shape)
+        key = np.broadcast_to(_objective_key(objective, latency, money["cost_usd"],
+                                             money["energy_j"]), shape)
+        mem_ratio = np.broadcast_to(q["mem"], shape) / np.broadcast_to(
+            _device_columns(table, slice(None), 3)["memory"], shape)
+        closeness = np.where(code == _FIT_CODE_INFER, mem_ratio,
+                             np.where(code == 7, np.broadcast_to(q["ttft"], shape),
+                                      np.where(code == 8, np.broadcast_to(q["tpot"], shape),
+                                               np.broadcast_to(q["n_devices"], shape))))
+        picks = []
+        per = int(np.prod(shape[1:]))
+        for d in range(shape[0]):
+            flat, _ = _pick(code[d].ravel(), valid[d].ravel(), key[d].ravel(),
+                            latency[d].ravel(), closeness[d].ravel())
+            picks.append(d * per + flat)
+        df = _infer_frame(shape, q, money, code, axes, table, np.array(picks))
+        reasons = [_infer_reason_text(job, table, row) if not row["feasible"] else ""
+                   for _, row in df.iterrows()]
+    df["reason"] = reasons
+    df["pareto"] = pareto_mask(df["time_s"], df["cost_usd"], df["feasible"])
+    order_key = df[{"time": "time_s", "cost": "cost_usd", "energy": "energy_j"}[objective]]
+    df = df.assign(_infeasible=~df["feasible"], _key=order_key.fillna(np.inf),
+                   _time=df["time_s"].fillna(np.inf))
+    df = df.sort_values(["_infeasible", "_key", "_time"], kind="stable").drop(
+        columns=["_infeasible", "_key", "_time"]).reset_index(drop=True)
+    df.insert(0, "rank", np.arange(1, len(df) + 1))
+    rest = [c for c in df.columns if c not in RANK_COLUMNS_FIRST and c != "rank"]
+    return df[["rank", *RANK_COLUMNS_FIRST, *rest]]

@@ -1,0 +1,74 @@
+"""Why a candidate is infeasible: one enum per mode, each member with the text reports show.
+The search marks every grid cell with the first failing check (planner.plan.search), in the
+order of the members (a later reason got further); the ranking turns it into one line with
+the numbers behind it (planner.plan.ranking)."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class TrainReason(IntEnum):
+    """Why a training candidate is infeasible: the first failing check, in this order (a later
+    reason got further). OK = feasible. `text` is what reports show."""
+
+    OK = 0
+    NO_PEAK = 1
+    NO_MEMORY_BW = 2
+    TP_BEYOND_DOMAIN = 3
+    TP_HEADS = 4
+    BATCH_NOT_DIVISIBLE = 5
+    ZERO_WITH_PP = 6
+    NO_LINK_BW = 7
+    NO_FIT = 8
+    DEADLINE = 9
+
+    @property
+    def text(self) -> str:
+        return TRAIN_REASONS[self]
+
+
+class InferReason(IntEnum):
+    """Why a serving candidate is infeasible (first failing check); OK = feasible."""
+
+    OK = 0
+    NO_PEAK = 1
+    NO_MEMORY_BW = 2
+    TP_BEYOND_DOMAIN = 3
+    TP_HEADS = 4
+    NO_LINK_BW = 5
+    NO_FIT = 6
+    TTFT = 7
+    TPOT = 8
+    MAX_DEVICES = 9
+
+    @property
+    def text(self) -> str:
+        return INFER_REASONS[self]
+
+
+TRAIN_REASONS = (
+    "",
+    "no dense peak for the compute dtype",
+    "memory bandwidth unknown",
+    "tp beyond the scale-up domain",
+    "tp does not divide the attention or KV heads",
+    "global batch not divisible by dp × micro-batch",
+    "ZeRO-2/3 with pipeline parallelism (DeepSpeed refuses it; Megatron-LM shards only the "
+    "optimizer state, ZeRO-1)",
+    "link bandwidth unknown",
+    "does not fit in memory",
+    "misses the deadline",
+)
+INFER_REASONS = (
+    "",
+    "no dense peak for the compute dtype",
+    "memory bandwidth unknown",
+    "tp beyond the scale-up domain",
+    "tp does not divide the attention or KV heads",
+    "link bandwidth unknown",
+    "does not fit in memory",
+    "misses the time-to-first-token target",
+    "misses the time-per-output-token target",
+    "needs more than max_devices",
+)
