@@ -75,7 +75,7 @@ def test_training_replicates_a_multi_query_kv_head():
     whole = 2 * spec.n_params
     # t = 4: everything / 4, plus the 3 extra copies of the K/V projections per device / 4
     # = (whole + 32 layers * 3 * kv) / 4
-    assert float(q["weight_mem"]) == (whole + 32 * 3 * kv) / 4
+    assert float(q.weight_mem_bytes) == (whole + 32 * 3 * kv) / 4
 
 
 def test_pipeline_stage_bytes_llama2_70b_by_hand():
@@ -145,7 +145,7 @@ def test_more_devices_never_raise_per_device_memory(tp, pp, zero, mb, rc, model_
     n = np.array([1, 2, 4, 8, 16, 32, 64, 128]) * tp * pp  # dp = 1 ... 128
     q = evaluate_training(job, prof, _DEV, n=n, tp=tp, pp=pp, zero=zero, mb=mb,
                           rc=rc)
-    mem = np.broadcast_to(q["mem"], n.shape)
+    mem = np.broadcast_to(q.mem_per_device_bytes, n.shape)
     assert np.all(np.diff(mem) <= 1e-6 * mem[:-1])
     # and the model state per device never grows with more pipeline stages (P1). NB: the
     # activations may: 1F1B keeps min(p, m) micro-batches in flight on the first stage.

@@ -8,6 +8,9 @@ overlap removed, a collective's step count) turns a test red.
 
 from __future__ import annotations
 
+from dataclasses import fields
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -36,7 +39,8 @@ def _evaluate(*, n, tp, pp, zero, mb, gb, layer_s, first_s, last_s):
     q = evaluate_training(job, prof, dev, n=float(n), tp=float(tp), pp=float(pp),
                           zero=float(zero), mb=float(mb), rc=0,
                           op_times=(layer_s, first_s, last_s))
-    return {k: float(np.asarray(v).reshape(-1)[0]) for k, v in q.items()}
+    return SimpleNamespace(**{f.name: float(np.asarray(getattr(q, f.name)).reshape(-1)[0])
+                              for f in fields(q)})
 
 
 def test_parameter_count_used_below():
@@ -59,11 +63,11 @@ def test_layout_a_tp2_pp2_dp8_zero1_by_hand():
     pp_comm = 2 * (1e-5 + (message / 2) / 40e9)
     micro = stage + tp_comm + pp_comm
     span = (8 + 2 - 1) * micro  # P11: (m + p - 1) micro-batch slots
-    assert q["n_micro_batches"] == 8
-    assert q["compute_time"] == pytest.approx(9 * stage)
-    assert q["tp_comm_time"] == pytest.approx(8 * tp_comm)
-    assert q["pp_comm_time"] == pytest.approx(8 * pp_comm)
-    assert q["bubble"] == pytest.approx(1 / 9)
+    assert q.n_micro_batches == 8
+    assert q.compute_time_s == pytest.approx(9 * stage)
+    assert q.tp_comm_time_s == pytest.approx(8 * tp_comm)
+    assert q.pp_comm_time_s == pytest.approx(8 * pp_comm)
+    assert q.bubble_frac == pytest.approx(1 / 9)
     # DP (P13, K5): the stage's weights over t: 16 blocks + the head side, 2 bytes each, / 2
     w = (16 * BLOCK + LAST) * 2 / 2
     grads_fp32 = 2 * w  # reduced in fp32 (Megatron main_grad)
@@ -72,14 +76,14 @@ def test_layout_a_tp2_pp2_dp8_zero1_by_hand():
     rs = 7e-5 + 7 / 8 * grads_fp32 / 160e9
     ag = 7e-5 + 7 / 8 * w / 160e9
     assert rs + ag < stage * 2 / 3  # hidden behind one micro-batch's backward (A3)
-    assert q["dp_comm_exposed"] == 0.0
+    assert q.dp_comm_exposed_s == 0.0
     # optimizer (P14): (W + G + 2·O) / dp, O = 12 bytes per parameter, at 0.7 · 3.35 TB/s
     params = w / 2
     optimizer = (2 * params + 2 * params + 2 * 12 * params) / 8 / (0.7 * 3.35e12)
-    assert q["optimizer_time"] == pytest.approx(optimizer)
+    assert q.optimizer_time_s == pytest.approx(optimizer)
     assert optimizer == pytest.approx(2.514e-3, rel=1e-3)
-    assert q["step"] == pytest.approx(span + optimizer)
-    assert q["step"] == pytest.approx(1.5605, rel=1e-4)
+    assert q.step_time_s == pytest.approx(span + optimizer)
+    assert q.step_time_s == pytest.approx(1.5605, rel=1e-4)
 
 
 def test_layout_b_pure_zero3_with_exposed_gathers_by_hand():
@@ -95,11 +99,11 @@ def test_layout_b_pure_zero3_with_exposed_gathers_by_hand():
     rs = 63e-5 + 63 / 64 * grads_fp32 / 320e9
     per_micro = 2 * ag + rs  # forward and backward gathers + the scatter (ZeRO Sec. 7.2)
     exposed = per_micro - stage  # one micro-batch, nothing to hide behind beyond its span
-    assert q["dp_comm_exposed"] == pytest.approx(exposed)
+    assert q.dp_comm_exposed_s == pytest.approx(exposed)
     assert exposed == pytest.approx(0.09672, rel=1e-3)
     optimizer = (w + w + 12 * TOTAL * 2 / 2 * 2) / 64 / (0.7 * 3.35e12)
-    assert q["optimizer_time"] == pytest.approx(optimizer)
-    assert q["compute_time"] == pytest.approx(stage)
-    assert q["tp_comm_time"] == 0.0 and q["pp_comm_time"] == 0.0
-    assert q["step"] == pytest.approx(stage + exposed + optimizer)
-    assert q["step"] == pytest.approx(0.16898, rel=1e-3)
+    assert q.optimizer_time_s == pytest.approx(optimizer)
+    assert q.compute_time_s == pytest.approx(stage)
+    assert q.tp_comm_time_s == 0.0 and q.pp_comm_time_s == 0.0
+    assert q.step_time_s == pytest.approx(stage + exposed + optimizer)
+    assert q.step_time_s == pytest.approx(0.16898, rel=1e-3)

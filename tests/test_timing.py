@@ -171,7 +171,7 @@ def test_decode_tokens_per_s_times_weight_bytes_within_bandwidth(batch, tp, mem_
     # embedding lookup table (only the rows of the current tokens are read) and, for MoE, the
     # experts no token of the batch visits (P6b)
     read = float(weight_read_bytes(prof.decode, batch=batch)) / tp
-    per_sequence_tokens_per_s = 1.0 / q["tpot"]
+    per_sequence_tokens_per_s = 1.0 / q.tpot_s
     assert per_sequence_tokens_per_s * read <= 3.35e12 * (1 + 1e-9)
     # the README §8 check with all weights, at a realistic efficiency (<= 0.9)
     if mem_frac <= 0.9 and model_name.startswith("llama"):
@@ -186,7 +186,7 @@ def test_decode_is_bandwidth_bound_at_batch_1():
     q = evaluate_inference(job, prof, _flat_h100(job), tp=1, batch=1)
     # weights read (less the embedding table) over 3.35 TB/s * 0.7: the floor of TPOT
     floor = (prof.weight_bytes - 32000 * 4096 * 2) / (3.35e12 * 0.7)
-    assert floor < q["tpot"].item() < 1.25 * floor
+    assert floor < q.tpot_s.item() < 1.25 * floor
 
 
 def test_data_parallel_bw_is_scale_up_inside_a_domain_and_all_nics_across():
@@ -238,7 +238,7 @@ def test_mixtral_batch1_decode_reads_two_of_eight_experts():
     job = InferenceJob(model=spec, prompt_len=256, output_len=64)
     q = evaluate_inference(job, prof, _flat_h100(job), tp=1, batch=1)
     floor = read / (3.35e12 * 0.7)
-    assert floor < q["decode"].item() < 1.25 * floor
+    assert floor < q.decode_s.item() < 1.25 * floor
 
 
 @settings(max_examples=50, deadline=None)

@@ -209,7 +209,7 @@ def rank(job: TrainingJob | InferenceJob, catalog: Any = None, *,
         for chunk, axes, _ in _train_chunks(job, table, cost):
             full = chunk.shape
             q, money = chunk.q, chunk.cost
-            time_s = np.broadcast_to(q["time"], full)
+            time_s = np.broadcast_to(q.time_s, full)
             n = np.broadcast_to(axes.shaped()["n"], full)
             if job.deadline_s is not None:
                 key = money["cost_usd"]
@@ -220,7 +220,7 @@ def rank(job: TrainingJob | InferenceJob, catalog: Any = None, *,
             key = np.broadcast_to(key, full)
             fallback = np.broadcast_to(fallback, full)
             closeness = np.where(chunk.code == _FIT_CODE_TRAIN,
-                                 np.broadcast_to(q["mem"], full)
+                                 np.broadcast_to(q.mem_per_device_bytes, full)
                                  / np.broadcast_to(_device_columns(table, slice(
                                      chunk.start, chunk.start + full[0]), 5)["memory"], full),
                                  time_s)
@@ -236,15 +236,15 @@ def rank(job: TrainingJob | InferenceJob, catalog: Any = None, *,
                    if not row["feasible"] else "" for _, row in df.iterrows()]
     else:
         shape, valid, q, money, code, axes = _infer_grid(job, table, cost)
-        latency = np.broadcast_to(q["latency"], shape)
+        latency = np.broadcast_to(q.latency_s, shape)
         key = np.broadcast_to(_objective_key(objective, latency, money["cost_usd"],
                                              money["energy_j"]), shape)
-        mem_ratio = np.broadcast_to(q["mem"], shape) / np.broadcast_to(
+        mem_ratio = np.broadcast_to(q.mem_per_device_bytes, shape) / np.broadcast_to(
             _device_columns(table, slice(None), 3)["memory"], shape)
         closeness = np.where(code == _FIT_CODE_INFER, mem_ratio,
-                             np.where(code == 7, np.broadcast_to(q["ttft"], shape),
-                                      np.where(code == 8, np.broadcast_to(q["tpot"], shape),
-                                               np.broadcast_to(q["n_devices"], shape))))
+                             np.where(code == 7, np.broadcast_to(q.ttft_s, shape),
+                                      np.where(code == 8, np.broadcast_to(q.tpot_s, shape),
+                                               np.broadcast_to(q.n_devices, shape))))
         picks = []
         per = int(np.prod(shape[1:]))
         for d in range(shape[0]):

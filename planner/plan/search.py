@@ -15,7 +15,7 @@ workload that fits nowhere. GPUs, TPUs, FPGAs and ASICs are ranked together.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -47,6 +47,8 @@ from planner.plan.steptime import (
     TP_COLLECTIVES_PER_LAYER_INFERENCE,
     DeviceRates,
     InferenceProfile,
+    ServingBreakdown,
+    TrainingBreakdown,
     TrainingProfile,
     data_parallel_bw_bytes_per_s,
     data_parallel_seconds,
@@ -279,7 +281,7 @@ def tp_link_bw(*, tp, n, dev: dict[str, Any]):
 
 
 def evaluate_training(job: TrainingJob, prof: TrainingProfile, dev: dict[str, Any], *, n, tp,
-                      pp, zero, mb, rc, op_times=None) -> dict[str, Any]:
+                      pp, zero, mb, rc, op_times=None) -> TrainingBreakdown:
     """All quantities of training candidates; every argument broadcasts (scalars work too).
 
     `dev` holds the device numbers (planner.plan.search._device_columns); `rc` indexes
@@ -346,12 +348,12 @@ def evaluate_training(job: TrainingJob, prof: TrainingProfile, dev: dict[str, An
         weight_bytes=w_full / shard, grad_bytes=g_full / shard, optimizer_bytes=o_full / shard))
     step = span + dp_exposed + optimizer
     time = job.n_steps * step / job.goodput_frac
-    return dict(
-        dp=dp, n_micro_batches=m, mem=mem, weight_mem=w, grad_mem=g, optimizer_mem=o,
-        activation_mem=act + buffer, step=step, time=time,
-        compute_time=(m + pp - 1.0) * stage, tp_comm_time=m * tp_comm,
-        pp_comm_time=m * pp_comm, dp_comm_exposed=dp_exposed, optimizer_time=optimizer,
-        bubble=pipeline_bubble_frac(pp=pp, n_micro_batches=m),
+    return TrainingBreakdown(
+        dp=dp, n_micro_batches=m, mem_per_device_bytes=mem, weight_mem_bytes=w,
+        grad_mem_bytes=g, optimizer_mem_bytes=o, activation_mem_bytes=act + buffer,
+        step_time_s=step, time_s=time, compute_time_s=(m + pp - 1.0) * stage,
+        tp_comm_time_s=m * tp_comm, pp_comm_time_s=m * pp_comm, dp_comm_exposed_s=dp_exposed,
+        optimizer_time_s=optimizer, bubble_frac=pipeline_bubble_frac(pp=pp, n_micro_batches=m),
         tokens_per_s=gb * seq / step,
         mfu=prof.model_flops_per_seq * gb / (step * n * dev["peak"]),
         hfu=prof.hardware_flops_per_seq[rc] * gb / (step * n * dev["peak"]),
@@ -376,13 +378,13 @@ def infer_tp_divides_heads(spec: Any, tp) -> np.ndarray:
     return (spec.n_heads % t == 0) & ((k % t == 0) | (t % k == 0))
 
 
-def _train_reasons(job: TrainingJob, dev: dict[str, Any], q: dict[str, Any], *, n, tp, pp,
+def _train_reasons(job: TrainingJob, dev: dict[str, Any], q: Any, *, n, tp, pp,
                    zero, tp_pinned: bool) -> np.ndarray:
-    m = q["n_micro_batches"]
+    m = q.n_micro_batches
     r = TrainReason
-    code = np.where(q["time"] > (job.deadline_s or np.inf), r.DEADLINE, r.OK)
-    code = np.where(q["mem"] > job.usable_memory_frac * dev["memory"], r.NO_FIT, code)
-    code = np.where(np.isnan(q["step"]), r.NO_LINK_BW, code)
+    code = np.where(q.time_s > (job.deadline_s or np.inf), r.DEADLINE, r.OK)
+    code = np.where(q.mem_per_device_bytes > job.usable_memory_frac * dev["memory"], r.NO_FIT, code)
+    code = np.where(np.isnan(q.step_time_s), r.NO_LINK_BW, code)
     code = np.where((np.asarray(zero) >= 2) & (np.asarray(pp) > 1), r.ZERO_WITH_PP, code)
     code = np.where((m < 1) | (m != np.floor(m)), r.BATCH_NOT_DIVISIBLE, code)
     code = np.where(~train_tp_divides_heads(job.model, tp), r.TP_HEADS, code)
@@ -400,7 +402,7 @@ class _TrainChunk:
     start: int
     shape: tuple[int, ...]
     valid: np.ndarray
-    q: dict[str, Any]
+    q: TrainingBreakdown
     cost: dict[str, Any]
     code: np.ndarray
 
@@ -429,7 +431,7 @@ def _train_chunks(job: TrainingJob, table: _DeviceTable, cost: CostOptions):
                                   op_times=op_times)
             code = _train_reasons(job, dev, q, n=n, tp=tp, pp=grid["pp"], zero=grid["zero"],
                                   tp_pinned=job.tp is not None)
-            money = costs(n_devices=n, time_s=q["time"], prices_usd_per_hour=dev["usd_per_hour"],
+            money = costs(n_devices=n, time_s=q.time_s, prices_usd_per_hour=dev["usd_per_hour"],
                           purchase_usd=dev["purchase_usd"], tdp_w=dev["tdp_w"], options=cost)
         valid = (((tp <= dev["domain"]) & tp_tiles_domain(tp=tp, n=n, domain=dev["domain"]))
                  | (job.tp is not None))
@@ -450,7 +452,7 @@ def _infer_axes(job: InferenceJob, table: _DeviceTable) -> tuple[np.ndarray, np.
 
 
 def evaluate_inference(job: InferenceJob, prof: InferenceProfile, dev: dict[str, Any], *, tp,
-                       batch, scale_out=False) -> dict[str, Any]:
+                       batch, scale_out=False) -> ServingBreakdown:
     """All quantities of serving candidates (P4, P5, P6, P9, P19); arguments broadcast.
 
     Continuous batching (A9; Yu et al. 2022, Orca; Kwon et al. 2023, vLLM): a replica keeps
@@ -493,25 +495,25 @@ def evaluate_inference(job: InferenceJob, prof: InferenceProfile, dev: dict[str,
                                    n_kv_heads=prof.n_kv_heads)
     flops_per_request = (prof.prefill_model_flops_per_seq
                          + (job.output_len - 1) * prof.decode_model_flops_per_token)
-    return dict(
-        prefill=prefill, decode=decode, ttft=ttft, tpot=tpot, latency=latency,
+    return ServingBreakdown(
+        prefill_s=prefill, decode_s=decode, ttft_s=ttft, tpot_s=tpot, latency_s=latency,
         replicas=replicas, n_devices=n_devices,
         delivered_tokens_per_s=delivered * np.ones_like(latency),
         tokens_per_s_per_device=replica_rps * job.output_len / tp,
-        weight_mem=weights, kv_mem=kv, mem=weights + kv,
+        weight_mem_bytes=weights, kv_mem_bytes=kv, mem_per_device_bytes=weights + kv,
         mfu=replica_rps * flops_per_request / (tp * dev["peak"]),
-        hours_per_million=1e6 / (delivered * SECONDS_PER_HOUR),
+        hours_per_million_tokens=1e6 / (delivered * SECONDS_PER_HOUR),
     )
 
 
-def _infer_reasons(job: InferenceJob, dev: dict[str, Any], q: dict[str, Any], *, tp
+def _infer_reasons(job: InferenceJob, dev: dict[str, Any], q: Any, *, tp
                    ) -> np.ndarray:
     r = InferReason
-    code = np.where(q["n_devices"] > job.max_devices, r.MAX_DEVICES, r.OK)
-    code = np.where(q["tpot"] > (job.tpot_s or np.inf), r.TPOT, code)
-    code = np.where(q["ttft"] > (job.ttft_s or np.inf), r.TTFT, code)
-    code = np.where(q["mem"] > job.usable_memory_frac * dev["memory"], r.NO_FIT, code)
-    code = np.where(np.isnan(q["latency"]), r.NO_LINK_BW, code)
+    code = np.where(q.n_devices > job.max_devices, r.MAX_DEVICES, r.OK)
+    code = np.where(q.tpot_s > (job.tpot_s or np.inf), r.TPOT, code)
+    code = np.where(q.ttft_s > (job.ttft_s or np.inf), r.TTFT, code)
+    code = np.where(q.mem_per_device_bytes > job.usable_memory_frac * dev["memory"], r.NO_FIT, code)
+    code = np.where(np.isnan(q.latency_s), r.NO_LINK_BW, code)
     code = np.where(~infer_tp_divides_heads(job.model, tp), r.TP_HEADS, code)
     code = np.where(tp > dev["domain"], r.TP_BEYOND_DOMAIN, code)
     code = np.where(np.isnan(dev["bw"]), r.NO_MEMORY_BW, code)
@@ -528,19 +530,21 @@ def _infer_grid(job: InferenceJob, table: _DeviceTable, cost: CostOptions):
     shape = (len(table.ids), len(tp_vals), len(b_vals))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         q = evaluate_inference(job, prof, dev, tp=tp, batch=batch)
-        tiles = tp_tiles_domain(tp=tp, n=q["n_devices"], domain=dev["domain"])
+        tiles = tp_tiles_domain(tp=tp, n=q.n_devices, domain=dev["domain"])
         if job.tp is not None and not np.all(tiles):
             # P9b: a pinned t that does not tile the scale-up domain, on more devices than
             # one domain holds: its collectives cross domains, over the scale-out network
             # (slower, so the deployment only grows and stays beyond one domain)
             out = evaluate_inference(job, prof, dev, tp=tp, batch=batch, scale_out=True)
-            q = {k: np.where(tiles, q[k], out[k]) for k in q}
+            q = ServingBreakdown(**{f.name: np.where(tiles, getattr(q, f.name),
+                                                     getattr(out, f.name))
+                                    for f in fields(q)})
         code = _infer_reasons(job, dev, q, tp=tp)
         # money and energy per million output tokens: devices busy for the hours it takes
-        money = costs(n_devices=q["n_devices"], time_s=q["hours_per_million"] * SECONDS_PER_HOUR,
+        money = costs(n_devices=q.n_devices, time_s=q.hours_per_million_tokens * SECONDS_PER_HOUR,
                       prices_usd_per_hour=dev["usd_per_hour"], purchase_usd=dev["purchase_usd"],
                       tdp_w=dev["tdp_w"], options=cost)
-    valid = (((tp <= dev["domain"]) & tp_tiles_domain(tp=tp, n=q["n_devices"],
+    valid = (((tp <= dev["domain"]) & tp_tiles_domain(tp=tp, n=q.n_devices,
                                                       domain=dev["domain"]))
              | (job.tp is not None))
     return shape, np.broadcast_to(valid, shape), q, money, np.broadcast_to(code, shape), \
@@ -592,21 +596,21 @@ def _train_frame(chunk: _TrainChunk, axes: _TrainAxes, table: _DeviceTable,
     cols = dict(_device_cols(table, d))
     cols.update(
         n_devices=axes.n[index[1]].astype(int), tp=axes.tp[index[1]].astype(int),
-        pp=axes.pp[index[1]].astype(int), dp=g(q["dp"]).astype(int),
+        pp=axes.pp[index[1]].astype(int), dp=g(q.dp).astype(int),
         micro_batch_size=axes.mb[index[3]].astype(int),
-        n_micro_batches=g(q["n_micro_batches"]),
+        n_micro_batches=g(q.n_micro_batches),
         zero_stage=axes.zero[index[2]].astype(int),
         recompute=pd.Categorical.from_codes(axes.rc[index[4]], categories=RECOMPUTE_OPTIONS),
         feasible=code == 0,
         reason=pd.Categorical.from_codes(code, categories=TRAIN_REASONS),
-        mem_per_device_bytes=g(q["mem"]), weight_mem_bytes=g(q["weight_mem"]),
-        grad_mem_bytes=g(q["grad_mem"]), optimizer_mem_bytes=g(q["optimizer_mem"]),
-        activation_mem_bytes=g(q["activation_mem"]),
-        step_time_s=g(q["step"]), compute_time_s=g(q["compute_time"]),
-        tp_comm_time_s=g(q["tp_comm_time"]), pp_comm_time_s=g(q["pp_comm_time"]),
-        dp_comm_exposed_s=g(q["dp_comm_exposed"]), optimizer_time_s=g(q["optimizer_time"]),
-        bubble_frac=g(q["bubble"]), time_s=g(q["time"]), tokens_per_s=g(q["tokens_per_s"]),
-        mfu=g(q["mfu"]), hfu=g(q["hfu"]),
+        mem_per_device_bytes=g(q.mem_per_device_bytes), weight_mem_bytes=g(q.weight_mem_bytes),
+        grad_mem_bytes=g(q.grad_mem_bytes), optimizer_mem_bytes=g(q.optimizer_mem_bytes),
+        activation_mem_bytes=g(q.activation_mem_bytes),
+        step_time_s=g(q.step_time_s), compute_time_s=g(q.compute_time_s),
+        tp_comm_time_s=g(q.tp_comm_time_s), pp_comm_time_s=g(q.pp_comm_time_s),
+        dp_comm_exposed_s=g(q.dp_comm_exposed_s), optimizer_time_s=g(q.optimizer_time_s),
+        bubble_frac=g(q.bubble_frac), time_s=g(q.time_s), tokens_per_s=g(q.tokens_per_s),
+        mfu=g(q.mfu), hfu=g(q.hfu),
         cost_usd=g(chunk.cost["cost_usd"]), cloud_cost_usd=g(chunk.cost["cloud_cost_usd"]),
         ownership_cost_usd=g(chunk.cost["ownership_cost_usd"]),
         energy_j=g(chunk.cost["energy_j"]),
@@ -627,14 +631,14 @@ def _infer_frame(shape, q, money, code_all, axes, table: _DeviceTable,
     cols = dict(_device_cols(table, d))
     tp = tp_vals[index[1]].astype(int)
     cols.update(
-        n_devices=g(q["n_devices"]), tp=tp, pp=np.ones_like(tp), dp=g(q["replicas"]),
-        batch_size=b_vals[index[2]].astype(int), replicas=g(q["replicas"]),
+        n_devices=g(q.n_devices), tp=tp, pp=np.ones_like(tp), dp=g(q.replicas),
+        batch_size=b_vals[index[2]].astype(int), replicas=g(q.replicas),
         feasible=code == 0, reason=pd.Categorical.from_codes(code, categories=INFER_REASONS),
-        mem_per_device_bytes=g(q["mem"]), weight_mem_bytes=g(q["weight_mem"]),
-        kv_cache_mem_bytes=g(q["kv_mem"]),
-        ttft_s=g(q["ttft"]), tpot_s=g(q["tpot"]), time_s=g(q["latency"]),
-        tokens_per_s=g(q["delivered_tokens_per_s"]),
-        tokens_per_s_per_device=g(q["tokens_per_s_per_device"]), mfu=g(q["mfu"]),
+        mem_per_device_bytes=g(q.mem_per_device_bytes), weight_mem_bytes=g(q.weight_mem_bytes),
+        kv_cache_mem_bytes=g(q.kv_mem_bytes),
+        ttft_s=g(q.ttft_s), tpot_s=g(q.tpot_s), time_s=g(q.latency_s),
+        tokens_per_s=g(q.delivered_tokens_per_s),
+        tokens_per_s_per_device=g(q.tokens_per_s_per_device), mfu=g(q.mfu),
         cost_usd=g(money["cost_usd"]), cloud_cost_usd=g(money["cloud_cost_usd"]),
         ownership_cost_usd=g(money["ownership_cost_usd"]), energy_j=g(money["energy_j"]),
     )
@@ -754,13 +758,14 @@ def candidate_evaluator(job: TrainingJob, catalog: Any = None, *,
             code = _scalar(_train_reasons(job, dev, q, n=float(n_devices), tp=float(tp),
                                           pp=float(pp), zero=float(zero_stage),
                                           tp_pinned=job.tp is not None))
-            money = costs(n_devices=n_devices, time_s=q["time"],
+            money = costs(n_devices=n_devices, time_s=q.time_s,
                           prices_usd_per_hour=dev["usd_per_hour"],
                           purchase_usd=dev["purchase_usd"], tdp_w=dev["tdp_w"], options=cost)
         code = int(code)
         return dict(feasible=code == 0, reason=TRAIN_REASONS[code],
-                    mem_per_device_bytes=_scalar(q["mem"]), step_time_s=_scalar(q["step"]),
-                    time_s=_scalar(q["time"]), mfu=_scalar(q["mfu"]),
+                    mem_per_device_bytes=_scalar(q.mem_per_device_bytes),
+                    step_time_s=_scalar(q.step_time_s),
+                    time_s=_scalar(q.time_s), mfu=_scalar(q.mfu),
                     cost_usd=_scalar(money["cost_usd"]), energy_j=_scalar(money["energy_j"]))
 
     return evaluate

@@ -577,3 +577,50 @@ def ops_time_s(profile: OpProfile, *, batch, tp, kv_split, rates: DeviceRates,
     if backward:
         total = total + _pass_time_s(profile, backward=True, **kw)
     return (total * profile.count).sum(axis=-1)
+
+
+# ---- typed results ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainingBreakdown:
+    """Every quantity of a grid of training candidates (planner.plan.search.evaluate_training);
+    each field is an array broadcastable to the grid (a scalar for one candidate). The field
+    names are the search table's columns."""
+
+    dp: Any
+    n_micro_batches: Any
+    mem_per_device_bytes: Any
+    weight_mem_bytes: Any
+    grad_mem_bytes: Any
+    optimizer_mem_bytes: Any
+    activation_mem_bytes: Any  # includes the ZeRO-3 gather buffer
+    step_time_s: Any  # span + exposed data-parallel traffic + optimizer (P18)
+    time_s: Any  # steps × step / goodput
+    compute_time_s: Any  # (m + p − 1) stage times, bubble included (P11)
+    tp_comm_time_s: Any
+    pp_comm_time_s: Any
+    dp_comm_exposed_s: Any
+    optimizer_time_s: Any
+    bubble_frac: Any
+    tokens_per_s: Any
+    mfu: Any  # model FLOPs per second over peak (an output)
+    hfu: Any  # with the recomputed forward
+
+
+@dataclass(frozen=True)
+class ServingBreakdown:
+    """Every quantity of a grid of serving candidates (evaluate_inference)."""
+
+    prefill_s: Any
+    decode_s: Any
+    ttft_s: Any
+    tpot_s: Any
+    latency_s: Any  # one request: TTFT + (output − 1) · TPOT
+    replicas: Any
+    n_devices: Any
+    delivered_tokens_per_s: Any
+    tokens_per_s_per_device: Any
+    weight_mem_bytes: Any
+    kv_mem_bytes: Any
+    mem_per_device_bytes: Any
+    mfu: Any
+    hours_per_million_tokens: Any
