@@ -109,7 +109,7 @@ def test_optimizer_step_worked_number():
     moved = optimizer_step_bytes(weight_bytes=2 * n, grad_bytes=2 * n, optimizer_bytes=12 * n)
     assert moved == 28 * n
     job = TrainingJob(model="llama-2-7b", n_tokens=1e9, seq_len=1024, global_batch_size=8)
-    t = float(_flat_h100(job)["rates"].memory_seconds(moved)[0])
+    t = float(_flat_h100(job).rates.memory_seconds(moved)[0])
     assert t == pytest.approx(28 * n / 2.345e12)
     assert t == pytest.approx(0.0805, abs=5e-4)
 
@@ -126,12 +126,12 @@ def test_training_profile_ops_and_flops():
     assert prof.block.traffic_bytes[q] == 4096 * (4096 + 4096) * 2  # in + out, bf16
     # worked number: on an H100 at a flat 0.40 / 0.70 it takes 0.347 ms, compute-bound
     job = TrainingJob(model="llama-2-7b", n_tokens=1e9, seq_len=4096, global_batch_size=8)
-    t = ops_time_s(prof.block, batch=1, tp=1, kv_split=1, rates=_flat_h100(job)["rates"],
+    t = ops_time_s(prof.block, batch=1, tp=1, kv_split=1, rates=_flat_h100(job).rates,
                    fwd_passes=np.eye(len(ops))[q])
     assert t == pytest.approx(2 * 4096**3 / (989.4e12 * 0.4))
     assert t == pytest.approx(3.47e-4, rel=1e-3)
     # forward + backward: the backward's two GEMMs of the same shape take twice as long
-    fb = ops_time_s(prof.block, batch=1, tp=1, kv_split=1, rates=_flat_h100(job)["rates"],
+    fb = ops_time_s(prof.block, batch=1, tp=1, kv_split=1, rates=_flat_h100(job).rates,
                     fwd_passes=np.eye(len(ops))[q], backward=True)
     assert fb > 3 * t  # every other op's backward is added too
 
@@ -272,7 +272,7 @@ def test_kv_projections_split_over_min_t_k_in_decode():
     k = prof.decode.names.index("attn.k")
     only_k = np.eye(len(prof.decode.names))[k]
     job = InferenceJob(model=spec, prompt_len=1024, output_len=256)
-    kw = dict(batch=1, rates=_flat_h100(job, op_overhead_s=0.0)["rates"], fwd_passes=only_k)
+    kw = dict(batch=1, rates=_flat_h100(job, op_overhead_s=0.0).rates, fwd_passes=only_k)
     # t = 16, K = 8: the k projection per device is that of t = 8, not half of it
     t16 = ops_time_s(prof.decode, tp=16, kv_split=8, **kw)
     t8 = ops_time_s(prof.decode, tp=8, kv_split=8, **kw)

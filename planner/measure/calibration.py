@@ -67,6 +67,7 @@ ATTENTION_BWD_FLOPS = 2.5  # backward FLOPs / forward FLOPs (FlashAttention pape
 CPU_TARGET_S = 2e-3  # one timed repeat runs back-to-back calls for at least this long
 CUDA_TARGET_S = 1e-2
 MAX_INNER_CALLS = 1000
+POINT_MIN_S = 0.05  # short points repeat their timing for at least this long (see _rate_time_s)
 OVERHEAD_WIDTH = 64  # the tiny nn.Linear(64, 64) on a [1, 64] input timed for the op overhead
 OVERHEAD_CHAIN = 50  # calls per timed chain
 OVERHEAD_CHAINS = 7  # timed chains; the median chain gives op_overhead_s
@@ -275,13 +276,16 @@ def _rate_time_s(fn, dev: torch.device, repeats: int) -> float:
         first = min(first, max(time.perf_counter() - t0, 1e-7))
     target = CUDA_TARGET_S if dev.type == "cuda" else CPU_TARGET_S
     inner = int(min(MAX_INNER_CALLS, max(1, round(target / first))))
-    best = float("inf")
-    for _ in range(repeats):
+    best, n, start = float("inf"), 0, time.perf_counter()
+    # at least `repeats` timings; short points keep going for POINT_MIN_S (at most 20 ×
+    # repeats), which gives a timing between two stalls of a shared CPU more chances
+    while n < repeats or (time.perf_counter() - start < POINT_MIN_S and n < 20 * repeats):
         t0 = time.perf_counter()
         for _ in range(inner):
             fn()
         _sync(dev)
         best = min(best, (time.perf_counter() - t0) / inner)
+        n += 1
     return best
 
 

@@ -222,7 +222,7 @@ def rank(job: TrainingJob | InferenceJob, catalog: Any = None, *,
             closeness = np.where(chunk.code == _FIT_CODE_TRAIN,
                                  np.broadcast_to(q.mem_per_device_bytes, full)
                                  / np.broadcast_to(_device_columns(table, slice(
-                                     chunk.start, chunk.start + full[0]), 5)["memory"], full),
+                                     chunk.start, chunk.start + full[0]), 5).memory_bytes, full),
                                  time_s)
             picks = []
             for d in range(full[0]):
@@ -240,7 +240,7 @@ def rank(job: TrainingJob | InferenceJob, catalog: Any = None, *,
         key = np.broadcast_to(_objective_key(objective, latency, money["cost_usd"],
                                              money["energy_j"]), shape)
         mem_ratio = np.broadcast_to(q.mem_per_device_bytes, shape) / np.broadcast_to(
-            _device_columns(table, slice(None), 3)["memory"], shape)
+            _device_columns(table, slice(None), 3).memory_bytes, shape)
         closeness = np.where(code == _FIT_CODE_INFER, mem_ratio,
                              np.where(code == 7, np.broadcast_to(q.ttft_s, shape),
                                       np.where(code == 8, np.broadcast_to(q.tpot_s, shape),

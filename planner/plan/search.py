@@ -153,36 +153,58 @@ def _device_table(devices: Sequence[Any], *, compute_dtype: str, mode: str,
     )
 
 
-def _device_columns(table: _DeviceTable, sl: slice, ndim: int) -> dict[str, Any]:
-    """Per-device arrays of a chunk, shaped to broadcast along axis 0 of an ndim grid, and
-    their kernel rates ("rates", a DeviceRates)."""
+@dataclass(frozen=True)
+class DeviceColumns:
+    """The devices of a grid chunk as `evaluate_training` / `evaluate_inference` take them:
+    arrays with one entry per device, shaped to broadcast along axis 0 of the grid (NaN where
+    the catalog has no value), and their kernel rates."""
+
+    peak_flops_per_s: np.ndarray  # dense peak of the matmul dtype
+    memory_bytes: np.ndarray
+    memory_bw_bytes_per_s: np.ndarray
+    scaleup_bw_bytes_per_s: np.ndarray
+    scaleup_domain_size: np.ndarray
+    scaleout_bw_bytes_per_s: np.ndarray
+    usd_per_device_hour: np.ndarray
+    purchase_usd: np.ndarray
+    tdp_w: np.ndarray
+    rates: DeviceRates
+
+
+def _device_columns(table: _DeviceTable, sl: slice, ndim: int) -> DeviceColumns:
+    """The devices `sl` of `table`, shaped for an ndim grid."""
     shape = (-1,) + (1,) * (ndim - 1)
-    cols = dict(peak=table.peak, memory=table.memory, bw=table.bw, up_bw=table.up_bw,
-                domain=table.domain, out_bw=table.out_bw,
-                usd_per_hour=table.prices.usd_per_device_hour,
-                purchase_usd=table.prices.purchase_usd, tdp_w=table.prices.tdp_w)
-    out: dict[str, Any] = {k: v[sl].reshape(shape) for k, v in cols.items()}
-    out["rates"] = DeviceRates(
-        kernels=table.kernels, index=np.arange(len(table.ids))[sl].reshape(shape),
-        gemm_peak_flops_per_s=out["peak"], attention_peak_flops_per_s=table.attn_peak[sl]
-        .reshape(shape), memory_bw_bytes_per_s=out["bw"], op_overhead_s=table.op_overhead_s)
-    return out
+
+    def col(values: np.ndarray) -> np.ndarray:
+        return values[sl].reshape(shape)
+
+    peak, bw = col(table.peak), col(table.bw)
+    return DeviceColumns(
+        peak_flops_per_s=peak, memory_bytes=col(table.memory), memory_bw_bytes_per_s=bw,
+        scaleup_bw_bytes_per_s=col(table.up_bw), scaleup_domain_size=col(table.domain),
+        scaleout_bw_bytes_per_s=col(table.out_bw),
+        usd_per_device_hour=col(table.prices.usd_per_device_hour),
+        purchase_usd=col(table.prices.purchase_usd), tdp_w=col(table.prices.tdp_w),
+        rates=DeviceRates(
+            kernels=table.kernels, index=col(np.arange(len(table.ids))),
+            gemm_peak_flops_per_s=peak, attention_peak_flops_per_s=col(table.attn_peak),
+            memory_bw_bytes_per_s=bw, op_overhead_s=table.op_overhead_s))
 
 
 def device_columns(device: Any, job: TrainingJob | InferenceJob,
-                   cost: CostOptions | None = None) -> dict[str, Any]:
+                   cost: CostOptions | None = None) -> DeviceColumns:
     """The per-device numbers of ONE device as `evaluate_training` / `evaluate_inference`
     take them (arrays of one element), e.g. to evaluate a hand-picked layout."""
     return _device_columns(_table_for(job, [device], None, None, cost or CostOptions()),
                            slice(0, 1), 1)
 
 
-def collective_s(dev: dict[str, Any], op: CollectiveOp, *, n_bytes, n_ranks, link_bw,
+def collective_s(dev: DeviceColumns, op: CollectiveOp, *, n_bytes, n_ranks, link_bw,
                  scale_out):
     """K5 for a grid: one collective of `n_bytes` over `n_ranks` devices at `link_bw` per
     device and direction, with the latency and bus-bandwidth fraction of the scale-out tier
     where `scale_out` is True, of the scale-up tier elsewhere."""
-    rates: DeviceRates = dev["rates"]
+    rates = dev.rates
     lat_up, frac_up = rates.kernels.collective(Tier.SCALE_UP, op, rates.index)
     lat_out, frac_out = rates.kernels.collective(Tier.SCALE_OUT, op, rates.index)
     return collective_seconds(op, n_bytes=n_bytes, n_ranks=n_ranks, link_bytes_per_s=link_bw,
@@ -254,11 +276,11 @@ def _train_axes(job: TrainingJob, table: _DeviceTable) -> _TrainAxes:
                       np.array(rc, dtype=int), tp_values, tp_index)
 
 
-def micro_batch_times(prof: TrainingProfile, dev: dict[str, Any], *, tp, mb,
+def micro_batch_times(prof: TrainingProfile, dev: DeviceColumns, *, tp, mb,
                       rc) -> tuple[Any, Any, Any]:
     """(one block, embedding side, head side): forward + backward (+ recompute) time of one
     micro-batch of `mb` sequences on one of `tp` devices (P6); arguments broadcast."""
-    kw = dict(batch=mb, tp=tp, kv_split=np.minimum(tp, prof.n_kv_heads), rates=dev["rates"],
+    kw = dict(batch=mb, tp=tp, kv_split=np.minimum(tp, prof.n_kv_heads), rates=dev.rates,
               backward=True)
     return (ops_time_s(prof.block, fwd_passes=prof.block_fwd_passes[rc], **kw),
             ops_time_s(prof.first, **kw), ops_time_s(prof.last, **kw))
@@ -272,15 +294,15 @@ def tp_tiles_domain(*, tp, n, domain):
     return (np.fmod(domain, tp) == 0) | (np.asarray(n) <= domain)
 
 
-def tp_link_bw(*, tp, n, dev: dict[str, Any]):
+def tp_link_bw(*, tp, n, dev: DeviceColumns):
     """P9b: link of the tensor-parallel collectives: the scale-up link when the group stays in
     one domain (tp_tiles_domain), else the scale-out network (a pinned t only; the search
     keeps t that tile the domain)."""
-    return np.where(tp_tiles_domain(tp=tp, n=n, domain=dev["domain"]), dev["up_bw"],
-                    dev["out_bw"])
+    return np.where(tp_tiles_domain(tp=tp, n=n, domain=dev.scaleup_domain_size),
+                    dev.scaleup_bw_bytes_per_s, dev.scaleout_bw_bytes_per_s)
 
 
-def evaluate_training(job: TrainingJob, prof: TrainingProfile, dev: dict[str, Any], *, n, tp,
+def evaluate_training(job: TrainingJob, prof: TrainingProfile, dev: DeviceColumns, *, n, tp,
                       pp, zero, mb, rc, op_times=None) -> TrainingBreakdown:
     """All quantities of training candidates; every argument broadcasts (scalars work too).
 
@@ -320,21 +342,23 @@ def evaluate_training(job: TrainingJob, prof: TrainingProfile, dev: dict[str, An
     # communication per micro-batch: tensor parallel (P7, P9) and pipeline sends, each
     # collective at its own message size and rank count (K5)
     message = mb * seq * prof.d_model * prof.activation_bytes
-    tp_out = ~tp_tiles_domain(tp=tp, n=n, domain=dev["domain"])
+    tp_out = ~tp_tiles_domain(tp=tp, n=n, domain=dev.scaleup_domain_size)
     tp_comm = (np.ceil(L / pp) * prof.tp_collectives_per_layer[rc]
                * collective_s(dev, CollectiveOp.ALL_REDUCE, n_bytes=message, n_ranks=tp,
                               link_bw=tp_link_bw(tp=tp, n=n, dev=dev), scale_out=tp_out))
-    pp_out = n > dev["domain"]
+    pp_out = n > dev.scaleup_domain_size
     pp_comm = 2.0 * collective_s(dev, CollectiveOp.SEND_RECV, n_bytes=message / tp, n_ranks=pp,
-                                 link_bw=np.where(pp_out, dev["out_bw"], dev["up_bw"]),
+                                 link_bw=np.where(pp_out, dev.scaleout_bw_bytes_per_s,
+                                                  dev.scaleup_bw_bytes_per_s),
                                  scale_out=pp_out)
     micro = stage + tp_comm + pp_comm
     span = pipeline_step_time_s(stage_micro_batch_s=micro, pp=pp, n_micro_batches=m)
     # data parallel and ZeRO (P13), overlapped with compute (A3); gradients are reduced in
     # job.grad_reduce_dtype
-    dp_bw = data_parallel_bw_bytes_per_s(tp=tp, dp=dp, domain=dev["domain"],
-                                         up_bw=dev["up_bw"], out_bw=dev["out_bw"])
-    dp_out = tp * dp > dev["domain"]
+    dp_bw = data_parallel_bw_bytes_per_s(tp=tp, dp=dp, domain=dev.scaleup_domain_size,
+                                         up_bw=dev.scaleup_bw_bytes_per_s,
+                                         out_bw=dev.scaleout_bw_bytes_per_s)
+    dp_out = tp * dp > dev.scaleup_domain_size
     grad_reduce = g_full * prof.grad_reduce_bytes_per_grad_byte(job.grad_reduce_dtype)
     t_step_comm, t_micro_comm = data_parallel_seconds(
         weight_bytes=w_full, grad_bytes=grad_reduce, zero_stage=zero,
@@ -344,7 +368,7 @@ def evaluate_training(job: TrainingJob, prof: TrainingProfile, dev: dict[str, An
     dp_exposed = (np.maximum(t_step_comm - backward_window, 0.0)
                   + m * np.maximum(t_micro_comm - stage, 0.0))
     shard = np.where(np.asarray(zero) >= 1, dp, 1.0)
-    optimizer = dev["rates"].memory_seconds(optimizer_step_bytes(
+    optimizer = dev.rates.memory_seconds(optimizer_step_bytes(
         weight_bytes=w_full / shard, grad_bytes=g_full / shard, optimizer_bytes=o_full / shard))
     step = span + dp_exposed + optimizer
     time = job.n_steps * step / job.goodput_frac
@@ -355,8 +379,8 @@ def evaluate_training(job: TrainingJob, prof: TrainingProfile, dev: dict[str, An
         tp_comm_time_s=m * tp_comm, pp_comm_time_s=m * pp_comm, dp_comm_exposed_s=dp_exposed,
         optimizer_time_s=optimizer, bubble_frac=pipeline_bubble_frac(pp=pp, n_micro_batches=m),
         tokens_per_s=gb * seq / step,
-        mfu=prof.model_flops_per_seq * gb / (step * n * dev["peak"]),
-        hfu=prof.hardware_flops_per_seq[rc] * gb / (step * n * dev["peak"]),
+        mfu=prof.model_flops_per_seq * gb / (step * n * dev.peak_flops_per_s),
+        hfu=prof.hardware_flops_per_seq[rc] * gb / (step * n * dev.peak_flops_per_s),
     )
 
 
@@ -378,20 +402,21 @@ def infer_tp_divides_heads(spec: Any, tp) -> np.ndarray:
     return (spec.n_heads % t == 0) & ((k % t == 0) | (t % k == 0))
 
 
-def _train_reasons(job: TrainingJob, dev: dict[str, Any], q: Any, *, n, tp, pp,
+def _train_reasons(job: TrainingJob, dev: DeviceColumns, q: Any, *, n, tp, pp,
                    zero, tp_pinned: bool) -> np.ndarray:
     m = q.n_micro_batches
     r = TrainReason
     code = np.where(q.time_s > (job.deadline_s or np.inf), r.DEADLINE, r.OK)
-    code = np.where(q.mem_per_device_bytes > job.usable_memory_frac * dev["memory"], r.NO_FIT, code)
+    usable = job.usable_memory_frac * dev.memory_bytes
+    code = np.where(q.mem_per_device_bytes > usable, r.NO_FIT, code)
     code = np.where(np.isnan(q.step_time_s), r.NO_LINK_BW, code)
     code = np.where((np.asarray(zero) >= 2) & (np.asarray(pp) > 1), r.ZERO_WITH_PP, code)
     code = np.where((m < 1) | (m != np.floor(m)), r.BATCH_NOT_DIVISIBLE, code)
     code = np.where(~train_tp_divides_heads(job.model, tp), r.TP_HEADS, code)
     if tp_pinned:
-        code = np.where(tp > dev["domain"], r.TP_BEYOND_DOMAIN, code)
-    code = np.where(np.isnan(dev["bw"]), r.NO_MEMORY_BW, code)
-    code = np.where(np.isnan(dev["peak"]), r.NO_PEAK, code)
+        code = np.where(tp > dev.scaleup_domain_size, r.TP_BEYOND_DOMAIN, code)
+    code = np.where(np.isnan(dev.memory_bw_bytes_per_s), r.NO_MEMORY_BW, code)
+    code = np.where(np.isnan(dev.peak_flops_per_s), r.NO_PEAK, code)
     return code.astype(np.int8)
 
 
@@ -431,9 +456,11 @@ def _train_chunks(job: TrainingJob, table: _DeviceTable, cost: CostOptions):
                                   op_times=op_times)
             code = _train_reasons(job, dev, q, n=n, tp=tp, pp=grid["pp"], zero=grid["zero"],
                                   tp_pinned=job.tp is not None)
-            money = costs(n_devices=n, time_s=q.time_s, prices_usd_per_hour=dev["usd_per_hour"],
-                          purchase_usd=dev["purchase_usd"], tdp_w=dev["tdp_w"], options=cost)
-        valid = (((tp <= dev["domain"]) & tp_tiles_domain(tp=tp, n=n, domain=dev["domain"]))
+            money = costs(n_devices=n, time_s=q.time_s,
+                          prices_usd_per_hour=dev.usd_per_device_hour,
+                          purchase_usd=dev.purchase_usd, tdp_w=dev.tdp_w, options=cost)
+        domain = dev.scaleup_domain_size
+        valid = (((tp <= domain) & tp_tiles_domain(tp=tp, n=n, domain=domain))
                  | (job.tp is not None))
         yield _TrainChunk(start, shape, np.broadcast_to(valid, shape), q, money,
                           np.broadcast_to(code, shape)), axes, prof
@@ -451,7 +478,7 @@ def _infer_axes(job: InferenceJob, table: _DeviceTable) -> tuple[np.ndarray, np.
     return np.array(tp, dtype=float), np.array(b, dtype=float)
 
 
-def evaluate_inference(job: InferenceJob, prof: InferenceProfile, dev: dict[str, Any], *, tp,
+def evaluate_inference(job: InferenceJob, prof: InferenceProfile, dev: DeviceColumns, *, tp,
                        batch, scale_out=False) -> ServingBreakdown:
     """All quantities of serving candidates (P4, P5, P6, P9, P19); arguments broadcast.
 
@@ -464,8 +491,8 @@ def evaluate_inference(job: InferenceJob, prof: InferenceProfile, dev: dict[str,
     batch / (output_len · TPOT) requests per second.
     """
     kv_split = np.minimum(tp, prof.n_kv_heads)
-    kw = dict(tp=tp, kv_split=kv_split, rates=dev["rates"])
-    link = np.where(scale_out, dev["out_bw"], dev["up_bw"])
+    kw = dict(tp=tp, kv_split=kv_split, rates=dev.rates)
+    link = np.where(scale_out, dev.scaleout_bw_bytes_per_s, dev.scaleup_bw_bytes_per_s)
     a, h, L = prof.activation_bytes, prof.d_model, prof.n_layers
     n_coll = TP_COLLECTIVES_PER_LAYER_INFERENCE * L
 
@@ -501,23 +528,24 @@ def evaluate_inference(job: InferenceJob, prof: InferenceProfile, dev: dict[str,
         delivered_tokens_per_s=delivered * np.ones_like(latency),
         tokens_per_s_per_device=replica_rps * job.output_len / tp,
         weight_mem_bytes=weights, kv_mem_bytes=kv, mem_per_device_bytes=weights + kv,
-        mfu=replica_rps * flops_per_request / (tp * dev["peak"]),
+        mfu=replica_rps * flops_per_request / (tp * dev.peak_flops_per_s),
         hours_per_million_tokens=1e6 / (delivered * SECONDS_PER_HOUR),
     )
 
 
-def _infer_reasons(job: InferenceJob, dev: dict[str, Any], q: Any, *, tp
+def _infer_reasons(job: InferenceJob, dev: DeviceColumns, q: Any, *, tp
                    ) -> np.ndarray:
     r = InferReason
     code = np.where(q.n_devices > job.max_devices, r.MAX_DEVICES, r.OK)
     code = np.where(q.tpot_s > (job.tpot_s or np.inf), r.TPOT, code)
     code = np.where(q.ttft_s > (job.ttft_s or np.inf), r.TTFT, code)
-    code = np.where(q.mem_per_device_bytes > job.usable_memory_frac * dev["memory"], r.NO_FIT, code)
+    usable = job.usable_memory_frac * dev.memory_bytes
+    code = np.where(q.mem_per_device_bytes > usable, r.NO_FIT, code)
     code = np.where(np.isnan(q.latency_s), r.NO_LINK_BW, code)
     code = np.where(~infer_tp_divides_heads(job.model, tp), r.TP_HEADS, code)
-    code = np.where(tp > dev["domain"], r.TP_BEYOND_DOMAIN, code)
-    code = np.where(np.isnan(dev["bw"]), r.NO_MEMORY_BW, code)
-    code = np.where(np.isnan(dev["peak"]), r.NO_PEAK, code)
+    code = np.where(tp > dev.scaleup_domain_size, r.TP_BEYOND_DOMAIN, code)
+    code = np.where(np.isnan(dev.memory_bw_bytes_per_s), r.NO_MEMORY_BW, code)
+    code = np.where(np.isnan(dev.peak_flops_per_s), r.NO_PEAK, code)
     return code.astype(np.int8)
 
 
@@ -530,7 +558,7 @@ def _infer_grid(job: InferenceJob, table: _DeviceTable, cost: CostOptions):
     shape = (len(table.ids), len(tp_vals), len(b_vals))
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         q = evaluate_inference(job, prof, dev, tp=tp, batch=batch)
-        tiles = tp_tiles_domain(tp=tp, n=q.n_devices, domain=dev["domain"])
+        tiles = tp_tiles_domain(tp=tp, n=q.n_devices, domain=dev.scaleup_domain_size)
         if job.tp is not None and not np.all(tiles):
             # P9b: a pinned t that does not tile the scale-up domain, on more devices than
             # one domain holds: its collectives cross domains, over the scale-out network
@@ -542,10 +570,10 @@ def _infer_grid(job: InferenceJob, table: _DeviceTable, cost: CostOptions):
         code = _infer_reasons(job, dev, q, tp=tp)
         # money and energy per million output tokens: devices busy for the hours it takes
         money = costs(n_devices=q.n_devices, time_s=q.hours_per_million_tokens * SECONDS_PER_HOUR,
-                      prices_usd_per_hour=dev["usd_per_hour"], purchase_usd=dev["purchase_usd"],
-                      tdp_w=dev["tdp_w"], options=cost)
-    valid = (((tp <= dev["domain"]) & tp_tiles_domain(tp=tp, n=q.n_devices,
-                                                      domain=dev["domain"]))
+                      prices_usd_per_hour=dev.usd_per_device_hour, purchase_usd=dev.purchase_usd,
+                      tdp_w=dev.tdp_w, options=cost)
+    valid = (((tp <= dev.scaleup_domain_size) & tp_tiles_domain(tp=tp, n=q.n_devices,
+                                                      domain=dev.scaleup_domain_size))
              | (job.tp is not None))
     return shape, np.broadcast_to(valid, shape), q, money, np.broadcast_to(code, shape), \
         (tp_vals, b_vals)
@@ -759,8 +787,8 @@ def candidate_evaluator(job: TrainingJob, catalog: Any = None, *,
                                           pp=float(pp), zero=float(zero_stage),
                                           tp_pinned=job.tp is not None))
             money = costs(n_devices=n_devices, time_s=q.time_s,
-                          prices_usd_per_hour=dev["usd_per_hour"],
-                          purchase_usd=dev["purchase_usd"], tdp_w=dev["tdp_w"], options=cost)
+                          prices_usd_per_hour=dev.usd_per_device_hour,
+                          purchase_usd=dev.purchase_usd, tdp_w=dev.tdp_w, options=cost)
         code = int(code)
         return dict(feasible=code == 0, reason=TRAIN_REASONS[code],
                     mem_per_device_bytes=_scalar(q.mem_per_device_bytes),
