@@ -69,9 +69,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     what.add_argument("--precision", choices=list(POLICIES), default=None,
                       help="precision policy (default bf16)")
     what.add_argument("--compute-frac", type=float, metavar="FRAC",
-                      help="fraction of the dense peak that matmuls reach, for every device "
-                      "(default: the catalog rule). Not an MFU: the reported MFU is lower "
-                      "once communication, the pipeline bubble and memory-bound ops are added")
+                      help="one flat fraction of the dense peak for every GEMM and attention "
+                      "kernel on every device, replacing the measured kernel tables (default: "
+                      "the tables, hardware_catalog/kernels.toml). Not an MFU: MFU is an "
+                      "output, lower once communication, the bubble and memory-bound ops count")
     train = p.add_argument_group("training")
     train.add_argument("--train-tokens", type=float, metavar="N", help="training tokens")
     train.add_argument("--seq-len", type=positive_int, help="tokens per sequence")
