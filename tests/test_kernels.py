@@ -204,6 +204,11 @@ def test_a_user_kernel_table_replaces_the_builtin_one(tmp_path: Path):
     default = planner.rank(job, devices=["nvidia_h100_sxm"]).iloc[0]
     slow = planner.rank(job, mine, devices=["nvidia_h100_sxm"]).iloc[0]
     assert slow["time_s"] > 1.2 * default["time_s"]
+    # the public rates read the same user table when given the catalog
+    assert planner.gemm_flops_per_s("nvidia_h100_sxm", 8192, 8192, 8192, catalog=mine) == (
+        pytest.approx(0.4 * H100_PEAK))
+    assert planner.memory_bytes_per_s("nvidia_h100_sxm", 1e8, catalog=mine) == (
+        pytest.approx(0.5 * 3.35e12))
 
 
 def test_a_bad_kernel_table_names_the_file_and_field(tmp_path: Path):

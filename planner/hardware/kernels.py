@@ -509,14 +509,20 @@ def kernel_rates(devices: Sequence[Any], *, gemm_dtypes: Sequence[str],
 
 
 # ---- the public API --------------------------------------------------------------------------
-def _device(device: Any) -> Any:
-    if isinstance(device, str):
+def _device(device: Any, catalog: Any = None) -> tuple[Any, dict[str, KernelEntry] | None]:
+    """(Device, kernel index): `device` is a catalog id (looked up in `catalog`, the built-in
+    catalog by default) or a Device; the index is the catalog's kernel tables (user files
+    included), None for the built-in ones."""
+    if catalog is None:
         from planner.hardware.catalog import load_catalog
 
-        return load_catalog().get(device)
+        catalog = load_catalog() if isinstance(device, str) else None
+    index = dict(catalog.kernels) if catalog is not None and catalog.kernels else None
+    if isinstance(device, str):
+        return catalog.get(device), index
     if not hasattr(device, "peak_flops_per_s"):
         raise ValueError(f"device: expected a catalog id or a Device, got {type(device).__name__}")
-    return device
+    return device, index
 
 
 def _positive(name: str, value: Any) -> float:
@@ -538,30 +544,32 @@ def _peak(dev: Any, dtype: str) -> float:
     return float(value)
 
 
-def gemm_flops_per_s(device: Any, m: float, n: float, k: float, dtype: str = "bf16") -> float:
+def gemm_flops_per_s(device: Any, m: float, n: float, k: float, dtype: str = "bf16", *,
+                     catalog: Any = None) -> float:
     """Achieved FLOP/s of one (m × k) · (k × n) GEMM on `device` in `dtype` (K1, K1b):
     dense peak × table fraction at s = (m·n·k)^(1/3) × sustained share (K1c) × tile share
     min(1, m/128)·min(1, n/128).
     The FLOPs are 2·m·n·k; a memory-bound GEMM (decode) is limited by `memory_bytes_per_s`
     in the step-time model, not here."""
-    dev = _device(device)
+    dev, index = _device(device, catalog)
     m, n, k = (_positive(x, v) for x, v in (("m", m), ("n", n), ("k", k)))
     peak = _peak(dev, dtype)
-    entry, _ = kernel_entry(dev)
+    entry, _ = kernel_entry(dev, index)
     frac = log_interp(gemm_size(m, n, k), entry.gemm.size, gemm_curve(entry, dtype)[1])
     return float(peak * frac * entry.gemm.sustained_frac * tile_frac(m, n))
 
 
 def attention_flops_per_s(device: Any, seq_len: float, head_dim: int, dtype: str = "bf16",
-                          causal: bool = True, backward: bool = False) -> float:
+                          causal: bool = True, backward: bool = False, *,
+                          catalog: Any = None) -> float:
     """Achieved FLOP/s of fused (flash) attention (K2) at `seq_len`, counting the FLOPs the
     kernel executes (causal: the masked half is skipped and not counted), forward or
     backward pass."""
-    dev = _device(device)
+    dev, index = _device(device, catalog)
     seq = _positive("seq_len", seq_len)
     hd = int(_positive("head_dim", head_dim))
     peak = _peak(dev, dtype)
-    entry, _ = kernel_entry(dev)
+    entry, _ = kernel_entry(dev, index)
     direction = "bwd" if backward else "fwd"
     fr = (_attention_curve(entry, dtype, bool(causal), direction, hd)
           or _attention_curve(entry, "bf16", bool(causal), direction, hd)
@@ -571,25 +579,28 @@ def attention_flops_per_s(device: Any, seq_len: float, head_dim: int, dtype: str
                  * log_interp(seq, entry.attention.seq_len, fr))
 
 
-def memory_bytes_per_s(device: Any, n_bytes: float) -> float:
+def memory_bytes_per_s(device: Any, n_bytes: float, *, catalog: Any = None) -> float:
     """Achieved device-memory bandwidth (K3) for moving `n_bytes` (read + written)."""
-    dev = _device(device)
+    dev, index = _device(device, catalog)
     nb = _positive("n_bytes", n_bytes)
     if dev.memory_bw_bytes_per_s is None:
         raise ValueError(f"device: {dev.id} has no memory bandwidth in the catalog")
-    entry, _ = kernel_entry(dev)
+    entry, _ = kernel_entry(dev, index)
     return float(dev.memory_bw_bytes_per_s
                  * log_interp(nb, entry.memory.size_bytes, entry.memory.frac))
 
 
 def collective_time_s(device: Any, op: str, n_bytes: float, n_ranks: int,
-                      tier: str | None = None) -> float:
+                      tier: str | None = None, *, catalog: Any = None) -> float:
     """Seconds for one collective (K5) of an `n_bytes` message over `n_ranks` devices.
 
     `op`: all_reduce, all_gather, reduce_scatter, all_to_all, send_recv. `tier`: "scale_up"
     or "scale_out"; None picks scale-up when n_ranks fits in one scale-up domain, else
-    scale-out at the device's per-direction scale-out bandwidth."""
-    dev = _device(device)
+    scale-out at the device's per-direction scale-out bandwidth.
+
+    In all four functions `catalog` (a `load_catalog(...)` result) resolves ids and supplies
+    its `[[kernels]]` tables, user files included; by default the built-in catalog."""
+    dev, index = _device(device, catalog)
     try:
         op_ = CollectiveOp(op)
     except ValueError:
@@ -610,7 +621,7 @@ def collective_time_s(device: Any, op: str, n_bytes: float, n_ranks: int,
           else dev.scaleout_bw_bytes_per_s)
     if bw is None:
         raise ValueError(f"device: {dev.id} has no {tier_.value} bandwidth in the catalog")
-    entry, _ = kernel_entry(dev)
+    entry, _ = kernel_entry(dev, index)
     t = getattr(entry.collectives, tier_.value) or entry.collectives.scale_up
     return float(collective_seconds(op_, n_bytes=nb, n_ranks=n_ranks, link_bytes_per_s=bw,
                                     busbw_frac=t.busbw_frac(op_), latency_s=t.latency_s))
