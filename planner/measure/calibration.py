@@ -8,11 +8,13 @@ is the per-op overhead (Python module call + dispatcher + kernel launch; on CUDA
 overhead). `predict_times` feeds those ceilings to a per-row roofline with a floor (Williams
 et al. 2009; the same form as planner.plan.steptime.op_time_s, docs/planning.md P6):
 
-    t_row = max(FLOPs_row / achieved_matmul_flops_per_s,
+    t_row = max(FLOPs_row / gemm_rate(size of the row's GEMM),
                 bytes_moved_row / achieved_bw_bytes_per_s,
                 ops_row × op_overhead_s)
 
-summed over the analytic rows of one phase. A matmul row with at most SKINNY_MAX_ROWS tokens
+summed over the analytic rows of one phase; the GEMM rate is the measured sweep's at the row's
+own shape (planner.model.ops.gemm_shape, the definitions the ranking's step time uses;
+interpolated in log size as K1). A matmul row with at most SKINNY_MAX_ROWS tokens
 (a decode step: batch × 1) streams its weights at the measured few-row rate instead:
 bytes term = weight_bytes / skinny_matmul_bw_bytes_per_s + activation bytes / copy bandwidth.
 NB: bytes moved ≈ the row's weights read once (a tied LM head reads the embedding matrix) plus
@@ -43,7 +45,9 @@ import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from planner.hardware.kernels import log_interp
 from planner.measure.counters import TORCH_DTYPES, MasterAdamW, device_name
+from planner.model.ops import TpSplit, gemm_shape
 from planner.model.spec import ModelSpec
 from planner.plan.steptime import experts_touched_frac as _touched_frac
 
@@ -173,6 +177,15 @@ class Ceilings(BaseModel):
     def skinny_bw_bytes_per_s(self) -> float:
         """The few-row matmul weight bandwidth, or the copy bandwidth when not measured."""
         return self.skinny_matmul_bw_bytes_per_s or self.memory_bw_bytes_per_s
+
+    def gemm_flops_per_s_at(self, size: float) -> float:
+        """The measured GEMM rate at size s = (m·n·k)^(1/3), interpolated in log s over the
+        sweep and clamped at its ends (planner.hardware.kernels K1, the same rule the ranking
+        applies to catalog tables); the single best rate when no sweep was measured."""
+        if self.sweep is None or not self.sweep.gemm_sizes:
+            return self.matmul_flops_per_s
+        return float(log_interp(max(size, 1.0), self.sweep.gemm_sizes,
+                                self.sweep.gemm_flops_per_s))
 
 
 def _sync(dev: torch.device) -> None:
@@ -604,21 +617,49 @@ def roofline_row_times(spec: ModelSpec, table: pd.DataFrame, ceilings: Ceilings,
         dec_bytes = w_dec + dec_io * act_bytes
         dec_flops = getattr(row, "decode_flops", 0.0)
         skinny = bool(row.is_matmul) and row.kind != "embedding"
+        fwd_rate, dec_rate = _gemm_rates(spec, row, ceilings, batch_size=batch_size,
+                                         seq_len=seq_len)
         out.append(dict(
             layer=row.layer, fwd_bytes_moved=fwd_bytes, decode_bytes_moved=dec_bytes,
             fwd_ops=n.fwd_ops, bwd_ops=n.bwd_ops, decode_ops=n.decode_ops,
-            fwd_s=max(row.fwd_flops / ceilings.matmul_flops_per_s,
+            fwd_s=max(row.fwd_flops / fwd_rate,
                       _memory_s(w_fwd, fwd_bytes, ceilings,
                                 skinny=skinny and batch_size * seq_len <= SKINNY_MAX_ROWS),
                       n.fwd_ops * floor),
-            bwd_s=max(row.bwd_flops / ceilings.matmul_flops_per_s, 2 * fwd_bytes / bw,
+            bwd_s=max(row.bwd_flops / fwd_rate, 2 * fwd_bytes / bw,
                       n.bwd_ops * floor),
-            decode_s=max(dec_flops / ceilings.matmul_flops_per_s,
+            decode_s=max(dec_flops / dec_rate,
                          _memory_s(w_dec, dec_bytes, ceilings,
                                    skinny=skinny and batch_size <= SKINNY_MAX_ROWS),
                          n.decode_ops * floor),
         ))
     return pd.DataFrame(out)
+
+
+def _gemm_rates(spec: ModelSpec, row, ceilings: Ceilings, *, batch_size: int,
+                seq_len: int) -> tuple[float, float]:
+    """(forward, decode) GEMM rate of a matmul row at its own shape (planner.model.ops
+    gemm_shape: the same op definitions as the ranking's step time): m = the row's tokens
+    (per head for eager attention, per touched expert for routed experts). Non-matmul rows
+    get the best rate (their FLOPs are conventions, F5)."""
+    if not row.is_matmul or row.kind == "embedding":
+        return ceilings.matmul_flops_per_s, ceilings.matmul_flops_per_s
+    name = _local(row.layer)
+    shape = gemm_shape(spec, name, kv_len=seq_len, tokens_per_seq=seq_len)
+    per_head = shape.split is TpSplit.HEADS
+
+    def rate(tokens: float, kv_len: float) -> float:
+        if per_head:  # one [q, d] @ [d, kv] GEMM per head and sequence
+            m, n = tokens / batch_size, (kv_len if name == "attn.scores" else shape.n)
+            k = shape.k if name == "attn.scores" else kv_len
+        else:
+            m = tokens * shape.rows_per_token
+            if _local(row.layer).startswith("moe.experts."):
+                m /= max(experts_touched_frac(spec, tokens), 1e-12)
+            n, k = shape.n, shape.k
+        return ceilings.gemm_flops_per_s_at(float(np.cbrt(m * n * k)))
+
+    return (rate(batch_size * seq_len, seq_len), rate(batch_size, seq_len))
 
 
 def experts_touched_frac(spec: ModelSpec, tokens: float) -> float:
