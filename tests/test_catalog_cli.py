@@ -1,4 +1,4 @@
-"""Tests for `planner catalog list | show | validate | schema` (planner/commands/catalog.py)."""
+"""Tests for `planner catalog list | show | validate | schema` (planner/cli/catalog.py)."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import planner
@@ -223,3 +224,79 @@ def test_collective_enum_and_tier_names():
     assert [o.value for o in CollectiveOp] == ["all_reduce", "all_gather", "reduce_scatter",
                                                "all_to_all", "send_recv"]
     assert [t.value for t in Tier] == ["scale_up", "scale_out"]
+
+
+# ---- the step-time model reads the tables as K1-K2 say (hand-derived from kernels.toml) --------
+def _h100_rates(job):
+    from planner.plan.search import device_columns
+
+    return device_columns(CATALOG.get("nvidia_h100_sxm"), job).rates
+
+
+def test_fused_attention_op_time_from_the_tables_by_hand():
+    """Llama-2-7B, one 4,096-token sequence on an H100: the fused causal kernel executes half
+    the score matrix, 2 · 2·32·4096²·128 / 2 = 137.44 GFLOP of matmuls + 5·32·4096²/2 =
+    1.34 GFLOP of softmax forward; forward at FA3's causal 0.585 of the peak, backward 2.5× the
+    FLOPs at 0.497 (K2), both × σ. Compute-bound, so each pass is FLOPs / rate."""
+    from planner.plan.steptime import ops_time_s, training_profile
+
+    prof = training_profile(planner.model("llama-2-7b"), seq_len=4096, precision="bf16",
+                            optimizer="adamw", flash_attention=True, causal_attention="full")
+    core = prof.block.names.index("attn.core")
+    flops = 2 * 2 * 32 * 4096**2 * 128 / 2 + 5 * 32 * 4096**2 / 2
+    assert prof.block.flops[core] == pytest.approx(flops)
+    job = planner.TrainingJob(model="llama-2-7b", n_tokens=1e9, seq_len=4096,
+                              global_batch_size=8)
+    only = np.eye(len(prof.block.names))[core]
+    kw = dict(batch=1, tp=1, kv_split=1, rates=_h100_rates(job))
+    fwd = ops_time_s(prof.block, fwd_passes=only, **kw)
+    assert fwd == pytest.approx(flops / (H100_PEAK * 0.585 * SUSTAINED_TENSOR_FRAC))
+    with_bwd = ops_time_s(prof.block, fwd_passes=only, backward=True, **kw)
+    without = ops_time_s(prof.block, fwd_passes=0 * only, backward=True, **kw)
+    # with_bwd - without = the core's forward alone (the backward of every op is in both)
+    assert with_bwd - without == pytest.approx(fwd)
+    core_only = prof.block.__class__(**{**prof.block.__dict__, "count": only})
+    bwd = ops_time_s(core_only, fwd_passes=0 * only, backward=True, **kw)
+    assert bwd == pytest.approx(2.5 * flops / (H100_PEAK * 0.497 * SUSTAINED_TENSOR_FRAC))
+
+
+def test_a_decode_gemm_pays_the_tile_share_by_hand():
+    """Batch-64 decode of Llama-2-7B's q projection (64 × 4096 × 4096) on an H100 with memory
+    at the full 3.35 TB/s (flat override, so the weights take 10.0 µs): s = 1024, table 0.32,
+    tile 64/128, × σ: 2·64·4096² / (989.4e12 · 0.32 · 0.5 · 0.759) = 17.9 µs, compute-bound;
+    without the tile share it would be the 10.0 µs weight read."""
+    from planner.plan.search import device_columns
+    from planner.plan.steptime import inference_profile, ops_time_s
+
+    prof = inference_profile(planner.model("llama-2-7b"), prompt_len=128, output_len=128,
+                             precision="bf16", kv_cache_precision=None)
+    q = prof.decode.names.index("attn.q")
+    job = planner.InferenceJob(model="llama-2-7b", prompt_len=128, output_len=128,
+                               efficiency_overrides={"memory_bw_frac": 1.0})
+    rates = device_columns(CATALOG.get("nvidia_h100_sxm"), job).rates
+    t = ops_time_s(prof.decode, batch=64, tp=1, kv_split=1, rates=rates,
+                   fwd_passes=np.eye(len(prof.decode.names))[q]) / 32  # per layer
+    expected = 2 * 64 * 4096**2 / (H100_PEAK * 0.32 * 0.5 * SUSTAINED_TENSOR_FRAC)
+    assert t == pytest.approx(expected)
+    assert t == pytest.approx(17.9e-6, rel=2e-3)
+    assert 4096**2 * 2 / 3.35e12 < 0.6 * t  # the weight read alone is far shorter
+
+
+def test_head_dim_must_be_whole_and_sizes_not_bools():
+    with pytest.raises(ValueError, match="head_dim: must be a whole number"):
+        planner.attention_flops_per_s("nvidia_h100_sxm", 4096, 0.5)
+    with pytest.raises(ValueError, match="m: expected a number"):
+        planner.gemm_flops_per_s("nvidia_h100_sxm", True, 8, 8)
+
+
+def test_user_kernel_tables_are_checked(tmp_path: Path):
+    typo = tmp_path / "typo.toml"
+    typo.write_text(_USER_KERNELS.replace("bf16 = [0.3, 0.4]", "bf_16 = [0.3, 0.4]"),
+                    encoding="utf-8")
+    with pytest.raises(ValueError, match=r"gemm\.bf_16: unknown key"):
+        load_catalog(typo)
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text(_USER_KERNELS.replace('devices = ["nvidia_h100_sxm"]',
+                                             'devices = ["nvidia_h100_sxmm"]'), encoding="utf-8")
+    with pytest.raises(ValueError, match="unknown device 'nvidia_h100_sxmm'; did you mean"):
+        load_catalog(unknown)

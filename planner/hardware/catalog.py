@@ -760,8 +760,17 @@ def load_catalog(*extra_paths: str | Path) -> Catalog:
     origins = dict(builtin_origins)
     files = _expand(extra_paths)
     _load_files(files, devices, origins, allow_override=True)
-    kernels = kernel_index([*builtin_kernel_entries(),
-                            *(e for p in files for e in read_kernel_entries(p))])
+    user_kernels = []
+    for path in files:
+        for entry in read_kernel_entries(path):
+            unknown = [d for d in entry.devices if d not in devices]
+            if unknown:
+                hints = suggest(unknown[0], devices)
+                hint = f"; did you mean {', '.join(hints)}?" if hints else ""
+                raise ValueError(f"{path}: [[kernels]] devices: unknown device "
+                                 f"{unknown[0][:80]!r}{hint}")
+            user_kernels.append(entry)
+    kernels = kernel_index([*builtin_kernel_entries(), *user_kernels])
     return Catalog(tuple(devices.values()), origins, kernels)
 
 
@@ -837,7 +846,8 @@ def catalog_json_schema() -> dict[str, Any]:
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "planner hardware catalog file",
-        "description": "Generated from planner.catalog (run `planner catalog schema --write`). "
+        "description": "Generated from planner.hardware.catalog "
+        "(run `planner catalog schema --write`). "
         "Units are SI; strings with a unit ('80 GB', '32 GiB', '400 Gb/s', '989.4 TFLOP/s') "
         "are accepted. Peaks are dense; link bandwidths per direction.",
         "type": "object",

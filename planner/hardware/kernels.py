@@ -101,6 +101,25 @@ class GemmTable(BaseModel):
         default=SUSTAINED_TENSOR_FRAC, gt=0, le=1,
         description="Sustained over benchmarked tensor-core rate (K1c); the rule when absent.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _dtype_keys(cls, data: Any) -> Any:
+        """Every key besides source, size and sustained_frac is a dtype with its fractions."""
+        if not isinstance(data, dict):
+            return data
+        from planner.hardware.catalog import DTYPES
+
+        for key, value in data.items():
+            if key in ("source", "size", "sustained_frac"):
+                continue
+            if key not in DTYPES:
+                raise ValueError(f"gemm.{key}: unknown key; allowed: source, size, "
+                                 f"sustained_frac and a dtype ({', '.join(DTYPES)})")
+            if not (isinstance(value, list) and value and all(
+                    isinstance(x, int | float) and not isinstance(x, bool) for x in value)):
+                raise ValueError(f"gemm.{key}: expected a list of fractions, got {value!r:.60}")
+        return data
+
     @model_validator(mode="after")
     def _check(self) -> GemmTable:
         _increasing("gemm.size", self.size)
@@ -526,6 +545,8 @@ def _device(device: Any, catalog: Any = None) -> tuple[Any, dict[str, KernelEntr
 
 
 def _positive(name: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"{name}: expected a number, got {value!r}")
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -567,7 +588,10 @@ def attention_flops_per_s(device: Any, seq_len: float, head_dim: int, dtype: str
     backward pass."""
     dev, index = _device(device, catalog)
     seq = _positive("seq_len", seq_len)
-    hd = int(_positive("head_dim", head_dim))
+    hd_value = _positive("head_dim", head_dim)
+    if hd_value != int(hd_value):
+        raise ValueError(f"head_dim: must be a whole number >= 1, got {head_dim!r}")
+    hd = int(hd_value)
     peak = _peak(dev, dtype)
     entry, _ = kernel_entry(dev, index)
     direction = "bwd" if backward else "fwd"
@@ -596,7 +620,9 @@ def collective_time_s(device: Any, op: str, n_bytes: float, n_ranks: int,
 
     `op`: all_reduce, all_gather, reduce_scatter, all_to_all, send_recv. `tier`: "scale_up"
     or "scale_out"; None picks scale-up when n_ranks fits in one scale-up domain, else
-    scale-out at the device's per-direction scale-out bandwidth.
+    scale-out at the device's own per-direction scale-out bandwidth (one NIC's share: a flat
+    collective). NB: the planner's data-parallel collectives across nodes are hierarchical and
+    use every NIC of a node at once (docs/planning.md P13b), up to 8× faster than this.
 
     In all four functions `catalog` (a `load_catalog(...)` result) resolves ids and supplies
     its `[[kernels]]` tables, user files included; by default the built-in catalog."""

@@ -20,7 +20,7 @@ bytes term = weight_bytes / skinny_matmul_bw_bytes_per_s + activation bytes / co
 NB: bytes moved ≈ the row's weights read once (a tied LM head reads the embedding matrix) plus
 its input and output activations read/written once (no cache reuse, no fusion); backward moves
 2× the forward bytes and runs 2× the forward ops; `ops_row` counts the kernels the reference
-models (planner/torch_models.py) launch for the row in eager PyTorch (`row_op_counts`). The
+models (planner/measure/torch_models.py) launch for the row in eager PyTorch (`row_op_counts`). The
 AdamW step moves the fused minimum of bytes (see `adamw_step_bytes`) and pays a measured launch
 cost per parameter tensor (`adamw_tensor_overhead_s`). The prediction stays a lower bound:
 views, Python glue and the autograd engine's per-node cost are not counted (docs/validation.md).
@@ -498,7 +498,7 @@ def _local(name: str) -> str:
 def _row_ops(spec: ModelSpec, name: str, kind: str, *, tokens: float, q_len: int,
              training: bool, decode: bool, low_precision: bool) -> float:
     """Kernels one forward of the row launches in the eager reference model
-    (planner/torch_models.py), views excluded; checked against a dispatch-mode count in
+    (planner/measure/torch_models.py), views excluded; checked against a dispatch-mode count in
     tests/test_validate.py. Glue between rows is charged to the row it follows: the residual
     add to attn.out and the FFN's down row, rotary embedding to q and k, the KV-cache append to
     k and v, routing to the router. Step constants (position ids, rotary tables, causal mask)
@@ -640,7 +640,8 @@ def _gemm_rates(spec: ModelSpec, row, ceilings: Ceilings, *, batch_size: int,
                 seq_len: int) -> tuple[float, float]:
     """(forward, decode) GEMM rate of a matmul row at its own shape (planner.model.ops
     gemm_shape: the same op definitions as the ranking's step time): m = the row's tokens
-    (per head for eager attention, per touched expert for routed experts). Non-matmul rows
+    (× heads for eager attention's batched per-head GEMMs, per touched expert for routed
+    experts), as the ranking's step time reads its tables (K1). Non-matmul rows
     get the best rate (their FLOPs are conventions, F5)."""
     if not row.is_matmul or row.kind == "embedding":
         return ceilings.matmul_flops_per_s, ceilings.matmul_flops_per_s
@@ -649,8 +650,8 @@ def _gemm_rates(spec: ModelSpec, row, ceilings: Ceilings, *, batch_size: int,
     per_head = shape.split is TpSplit.HEADS
 
     def rate(tokens: float, kv_len: float) -> float:
-        if per_head:  # one [q, d] @ [d, kv] GEMM per head and sequence
-            m, n = tokens / batch_size, (kv_len if name == "attn.scores" else shape.n)
+        if per_head:  # one batched call of [q, d] @ [d, kv] GEMMs, one per head and sequence
+            m, n = tokens * spec.n_heads, (kv_len if name == "attn.scores" else shape.n)
             k = shape.k if name == "attn.scores" else kv_len
         else:
             m = tokens * shape.rows_per_token

@@ -4,8 +4,8 @@ The runs live in `planner/data/training_runs.csv`, curated from the shared refer
 row per published number, with its source, its confidence, the configuration it was measured
 with (device, count, tensor/pipeline/data layout, ZeRO stage, recompute, batch, sequence length,
 precision) and which quantity is compared. Every run is predicted by `planner.search` with that
-configuration pinned (a blank field is searched) and the **default** efficiency rules: nothing is
-tuned per run and there is no fudge factor.
+configuration pinned (a blank field is searched) and the kernel-level rates of the catalog
+(hardware_catalog/kernels.toml): nothing is tuned per run and there is no fudge factor.
 
 Two kinds of comparison (reference README §5):
 

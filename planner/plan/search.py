@@ -129,7 +129,11 @@ def _device_table(devices: Sequence[Any], *, compute_dtype: str, mode: str,
                   kernel_index: Any = None) -> _DeviceTable:
     peaks = [device_peak(d, compute_dtype, mode=mode) for d in devices]
     attn_dtype = attention_dtype(compute_dtype)
-    attn_peaks = [device_peak(d, attn_dtype, mode=mode) for d in devices]
+    # attention in its dtype; a device without that peak (e.g. fp8 only) runs it at the
+    # matmul dtype's, as a framework would
+    attn_peaks = [a if np.isfinite(a[0]) else g
+                  for a, g in zip((device_peak(d, attn_dtype, mode=mode) for d in devices),
+                                  peaks, strict=True)]
 
     def arr(attr: str) -> np.ndarray:
         return np.array([np.nan if getattr(d, attr) is None else float(getattr(d, attr))

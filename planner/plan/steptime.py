@@ -35,6 +35,7 @@ import pandas as pd
 
 from planner.hardware.kernels import (
     ATTENTION_BWD_FLOPS_FACTOR,
+    GEMM_TILE,
     CollectiveOp,
     KernelRates,
     gemm_size,
@@ -182,6 +183,7 @@ class OpProfile:
     split_n: np.ndarray
     split_k: np.ndarray
     split_flops: np.ndarray
+    batched_heads: np.ndarray  # heads of a batched per-head GEMM (eager attention), else 0
     attn_seq_len: float
     attn_causal: bool
 
@@ -233,7 +235,8 @@ def _op_dict(spec: ModelSpec, name: str, kind: OpKind, *, kv_len: float, q_len: 
         rows_per_token=shape.rows_per_token if shape else 0.0,
         split_n=bool(shape and shape.split is TpSplit.COLUMN),
         split_k=bool(shape and shape.split is TpSplit.ROW),
-        split_flops=not (shape and shape.split is TpSplit.NONE))
+        split_flops=not (shape and shape.split is TpSplit.NONE),
+        batched_heads=float(spec.n_heads) if shape and shape.split is TpSplit.HEADS else 0.0)
 
 
 def _ops_from_rows(spec: ModelSpec, rows: pd.DataFrame, *, flops_col: str, q_len: float,
@@ -262,11 +265,13 @@ def _ops_from_rows(spec: ModelSpec, rows: pd.DataFrame, *, flops_col: str, q_len
             continue
         traffic, kv = io_bytes(spec, name, row.kind, q_len=q, kv_len=kv_len, a=a,
                                 decode=decode)
-        ops.append(_op_dict(spec, name, op_kind(row.kind), kv_len=kv_len, q_len=q,
-                            flops=flops, weight_bytes=_weight_read_bytes(spec, row, w),
-                            traffic_bytes=traffic, kv_bytes=kv, count=count,
-                            route_frac=_route_frac(spec, name),
-                            kv_proj=name in ("attn.k", "attn.v")))
+        op = _op_dict(spec, name, op_kind(row.kind), kv_len=kv_len, q_len=q,
+                      flops=flops, weight_bytes=_weight_read_bytes(spec, row, w),
+                      traffic_bytes=traffic, kv_bytes=kv, count=count,
+                      route_frac=_route_frac(spec, name), kv_proj=name in ("attn.k", "attn.v"))
+        if q != q_len:  # the head of a prefill runs on its last token only: fewer GEMM rows
+            op["rows_per_token"] *= q / q_len
+        ops.append(op)
     return ops
 
 
@@ -293,7 +298,8 @@ def _profile(ops: list[dict], *, tokens_per_seq: float, attn_seq_len: float,
         tokens_per_seq=float(tokens_per_seq), kind=tuple(o["kind"] for o in ops),
         gemm_n=col("gemm_n"), gemm_k=col("gemm_k"), rows_per_token=col("rows_per_token"),
         split_n=col("split_n", bool), split_k=col("split_k", bool),
-        split_flops=col("split_flops", bool), attn_seq_len=float(attn_seq_len),
+        split_flops=col("split_flops", bool), batched_heads=col("batched_heads"),
+        attn_seq_len=float(attn_seq_len),
         attn_causal=bool(attn_causal),
     )
 
@@ -531,9 +537,15 @@ def _pass_time_s(profile: OpProfile, *, batch_, split, kv_split_, rates: DeviceR
         m = np.where(profile.route_frac > 0, m / np.maximum(touched, 1e-12), m)
     n = profile.gemm_n / np.where(profile.split_n, split, 1.0)
     k = profile.gemm_k / np.where(profile.split_k, split, 1.0)
+    # eager attention: one batched call of (heads / t) · batch GEMMs of [q, d] · [d, kv]: the
+    # table is read at the whole call's work, the tile share at one GEMM's q rows (K1, K1b)
+    heads = profile.batched_heads / split
+    work_m = np.where(profile.batched_heads > 0, m * heads, m)
+    tile_m = np.where(profile.batched_heads > 0, profile.tokens_per_seq, m)
     with np.errstate(divide="ignore", invalid="ignore"):
-        size = gemm_size(np.maximum(m, 1e-9), np.maximum(n, 1.0), np.maximum(k, 1.0))
-    g_frac = rates.kernels.gemm(size, index) * tile_frac(m, n)
+        size = gemm_size(np.maximum(work_m, 1e-9), np.maximum(n, 1.0), np.maximum(k, 1.0))
+    tile_n = np.where(profile.batched_heads > 0, np.maximum(n, GEMM_TILE), n)  # 64-wide tiles
+    g_frac = rates.kernels.gemm(size, index) * tile_frac(tile_m, tile_n)
     a_frac = rates.kernels.attention(profile.attn_seq_len, causal=profile.attn_causal,
                                      direction="bwd" if backward else "fwd", index=index)
     peak_g = np.reshape(rates.gemm_peak_flops_per_s, index.shape)
