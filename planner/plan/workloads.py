@@ -67,8 +67,9 @@ class _Job(BaseModel):
         description="A flat fraction of the dense peak for every GEMM and attention kernel on "
         "every device, replacing the measured kernel tables (the same as "
         "efficiency_overrides['compute_frac']). None = the kernel tables "
-        "(planner.hardware.kernels). Not an MFU: MFU is an output, lower once communication, "
-        "the pipeline bubble and memory-bound ops are added.")
+        "(planner.hardware.kernels); the tile padding of GEMMs under 128 rows still applies. "
+        "Not an MFU: MFU is an output, lower once communication, the pipeline bubble and "
+        "memory-bound ops are added.")
     efficiency_overrides: dict[str, float] = Field(
         default_factory=dict,
         description="Change the kernel rates: flat fractions compute_frac, memory_bw_frac, "
