@@ -47,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from planner.hardware.kernels import log_interp
 from planner.measure.counters import TORCH_DTYPES, MasterAdamW, device_name
-from planner.model.ops import TpSplit, gemm_shape
+from planner.model.ops import TpSplit, gemm_shape, io_bytes
 from planner.model.spec import ModelSpec
 from planner.plan.steptime import experts_touched_frac as _touched_frac
 
@@ -463,31 +463,13 @@ def measure_ceilings(device: str = "cpu", dtype: str = "fp32", *,
 
 
 # ---- the roofline -------------------------------------------------------------------------------
-def _io_elements(spec: ModelSpec, name: str, *, batch: float, q_len: float, kv_len: float
-                 ) -> float:
-    """Activation elements a row reads plus writes in one forward (approximate, see module)."""
-    h, hd, ff, V = spec.d_model, spec.d_head, spec.d_ff, spec.vocab_size
-    T = batch * q_len
-    qd, kvd = spec.n_heads * hd, spec.kv_heads * hd
-    scores = batch * spec.n_heads * q_len * kv_len
-    local = name.split(".", 2)[2] if name.startswith("blocks.") else name
-    routed = T * spec.experts_top_k if local.startswith("moe.experts") else T
-    ffn = local.rsplit(".", 1)[-1]
-    table = {
-        "attn.q": T * (h + qd), "attn.k": T * (h + kvd), "attn.v": T * (h + kvd),
-        "attn.scores": T * qd + batch * kv_len * kvd + scores,
-        "attn.softmax": 2 * scores,
-        "attn.context": scores + batch * kv_len * kvd + T * qd,
-        "attn.out": T * (qd + h), "moe.router": T * (h + spec.n_experts),
-        "pooler": 2 * batch * h, "lm_head": T * (h + V), "loss": T * V + T,
-    }
-    if local in table:
-        return table[local]
-    if local.startswith(("mlp.", "moe.")):
-        per = {"up": h + ff, "gate": h + ff, "down": ff + h,
-               "act": ff * (3 if spec.gated_mlp else 2)}[ffn]
-        return routed * per
-    return 2 * T * h  # embeddings (rows read, sum written) and norms
+def _io_bytes(spec: ModelSpec, row, *, batch: float, q_len: float, kv_len: float,
+              act_bytes: float) -> float:
+    """Activation (and KV-cache) bytes a row reads plus writes in one pass over `batch`
+    sequences: planner.model.ops.io_bytes, the rule the ranking's step time uses."""
+    traffic, kv = io_bytes(spec, _local(row.layer), row.kind, q_len=q_len, kv_len=kv_len,
+                           a=act_bytes, decode=q_len == 1 and kv_len > 1)
+    return batch * (traffic + kv)
 
 
 def _local(name: str) -> str:
@@ -601,8 +583,10 @@ def roofline_row_times(spec: ModelSpec, table: pd.DataFrame, ceilings: Ceilings,
     tied_bytes = _tied_head_weight_bytes(spec, table)
     out = []
     for row, n in zip(table.itertuples(index=False), ops.itertuples(index=False), strict=True):
-        fwd_io = _io_elements(spec, row.layer, batch=batch_size, q_len=seq_len, kv_len=seq_len)
-        dec_io = _io_elements(spec, row.layer, batch=batch_size, q_len=1, kv_len=seq_len)
+        fwd_io = _io_bytes(spec, row, batch=batch_size, q_len=seq_len, kv_len=seq_len,
+                           act_bytes=act_bytes)
+        dec_io = _io_bytes(spec, row, batch=batch_size, q_len=1, kv_len=seq_len,
+                           act_bytes=act_bytes)
         if row.kind == "embedding":  # a lookup reads the rows it needs, not the table
             w_fwd = min(row.weight_bytes, batch_size * seq_len * spec.d_model * act_bytes)
             w_dec = min(row.weight_bytes, batch_size * spec.d_model * act_bytes)
@@ -613,8 +597,8 @@ def roofline_row_times(spec: ModelSpec, table: pd.DataFrame, ceilings: Ceilings,
             w_dec = row.weight_bytes * experts_touched_frac(spec, batch_size)
         else:
             w_fwd = w_dec = row.weight_bytes
-        fwd_bytes = w_fwd + fwd_io * act_bytes
-        dec_bytes = w_dec + dec_io * act_bytes
+        fwd_bytes = w_fwd + fwd_io
+        dec_bytes = w_dec + dec_io
         dec_flops = getattr(row, "decode_flops", 0.0)
         skinny = bool(row.is_matmul) and row.kind != "embedding"
         fwd_rate, dec_rate = _gemm_rates(spec, row, ceilings, batch_size=batch_size,
