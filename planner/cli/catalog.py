@@ -30,7 +30,7 @@ from planner.hardware.catalog import (
     validate_catalog_file,
     write_json_schema,
 )
-from planner.hardware.kernels import gemm_curve, kernel_entry, log_interp
+from planner.hardware.kernels import kernel_entry
 from planner.report.tables import to_csv, to_csv_text
 
 _DASH = "—"
@@ -241,10 +241,9 @@ def _show_text(catalog: Catalog, d: Device, *, provider: str | None,
         out.append(f"Scale-up      {_DASH}")
     out.append(f"Scale-out     {_qty(d.scaleout_bw_bytes_per_s, 1e9, 'GB/s')} per direction")
     out.append(f"TDP           {_qty(d.tdp_w, 1, 'W', '.0f')}")
-    kernels, note = kernel_entry(d, catalog.kernels or None)
-    gemm_dtype, fracs = gemm_curve(kernels, "bf16")
-    gemm = float(log_interp(8192.0, kernels.gemm.size, fracs)) * kernels.gemm.sustained_frac
-    copy = float(log_interp(1e9, kernels.memory.size_bytes, kernels.memory.frac))
+    kernels, note = kernel_entry(d, catalog.kernel_tables())
+    gemm_dtype, gemm = kernels.gemm_frac(8192.0, "bf16")
+    copy = kernels.memory_frac(1e9)
     up = kernels.collectives.scale_up
     out.append(f"Kernels       {'rule' if kernels.rule else 'measured'}: {gemm_dtype} GEMM 8192^3 "
                f"{gemm:.2f} of peak (sustained), copy 1 GB {copy:.2f} of bandwidth, "

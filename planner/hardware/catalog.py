@@ -43,10 +43,8 @@ from pydantic import (
 from planner.hardware.kernels import (
     KernelEntry,
     builtin_kernel_entries,
-    gemm_curve,
     kernel_entry,
     kernel_index,
-    log_interp,
     read_kernel_entries,
 )
 
@@ -449,6 +447,10 @@ class Catalog:
     # empty. User files' [[kernels]] tables replace the built-in ones of the ids they list.
     kernels: Mapping[str, KernelEntry] = field(default_factory=dict, compare=False)
 
+    def kernel_tables(self) -> Mapping[str, KernelEntry]:
+        """device id -> kernel table: this catalog's, or the built-in ones when it has none."""
+        return self.kernels or kernel_index(builtin_kernel_entries())
+
     def __post_init__(self) -> None:
         seen: set[str] = set()
         for device in self.devices:
@@ -506,12 +508,11 @@ class Catalog:
         price's provider, contract and date come with it.
         """
         rows = []
-        index = dict(self.kernels) or kernel_index(builtin_kernel_entries())
+        index = self.kernel_tables()
         for d in self.devices:
             cloud = d.cloud_price(provider=provider, contract=contract)
             purchase = d.purchase_price()
             kernels, _ = kernel_entry(d, index)
-            _, fracs = gemm_curve(kernels, "bf16")
             row: dict[str, Any] = {
                 "id": d.id, "vendor": d.vendor, "name": d.name, "kind": d.kind,
                 "launch_year": d.launch_year,
@@ -533,10 +534,8 @@ class Catalog:
                 "price_note": d.price_note,
                 # sustained GEMM fraction of the dense peak at 8192³ (bf16 or the device's own
                 # matmul dtype) and copy fraction at 1 GB (planner.hardware.kernels)
-                "gemm_frac": float(log_interp(8192.0, kernels.gemm.size, fracs))
-                * kernels.gemm.sustained_frac,
-                "memory_copy_frac": float(log_interp(1e9, kernels.memory.size_bytes,
-                                                      kernels.memory.frac)),
+                "gemm_frac": float(kernels.gemm_frac(8192.0, "bf16")[1]),
+                "memory_copy_frac": float(kernels.memory_frac(1e9)),
                 "kernels_rule": kernels.rule,
                 "unconfirmed": ", ".join(d.unconfirmed),
                 "checked_on": d.checked_on,

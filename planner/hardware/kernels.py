@@ -239,6 +239,16 @@ class KernelEntry(BaseModel):
     collectives: Collectives
     notes: str = ""
 
+    def gemm_frac(self, size, dtype: str) -> tuple[str, Any]:
+        """(dtype of the table used, sustained fraction of the dense peak) for GEMMs of size
+        s = (m·n·k)^(1/3) (K1, K1c; no tile share)."""
+        used, fracs = gemm_curve(self, dtype)
+        return used, log_interp(size, self.gemm.size, fracs) * self.gemm.sustained_frac
+
+    def memory_frac(self, n_bytes) -> Any:
+        """Fraction of the peak memory bandwidth for moving `n_bytes` (K3)."""
+        return log_interp(n_bytes, self.memory.size_bytes, self.memory.frac)
+
 
 # ---- loading ---------------------------------------------------------------------------------
 def _catalog_dir() -> Path:
@@ -388,7 +398,6 @@ class KernelRates:
     (compute_frac, memory_bw_frac, network_frac overrides). Fractions beyond 1 are clipped.
     """
 
-    ids: tuple[str, ...]
     gemm_size: np.ndarray  # [k] common grid
     gemm_frac: np.ndarray  # [device, k], each device at its own GEMM dtype
     attn_seq: np.ndarray  # [j]
@@ -424,10 +433,6 @@ def _interp_rows(x, xp: np.ndarray, table: np.ndarray, index):
     pos = np.clip(np.searchsorted(lxp, lx, side="right") - 1, 0, len(xp) - 2)
     w = (lx - lxp[pos]) / (lxp[pos + 1] - lxp[pos])
     return table[index, pos] * (1.0 - w) + table[index, pos + 1] * w
-
-
-def _resample(x_new: np.ndarray, xp: Sequence[float], fp: Sequence[float]) -> np.ndarray:
-    return log_interp(x_new, xp, fp)
 
 
 # A common grid for every device's tables (log-spaced), so per-device lookups vectorize.
@@ -487,7 +492,7 @@ def kernel_rates(devices: Sequence[Any], *, gemm_dtypes: Sequence[str],
         notes.append(note)
     n = len(devices)
     sustained = np.array([e.gemm.sustained_frac for e in entries])[:, None]
-    gemm = sustained * np.array([_resample(_GEMM_GRID, e.gemm.size, gemm_curve(e, dt)[1])
+    gemm = sustained * np.array([log_interp(_GEMM_GRID, e.gemm.size, gemm_curve(e, dt)[1])
                                  for e, dt in zip(entries, gemm_dtypes, strict=True)])
     attn: dict[tuple[bool, str], np.ndarray] = {}
     for causal in (True, False):
@@ -498,9 +503,9 @@ def kernel_rates(devices: Sequence[Any], *, gemm_dtypes: Sequence[str],
                       or _attention_curve(e, "bf16", causal, direction)
                       or _attention_curve(e, "bf16", causal, "fwd")
                       or e.attention.curve[0].frac)
-                rows.append(_resample(_ATTN_GRID, e.attention.seq_len, fr))
+                rows.append(log_interp(_ATTN_GRID, e.attention.seq_len, fr))
             attn[(causal, direction)] = sustained * np.array(rows)
-    mem = np.array([_resample(_MEM_GRID, e.memory.size_bytes, e.memory.frac) for e in entries])
+    mem = np.array([log_interp(_MEM_GRID, e.memory.size_bytes, e.memory.frac) for e in entries])
     latency: dict[Tier, np.ndarray] = {}
     busbw: dict[tuple[Tier, CollectiveOp], np.ndarray] = {}
     for tier in Tier:
@@ -521,7 +526,7 @@ def kernel_rates(devices: Sequence[Any], *, gemm_dtypes: Sequence[str],
     if "collective_latency_s" in overrides:
         latency = {t: np.full(n, float(overrides["collective_latency_s"])) for t in Tier}
     return KernelRates(
-        ids=tuple(d.id for d in devices), gemm_size=_GEMM_GRID, gemm_frac=gemm,
+        gemm_size=_GEMM_GRID, gemm_frac=gemm,
         attn_seq=_ATTN_GRID, attn_frac=attn, mem_size=_MEM_GRID, mem_frac=mem,
         latency_s=latency, busbw_frac=busbw,
         rule=np.array([e.rule for e in entries], dtype=bool), notes=tuple(notes))
@@ -536,7 +541,7 @@ def _device(device: Any, catalog: Any = None) -> tuple[Any, dict[str, KernelEntr
         from planner.hardware.catalog import load_catalog
 
         catalog = load_catalog() if isinstance(device, str) else None
-    index = dict(catalog.kernels) if catalog is not None and catalog.kernels else None
+    index = catalog.kernel_tables() if catalog is not None else None
     if isinstance(device, str):
         return catalog.get(device), index
     if not hasattr(device, "peak_flops_per_s"):
@@ -576,8 +581,8 @@ def gemm_flops_per_s(device: Any, m: float, n: float, k: float, dtype: str = "bf
     m, n, k = (_positive(x, v) for x, v in (("m", m), ("n", n), ("k", k)))
     peak = _peak(dev, dtype)
     entry, _ = kernel_entry(dev, index)
-    frac = log_interp(gemm_size(m, n, k), entry.gemm.size, gemm_curve(entry, dtype)[1])
-    return float(peak * frac * entry.gemm.sustained_frac * tile_frac(m, n))
+    _, frac = entry.gemm_frac(gemm_size(m, n, k), dtype)
+    return float(peak * frac * tile_frac(m, n))
 
 
 def attention_flops_per_s(device: Any, seq_len: float, head_dim: int, dtype: str = "bf16",
@@ -610,8 +615,7 @@ def memory_bytes_per_s(device: Any, n_bytes: float, *, catalog: Any = None) -> f
     if dev.memory_bw_bytes_per_s is None:
         raise ValueError(f"device: {dev.id} has no memory bandwidth in the catalog")
     entry, _ = kernel_entry(dev, index)
-    return float(dev.memory_bw_bytes_per_s
-                 * log_interp(nb, entry.memory.size_bytes, entry.memory.frac))
+    return float(dev.memory_bw_bytes_per_s * entry.memory_frac(nb))
 
 
 def collective_time_s(device: Any, op: str, n_bytes: float, n_ranks: int,

@@ -722,7 +722,8 @@ def _table_for(job: TrainingJob | InferenceJob, catalog: Any, devices, kinds,
     chosen = _resolve_devices(catalog, devices, kinds)
     compute_dtype = precision_policy(job.precision, mode=mode).compute_dtype
     return _device_table(chosen, compute_dtype=compute_dtype, mode=mode, job=job, cost=cost,
-                         kernel_index=getattr(catalog, "kernels", None) or None)
+                         kernel_index=catalog.kernel_tables()
+                         if hasattr(catalog, "kernel_tables") else None)
 
 
 def search(job: TrainingJob | InferenceJob, catalog: Any = None, *,

@@ -516,15 +516,18 @@ class DeviceRates:
     memory_bw_bytes_per_s: np.ndarray
     op_overhead_s: float
 
-    def memory_seconds(self, n_bytes):
-        """K3: `n_bytes` moved at the copy rate for that size."""
+    def memory_bytes_per_s(self, n_bytes):
+        """K3: the copy rate for moving `n_bytes` (broadcast against the device axis)."""
         n_bytes = np.asarray(n_bytes, dtype=float)
         idx = np.reshape(self.index, self.index.shape + (1,) * (n_bytes.ndim
                                                                 - self.index.ndim))
         frac = self.kernels.memory(np.maximum(n_bytes, 1.0), idx)
-        bw = np.reshape(self.memory_bw_bytes_per_s, idx.shape)
+        return np.reshape(self.memory_bw_bytes_per_s, idx.shape) * frac
+
+    def memory_seconds(self, n_bytes):
+        """K3: `n_bytes` moved at the copy rate for that size."""
         with np.errstate(divide="ignore", invalid="ignore"):
-            return n_bytes / (bw * frac)
+            return np.asarray(n_bytes, dtype=float) / self.memory_bytes_per_s(n_bytes)
 
 
 def _pass_time_s(profile: OpProfile, *, batch_, split, kv_split_, rates: DeviceRates,
@@ -560,10 +563,10 @@ def _pass_time_s(profile: OpProfile, *, batch_, split, kv_split_, rates: DeviceR
     # a fused attention backward executes 2.5× its forward FLOPs, the count its rate uses (K2)
     flops_mult = np.where(profile.is_attention, ATTENTION_BWD_FLOPS_FACTOR, mult) \
         if backward else 1.0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        compute = flops_mult * flops / rate
-    return np.maximum(np.maximum(compute, rates.memory_seconds(mult * moved)),
-                      rates.op_overhead_s)
+    return op_time_s(flops=flops_mult * flops, bytes_moved=mult * moved,
+                     compute_flops_per_s=rate,
+                     memory_bytes_per_s=rates.memory_bytes_per_s(mult * moved),
+                     overhead_s=rates.op_overhead_s)
 
 
 def ops_time_s(profile: OpProfile, *, batch, tp, kv_split, rates: DeviceRates,
