@@ -1,8 +1,33 @@
-"""One-line error messages: 'field: what is wrong' from a pydantic ValidationError."""
+"""Bad input, one way: `InputError` (a ValueError) with one line 'field: what is wrong; what is
+allowed', raised at the boundary by every public function and shown unchanged by the CLI (exit 2)
+and the app (one st.error). The `check_*` helpers here are the shared range and type rules, so
+that every entry point words the same problem the same way."""
 
 from __future__ import annotations
 
+import math
+import numbers
+from typing import Any
+
 from pydantic import ValidationError
+
+# Longest piece of user text echoed back in a message (an unknown name of 5,000 characters is
+# shown as its first characters and "…").
+ECHO_MAX_CHARS = 60
+
+
+class InputError(ValueError):
+    """One line naming the user's field (or config key / CLI flag) and what is allowed."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}" if field else message)
+
+
+def clip(value: Any, max_chars: int = ECHO_MAX_CHARS) -> str:
+    """repr() of user input, cut to `max_chars` characters ("…" marks the cut)."""
+    text = repr(value)
+    return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
 
 
 def one_line(err: ValidationError) -> str:
@@ -13,7 +38,49 @@ def one_line(err: ValidationError) -> str:
     """
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"])
-    msg = str(first["msg"]).removeprefix("Value error, ")
+    msg = str(first["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
     if not loc or msg.startswith(f"{loc}:"):
         return msg if ":" in msg.split(" ")[0] else f"{err.title}: {msg}"
     return f"{loc}: {msg}"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_number(value: Any, field: str, *, positive: bool = False, minimum: float | None = None,
+                 maximum: float | None = None) -> float:
+    """A finite real number (not a bool, not NaN/inf) within the bounds; returns it as float."""
+    if not _is_number(value):
+        raise InputError(field, f"must be a number, got {clip(value)}")
+    x = float(value)
+    if not math.isfinite(x):
+        raise InputError(field, f"must be a finite number, got {x}")
+    if positive and x <= 0:
+        raise InputError(field, f"must be > 0, got {x:g}")
+    if minimum is not None and x < minimum:
+        raise InputError(field, f"must be ≥ {minimum:g}, got {x:g}")
+    if maximum is not None and x > maximum:
+        raise InputError(field, f"must be ≤ {maximum:g}, got {x:g}")
+    return x
+
+
+def check_int(value: Any, field: str, *, minimum: int = 1, maximum: int | None = None) -> int:
+    """A whole number (an int, or a float with no fraction; never a bool) within the bounds."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral | float):
+        raise InputError(field, f"must be a whole number, got {clip(value)}")
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        raise InputError(field, f"must be a whole number, got {value!r}")
+    n = int(value)
+    if n < minimum:
+        raise InputError(field, f"must be ≥ {minimum}, got {n}")
+    if maximum is not None and n > maximum:
+        raise InputError(field, f"must be ≤ {maximum:,}, got {n:,}")
+    return n
+
+
+def check_bool(value: Any, field: str) -> bool:
+    """A real bool (JSON true/false); the strings "false"/"no" and numbers are refused."""
+    if not isinstance(value, bool):
+        raise InputError(field, f"must be true or false, got {clip(value)}")
+    return value
