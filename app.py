@@ -16,8 +16,11 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
+from pydantic import ValidationError
 
 import planner
+from planner.errors import ECHO_MAX_CHARS, InputError, clip, one_line
+from planner.hardware.catalog import decode_catalog_bytes
 from planner.report import plots
 from planner.units import (
     GB,
@@ -54,6 +57,12 @@ DISPLAY_UNITS = [  # (SI name suffix, divide by, shown unit); first match wins
     ("_frac", 0.01, "%"),
 ]
 QUANTITY_TAILS = ("", "_analytic", "_measured", "_predicted", "_total")
+# Failures bad input can cause: shown as one st.error line, never a traceback.
+INPUT_FAILURES = (ValueError, OverflowError, OSError, RecursionError, MemoryError)
+# A Hugging Face config.json is a few kB; larger uploads are refused unread.
+MAX_CONFIG_JSON_BYTES = 1_000_000
+# Largest whole number a number_input can hold (a JavaScript double is exact up to 2**53 - 1).
+MAX_WIDGET_INT = 2**53 - 1
 
 
 # ---- cached calls (plain arguments only) ------------------------------------------------------
@@ -123,27 +132,37 @@ def _time_scale(seconds: pd.Series) -> tuple[float, str]:
     return 1.0, "s"
 
 
-def error_message(err: Exception) -> str:
-    """One readable line from a ValueError (pydantic's ValidationError is one too)."""
-    errors = getattr(err, "errors", None)
-    if callable(errors):
-        try:
-            first = errors()[0]
-            loc = ".".join(str(p) for p in first.get("loc", ())) or "input"
-            return f"{loc}: {first.get('msg', err)}"
-        except (IndexError, TypeError, AttributeError):
-            pass
-    return str(err)
+def error_message(err: BaseException) -> str:
+    """One line for the user: pydantic's first problem as 'field: message'
+    (`planner.errors.one_line`), an InputError/ValueError as raised, and a sentence for
+    the failures that carry no message of their own."""
+    if isinstance(err, ValidationError):
+        text = one_line(err)
+    elif isinstance(err, RecursionError):
+        text = "the input is nested too deeply to read; a config or catalog nests a few levels"
+    elif isinstance(err, MemoryError):
+        text = "the input is too large: out of memory while reading it"
+    elif isinstance(err, OSError):
+        text = f"cannot read or write a file: {err.strerror or err}"
+    else:
+        text = str(err) or type(err).__name__
+    return " ".join(text.split())  # one line, whatever the message held
+
+
+def shown_name(file_name: str) -> str:
+    """An uploaded file's name for messages: as given, or clipped when long or odd."""
+    name = Path(file_name).name
+    return name if name.isprintable() and len(name) <= ECHO_MAX_CHARS else clip(name)
 
 
 def guarded(render: Callable[..., None], *args: Any) -> None:
-    """Run one page; input problems (ValueError) become an in-page error, as does anything
-    unexpected, so the user never sees a traceback."""
+    """Run one page; input problems (INPUT_FAILURES) become one in-page error line, and
+    anything else (a bug) an error too, so the user never sees a traceback."""
     try:
         render(*args)
-    except ValueError as err:
+    except INPUT_FAILURES as err:
         st.error(error_message(err), icon=":material/error:")
-    except Exception as err:  # the page must never show a traceback
+    except Exception as err:  # a bug: the page must still never show a traceback
         st.error(f"Unexpected error ({type(err).__name__}): {err}", icon=":material/bug_report:")
 
 
@@ -166,16 +185,49 @@ def sidebar_model() -> planner.ModelSpec | None:
                 st.sidebar.info("Upload a config.json (bert, gpt2, llama, mistral, mixtral, "
                                 "opt, qwen2).")
                 return None
-            cfg = json.loads(upload.getvalue().decode("utf-8"))
+            cfg = parse_config_json(upload.name, upload.getvalue())
             spec = planner.model_from_hf_config(cfg, name=Path(upload.name).stem
                                                 if "_name_or_path" not in cfg else None)
         return edit_dimensions(spec)
-    except ValueError as err:
+    except INPUT_FAILURES as err:
         st.sidebar.error(error_message(err), icon=":material/error:")
         return None
 
 
+_JSON_KINDS = {list: "an array", str: "a string", int: "a number", float: "a number",
+               bool: "true/false", type(None): "null"}
+
+
+def parse_config_json(file_name: str, data: bytes) -> dict[str, Any]:
+    """The object in an uploaded config.json; InputError naming the file when the bytes are
+    too many, not UTF-8, not JSON, nested too deeply or not a JSON object."""
+    where = shown_name(file_name)
+    if len(data) > MAX_CONFIG_JSON_BYTES:
+        raise InputError(where, f"{len(data):,} bytes; a config.json is at most "
+                                f"{MAX_CONFIG_JSON_BYTES:,} bytes")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise InputError(where, f"not UTF-8 text ({err.reason} at byte {err.start})") from None
+    try:
+        cfg = json.loads(text)
+    except RecursionError:
+        raise InputError(where, "not readable JSON: nested too deeply; a config.json is one "
+                                "object of a few levels") from None
+    except ValueError as err:  # JSONDecodeError, or an integer of over 4,300 digits
+        raise InputError(where, f"not valid JSON: {str(err).split('; use ')[0]}") from None
+    if not isinstance(cfg, dict):
+        raise InputError(where, f"expected a JSON object {{...}} of config keys, got "
+                                f"{_JSON_KINDS.get(type(cfg), type(cfg).__name__)}")
+    return cfg
+
+
 def edit_dimensions(spec: planner.ModelSpec) -> planner.ModelSpec:
+    for dim in EDITABLE_DIMS:
+        current = getattr(spec, dim) if dim != "n_kv_heads" else spec.kv_heads
+        if current > MAX_WIDGET_INT:
+            raise InputError(dim, f"{current:.3g} is too large to edit here; at most "
+                                  f"{MAX_WIDGET_INT:,}")
     with st.sidebar.expander("Edit dimensions"):
         changes = {}
         for dim in EDITABLE_DIMS:
@@ -608,15 +660,19 @@ def _store_upload() -> None:
     """on_change of the catalog uploader: keep the file's text for every page (a widget's own
     state is dropped while its tab is closed)."""
     upload = st.session_state.get("catalog_upload")
+    st.session_state.pop("user_catalog", None)
+    st.session_state.pop("user_catalog_error", None)
     if upload is None:
-        st.session_state.pop("user_catalog", None)
-    else:
-        st.session_state["user_catalog"] = (upload.name, upload.getvalue().decode("utf-8",
-                                                                                  "replace"))
+        return
+    name = _safe_name(Path(upload.name).stem)[:ECHO_MAX_CHARS] + ".toml"
+    try:  # size and UTF-8 checked before anything is stored or parsed
+        st.session_state["user_catalog"] = (name, decode_catalog_bytes(upload.getvalue(), name))
+    except InputError as err:
+        st.session_state["user_catalog_error"] = str(err)
 
 
 def _write_temp(folder: str, name: str, text: str) -> Path:
-    path = Path(folder) / (_safe_name(Path(name).stem) + ".toml")
+    path = Path(folder) / (_safe_name(Path(name).stem)[:ECHO_MAX_CHARS] + ".toml")
     path.write_text(text, encoding="utf-8")
     return path
 
@@ -700,10 +756,19 @@ def catalog_upload_panel() -> None:
                    "gives (prices are added). A valid file is used on every page.")
         st.file_uploader("Catalog file", type=["toml"], key="catalog_upload",
                          on_change=_store_upload)
+        upload_error = st.session_state.get("user_catalog_error")
+        if upload_error:
+            st.error(upload_error, icon=":material/error:")
+            return
         name, text = catalog_source()
         if not text:
             return
         check = cached_catalog_check(name, text)
+        file_level = check[check["entry"] == 0]  # the file as a whole cannot be read
+        if not file_level.empty:
+            st.error(error_message(ValueError(file_level["message"].iloc[0])),
+                     icon=":material/error:")
+            return
         try:
             cached_catalog(name, text)
             file_error = ""

@@ -46,7 +46,7 @@ def test_seed_command(capsys):
      "argument --batch-size: must be a positive whole number, got '0'"),
     (["layers", "gpt2", "--seq-len", "0"], "argument --seq-len: must be a positive whole number"),
     (["layerz"], "argument COMMAND: invalid choice: 'layerz'"),
-    (["layers", "gpt2", "--csv", "/"], "Is a directory"),
+    (["layers", "gpt2", "--csv", "/"], "--csv: '/' is a directory"),
     (["layers", "gpt2", "--seq-len", "4096"], "seq_len: 4096 exceeds gpt2's max_seq_len"),
     (["layers", "/nope/config.json"], "config.json: no such file"),
 ])

@@ -320,7 +320,7 @@ def test_decode_attention_is_never_halved():
 
 
 def test_arrays_are_rejected_by_the_table():
-    with pytest.raises(ValueError, match="seq_len: must be a positive whole number"):
+    with pytest.raises(ValueError, match="seq_len: must be a whole number, got array"):
         layer_table("gpt2", seq_len=np.array([128, 256]), batch_size=1)
 
 

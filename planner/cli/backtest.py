@@ -7,6 +7,7 @@ import math
 
 import pandas as pd
 
+from planner.cli.args import check_output_path
 from planner.plan.backtest import backtest, backtest_summary
 from planner.report.tables import to_csv
 
@@ -66,6 +67,7 @@ def display_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _backtest(args: argparse.Namespace) -> int:
+    csv_path = check_output_path(args.csv, "--csv") if args.csv is not None else None
     df = backtest()
     print(display_table(df).to_string(index=False))
     s = backtest_summary(df)
@@ -79,6 +81,6 @@ def _backtest(args: argparse.Namespace) -> int:
         print(f"  {s['n_missing']} rows without a prediction (see the reason column)")
     print("device-hours include the default goodput; throughput and MFU are steady state "
           "(goodput 1); docs/backtest.md explains each row")
-    if args.csv:
-        print(f"wrote {to_csv(df, args.csv)}")
+    if csv_path is not None:
+        print(f"wrote {to_csv(df, csv_path)}")
     return 0

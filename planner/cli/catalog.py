@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from planner.cli.args import check_output_path
 from planner.hardware.catalog import (
     CLOUD_CONTRACTS,
     KINDS,
@@ -97,15 +98,17 @@ def _contract(args: argparse.Namespace) -> str | None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    csv_path = (check_output_path(args.csv, "--csv")
+                if args.csv is not None and args.csv != "-" else None)
     catalog = load_catalog(*args.catalog)
     if args.kind:
         catalog = catalog.filter(kinds=args.kind)
     frame = catalog.to_frame(provider=args.provider, contract=_contract(args))
-    if args.csv:
-        if args.csv == "-":
-            sys.stdout.write(to_csv_text(frame))
-        else:
-            print(f"wrote {len(frame)} devices to {to_csv(frame, args.csv)}")
+    if csv_path is not None:
+        print(f"wrote {len(frame)} devices to {to_csv(frame, csv_path)}")
+        return 0
+    if args.csv == "-":
+        sys.stdout.write(to_csv_text(frame))
         return 0
     print(_list_table(frame))
     whose = f"{args.provider}'s latest" if args.provider else "the cheapest current"

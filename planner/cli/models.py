@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pandas as pd
 
-from planner.cli.args import positive_int
+from planner.cli.args import check_output_path, positive_int
 from planner.model.layers import layer_table, totals
 from planner.model.precision import POLICIES
 from planner.model.seed import seed_example
@@ -40,7 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_seed)
 
 
+def _csv_path(args: argparse.Namespace) -> Path | None:
+    """The --csv file, checked before any work (None when not asked for)."""
+    return check_output_path(args.csv, "--csv") if args.csv is not None else None
+
+
 def _models(args: argparse.Namespace) -> int:
+    csv_path = _csv_path(args)
     rows = []
     for name in list_models():
         spec = model(name)
@@ -54,12 +61,13 @@ def _models(args: argparse.Namespace) -> int:
         n_params=df["n_params"].map(lambda n: si(n, "", digits=4)),
         n_active_params=df["n_active_params"].map(lambda n: si(n, "", digits=4)))
     print(shown.to_string(index=False))
-    if args.csv:
-        print(f"wrote {to_csv(df, args.csv)}")
+    if csv_path is not None:
+        print(f"wrote {to_csv(df, csv_path)}")
     return 0
 
 
 def _layers(args: argparse.Namespace) -> int:
+    csv_path = _csv_path(args)
     spec = model(args.model)
     seq_len = args.seq_len if args.seq_len is not None else min(spec.max_seq_len, 2048)
     df = layer_table(spec, seq_len=seq_len, batch_size=args.batch_size, mode=args.mode,
@@ -75,8 +83,8 @@ def _layers(args: argparse.Namespace) -> int:
           f"weights {bytes_str(t['weight_bytes'])}, gradients {bytes_str(t['grad_bytes'])}, "
           f"optimizer {bytes_str(t['optimizer_bytes'])}, activations "
           f"{bytes_str(t['activation_bytes'])}, KV cache {bytes_str(t['kv_cache_bytes'])}")
-    if args.csv:
-        print(f"wrote {to_csv(df, args.csv)}")
+    if csv_path is not None:
+        print(f"wrote {to_csv(df, csv_path)}")
     return 0
 
 
@@ -92,11 +100,12 @@ def _display(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _seed(args: argparse.Namespace) -> int:
+    csv_path = _csv_path(args)
     df = seed_example()
     for row in df.itertuples():
         print(f"- {row.item}  [{row.verdict}]\n    document: {row.document:.4g}   "
               f"recomputed: {row.recomputed:.4g}   per-layer model: {row.per_layer_model:.4g} "
               f"{row.unit}\n    {row.explanation}")
-    if args.csv:
-        print(f"wrote {to_csv(df, args.csv)}")
+    if csv_path is not None:
+        print(f"wrote {to_csv(df, csv_path)}")
     return 0

@@ -18,7 +18,8 @@ from typing import Any
 
 import pandas as pd
 
-from planner.cli.args import positive_int
+from planner.cli.args import check_output_path, positive_int
+from planner.errors import InputError, clip
 from planner.hardware.catalog import CLOUD_CONTRACTS, KINDS, load_catalog
 from planner.model.precision import POLICIES
 from planner.model.spec import model
@@ -52,8 +53,8 @@ def parse_duration_s(text: str) -> float:
     """'3600', '12h', '30d', '2.5 w' -> seconds; ValueError naming --deadline otherwise."""
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([a-z]*)\s*", str(text))
     if not match or match.group(2) not in ("", *_DURATION_UNITS):
-        raise ValueError(f"--deadline: cannot read {text!r}; give seconds or a number with "
-                         f"a unit ({', '.join(_DURATION_UNITS)}), e.g. 30d")
+        raise InputError("--deadline", f"cannot read {clip(text)}; give seconds or a number "
+                         f"with a unit ({', '.join(_DURATION_UNITS)}), e.g. 30d")
     return float(match.group(1)) * _DURATION_UNITS.get(match.group(2) or "s", 1.0)
 
 
@@ -144,15 +145,15 @@ def _check_mode_flags(args: argparse.Namespace, *, serve: bool, workload_name: s
             if getattr(args, dest) is not None:
                 fix = (f"the workload {workload_name} is a serving job" if workload_name
                        else "drop --serve")
-                raise ValueError(f"{flag}: only for training jobs ({fix})")
+                raise InputError(flag, f"only for training jobs ({fix})")
         return
     if args.serve and workload_name:
-        raise ValueError(f"--serve: the workload {workload_name} is a training job")
+        raise InputError("--serve", f"the workload {workload_name} is a training job")
     for flag, dest in SERVING_FLAGS.items():
         if getattr(args, dest) is not None:
             fix = (f"the workload {workload_name} is a training job" if workload_name
                    else "add --serve")
-            raise ValueError(f"{flag}: only for serving jobs ({fix})")
+            raise InputError(flag, f"only for serving jobs ({fix})")
 
 
 def build_job(args: argparse.Namespace) -> TrainingJob | InferenceJob:
@@ -167,7 +168,7 @@ def build_job(args: argparse.Namespace) -> TrainingJob | InferenceJob:
         serve = isinstance(job, InferenceJob)
     else:
         if not args.model:
-            raise ValueError("--model: give a model (or --workload NAME)")
+            raise InputError("--model", "give a model (or --workload NAME)")
         common["model"] = model(args.model)
         serve = args.serve
     _check_mode_flags(args, serve=serve, workload_name=args.workload)
@@ -182,7 +183,7 @@ def build_job(args: argparse.Namespace) -> TrainingJob | InferenceJob:
         for flag, value in (("--prompt-len", args.prompt_len),
                             ("--output-len", args.output_len)):
             if value is None:
-                raise ValueError(f"{flag}: required with --serve")
+                raise InputError(flag, "required with --serve")
         return InferenceJob(**fields)
     deadline = parse_duration_s(args.deadline) if args.deadline else None
     fields = _given(n_tokens=args.train_tokens, seq_len=args.seq_len,
@@ -195,7 +196,7 @@ def build_job(args: argparse.Namespace) -> TrainingJob | InferenceJob:
     for flag, key in (("--train-tokens", "n_tokens"), ("--seq-len", "seq_len"),
                       ("--global-batch", "global_batch_size")):
         if key not in fields:
-            raise ValueError(f"{flag}: required for a training job (or use --serve)")
+            raise InputError(flag, "required for a training job (or use --serve)")
     return TrainingJob(**fields)
 
 
@@ -284,6 +285,7 @@ def _header(job: TrainingJob | InferenceJob, objective: str, cost: CostOptions) 
 
 
 def _rank(args: argparse.Namespace) -> int:
+    csv_path = check_output_path(args.csv, "--csv") if args.csv is not None else None
     job = build_job(args)
     cost = _cost_options(args)
     catalog = load_catalog(*args.catalog)
@@ -300,6 +302,6 @@ def _rank(args: argparse.Namespace) -> int:
               "at the load")
     print("* on the time-cost Pareto front. Prices: provider and date in the CSV "
           "(cost_price_provider, cost_price_date). Assumptions: docs/planning.md")
-    if args.csv:
-        print(f"wrote {to_csv(df, args.csv)}")
+    if csv_path is not None:
+        print(f"wrote {to_csv(df, csv_path)}")
     return 0

@@ -22,6 +22,7 @@ import json
 import math
 import re
 import tomllib
+import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -40,11 +41,16 @@ from pydantic import (
     model_validator,
 )
 
+from planner.errors import ECHO_MAX_CHARS, InputError, clip
 from planner.hardware.kernels import (
+    MAX_CATALOG_FILE_BYTES,
     KernelEntry,
     builtin_kernel_entries,
+    decode_catalog_bytes,
     kernel_entry,
     kernel_index,
+    parse_catalog_toml,
+    read_catalog_text,
     read_kernel_entries,
 )
 
@@ -60,6 +66,13 @@ PURCHASE_CONTRACTS = ("list", "street")
 
 CATALOG_DIR = Path(__file__).resolve().parents[2] / "hardware_catalog"
 SCHEMA_PATH = CATALOG_DIR / "schema.json"
+
+# Bounds on what a catalog may hold (the built-in one has a few dozen devices): files larger
+# than MAX_CATALOG_FILE_BYTES (planner.hardware.kernels, 5 MB) are refused unread, a catalog
+# (built-in plus user files) holds at most MAX_CATALOG_DEVICES devices, and an id is at most
+# MAX_ID_CHARS characters of [a-z0-9_].
+MAX_CATALOG_DEVICES = 10_000
+MAX_ID_CHARS = 64
 
 # Precision ladder for the "a lower precision is never slower" check: a dtype of higher rank must
 # have a peak >= every present dtype of lower rank (bf16 and fp16 share a rank and are not
@@ -108,7 +121,8 @@ def parse_quantity(value: Any, base_unit: str) -> Any:
     match = _QUANTITY_RE.match(value)
     if match is None or match.group(3) not in units:
         raise ValueError(
-            f"cannot read {value!r}: give a number in {base_unit} or a string '<number> <unit>' "
+            f"cannot read {clip(value)}: give a number in {base_unit} or a string "
+            "'<number> <unit>' "
             f"with unit one of {', '.join(units)}"
         )
     power, factor = units[match.group(3)]
@@ -157,7 +171,9 @@ def _date_key(date: str) -> tuple[int, int, int]:
     return year, month, day
 
 
-def _check_date(value: Any, *, day_required: bool) -> Any:
+def _check_date(value: Any, *, day_required: bool, past_only: bool = False) -> Any:
+    """A date string (YYYY[-MM[-DD]]) that exists. `past_only` (prices): its first day is not
+    after today, else the future price would be taken as today's."""
     if isinstance(value, dt.datetime):
         value = value.date()
     if isinstance(value, dt.date):
@@ -166,24 +182,38 @@ def _check_date(value: Any, *, day_required: bool) -> Any:
         return value  # pydantic reports "should be a valid string"
     form = "YYYY-MM-DD" if day_required else "YYYY, YYYY-MM or YYYY-MM-DD"
     if not _DATE_RE.match(value) or (day_required and len(value) != 10):
-        raise ValueError(f"date {value!r} is not {form}")
+        raise ValueError(f"date {clip(value)} is not {form}")
     fmt = {4: "%Y", 7: "%Y-%m", 10: "%Y-%m-%d"}[len(value)]
     try:
         parsed = dt.datetime.strptime(value, fmt).date()
     except ValueError:
         raise ValueError(f"date {value!r} is not a calendar date ({form})") from None
+    today = dt.date.today()
+    if past_only and parsed > today:
+        raise ValueError(f"date {value!r} is in the future (today is {today.isoformat()}); a "
+                         "price is dated when it was observed")
     # A year of slack: catches typos (2062) without making the built-in data depend on the
     # machine's clock or time zone.
-    if parsed > dt.date.today() + dt.timedelta(days=365):
+    if parsed > today + dt.timedelta(days=365):
         raise ValueError(f"date {value!r} is more than a year in the future")
     if parsed.year < 1990:
         raise ValueError(f"date {value!r} is before 1990")
     return value
 
 
+def _one_line_text(value: str) -> str:
+    """Names (vendor, product, link, provider) are one line of printable text: no CR, LF, NUL
+    or other control character, which would break the tables, CSV files and messages."""
+    for pos, ch in enumerate(value):
+        if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
+            raise ValueError(f"control character {ch!r} at position {pos}; a name is one line "
+                             "of printable text")
+    return value
+
+
 PriceDate = Annotated[
     str,
-    BeforeValidator(lambda v: _check_date(v, day_required=False)),
+    BeforeValidator(lambda v: _check_date(v, day_required=False, past_only=True)),
     WithJsonSchema({"type": "string", "pattern": r"^\d{4}(-\d{2}(-\d{2})?)?$",
                     "description": "YYYY, YYYY-MM or YYYY-MM-DD (as precise as the source)"}),
 ]
@@ -227,6 +257,11 @@ class Price(BaseModel):
     )
     date: PriceDate = Field(description="When the price was observed (as precise as the source).")
     source: str = Field(min_length=1, description="Where the price was read (URL, repo path).")
+
+    @field_validator("provider")
+    @classmethod
+    def _provider_one_line(cls, value: str) -> str:
+        return _one_line_text(value)
 
     @model_validator(mode="after")
     def _amount_matches_kind(self) -> Price:
@@ -311,6 +346,18 @@ class Device(BaseModel):
     def _prices_list(cls, value: Any) -> Any:
         return tuple(value) if isinstance(value, list) else value
 
+    @field_validator("id")
+    @classmethod
+    def _id_length(cls, value: str) -> str:
+        if len(value) > MAX_ID_CHARS:
+            raise ValueError(f"{len(value):,} characters; an id is at most {MAX_ID_CHARS}")
+        return value
+
+    @field_validator("vendor", "name", "scaleup_link")
+    @classmethod
+    def _names_one_line(cls, value: str | None) -> str | None:
+        return None if value is None else _one_line_text(value)
+
     @model_validator(mode="after")
     def _relations(self) -> Device:
         peaks = self.peak_flops_per_s
@@ -350,7 +397,7 @@ class Device(BaseModel):
     def peak(self, dtype: str) -> float | None:
         """Dense peak FLOP/s (OP/s for integer types) for `dtype`; None if unknown or absent."""
         if dtype not in DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r}; allowed: {', '.join(DTYPES)}")
+            raise ValueError(f"unknown dtype {clip(dtype)}; allowed: {', '.join(DTYPES)}")
         return self.peak_flops_per_s.get(dtype)  # type: ignore[call-overload]
 
     @property
@@ -382,7 +429,8 @@ class Device(BaseModel):
             )
         if contract is not None and contract not in CLOUD_CONTRACTS:
             raise ValueError(
-                f"unknown cloud contract {contract!r}; allowed: {', '.join(CLOUD_CONTRACTS)}"
+                f"unknown cloud contract {clip(contract)}; allowed: "
+                f"{', '.join(CLOUD_CONTRACTS)}"
             )
         matching = [
             p for p in self.prices
@@ -479,7 +527,8 @@ class Catalog:
         hints = suggest(device_id, self.ids())
         hint = f"; did you mean {', '.join(hints)}?" if hints else ""
         raise ValueError(
-            f"unknown device {device_id!r}{hint} ({len(self)} known; `planner catalog list`)"
+            f"unknown device {clip(device_id)}{hint} ({len(self)} known; "
+            "`planner catalog list`)"
         )
 
     def filter(
@@ -491,7 +540,7 @@ class Catalog:
             kinds = list(kinds)
             bad = [k for k in kinds if k not in KINDS]
             if bad:
-                raise ValueError(f"unknown kind {bad[0]!r}; allowed: {', '.join(KINDS)}")
+                raise ValueError(f"unknown kind {clip(bad[0])}; allowed: {', '.join(KINDS)}")
             devices = tuple(d for d in devices if d.kind in kinds)
         if ids is not None:
             wanted = {self.get(i).id for i in ids}
@@ -563,9 +612,17 @@ _APPENDED = ("prices", "sources", "unconfirmed")  # user overrides add to these
 _MERGED = ("peak_flops_per_s", "sparse_peak_flops_per_s")  # ... and merge keys here
 
 
+def _echo(key: str, *, quoted: bool = False) -> str:
+    """A key or id from the user's file as written (in quotes when `quoted`), or its clipped
+    repr (`clip`) when it is long or holds characters that would break the line."""
+    if len(key) + 2 <= ECHO_MAX_CHARS and key.isprintable() and "'" not in key:
+        return f"'{key}'" if quoted else key
+    return clip(key)
+
+
 def _entry_label(raw: Any, index: int) -> str:
     if isinstance(raw, dict) and isinstance(raw.get("id"), str):
-        return f"entry '{raw['id']}'"
+        return f"entry {_echo(raw['id'], quoted=True)}"
     return f"entry #{index + 1} (no id)"
 
 
@@ -578,7 +635,7 @@ def _loc_str(loc: tuple[Any, ...], offsets: Mapping[str, int]) -> str:
             parent = loc[i - 1] if i else ""
             out += f"[{part - offsets.get(str(parent), 0)}]"
         else:
-            out += f".{part}" if out else str(part)
+            out += f".{_echo(str(part))}" if out else _echo(str(part))
     return out
 
 
@@ -614,7 +671,7 @@ def _toml_error_line(text: str, message: str) -> str:
     for line in text.splitlines()[:line_no]:
         id_match = re.match(r"""\s*id\s*=\s*["']([^"']*)["']""", line)
         if id_match:
-            entry = f"entry '{id_match.group(1)}'"
+            entry = f"entry {_echo(id_match.group(1), quoted=True)}"
     return entry
 
 
@@ -624,19 +681,16 @@ def _read_entries(path: Path) -> list[dict[str, Any]]:
         raise ValueError(f"{path}: no such file")
     if path.suffix != ".toml":
         raise ValueError(f"{path}: catalog files are TOML and end in .toml")
+    text = read_catalog_text(path, str(path))
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text ({exc.reason})") from None
-    try:
-        data = tomllib.loads(text)
+        data = parse_catalog_toml(text, str(path))
     except tomllib.TOMLDecodeError as exc:
         where = _toml_error_line(text, str(exc))
         raise ValueError(f"{path}: {where}: (syntax): invalid TOML: {exc}") from None
     unknown = [k for k in data if k not in ("device", "kernels")]
     if unknown:
         raise ValueError(
-            f"{path}: top level: {unknown[0]}: unknown key; a catalog file holds only "
+            f"{path}: top level: {_echo(unknown[0])}: unknown key; a catalog file holds only "
             "[[device]] and [[kernels]] tables"
         )
     if "device" not in data and "kernels" in data:
@@ -644,6 +698,9 @@ def _read_entries(path: Path) -> list[dict[str, Any]]:
     entries = data.get("device")
     if not (isinstance(entries, list) and entries and all(isinstance(e, dict) for e in entries)):
         raise ValueError(f"{path}: top level: device: expected one or more [[device]] tables")
+    if len(entries) > MAX_CATALOG_DEVICES:
+        raise InputError(str(path), f"{len(entries):,} [[device]] entries; a catalog holds at "
+                                    f"most {MAX_CATALOG_DEVICES:,} devices")
     return entries
 
 
@@ -671,7 +728,8 @@ def _apply_override(path: Path, index: int, raw: dict[str, Any], base: Device) -
     unknown = [k for k in raw if k not in DEVICE_FIELDS]
     if unknown:
         raise ValueError(
-            f"{path}: {label}: {unknown[0]}: unknown field; allowed: {', '.join(DEVICE_FIELDS)}"
+            f"{path}: {label}: {_echo(unknown[0])}: unknown field; allowed: "
+            f"{', '.join(DEVICE_FIELDS)}"
         )
     merged: dict[str, Any] = base.model_dump()
     offsets: dict[str, int] = {}
@@ -735,6 +793,9 @@ def _load_files(
                 device = _new_device(path, index, raw, devices)
             devices[device.id] = device
             origins[device.id] = (*origins.get(device.id, ()), str(path))
+            if len(devices) > MAX_CATALOG_DEVICES:
+                raise ValueError(f"{path}: {label}: more than {MAX_CATALOG_DEVICES:,} devices "
+                                 "in the catalog (built-in and user files together)")
 
 
 @lru_cache(maxsize=1)
@@ -767,7 +828,7 @@ def load_catalog(*extra_paths: str | Path) -> Catalog:
                 hints = suggest(unknown[0], devices)
                 hint = f"; did you mean {', '.join(hints)}?" if hints else ""
                 raise ValueError(f"{path}: [[kernels]] devices: unknown device "
-                                 f"{unknown[0][:80]!r}{hint}")
+                                 f"{clip(unknown[0])}{hint}")
             user_kernels.append(entry)
     kernels = kernel_index([*builtin_kernel_entries(), *user_kernels])
     return Catalog(tuple(devices.values()), origins, kernels)
@@ -877,6 +938,8 @@ __all__ = [
     "DTYPES",
     "FRAME_COLUMNS",
     "KINDS",
+    "MAX_CATALOG_DEVICES",
+    "MAX_CATALOG_FILE_BYTES",
     "SCHEMA_PATH",
     "Catalog",
     "Device",
@@ -884,6 +947,7 @@ __all__ = [
     "Kind",
     "Price",
     "catalog_json_schema",
+    "decode_catalog_bytes",
     "load_catalog",
     "parse_quantity",
     "suggest",

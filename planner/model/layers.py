@@ -23,11 +23,12 @@ linear in the batch for a fixed sequence length.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from planner.errors import InputError, check_bool, check_int, clip
 from planner.model.precision import (
     Mode,
     PrecisionPolicy,
@@ -35,7 +36,7 @@ from planner.model.precision import (
     optimizer_state_bytes,
     precision_policy,
 )
-from planner.model.spec import ModelSpec, model
+from planner.model.spec import MAX_SEQ_LEN, ModelSpec, model
 
 Recompute = Literal["none", "selective", "full"]
 CausalCounting = Literal["full", "half"]
@@ -51,6 +52,9 @@ INDEX_BYTES = 8  # int64 token / position ids saved by embedding backward
 DROPOUT_MASK_BYTES = 1  # torch saves a bool mask per element
 LOGITS_BYTES = 4  # fp32 log-probabilities saved by cross-entropy
 LOGSUMEXP_BYTES = 4  # fp32 log-sum-exp per query row saved by fused attention
+# Largest batch layer_table accepts (sequences); with seq_len ≤ MAX_SEQ_LEN and the ModelSpec
+# bounds every FLOP and byte count of a table stays below 1e45, far from float64's 1.8e308.
+MAX_BATCH_SIZE = 10**9
 
 COLUMNS = [
     "layer", "block", "kind", "n_params", "n_active_params", "fwd_flops", "bwd_flops",
@@ -320,17 +324,16 @@ def _weight_bytes_per_param(row: LayerDef, policy: PrecisionPolicy) -> float:
     return policy.linear_weight_bytes if row.kind in ("linear", "router") else policy.weight_bytes
 
 
-def _validate_sizes(spec: ModelSpec, seq_len, batch_size) -> None:
-    for field, value in (("seq_len", seq_len), ("batch_size", batch_size)):
-        arr = np.asarray(value)
-        if (arr.ndim != 0 or not np.issubdtype(arr.dtype, np.number) or arr <= 0
-                or arr % 1 != 0):
-            raise ValueError(f"{field}: must be a positive whole number, got {value!r}")
-    if spec.position == "learned" and np.any(np.asarray(seq_len) > spec.max_seq_len):
-        raise ValueError(
-            f"seq_len: {seq_len} exceeds {spec.name}'s max_seq_len={spec.max_seq_len} "
+def _validate_sizes(spec: ModelSpec, seq_len: Any, batch_size: Any) -> tuple[int, int]:
+    """seq_len and batch_size as ints: whole numbers (never bools or arrays) within bounds."""
+    seq = check_int(seq_len, "seq_len", maximum=MAX_SEQ_LEN)
+    batch = check_int(batch_size, "batch_size", maximum=MAX_BATCH_SIZE)
+    if spec.position == "learned" and seq > spec.max_seq_len:
+        raise InputError(
+            "seq_len", f"{seq} exceeds {spec.name}'s max_seq_len={spec.max_seq_len} "
             "(learned position embeddings cannot go further)"
         )
+    return seq, batch
 
 
 # ---- the public table ---------------------------------------------------------------------------
@@ -364,12 +367,14 @@ def layer_table(
     """
     spec = model(model_or_name)
     if mode not in ("train", "inference"):
-        raise ValueError(f"mode: {mode!r} is not allowed; use 'train' or 'inference'")
+        raise InputError("mode", f"{clip(mode)} is not allowed; use 'train' or 'inference'")
     if recompute not in ("none", "selective", "full"):
-        raise ValueError(f"recompute: {recompute!r}; allowed: none, selective, full")
+        raise InputError("recompute", f"{clip(recompute)}; allowed: none, selective, full")
     if causal_attention not in ("full", "half"):
-        raise ValueError(f"causal_attention: {causal_attention!r}; allowed: full, half")
-    _validate_sizes(spec, seq_len, batch_size)
+        raise InputError("causal_attention", f"{clip(causal_attention)}; allowed: full, half")
+    flash_attention = check_bool(flash_attention, "flash_attention")
+    fused_swiglu = check_bool(fused_swiglu, "fused_swiglu")
+    seq_len, batch_size = _validate_sizes(spec, seq_len, batch_size)
     policy = precision_policy(precision, mode=mode)
     kv_bytes = dtype_bytes(kv_cache_dtype, field="kv_cache_dtype") if kv_cache_dtype else (
         policy.activation_bytes)
@@ -413,15 +418,17 @@ def layer_table(
 
 
 def _expand_blocks(template: pd.DataFrame, n_layers: int) -> pd.DataFrame:
-    """Repeat the block rows n_layers times (named blocks.{i}.*), keeping the outer rows."""
-    is_block = template["block"].to_numpy()
-    first = int(np.argmax(is_block))
-    before, block, after = template.iloc[:first], template[is_block], template.iloc[
-        first + int(is_block.sum()):]
-    blocks = pd.concat([block] * n_layers, ignore_index=True)
-    idx = np.repeat(np.arange(n_layers), len(block))
-    blocks["layer"] = [f"blocks.{i}.{name}" for i, name in zip(idx, blocks["layer"], strict=True)]
-    blocks["block"] = idx
+    """Repeat the block rows n_layers times (named blocks.{i}.*), keeping the outer rows.
+
+    One positional take, not n_layers concatenations: 10^5 layers (MAX_N_LAYERS) take ~1 s."""
+    is_block = template["block"].to_numpy(dtype=bool)
+    first, n_block = int(np.argmax(is_block)), int(is_block.sum())
+    before, block, after = (template.iloc[:first], template.iloc[first:first + n_block],
+                            template.iloc[first + n_block:])
+    blocks = block.iloc[np.tile(np.arange(n_block), n_layers)].reset_index(drop=True)
+    names = block["layer"].tolist()
+    blocks["layer"] = [f"blocks.{i}.{name}" for i in range(n_layers) for name in names]
+    blocks["block"] = np.repeat(np.arange(n_layers), n_block)
     out = pd.concat([before.assign(block=-1), blocks, after.assign(block=-1)],
                     ignore_index=True)
     out["block"] = out["block"].astype(int)

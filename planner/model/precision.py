@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from planner.errors import InputError, clip
+
 DTYPE_BYTES: dict[str, float] = {
     "fp64": 8.0, "fp32": 4.0, "tf32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0,
     "int8": 1.0, "fp4": 0.5, "int4": 0.5,
@@ -78,21 +80,19 @@ POLICIES: dict[str, PrecisionPolicy] = {
 
 
 def precision_policy(name: str | PrecisionPolicy, *, mode: Mode = "train") -> PrecisionPolicy:
-    """Look a policy up by name; ValueError names the field and the allowed values."""
+    """Look a policy up by name; InputError (a ValueError) names the field and what is allowed."""
     if isinstance(name, PrecisionPolicy):
         policy = name
     else:
         key = str(name).lower()
         if key not in POLICIES:
-            raise ValueError(
-                f"precision: unknown policy {name!r}; allowed: {', '.join(POLICIES)}"
-            )
+            raise InputError("precision", f"unknown policy {clip(name)}; allowed: "
+                                          f"{', '.join(POLICIES)}")
         policy = POLICIES[key]
     if mode == "train" and not policy.train_ok:
         allowed = ", ".join(p.name for p in POLICIES.values() if p.train_ok)
-        raise ValueError(
-            f"precision: {policy.name!r} is inference-only; for mode='train' use one of {allowed}"
-        )
+        raise InputError("precision", f"{policy.name!r} is inference-only; for mode='train' use "
+                                      f"one of {allowed}")
     return policy
 
 
@@ -100,7 +100,7 @@ def dtype_bytes(dtype: str, *, field: str = "dtype") -> float:
     """Bytes per element of a dtype name; ValueError lists the allowed names."""
     key = str(dtype).lower()
     if key not in DTYPE_BYTES:
-        raise ValueError(f"{field}: unknown dtype {dtype!r}; allowed: {', '.join(DTYPE_BYTES)}")
+        raise InputError(field, f"unknown dtype {clip(dtype)}; allowed: {', '.join(DTYPE_BYTES)}")
     return DTYPE_BYTES[key]
 
 
@@ -108,8 +108,6 @@ def optimizer_state_bytes(optimizer: str) -> float:
     """Bytes of optimizer state per parameter, excluding the master copy."""
     key = str(optimizer).lower()
     if key not in OPTIMIZER_STATE_BYTES_PER_PARAM:
-        raise ValueError(
-            f"optimizer: unknown {optimizer!r}; allowed: "
-            f"{', '.join(OPTIMIZER_STATE_BYTES_PER_PARAM)}"
-        )
+        raise InputError("optimizer", f"unknown {clip(optimizer)}; allowed: "
+                                      f"{', '.join(OPTIMIZER_STATE_BYTES_PER_PARAM)}")
     return OPTIMIZER_STATE_BYTES_PER_PARAM[key]

@@ -14,7 +14,8 @@ import math
 
 import pandas as pd
 
-from planner.model.layers import layer_table
+from planner.errors import check_int
+from planner.model.layers import MAX_BATCH_SIZE, layer_table
 from planner.model.spec import model
 
 DOC_N_LAYERS = 12
@@ -39,6 +40,8 @@ def seed_example(*, seq_len: int = 128, batch_size: int = SEED_BATCH_SIZE) -> pd
     `seq_len` and `batch_size` set the per-layer model's BERT-base workload (128 tokens is a
     common maximum length for CoNLL-2003 fine-tuning; batch 8 is the document's Sec. 5).
     """
+    seq_len = check_int(seq_len, "seq_len")  # layer_table checks it against BERT's 512
+    batch_size = check_int(batch_size, "batch_size", maximum=MAX_BATCH_SIZE)
     bert = model("bert-base-cased")
     table = layer_table(bert, seq_len=seq_len, batch_size=1, mode="train", precision="fp32")
     fwd_per_seq = float(table["fwd_flops"].sum())

@@ -11,14 +11,27 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from planner.errors import one_line
+from planner.errors import InputError, check_bool, check_int, check_number, clip, one_line
 
 Arch = Literal["encoder", "decoder"]
+
+# Bounds on a model's shape: generous (10-1000x past the largest published models) and there
+# so that absurd input is refused with one line instead of overflowing or running for minutes.
+MAX_N_LAYERS = 10**5  # deepest trained: DeepNet, 1,000 layers (Wang et al. 2022)
+MAX_D_MODEL = 10**6  # hidden size; also bounds n_heads, n_kv_heads and head_dim
+MAX_D_FF = 10**7  # MLP inner size (per expert)
+MAX_VOCAB_SIZE = 10**8  # largest released vocabularies are ~256k (PaLM, Gemma)
+MAX_SEQ_LEN = 10**8  # context length, tokens; also bounds layer_table's seq_len
+MAX_N_EXPERTS = 10**7  # PEER (He 2024) routes among 1,048,576 experts
+MAX_N_PARAMS = 10**15  # total parameters; keeps every per-row count inside int64
+# config.json files on the Hub are a few kB; anything past this is not a model configuration.
+MAX_CONFIG_BYTES = 10_000_000
 
 
 class ModelSpec(BaseModel):
@@ -35,18 +48,22 @@ class ModelSpec(BaseModel):
 
     name: str = Field(min_length=1, description="Preset or user name, shown in reports.")
     arch: Arch = Field(description="'encoder' (bidirectional, BERT) or 'decoder' (causal LM).")
-    n_layers: int = Field(gt=0, description="Number of transformer blocks.")
-    d_model: int = Field(gt=0, description="Hidden size h.")
-    n_heads: int = Field(gt=0, description="Attention (query) heads.")
+    n_layers: int = Field(gt=0, le=MAX_N_LAYERS, description="Number of transformer blocks.")
+    d_model: int = Field(gt=0, le=MAX_D_MODEL, description="Hidden size h.")
+    n_heads: int = Field(gt=0, le=MAX_D_MODEL, description="Attention (query) heads.")
     n_kv_heads: int | None = Field(
-        default=None, gt=0, description="Key/value heads (GQA/MQA); None means = n_heads (MHA)."
+        default=None, gt=0, le=MAX_D_MODEL,
+        description="Key/value heads (GQA/MQA); None means = n_heads (MHA).",
     )
     head_dim: int | None = Field(
-        default=None, gt=0, description="Per-head size; None means d_model / n_heads."
+        default=None, gt=0, le=MAX_D_MODEL,
+        description="Per-head size; None means d_model / n_heads.",
     )
-    d_ff: int = Field(gt=0, description="MLP inner size (per expert for MoE).")
-    vocab_size: int = Field(gt=0, description="Rows of the token embedding (and LM head).")
-    max_seq_len: int = Field(gt=0, description="Longest context the model supports, tokens.")
+    d_ff: int = Field(gt=0, le=MAX_D_FF, description="MLP inner size (per expert for MoE).")
+    vocab_size: int = Field(gt=0, le=MAX_VOCAB_SIZE,
+                            description="Rows of the token embedding (and LM head).")
+    max_seq_len: int = Field(gt=0, le=MAX_SEQ_LEN,
+                             description="Longest context the model supports, tokens.")
     norm: Literal["layernorm", "rmsnorm"] = "layernorm"
     norm_position: Literal["pre", "post"] = Field(
         default="pre", description="'pre' (GPT-2, Llama) or 'post' (original BERT) LayerNorm."
@@ -55,9 +72,11 @@ class ModelSpec(BaseModel):
     gated_mlp: bool = Field(default=False, description="SwiGLU-style gate and up projections.")
     position: Literal["learned", "rotary", "none"] = "learned"
     position_offset: int = Field(
-        default=0, ge=0, description="Extra learned position rows (OPT reserves 2)."
+        default=0, ge=0, le=MAX_SEQ_LEN,
+        description="Extra learned position rows (OPT reserves 2).",
     )
-    n_token_types: int = Field(default=0, ge=0, description="BERT segment embeddings (2).")
+    n_token_types: int = Field(default=0, ge=0, le=MAX_VOCAB_SIZE,
+                               description="BERT segment embeddings (2).")
     tied_embeddings: bool = Field(default=False, description="LM head shares the token embedding.")
     qkv_bias: bool = False
     attn_out_bias: bool = False
@@ -66,11 +85,25 @@ class ModelSpec(BaseModel):
     final_norm: bool = Field(default=True, description="Norm after the last block (pre-LN).")
     lm_head: bool = Field(default=True, description="Output projection to the vocabulary.")
     pooler: bool = Field(default=False, description="BERT pooler: dense + tanh on token 0.")
-    n_experts: int = Field(default=1, gt=0, description="Routed experts per MoE layer (1 = dense).")
+    n_experts: int = Field(default=1, gt=0, le=MAX_N_EXPERTS,
+                           description="Routed experts per MoE layer (1 = dense).")
     experts_top_k: int = Field(default=1, gt=0, description="Experts each token is routed to.")
-    n_shared_experts: int = Field(default=0, ge=0, description="Always-on experts (DeepSeek).")
-    dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="Dropout probability.")
+    n_shared_experts: int = Field(default=0, ge=0, le=MAX_N_EXPERTS,
+                                  description="Always-on experts (DeepSeek).")
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0, allow_inf_nan=False,
+                           description="Dropout probability.")
     source_url: str = Field(default="", description="Where the configuration was read.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_bool_numbers(cls, data: Any) -> Any:
+        """true/false is not a size or a probability (pydantic would read True as 1)."""
+        if isinstance(data, dict):
+            for key, value in data.items():
+                field = cls.model_fields.get(key) if isinstance(key, str) else None
+                if field is not None and isinstance(value, bool) and field.annotation is not bool:
+                    raise ValueError(f"{key}: must be a number, got {value!r}")
+        return data
 
     @model_validator(mode="after")
     def _check_shapes(self) -> ModelSpec:
@@ -92,6 +125,10 @@ class ModelSpec(BaseModel):
             raise ValueError("pooler: only encoder models (BERT) have a pooler")
         if self.tied_embeddings and not self.lm_head:
             raise ValueError("tied_embeddings: needs lm_head=True")
+        n_params = _param_total(self, active=False)
+        if n_params > MAX_N_PARAMS:
+            raise ValueError(f"n_params: these sizes give {n_params:.3g} parameters; at most "
+                             f"{MAX_N_PARAMS:.0e} are supported (MAX_N_PARAMS)")
         return self
 
     # ---- derived shapes ------------------------------------------------------------------
@@ -242,41 +279,64 @@ def model(name: str | Path | ModelSpec) -> ModelSpec:
     """The preset called `name`, or the model of a Hugging Face `config.json` when `name` is a
     path ending in .json (a ModelSpec is passed through).
 
-    Raises ValueError naming the closest presets when the name is unknown.
+    Raises InputError (a ValueError) naming the closest presets when the name is unknown.
     """
     if isinstance(name, ModelSpec):
         return name
+    if not isinstance(name, str | Path):
+        raise InputError("model", "must be a preset name, a config.json path or a ModelSpec, "
+                                  f"got {_describe(name)}")
     if str(name).endswith(".json"):
         return model_from_hf_config(Path(name))
     key = str(name).strip().lower()
     if key not in _PRESETS:
         close = difflib.get_close_matches(key, _PRESETS, n=3, cutoff=0.4)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(
-            f"model: unknown preset {name!r}{hint} (see `planner models` for all "
-            f"{len(_PRESETS)} presets)"
-        )
+        raise InputError("model", f"unknown preset {clip(str(name))}{hint} (see `planner models` "
+                                  f"for all {len(_PRESETS)} presets)")
     return ModelSpec(name=key, **_PRESETS[key])
 
 
+def _describe(value: Any) -> str:
+    """User input for a message: short, and safe for containers nested 10^5 deep and integers
+    of 10^5 digits (whose repr() would raise)."""
+    if isinstance(value, dict):
+        return f"a JSON object with {len(value)} keys"
+    if isinstance(value, list | tuple):
+        return f"a JSON array of {len(value)} items"
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value.bit_length() > 512:
+            return f"an integer of about {int(value.bit_length() * 0.30103)} digits"
+        return f"{value:,}"
+    return clip(value)
+
+
+def _shown_path(path: Path, max_chars: int = 100) -> str:
+    """A path for a message: its end (where the file name is) when it is long."""
+    text = str(path)
+    return repr(text if len(text) <= max_chars else "…" + text[-(max_chars - 1):])
+
+
 # ---- Hugging Face config.json ------------------------------------------------------------------
+# Every reader gets the config with null values dropped: only a missing key or null means "use
+# the default"; 0, "false" and the like are values and are checked (_check_hf_values).
 def _hf_llama_like(cfg: dict[str, Any]) -> dict[str, Any]:
-    d_model = cfg["hidden_size"]
     n_heads = cfg["num_attention_heads"]
     act = cfg.get("hidden_act", "silu")
     if act not in ("silu", "swish"):
-        raise ValueError(f"hidden_act: {act!r} not supported for llama-like models (use silu)")
+        raise InputError("hidden_act", f"{_describe(act)} not supported for llama-like models "
+                                       "(use silu)")
+    bias = cfg.get("attention_bias", False)
     out = dict(
         arch="decoder", norm="rmsnorm", norm_position="pre", mlp_act="silu", gated_mlp=True,
-        position="rotary", n_layers=cfg["num_hidden_layers"], d_model=d_model, n_heads=n_heads,
-        n_kv_heads=cfg.get("num_key_value_heads") or n_heads, d_ff=cfg["intermediate_size"],
-        vocab_size=cfg["vocab_size"], max_seq_len=cfg.get("max_position_embeddings", 4096),
-        tied_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-        qkv_bias=bool(cfg.get("attention_bias", False)),
-        attn_out_bias=bool(cfg.get("attention_bias", False)),
-        mlp_bias=bool(cfg.get("mlp_bias", False)),
+        position="rotary", n_layers=cfg["num_hidden_layers"], d_model=cfg["hidden_size"],
+        n_heads=n_heads, n_kv_heads=cfg.get("num_key_value_heads", n_heads),
+        d_ff=cfg["intermediate_size"], vocab_size=cfg["vocab_size"],
+        max_seq_len=cfg.get("max_position_embeddings", 4096),
+        tied_embeddings=cfg.get("tie_word_embeddings", False), qkv_bias=bias,
+        attn_out_bias=bias, mlp_bias=cfg.get("mlp_bias", False),
     )
-    if cfg.get("head_dim"):
+    if "head_dim" in cfg:
         out["head_dim"] = cfg["head_dim"]  # ModelSpec validates it (and the head count)
     return out
 
@@ -293,44 +353,44 @@ def _hf_qwen2(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def _hf_gpt2(cfg: dict[str, Any]) -> dict[str, Any]:
     d_model = cfg["n_embd"]
-    act = _activation(cfg, "activation_function", "gelu_new")
     return dict(
         GPT2_STYLE, n_layers=cfg["n_layer"], d_model=d_model, n_heads=cfg["n_head"],
-        d_ff=cfg.get("n_inner") or 4 * d_model, vocab_size=cfg["vocab_size"],
-        max_seq_len=cfg.get("n_positions", 1024), mlp_act=act,
-        tied_embeddings=bool(cfg.get("tie_word_embeddings", True)),
-        dropout=_float(cfg, "resid_pdrop", 0.1),
+        d_ff=cfg.get("n_inner", 4 * d_model), vocab_size=cfg["vocab_size"],
+        max_seq_len=cfg.get("n_positions", 1024),
+        mlp_act=_activation(cfg, "activation_function", "gelu_new"),
+        tied_embeddings=cfg.get("tie_word_embeddings", True),
+        dropout=cfg.get("resid_pdrop", 0.1),
     )
 
 
 def _hf_bert(cfg: dict[str, Any]) -> dict[str, Any]:
-    act = _activation(cfg, "hidden_act", "gelu")
     return dict(
         _BERT, n_layers=cfg["num_hidden_layers"], d_model=cfg["hidden_size"],
         n_heads=cfg["num_attention_heads"], d_ff=cfg["intermediate_size"],
         vocab_size=cfg["vocab_size"], max_seq_len=cfg.get("max_position_embeddings", 512),
-        n_token_types=cfg.get("type_vocab_size", 2), mlp_act=act,
-        dropout=_float(cfg, "hidden_dropout_prob", 0.1),
+        n_token_types=cfg.get("type_vocab_size", 2),
+        mlp_act=_activation(cfg, "hidden_act", "gelu"),
+        dropout=cfg.get("hidden_dropout_prob", 0.1),
     )
 
 
 def _hf_opt(cfg: dict[str, Any]) -> dict[str, Any]:
     d_model = cfg["hidden_size"]
     if cfg.get("word_embed_proj_dim", d_model) != d_model:
-        raise ValueError(
-            "word_embed_proj_dim: OPT models with an embedding projection (opt-350m) are not "
+        raise InputError(
+            "word_embed_proj_dim", "OPT models with an embedding projection (opt-350m) are not "
             f"supported; it must equal hidden_size={d_model}"
         )
     if not cfg.get("do_layer_norm_before", True):
-        raise ValueError("do_layer_norm_before: only pre-LN OPT models are supported (true)")
-    bias = bool(cfg.get("enable_bias", True))
+        raise InputError("do_layer_norm_before", "only pre-LN OPT models are supported (true)")
+    bias = cfg.get("enable_bias", True)
     return dict(
         GPT2_STYLE, n_layers=cfg["num_hidden_layers"], d_model=d_model,
         n_heads=cfg["num_attention_heads"], d_ff=cfg["ffn_dim"], vocab_size=cfg["vocab_size"],
         max_seq_len=cfg.get("max_position_embeddings", 2048), position_offset=2,
         mlp_act=_activation(cfg, "activation_function", "relu"),
-        tied_embeddings=bool(cfg.get("tie_word_embeddings", True)), qkv_bias=bias,
-        attn_out_bias=bias, mlp_bias=bias, dropout=_float(cfg, "dropout", 0.1),
+        tied_embeddings=cfg.get("tie_word_embeddings", True), qkv_bias=bias,
+        attn_out_bias=bias, mlp_bias=bias, dropout=cfg.get("dropout", 0.1),
     )
 
 
@@ -340,39 +400,95 @@ _HF_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu", "gelu_fast": "gelu",
 
 
 def _activation(cfg: dict[str, Any], key: str, default: str) -> str:
-    act = cfg.get(key) or default
-    if act not in _HF_ACTIVATIONS:
-        raise ValueError(f"{key}: {act!r} is not supported; use one of "
-                         f"{', '.join(_HF_ACTIVATIONS)}")
+    act = cfg.get(key, default)
+    if not isinstance(act, str) or act not in _HF_ACTIVATIONS:
+        raise InputError(key, f"{_describe(act)} is not supported; use one of "
+                              f"{', '.join(_HF_ACTIVATIONS)}")
     return _HF_ACTIVATIONS[act]
 
 
-def _float(cfg: dict[str, Any], key: str, default: float) -> float:
-    value = cfg.get(key)
-    try:
-        return float(default if value is None else value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{key}: must be a number, got {value!r}") from None
+# The config key each ModelSpec field is read from, per model_type, so that a problem ModelSpec
+# finds is reported under the user's key ("hidden_size: ...", not "d_model: ...").
+_LLAMA_KEYS = dict(n_layers="num_hidden_layers", d_model="hidden_size",
+                   n_heads="num_attention_heads", n_kv_heads="num_key_value_heads",
+                   d_ff="intermediate_size", max_seq_len="max_position_embeddings",
+                   tied_embeddings="tie_word_embeddings", qkv_bias="attention_bias",
+                   attn_out_bias="attention_bias", n_experts="num_local_experts",
+                   experts_top_k="num_experts_per_tok")
+_GPT2_KEYS = dict(n_layers="n_layer", d_model="n_embd", n_heads="n_head", d_ff="n_inner",
+                  max_seq_len="n_positions", tied_embeddings="tie_word_embeddings",
+                  dropout="resid_pdrop")
+_BERT_KEYS = dict(n_layers="num_hidden_layers", d_model="hidden_size",
+                  n_heads="num_attention_heads", d_ff="intermediate_size",
+                  max_seq_len="max_position_embeddings", n_token_types="type_vocab_size",
+                  dropout="hidden_dropout_prob")
+_OPT_KEYS = dict(n_layers="num_hidden_layers", d_model="hidden_size",
+                 n_heads="num_attention_heads", d_ff="ffn_dim",
+                 max_seq_len="max_position_embeddings", tied_embeddings="tie_word_embeddings",
+                 qkv_bias="enable_bias", attn_out_bias="enable_bias", mlp_bias="enable_bias")
 
-
-_HF_READERS = {
-    "llama": _hf_llama_like,
-    "mistral": _hf_llama_like,
-    "mixtral": _hf_mixtral,
-    "qwen2": _hf_qwen2,
-    "gpt2": _hf_gpt2,
-    "bert": _hf_bert,
-    "opt": _hf_opt,
+_HF_READERS: dict[str, tuple[Any, dict[str, str]]] = {
+    "llama": (_hf_llama_like, _LLAMA_KEYS),
+    "mistral": (_hf_llama_like, _LLAMA_KEYS),
+    "mixtral": (_hf_mixtral, _LLAMA_KEYS),
+    "qwen2": (_hf_qwen2, _LLAMA_KEYS),
+    "gpt2": (_hf_gpt2, _GPT2_KEYS),
+    "bert": (_hf_bert, _BERT_KEYS),
+    "opt": (_hf_opt, _OPT_KEYS),
 }
 
+# Size keys the readers compute with, with their (minimum, maximum): a string ("4096") would be
+# repeated, not multiplied; 0 is a value (refused), not "absent".
+_HF_INT_KEYS: dict[str, tuple[int, int]] = {
+    **dict.fromkeys(("hidden_size", "n_embd", "word_embed_proj_dim", "num_attention_heads",
+                     "n_head", "num_key_value_heads", "head_dim"), (1, MAX_D_MODEL)),
+    **dict.fromkeys(("num_hidden_layers", "n_layer"), (1, MAX_N_LAYERS)),
+    **dict.fromkeys(("intermediate_size", "n_inner", "ffn_dim"), (1, MAX_D_FF)),
+    "vocab_size": (1, MAX_VOCAB_SIZE),
+    "type_vocab_size": (0, MAX_VOCAB_SIZE),
+    **dict.fromkeys(("max_position_embeddings", "n_positions"), (1, MAX_SEQ_LEN)),
+    **dict.fromkeys(("num_local_experts", "num_experts_per_tok"), (1, MAX_N_EXPERTS)),
+}
+# Switches: JSON true/false only ("false" as a string is truthy in Python).
+_HF_BOOL_KEYS = frozenset({"tie_word_embeddings", "attention_bias", "mlp_bias",
+                           "do_layer_norm_before", "enable_bias"})
+# Dropout probabilities, in [0, 1).
+_HF_PROB_KEYS = frozenset({"resid_pdrop", "hidden_dropout_prob", "dropout"})
 
-# Size fields the readers compute with: a string ("4096") would be repeated, not multiplied.
-_HF_INT_KEYS = frozenset({
-    "hidden_size", "n_embd", "num_attention_heads", "n_head", "num_hidden_layers", "n_layer",
-    "intermediate_size", "n_inner", "ffn_dim", "vocab_size", "max_position_embeddings",
-    "n_positions", "num_key_value_heads", "head_dim", "num_local_experts",
-    "num_experts_per_tok", "type_vocab_size", "word_embed_proj_dim",
-})
+
+def _check_hf_values(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The config without null values, every size, switch and probability checked."""
+    out = {key: value for key, value in cfg.items() if value is not None}
+    for key, value in out.items():
+        if key in _HF_INT_KEYS:
+            low, high = _HF_INT_KEYS[key]
+            if isinstance(value, int) and not isinstance(value, bool) and value > high:
+                raise InputError(key, f"must be ≤ {high:,}, got {_describe(value)}")
+            if isinstance(value, dict | list):
+                raise InputError(key, f"must be a whole number, got {_describe(value)}")
+            out[key] = check_int(value, key, minimum=low, maximum=high)
+        elif key in _HF_BOOL_KEYS:
+            if not isinstance(value, bool):
+                raise InputError(key, f"must be true or false, got {_describe(value)}")
+            out[key] = check_bool(value, key)
+        elif key in _HF_PROB_KEYS:
+            if isinstance(value, dict | list):
+                raise InputError(key, f"must be a number, got {_describe(value)}")
+            p = check_number(value, key, minimum=0.0)
+            if p >= 1:
+                raise InputError(key, f"must be < 1 (a dropout probability), got {p:g}")
+            out[key] = p
+    return out
+
+
+_FIELD_NAME = re.compile(r"\b[a-z_]+\b")
+
+
+def _with_hf_keys(err: ValidationError, keys: dict[str, str]) -> InputError:
+    """ModelSpec's one-line error with its field names replaced by the config's keys."""
+    field, _, message = one_line(err).partition(": ")
+    message = _FIELD_NAME.sub(lambda m: keys.get(m.group(0), m.group(0)), message)
+    return InputError(keys.get(field, field), message)
 
 
 def supported_hf_model_types() -> list[str]:
@@ -384,53 +500,94 @@ def model_from_hf_config(source: str | Path | dict[str, Any], *, name: str | Non
     """A ModelSpec from a Hugging Face `config.json` (a path, a JSON string or a dict).
 
     Supported `model_type`s: bert, gpt2, llama, mistral, mixtral, opt, qwen2. Any problem
-    (unreadable file, missing key, unsupported type, impossible shape) raises ValueError naming
-    the field.
+    (unreadable, non-UTF-8 or oversized file, missing key, unsupported type, a value of the
+    wrong type or out of range, impossible shape) raises InputError (a ValueError) naming the
+    config key; a missing key or null takes the model type's default.
     """
-    cfg = _read_hf_config(source)
+    try:
+        return _model_from_hf_config(source, name=name)
+    except RecursionError:  # NB: a guard; reading and every message avoid deep recursion
+        raise InputError("config", "nested too deeply to read; a config.json is a flat JSON "
+                                   "object") from None
+
+
+def _model_from_hf_config(source: str | Path | dict[str, Any], *, name: str | None
+                          ) -> ModelSpec:
+    cfg, source_label = _read_hf_config(source)
     model_type = cfg.get("model_type")
+    supported = ", ".join(supported_hf_model_types())
+    if model_type is None:
+        raise InputError("model_type", f"missing; supported: {supported}")
+    if not isinstance(model_type, str):
+        raise InputError("model_type", f"must be a string such as \"llama\", got "
+                                       f"{_describe(model_type)}; supported: {supported}")
     if model_type not in _HF_READERS:
-        raise ValueError(
-            f"model_type: {model_type!r} is not supported; supported: "
-            f"{', '.join(supported_hf_model_types())}"
-        )
-    for key in _HF_INT_KEYS & cfg.keys():
-        value = cfg[key]
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-            raise ValueError(f"{key}: must be a whole number, got {value!r}")
+        raise InputError("model_type", f"{clip(model_type)} is not supported; supported: "
+                                       f"{supported}")
+    reader, keys = _HF_READERS[model_type]
+    values = _check_hf_values(cfg)
     try:
-        fields = _HF_READERS[model_type](cfg)
+        fields = reader(values)
     except KeyError as err:
-        raise ValueError(f"{err.args[0]}: required for model_type {model_type!r} but missing"
-                         ) from None
-    except (TypeError, ZeroDivisionError) as err:  # e.g. "hidden_size": "4096" or 0 heads
-        raise ValueError(f"config.json: a {model_type} field has the wrong type or value "
-                         f"({err}); sizes must be positive whole numbers") from None
-    label = name or cfg.get("_name_or_path") or f"hf-{model_type}"
-    fields["source_url"] = str(source) if isinstance(source, str | Path) else "config dict"
+        raise InputError(err.args[0], f"required for model_type {model_type!r} but missing "
+                                      "(or null)") from None
+    path_name = cfg.get("_name_or_path")
+    label = name or (path_name if isinstance(path_name, str) and path_name.strip() else None)
+    fields["source_url"] = source_label
     try:
-        return ModelSpec(name=str(label), **fields)
+        return ModelSpec(name=str(label or f"hf-{model_type}"), **fields)
     except ValidationError as err:
-        raise ValueError(one_line(err)) from None
+        raise _with_hf_keys(err, keys) from None
 
 
-def _read_hf_config(source: str | Path | dict[str, Any]) -> dict[str, Any]:
+def _read_hf_config(source: str | Path | dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The config as a dict, and where it came from (for source_url)."""
     if isinstance(source, dict):
-        return source
-    text = str(source)
-    if isinstance(source, str) and text.lstrip().startswith("{"):
-        raw = text
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise ValueError(f"config.json: no such file {str(path)!r}")
-        raw = path.read_text(encoding="utf-8")
+        return source, "config dict"
+    if isinstance(source, str) and source.lstrip()[:1] in ("{", "["):
+        if len(source) > MAX_CONFIG_BYTES:
+            raise InputError("config", f"JSON text of {len(source):,} characters; a config.json "
+                                       f"is at most {MAX_CONFIG_BYTES:,} bytes (MAX_CONFIG_BYTES)")
+        return _parse_json(source, field="config", where="the JSON text"), "JSON text"
+    if not isinstance(source, str | Path):
+        raise InputError("config", "must be a path to a config.json file, its JSON text or a "
+                                   f"dict, got {_describe(source)}")
+    path = Path(source)
+    shown = _shown_path(path)
     try:
-        cfg = json.loads(raw)
+        if not path.is_file():
+            raise InputError("config.json", f"no such file {shown}")
+        with path.open("rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except (OSError, ValueError) as err:  # name too long, a NUL byte in it, no permission
+        if isinstance(err, InputError):
+            raise
+        reason = getattr(err, "strerror", None) or str(err)
+        raise InputError("config.json", f"cannot read {shown} ({reason})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise InputError("config.json", f"{shown} is larger than {MAX_CONFIG_BYTES:,} bytes "
+                                        "(MAX_CONFIG_BYTES); a config.json is a few kB")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise InputError("config.json", f"{shown} is not UTF-8 text (byte "
+                                        f"0x{data[err.start]:02x} at offset {err.start}); "
+                                        "save it as UTF-8") from None
+    return _parse_json(text, field="config.json", where=shown), str(path)
+
+
+def _parse_json(text: str, *, field: str, where: str) -> dict[str, Any]:
+    try:
+        cfg = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"config.json: not valid JSON ({err.msg} at line {err.lineno})") from None
+        raise InputError(field, f"not valid JSON ({err.msg} at line {err.lineno}) in {where}"
+                         ) from None
+    except RecursionError:
+        raise InputError(field, f"{where} is nested too deeply to read; a config.json is a "
+                                "flat JSON object") from None
+    except ValueError as err:  # e.g. an integer of more than 4,300 digits
+        raise InputError(field, f"not valid JSON in {where} ({str(err)[:80]})") from None
     if not isinstance(cfg, dict):
-        raise ValueError("config.json: top level must be a JSON object")
+        raise InputError(field, f"top level of {where} must be a JSON object {{...}}, got "
+                                f"{_describe(cfg)}")
     return cfg
-
-

@@ -8,13 +8,15 @@ without electricity (a lower bound), and `cost_note` says so.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from planner.errors import check_number
+from planner.plan.workloads import MIN_FRAC
 from planner.units import JOULES_PER_KWH, SECONDS_PER_HOUR, SECONDS_PER_YEAR
 
 # A4: between the 2024 US average retail prices for industrial (~8 ¢/kWh) and commercial
@@ -31,6 +33,33 @@ DEFAULT_OWNERSHIP_UTILIZATION_FRAC = 0.8
 # A8: average power over TDP while busy. TPU v4 measured 170 W mean against 192 W max (0.89,
 # shared/reference/hardware.csv); LLM training keeps GPUs near their power limit, serving less.
 DEFAULT_POWER_FRAC = 0.8
+
+# Input bounds (sanity limits; every number must also be finite): PUE from 1 (no overhead) to 3
+# (far above the Uptime Institute's 2024 average of 1.56); electricity up to $10/kWh (~30x
+# retail); a device-hour up to $10,000 and a device up to $100M (~100x the dearest); a
+# lifetime up to 50 years; fractions in [1e-6, 1] (planner.plan.workloads.MIN_FRAC).
+MAX_PUE = 3.0
+MAX_USD_PER_KWH = 10.0
+MAX_USD_PER_DEVICE_HOUR = 1e4
+MAX_PURCHASE_USD = 1e8
+MAX_LIFETIME_YEARS = 50.0
+
+
+def _real(*, lo: float | None = None, hi: float | None = None,
+          positive: bool = False) -> Callable[[Any, str], float]:
+    return lambda value, field: check_number(value, field, positive=positive, minimum=lo,
+                                             maximum=hi)
+
+
+COST_RULES: dict[str, Callable[[Any, str], float]] = {
+    "usd_per_device_hour": _real(positive=True, hi=MAX_USD_PER_DEVICE_HOUR),
+    "purchase_usd": _real(positive=True, hi=MAX_PURCHASE_USD),
+    "usd_per_kwh": _real(lo=0.0, hi=MAX_USD_PER_KWH),
+    "pue": _real(lo=1.0, hi=MAX_PUE),
+    "lifetime_years": _real(positive=True, hi=MAX_LIFETIME_YEARS),
+    "ownership_utilization_frac": _real(lo=MIN_FRAC, hi=1.0),
+    "power_frac": _real(lo=MIN_FRAC, hi=1.0),
+}
 
 
 class CostOptions(BaseModel):
@@ -49,7 +78,8 @@ class CostOptions(BaseModel):
     purchase_usd: float | None = Field(
         default=None, gt=0, description="Override the purchase price for every device.")
     usd_per_kwh: float = Field(default=DEFAULT_USD_PER_KWH, ge=0, description="Electricity.")
-    pue: float = Field(default=DEFAULT_PUE, ge=1, description="Power usage effectiveness.")
+    pue: float = Field(default=DEFAULT_PUE, ge=1, le=MAX_PUE,
+                       description="Power usage effectiveness, 1 to 3.")
     lifetime_years: float = Field(default=DEFAULT_LIFETIME_YEARS, gt=0,
                                   description="Years an owned device is amortized over.")
     ownership_utilization_frac: float = Field(
@@ -57,6 +87,17 @@ class CostOptions(BaseModel):
         description="Share of its lifetime an owned device is busy.")
     power_frac: float = Field(default=DEFAULT_POWER_FRAC, gt=0, le=1,
                               description="Average power draw over TDP while busy.")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strict(cls, value: Any, info: ValidationInfo) -> Any:
+        """Every number finite and within COST_RULES' range (not a bool, not NaN/inf); None
+        stays None where it means "from the catalog"."""
+        name = info.field_name or ""
+        rule = COST_RULES.get(name)
+        if rule is None or (value is None and cls.model_fields[name].default is None):
+            return value
+        return rule(value, name)
 
 
 def cloud_cost_usd(*, n_devices, time_s, usd_per_device_hour):

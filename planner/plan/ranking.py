@@ -17,7 +17,13 @@ import pandas as pd
 from planner.hardware.kernels import peak_dtype_chain
 from planner.model.precision import precision_policy
 from planner.plan.cost import CostOptions
-from planner.plan.reasons import INFER_REASONS, TRAIN_REASONS, InferReason, TrainReason
+from planner.plan.reasons import (
+    INFER_REASONS,
+    NON_FINITE_TEXT,
+    TRAIN_REASONS,
+    InferReason,
+    TrainReason,
+)
 from planner.plan.search import (
     MAX_DEVICE_COUNT,
     _check,
@@ -28,6 +34,7 @@ from planner.plan.search import (
     _table_for,
     _train_chunks,
     _train_frame,
+    checked_rows,
     pareto_mask,
 )
 from planner.plan.workloads import InferenceJob, TrainingJob
@@ -65,7 +72,7 @@ def _objective_key(objective: str, time_s, cost_usd, energy_j):
 
 def _train_reason_text(job: TrainingJob, table: _DeviceTable, row: pd.Series) -> str:
     code = TrainReason(TRAIN_REASONS.index(str(row["reason"])))
-    i = table.ids.index(str(row["device"]))
+    i = table.position[str(row["device"])]
     layout = (f"tp={row['tp']} pp={row['pp']} dp={row['dp']} zero={row['zero_stage']} "
               f"micro-batch={row['micro_batch_size']} recompute={row['recompute']}")
     if code is TrainReason.NO_PEAK:
@@ -94,6 +101,8 @@ def _train_reason_text(job: TrainingJob, table: _DeviceTable, row: pd.Series) ->
         return (f"does not fit: needs {bytes_str(row['mem_per_device_bytes'])} per device at "
                 f"best ({layout} on {row['n_devices']} devices); {bytes_str(usable)} usable of "
                 f"{bytes_str(table.memory[i])}")
+    if code is TrainReason.NON_FINITE:
+        return _non_finite_text(row, layout)
     if code is TrainReason.DEADLINE:
         return (f"misses the deadline of {duration_str(job.deadline_s or 0.0)}: fastest is "
                 f"{duration_str(row['time_s'])} on {row['n_devices']} devices ({layout})")
@@ -111,7 +120,7 @@ def _with_scale_note(text: str, row: pd.Series) -> str:
 
 def _infer_reason_text(job: InferenceJob, table: _DeviceTable, row: pd.Series) -> str:
     code = InferReason(INFER_REASONS.index(str(row["reason"])))
-    i = table.ids.index(str(row["device"]))
+    i = table.position[str(row["device"])]
     layout = f"tp={row['tp']} batch={row['batch_size']}"
     if code is InferReason.NO_PEAK:
         chain = "/".join(peak_dtype_chain(
@@ -129,6 +138,8 @@ def _infer_reason_text(job: InferenceJob, table: _DeviceTable, row: pd.Series) -
         usable = job.usable_memory_frac * table.memory[i]
         return (f"does not fit: needs {bytes_str(row['mem_per_device_bytes'])} per device at "
                 f"best ({layout}); {bytes_str(usable)} usable of {bytes_str(table.memory[i])}")
+    if code is InferReason.NON_FINITE:
+        return _non_finite_text(row, layout)
     if code is InferReason.TTFT:
         return (f"misses the time-to-first-token target {job.ttft_s:g} s: best "
                 f"{row['ttft_s']:.3g} s ({layout})")
@@ -140,6 +151,13 @@ def _infer_reason_text(job: InferenceJob, table: _DeviceTable, row: pd.Series) -
         need = f"{n:,}" if n < MAX_DEVICE_COUNT else f"over {MAX_DEVICE_COUNT:.3g}"
         return f"needs {need} devices, more than max_devices={job.max_devices}"
     return code.text
+
+
+def _non_finite_text(row: pd.Series, layout: str) -> str:
+    """Reason NON_FINITE with the numbers that overflowed, and where they come from."""
+    return (f"{NON_FINITE_TEXT}: time_s={row['time_s']:.3g}, cost_usd={row['cost_usd']:.3g}, "
+            f"energy_j={row['energy_j']:.3g} on {row['n_devices']} devices ({layout}); check "
+            "extreme inputs such as compute_frac, goodput_frac or efficiency_overrides")
 
 
 def _heads_text(spec: Any, tp: int, *, serving: bool) -> str:
@@ -171,7 +189,7 @@ def _scale_notes(job: TrainingJob, table: _DeviceTable, df: pd.DataFrame) -> lis
     the scale-out network (P9b)."""
     notes = []
     for device, tp, n in zip(df["device"].astype(str), df["tp"], df["n_devices"], strict=True):
-        i = table.ids.index(device)
+        i = table.position[device]
         domain = table.domain[i]
         parts = []
         if np.isnan(table.out_bw[i]) and domain < (job.n_devices or job.max_devices):
@@ -200,7 +218,8 @@ def rank(job: TrainingJob | InferenceJob, catalog: Any = None, *,
     Columns start with device, kind, feasible, reason, n_devices, tp, pp, dp, time_s,
     cost_usd, energy_j, mfu, pareto (on the time-cost front); the rest are search()'s columns.
     For inference, time_s is the request latency and cost_usd / energy_j are per million
-    output tokens.
+    output tokens. Arguments are checked as search()'s (InputError naming the parameter), and
+    `objective` must be one of "time", "cost", "energy".
     """
     cost = _check(job, objective, cost)
     table = _table_for(job, catalog, devices, kinds, cost)
@@ -231,6 +250,7 @@ def rank(job: TrainingJob | InferenceJob, catalog: Any = None, *,
                 picks.append(d * int(np.prod(full[1:])) + flat)
             rows.append(_train_frame(chunk, axes, table, np.array(picks)))
         df = pd.concat(rows, ignore_index=True) if len(rows) > 1 else rows[0]
+        checked_rows(df, NON_FINITE_TEXT)
         df["scale_note"] = _scale_notes(job, table, df)
         reasons = [_with_scale_note(_train_reason_text(job, table, row), row)
                    if not row["feasible"] else "" for _, row in df.iterrows()]
@@ -242,8 +262,9 @@ def rank(job: TrainingJob | InferenceJob, catalog: Any = None, *,
         mem_ratio = np.broadcast_to(q.mem_per_device_bytes, shape) / np.broadcast_to(
             _device_columns(table, slice(None), 3).memory_bytes, shape)
         closeness = np.where(code == _FIT_CODE_INFER, mem_ratio,
-                             np.where(code == 7, np.broadcast_to(q.ttft_s, shape),
-                                      np.where(code == 8, np.broadcast_to(q.tpot_s, shape),
+                             np.where(code == InferReason.TTFT, np.broadcast_to(q.ttft_s, shape),
+                                      np.where(code == InferReason.TPOT,
+                                               np.broadcast_to(q.tpot_s, shape),
                                                np.broadcast_to(q.n_devices, shape))))
         picks = []
         per = int(np.prod(shape[1:]))
@@ -252,6 +273,7 @@ def rank(job: TrainingJob | InferenceJob, catalog: Any = None, *,
                             latency[d].ravel(), closeness[d].ravel())
             picks.append(d * per + flat)
         df = _infer_frame(shape, q, money, code, axes, table, np.array(picks))
+        checked_rows(df, NON_FINITE_TEXT)
         reasons = [_infer_reason_text(job, table, row) if not row["feasible"] else ""
                    for _, row in df.iterrows()]
     df["reason"] = reasons

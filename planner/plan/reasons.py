@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+# A candidate whose numbers overflowed (an extreme input: a tiny efficiency, a huge overhead)
+# or came out negative or zero: never presented as a plan.
+NON_FINITE_TEXT = "time, cost or energy overflowed (infinite, negative, or a zero time)"
+
 
 class TrainReason(IntEnum):
     """Why a training candidate is infeasible: the first failing check, in this order (a later
@@ -21,7 +25,8 @@ class TrainReason(IntEnum):
     ZERO_WITH_PP = 6
     NO_LINK_BW = 7
     NO_FIT = 8
-    DEADLINE = 9
+    NON_FINITE = 9
+    DEADLINE = 10
 
     @property
     def text(self) -> str:
@@ -38,9 +43,10 @@ class InferReason(IntEnum):
     TP_HEADS = 4
     NO_LINK_BW = 5
     NO_FIT = 6
-    TTFT = 7
-    TPOT = 8
-    MAX_DEVICES = 9
+    NON_FINITE = 7
+    TTFT = 8
+    TPOT = 9
+    MAX_DEVICES = 10
 
     @property
     def text(self) -> str:
@@ -58,6 +64,7 @@ TRAIN_REASONS = (
     "optimizer state, ZeRO-1)",
     "link bandwidth unknown",
     "does not fit in memory",
+    NON_FINITE_TEXT,
     "misses the deadline",
 )
 INFER_REASONS = (
@@ -68,6 +75,7 @@ INFER_REASONS = (
     "tp does not divide the attention or KV heads",
     "link bandwidth unknown",
     "does not fit in memory",
+    NON_FINITE_TEXT,
     "misses the time-to-first-token target",
     "misses the time-per-output-token target",
     "needs more than max_devices",

@@ -9,18 +9,28 @@ the others; devices are processed in chunks to bound memory. No Python loop runs
 candidates.
 
 Infeasible candidates are rows with `feasible=False` and a `reason`; nothing raises for a
-workload that fits nowhere. GPUs, TPUs, FPGAs and ASICs are ranked together.
+workload that fits nowhere. GPUs, TPUs, FPGAs and ASICs are ranked together. Bad arguments
+(a job, catalog, devices, kinds or cost of the wrong kind) raise InputError naming the
+parameter. Rows are checked on the way out: a feasible row has at least one device and a
+finite, positive time, and a cost and energy that are finite and not negative (or NaN where a
+price or TDP is unknown); a candidate whose numbers overflowed is infeasible ("time, cost or
+energy is not a finite number").
+
+Everything per device is looked up by position or through a dict built once per search, so
+the work grows linearly with the number of devices.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from planner.errors import InputError, clip
+from planner.hardware.catalog import KINDS, Catalog, Device, suggest
 from planner.hardware.kernels import (
     CollectiveOp,
     KernelRates,
@@ -73,35 +83,73 @@ MAX_DEVICE_COUNT = 2**53  # device counts above this are clipped in integer colu
 
 
 # ---- catalog ----------------------------------------------------------------------------------
-def _resolve_devices(catalog: Any, devices: Iterable[str] | None,
-                     kinds: Iterable[str] | None) -> list[Any]:
+def _strings(value: Any, field: str, what: str) -> list[str] | None:
+    """None, or `value` as a list of strings (a single string is a list of one)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Mapping | bytes) or not isinstance(value, Iterable):
+        raise InputError(field, f"must be a list of {what}, got {clip(value)}")
+    items = list(value)
+    for item in items:
+        if not isinstance(item, str):
+            raise InputError(field, f"must be a list of {what}, got {clip(item)} in "
+                             f"{clip(items)}")
+    return items
+
+
+def _catalog_devices(catalog: Any) -> tuple[list[Device], Any]:
+    """(devices, kernel tables or None) of a Catalog, a list of Device, or None (built-in)."""
     if catalog is None:
         from planner.hardware.catalog import load_catalog
 
         catalog = load_catalog()
-    if isinstance(devices, str):
-        devices = [devices]
+    allowed = "a Catalog (planner.load_catalog()) or a list of Device"
+    if isinstance(catalog, Catalog):
+        return list(catalog.devices), catalog.kernel_tables()
+    if isinstance(catalog, str | bytes | Mapping) or not isinstance(catalog, Iterable):
+        raise InputError("catalog", f"must be {allowed}, got {clip(catalog)}")
+    items = list(catalog)
+    seen: set[str] = set()
+    for d in items:
+        if not isinstance(d, Device):
+            raise InputError("catalog", f"must be {allowed}, got {clip(d)} in it")
+        if d.id in seen:
+            raise InputError("catalog", f"duplicate device id {clip(d.id)}")
+        seen.add(d.id)
+    return items, None
+
+
+def _resolve_devices(catalog: Any, devices: Iterable[str] | None,
+                     kinds: Iterable[str] | None) -> tuple[list[Any], Any]:
+    """(the chosen devices in catalog order, the catalog's kernel tables or None); one pass
+    over the catalog with a set of the wanted ids (no lookup per device)."""
     if isinstance(kinds, str):
         kinds = [k.strip() for k in kinds.split(",") if k.strip()]
-    if hasattr(catalog, "filter"):
-        chosen = list(catalog.filter(kinds=kinds, ids=devices))
-    else:  # any iterable of Device-like objects
-        chosen = list(catalog)
-        if kinds is not None:
-            kinds = list(kinds)
-            chosen = [d for d in chosen if d.kind in kinds]
-        if devices is not None:
-            wanted = list(devices)
-            known = {d.id for d in chosen}
-            missing = [w for w in wanted if w not in known]
-            if missing:
-                raise ValueError(f"devices: unknown device {missing[0]!r}")
-            chosen = [d for d in chosen if d.id in set(wanted)]
+    kind_list = _strings(kinds, "kinds", f"device kinds ({', '.join(KINDS)})")
+    wanted = _strings(devices, "devices", "device ids (str)")
+    pool, kernel_index = _catalog_devices(catalog)
+    if kind_list is not None:
+        for k in kind_list:
+            if k not in KINDS:
+                raise InputError("kinds", f"unknown kind {clip(k)}; allowed: {', '.join(KINDS)}")
+    if wanted is not None:
+        known = {d.id for d in pool}
+        for w in wanted:
+            if w not in known:
+                hints = suggest(w, [d.id for d in pool])
+                hint = f"; did you mean {', '.join(hints)}?" if hints else ""
+                raise InputError("devices", f"unknown device {clip(w)}{hint} ({len(known)} "
+                                 "known; `planner catalog list`)")
+    kind_set = None if kind_list is None else set(kind_list)
+    wanted_set = None if wanted is None else set(wanted)
+    chosen = [d for d in pool if (kind_set is None or d.kind in kind_set)
+              and (wanted_set is None or d.id in wanted_set)]
     if not chosen:
-        raise ValueError("devices: no device in the catalog matches the selection "
-                         f"(devices={list(devices) if devices else None}, "
-                         f"kinds={list(kinds) if kinds else None})")
-    return chosen
+        raise InputError("devices", "no device in the catalog matches the selection "
+                         f"(devices={clip(wanted)}, kinds={clip(kind_list)})")
+    return chosen, kernel_index
 
 
 @dataclass(frozen=True)
@@ -122,6 +170,15 @@ class _DeviceTable:
     attn_peak: np.ndarray
     op_overhead_s: float
     prices: DevicePrices
+    position: Mapping[str, int]  # device id -> its row, for lookups by id
+    # label column -> (category code per device, dtype): built once, sliced per chunk
+    labels: Mapping[str, tuple[np.ndarray, pd.CategoricalDtype]]
+
+
+def _labels(values: Sequence[str]) -> tuple[np.ndarray, pd.CategoricalDtype]:
+    """Category codes (first-appearance order) and the categorical dtype of a label column."""
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object))
+    return codes.astype(np.int32), pd.CategoricalDtype(categories=list(uniques))
 
 
 def _device_table(devices: Sequence[Any], *, compute_dtype: str, mode: str,
@@ -139,21 +196,29 @@ def _device_table(devices: Sequence[Any], *, compute_dtype: str, mode: str,
         return np.array([np.nan if getattr(d, attr) is None else float(getattr(d, attr))
                          for d in devices], dtype=float)
 
+    ids = tuple(d.id for d in devices)
+    kinds = tuple(d.kind for d in devices)
+    prices = device_prices(devices, cost)
+    rates = kernel_rates(devices, gemm_dtypes=[t or compute_dtype for _, t in peaks],
+                         attention_dtypes=[t or attn_dtype for _, t in attn_peaks],
+                         index=kernel_index, overrides=job.kernel_overrides())
+    labels = dict(
+        device=ids, kind=kinds, peak_dtype=tuple(t for _, t in peaks),
+        cost_price_provider=prices.provider, cost_price_date=prices.date,
+        cost_price_contract=prices.contract, cost_note=prices.note,
+        kernels_note=rates.notes)
     return _DeviceTable(
-        devices=tuple(devices), ids=tuple(d.id for d in devices),
-        kinds=tuple(d.kind for d in devices),
+        devices=tuple(devices), ids=ids, kinds=kinds,
         peak=np.array([p for p, _ in peaks], dtype=float),
         peak_dtype=tuple(t for _, t in peaks),
         memory=arr("memory_bytes"), bw=arr("memory_bw_bytes_per_s"),
         up_bw=arr("scaleup_bw_bytes_per_s"),
         domain=np.array([float(d.scaleup_domain_size or 1) for d in devices]),
         out_bw=arr("scaleout_bw_bytes_per_s"),
-        kernels=kernel_rates(devices, gemm_dtypes=[t or compute_dtype for _, t in peaks],
-                             attention_dtypes=[t or attn_dtype for _, t in attn_peaks],
-                             index=kernel_index, overrides=job.kernel_overrides()),
-        attn_peak=np.array([p for p, _ in attn_peaks], dtype=float),
-        op_overhead_s=op_overhead_s(job.efficiency_overrides),
-        prices=device_prices(devices, cost),
+        kernels=rates, attn_peak=np.array([p for p, _ in attn_peaks], dtype=float),
+        op_overhead_s=op_overhead_s(job.efficiency_overrides), prices=prices,
+        position={device_id: i for i, device_id in enumerate(ids)},
+        labels={name: _labels(values) for name, values in labels.items()},
     )
 
 
@@ -406,11 +471,22 @@ def infer_tp_divides_heads(spec: Any, tp) -> np.ndarray:
     return (spec.n_heads % t == 0) & ((k % t == 0) | (t % k == 0))
 
 
+def _not_finite(time_s, money: Mapping[str, Any]) -> np.ndarray:
+    """Where a candidate's time is not a finite number above zero, or its cost or energy is
+    infinite or negative (NaN cost or energy only means no price or TDP)."""
+    bad = ~(np.isfinite(time_s) & (np.asarray(time_s) > 0))
+    for key in ("cost_usd", "energy_j"):
+        v = np.asarray(money[key])
+        bad = bad | np.isinf(v) | (v < 0)
+    return bad
+
+
 def _train_reasons(job: TrainingJob, dev: DeviceColumns, q: Any, *, n, tp, pp,
-                   zero, tp_pinned: bool) -> np.ndarray:
+                   zero, tp_pinned: bool, money: Mapping[str, Any]) -> np.ndarray:
     m = q.n_micro_batches
     r = TrainReason
     code = np.where(q.time_s > (job.deadline_s or np.inf), r.DEADLINE, r.OK)
+    code = np.where(_not_finite(q.time_s, money), r.NON_FINITE, code)
     usable = job.usable_memory_frac * dev.memory_bytes
     code = np.where(q.mem_per_device_bytes > usable, r.NO_FIT, code)
     code = np.where(np.isnan(q.step_time_s), r.NO_LINK_BW, code)
@@ -458,11 +534,11 @@ def _train_chunks(job: TrainingJob, table: _DeviceTable, cost: CostOptions):
             q = evaluate_training(job, prof, dev, n=n, tp=tp, pp=grid["pp"],
                                   zero=grid["zero"], mb=grid["mb"], rc=grid["rc"],
                                   op_times=op_times)
-            code = _train_reasons(job, dev, q, n=n, tp=tp, pp=grid["pp"], zero=grid["zero"],
-                                  tp_pinned=job.tp is not None)
             money = costs(n_devices=n, time_s=q.time_s,
                           prices_usd_per_hour=dev.usd_per_device_hour,
                           purchase_usd=dev.purchase_usd, tdp_w=dev.tdp_w, options=cost)
+            code = _train_reasons(job, dev, q, n=n, tp=tp, pp=grid["pp"], zero=grid["zero"],
+                                  tp_pinned=job.tp is not None, money=money)
         domain = dev.scaleup_domain_size
         valid = (((tp <= domain) & tp_tiles_domain(tp=tp, n=n, domain=domain))
                  | (job.tp is not None))
@@ -510,11 +586,12 @@ def evaluate_inference(job: InferenceJob, prof: InferenceProfile, dev: DeviceCol
     tpot = decode + batch * prefill / job.output_len
     latency = ttft + (job.output_len - 1) * tpot
     replica_rps = batch / (job.output_len * tpot)
+    # at least one replica: a load far below one replica's capacity still needs one
     if job.requests_per_s is not None:
         load_rps = job.requests_per_s
-        replicas = np.ceil(load_rps / replica_rps - 1e-9)
+        replicas = np.maximum(np.ceil(load_rps / replica_rps - 1e-9), 1.0)
     else:
-        replicas = np.ceil(job.load_concurrency / batch - 1e-9)
+        replicas = np.maximum(np.ceil(job.load_concurrency / batch - 1e-9), 1.0)
         load_rps = job.load_concurrency / (job.output_len * tpot)
     n_devices = replicas * tp
     delivered = load_rps * job.output_len  # output tokens per second at the load
@@ -537,12 +614,13 @@ def evaluate_inference(job: InferenceJob, prof: InferenceProfile, dev: DeviceCol
     )
 
 
-def _infer_reasons(job: InferenceJob, dev: DeviceColumns, q: Any, *, tp
-                   ) -> np.ndarray:
+def _infer_reasons(job: InferenceJob, dev: DeviceColumns, q: Any, *, tp,
+                   money: Mapping[str, Any]) -> np.ndarray:
     r = InferReason
     code = np.where(q.n_devices > job.max_devices, r.MAX_DEVICES, r.OK)
     code = np.where(q.tpot_s > (job.tpot_s or np.inf), r.TPOT, code)
     code = np.where(q.ttft_s > (job.ttft_s or np.inf), r.TTFT, code)
+    code = np.where(_not_finite(q.latency_s, money), r.NON_FINITE, code)
     usable = job.usable_memory_frac * dev.memory_bytes
     code = np.where(q.mem_per_device_bytes > usable, r.NO_FIT, code)
     code = np.where(np.isnan(q.latency_s), r.NO_LINK_BW, code)
@@ -571,11 +649,11 @@ def _infer_grid(job: InferenceJob, table: _DeviceTable, cost: CostOptions):
             q = ServingBreakdown(**{f.name: np.where(tiles, getattr(q, f.name),
                                                      getattr(out, f.name))
                                     for f in fields(q)})
-        code = _infer_reasons(job, dev, q, tp=tp)
         # money and energy per million output tokens: devices busy for the hours it takes
         money = costs(n_devices=q.n_devices, time_s=q.hours_per_million_tokens * SECONDS_PER_HOUR,
                       prices_usd_per_hour=dev.usd_per_device_hour, purchase_usd=dev.purchase_usd,
                       tdp_w=dev.tdp_w, options=cost)
+        code = _infer_reasons(job, dev, q, tp=tp, money=money)
     valid = (((tp <= dev.scaleup_domain_size) & tp_tiles_domain(tp=tp, n=q.n_devices,
                                                       domain=dev.scaleup_domain_size))
              | (job.tp is not None))
@@ -599,18 +677,18 @@ def _gather(value: Any, shape: tuple[int, ...], selector: Any) -> np.ndarray:
 
 
 def _device_cols(table: _DeviceTable, d: np.ndarray) -> dict[str, Any]:
-    def cat(values: Sequence[str]) -> pd.Categorical:
-        cats = list(dict.fromkeys(values))
-        codes = np.array([cats.index(v) for v in values], dtype=np.int32)
-        return pd.Categorical.from_codes(codes[d], categories=cats)
-
+    """The per-device columns of the rows of devices `d`: the label columns from the codes and
+    dtypes built once per table (work proportional to len(d), not to the catalog)."""
+    labels = {name: pd.Categorical.from_codes(codes[d], dtype=dtype)
+              for name, (codes, dtype) in table.labels.items()}
     return dict(
-        device=cat(table.ids), kind=cat(table.kinds), peak_dtype=cat(table.peak_dtype),
+        device=labels["device"], kind=labels["kind"], peak_dtype=labels["peak_dtype"],
         peak_flops_per_s=table.peak[d], memory_capacity_bytes=table.memory[d],
         usd_per_device_hour=table.prices.usd_per_device_hour[d],
-        cost_price_provider=cat(table.prices.provider), cost_price_date=cat(table.prices.date),
-        cost_price_contract=cat(table.prices.contract), cost_note=cat(table.prices.note),
-        kernels_rule=table.kernels.rule[d], kernels_note=cat(table.kernels.notes),
+        cost_price_provider=labels["cost_price_provider"],
+        cost_price_date=labels["cost_price_date"],
+        cost_price_contract=labels["cost_price_contract"], cost_note=labels["cost_note"],
+        kernels_rule=table.kernels.rule[d], kernels_note=labels["kernels_note"],
     )
 
 
@@ -708,22 +786,46 @@ def pareto_mask(time_s, cost_usd, eligible=None) -> np.ndarray:
 
 
 # ---- public API -------------------------------------------------------------------------------
-def _check(job: Any, objective: str, cost: CostOptions | None) -> CostOptions:
+def _check(job: Any, objective: Any, cost: Any) -> CostOptions:
+    """The arguments every entry point shares, each refused with one line naming it."""
     if not isinstance(job, TrainingJob | InferenceJob):
-        raise ValueError(f"job: expected a TrainingJob or InferenceJob, got {type(job).__name__}")
-    if objective not in OBJECTIVES:
-        raise ValueError(f"objective: {objective!r}; allowed: {', '.join(OBJECTIVES)}")
-    return cost if cost is not None else CostOptions()
+        raise InputError("job", f"must be a TrainingJob or InferenceJob, got {clip(job)}")
+    if not isinstance(objective, str) or objective not in OBJECTIVES:
+        raise InputError("objective", f"{clip(objective)}; allowed: {', '.join(OBJECTIVES)}")
+    if cost is None:
+        return CostOptions()
+    if not isinstance(cost, CostOptions):
+        raise InputError("cost", f"must be a CostOptions (planner.CostOptions(...)), got "
+                         f"{clip(cost)}")
+    return cost
+
+
+def checked_rows(df: pd.DataFrame, reason: str) -> pd.DataFrame:
+    """The check on the way out of search() and rank(): a feasible row needs at least one
+    device, a finite time above zero (zero would mean zero steps), and a cost and energy that
+    are finite and not negative (NaN is allowed: no price or TDP, `cost_note` says why).
+    Any other feasible row becomes infeasible with `reason` (in place; returns `df`)."""
+    n = df["n_devices"].to_numpy(float)
+    t = df["time_s"].to_numpy(float)
+    money = [df[c].to_numpy(float) for c in ("cost_usd", "energy_j")]
+    with np.errstate(invalid="ignore"):
+        sane = (n >= 1) & np.isfinite(t) & (t > 0)
+        for v in money:
+            sane &= ~np.isinf(v) & ~(v < 0)
+    bad = df["feasible"].to_numpy(bool) & ~sane
+    if bad.any():
+        df.loc[bad, "feasible"] = False
+        df.loc[bad, "reason"] = reason
+    return df
 
 
 def _table_for(job: TrainingJob | InferenceJob, catalog: Any, devices, kinds,
                cost: CostOptions) -> _DeviceTable:
     mode: Mode = "train" if isinstance(job, TrainingJob) else "inference"
-    chosen = _resolve_devices(catalog, devices, kinds)
+    chosen, kernel_index = _resolve_devices(catalog, devices, kinds)
     compute_dtype = precision_policy(job.precision, mode=mode).compute_dtype
     return _device_table(chosen, compute_dtype=compute_dtype, mode=mode, job=job, cost=cost,
-                         kernel_index=catalog.kernel_tables()
-                         if hasattr(catalog, "kernel_tables") else None)
+                         kernel_index=kernel_index)
 
 
 def search(job: TrainingJob | InferenceJob, catalog: Any = None, *,
@@ -741,7 +843,10 @@ def search(job: TrainingJob | InferenceJob, catalog: Any = None, *,
     Inference columns: the same identity columns plus batch_size, replicas, ttft_s, tpot_s,
     time_s (request latency), tokens_per_s (delivered output tokens/s at the load),
     tokens_per_s_per_device (capacity), and cost_usd / energy_j per million output tokens.
-    `devices` restricts to catalog ids, `kinds` to device kinds; `cost` sets prices (CostOptions).
+    `catalog` is a Catalog (planner.load_catalog()) or a list of Device, None for the built-in
+    one; `devices` restricts to catalog ids (a list of str, or one id), `kinds` to device kinds
+    (a list of gpu, tpu, fpga, asic, other, or one comma-separated string); `cost` sets prices
+    (a CostOptions). Anything else raises InputError naming the parameter and what is allowed.
     """
     cost = _check(job, "time", cost)
     table = _table_for(job, catalog, devices, kinds, cost)
@@ -752,6 +857,8 @@ def search(job: TrainingJob | InferenceJob, catalog: Any = None, *,
     else:
         shape, valid, q, money, code, axes = _infer_grid(job, table, cost)
         df = _infer_frame(shape, q, money, code, axes, table, np.flatnonzero(valid))
+    checked_rows(df, (TrainReason if isinstance(job, TrainingJob)
+                      else InferReason).NON_FINITE.text)
     df["pareto"] = pareto_mask(df["time_s"].to_numpy(float), df["cost_usd"].to_numpy(float),
                                df["feasible"].to_numpy(bool))
     return df
@@ -788,12 +895,12 @@ def candidate_evaluator(job: TrainingJob, catalog: Any = None, *,
             q = evaluate_training(job, prof, dev, n=float(n_devices), tp=float(tp),
                                   pp=float(pp), zero=float(zero_stage),
                                   mb=float(micro_batch_size), rc=rc)
-            code = _scalar(_train_reasons(job, dev, q, n=float(n_devices), tp=float(tp),
-                                          pp=float(pp), zero=float(zero_stage),
-                                          tp_pinned=job.tp is not None))
             money = costs(n_devices=n_devices, time_s=q.time_s,
                           prices_usd_per_hour=dev.usd_per_device_hour,
                           purchase_usd=dev.purchase_usd, tdp_w=dev.tdp_w, options=cost)
+            code = _scalar(_train_reasons(job, dev, q, n=float(n_devices), tp=float(tp),
+                                          pp=float(pp), zero=float(zero_stage),
+                                          tp_pinned=job.tp is not None, money=money))
         code = int(code)
         return dict(feasible=code == 0, reason=TRAIN_REASONS[code],
                     mem_per_device_bytes=_scalar(q.mem_per_device_bytes),

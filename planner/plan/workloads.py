@@ -2,8 +2,24 @@
 inference job (prompt and output lengths, a load, latency targets), validated at the boundary.
 
 Every layout field of a job is either pinned (a value) or left to the search (None). Invalid
-jobs raise ValueError naming the field; feasibility problems (does not fit, deadline missed)
-are not errors but rows with `feasible=False` and a reason (planner.plan.search).
+jobs raise a pydantic ValidationError (a ValueError) whose message names the field and what is
+allowed; feasibility problems (does not fit, deadline missed) are not errors but rows with
+`feasible=False` and a reason (planner.plan.search).
+
+Types are strict (planner.errors.check_*): a count refuses a bool or a float with a fraction, a
+flag refuses anything but true/false, a number refuses NaN and infinity. Bounds that are sanity
+limits far beyond any real run, so that every product stays finite and every count fits an
+int64 (e.g. global_batch_size=2**64 used to print negative device counts):
+- devices (max_devices, n_devices, tp, pp) <= MAX_DEVICES_LIMIT = 10^7 (610x the 16,384 GPUs of
+  Llama 3 405B); a pinned n_devices may not exceed a max_devices you set;
+- sequences (global_batch_size, micro_batch_size, batch_size, max_batch_size,
+  concurrent_requests) <= MAX_SEQUENCES = 10^9; lengths (seq_len, prompt_len, output_len)
+  <= MAX_SEQ_LEN = 10^8 tokens; n_tokens <= MAX_N_TOKENS = 10^18 (64,000x Llama 3's 15.6T);
+- n_tokens >= one optimizer step (global_batch_size x seq_len tokens): the planner counts whole
+  steps, and a run shorter than one step is not a training run;
+- fractions (compute_frac, goodput_frac, usable_memory_frac, the *_frac overrides) in
+  [MIN_FRAC, 1] with MIN_FRAC = 10^-6, scales (*_scale) in [10^-6, 10^6], fixed costs
+  (op_overhead_s, collective_latency_s) in [0, 1] s (the built-in launch floor is microseconds).
 
 Defaults that are assumptions, each documented in docs/planning.md ("Assumptions"):
 - goodput_frac = 0.9 (A1): Meta reports "higher than 90% effective training time" over a 54-day
@@ -19,11 +35,19 @@ Defaults that are assumptions, each documented in docs/planning.md ("Assumptions
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from planner.errors import InputError, check_bool, check_int, check_number, clip
 from planner.model.layers import Recompute
 from planner.model.precision import dtype_bytes, optimizer_state_bytes, precision_policy
 from planner.model.spec import ModelSpec, model
@@ -39,6 +63,55 @@ EFFICIENCY_KEYS = ("compute_frac", "memory_bw_frac", "network_frac", "gemm_scale
                    "attention_scale", "memory_scale", "network_scale", "op_overhead_s",
                    "collective_latency_s")
 GRAD_REDUCE_DTYPES = ("fp32", "bf16", "fp16")
+
+# Input bounds: sanity limits far beyond any real run (the module docstring says why each).
+MAX_DEVICES_LIMIT = 10**7
+MAX_SEQUENCES = 10**9
+MAX_SEQ_LEN = 10**8
+MAX_N_TOKENS = 1e18
+MIN_FRAC = 1e-6
+MAX_SCALE = 1e6
+MAX_FIXED_COST_S = 1.0
+MAX_SAMPLES = 10**12  # from_epochs
+MAX_EPOCHS = 10**6
+
+
+def _count(lo: int, hi: int) -> Callable[[Any, str], int]:
+    return lambda value, field: check_int(value, field, minimum=lo, maximum=hi)
+
+
+def _real(*, lo: float | None = None, hi: float | None = None,
+          positive: bool = False) -> Callable[[Any, str], float]:
+    return lambda value, field: check_number(value, field, positive=positive, minimum=lo,
+                                             maximum=hi)
+
+
+_FRACTION = _real(lo=MIN_FRAC, hi=1.0)
+_DEVICES = _count(1, MAX_DEVICES_LIMIT)
+_SEQUENCES = _count(1, MAX_SEQUENCES)
+_LENGTH = _count(1, MAX_SEQ_LEN)
+_SECONDS = _real(positive=True)
+# field -> its type-and-range rule (planner.errors), applied before pydantic's own checks
+FIELD_RULES: dict[str, Callable[[Any, str], Any]] = {
+    "compute_frac": _FRACTION, "usable_memory_frac": _FRACTION, "goodput_frac": _FRACTION,
+    "max_devices": _DEVICES, "n_devices": _DEVICES, "tp": _DEVICES, "pp": _DEVICES,
+    "global_batch_size": _SEQUENCES, "micro_batch_size": _SEQUENCES, "batch_size": _SEQUENCES,
+    "max_batch_size": _SEQUENCES, "concurrent_requests": _SEQUENCES,
+    "seq_len": _LENGTH, "prompt_len": _LENGTH, "output_len": _LENGTH,
+    "n_tokens": _real(positive=True, hi=MAX_N_TOKENS), "zero_stage": _count(0, 3),
+    "deadline_s": _SECONDS, "ttft_s": _SECONDS, "tpot_s": _SECONDS,
+    "requests_per_s": _real(positive=True),
+    "flash_attention": check_bool, "fused_swiglu": check_bool,
+}
+
+
+def _override_bounds(key: str) -> tuple[float, float]:
+    """efficiency_overrides[key]'s range: fractions, multipliers or fixed seconds."""
+    if key.endswith("_frac"):
+        return MIN_FRAC, 1.0
+    if key.endswith("_scale"):
+        return MIN_FRAC, MAX_SCALE
+    return 0.0, MAX_FIXED_COST_S
 
 
 def _as_model(value: Any) -> Any:
@@ -80,7 +153,8 @@ class _Job(BaseModel):
         default=DEFAULT_USABLE_MEMORY_FRAC, gt=0, le=1,
         description="Share of device memory the model may use (A2).")
     max_devices: int = Field(default=DEFAULT_MAX_DEVICES, ge=1,
-                             description="Largest device count the search considers.")
+                             description="Largest device count the search considers "
+                             f"(at most {MAX_DEVICES_LIMIT:,}).")
     name: str = Field(default="", description="Label shown in reports.")
 
     @field_validator("model", mode="before")
@@ -88,20 +162,36 @@ class _Job(BaseModel):
     def _model(cls, value: Any) -> Any:
         return _as_model(value)
 
-    @field_validator("efficiency_overrides")
+    @field_validator("*", mode="before")
     @classmethod
-    def _overrides(cls, value: dict[str, float]) -> dict[str, float]:
+    def _strict(cls, value: Any, info: ValidationInfo) -> Any:
+        """Every count, flag and number through its rule (FIELD_RULES); None stays None where
+        the field's default is None (left to the search, or no target)."""
+        name = info.field_name or ""
+        rule = FIELD_RULES.get(name)
+        if rule is None or (value is None and cls.model_fields[name].default is None
+                            and not cls.model_fields[name].is_required()):
+            return value
+        return rule(value, name)
+
+    @field_validator("efficiency_overrides", mode="before")
+    @classmethod
+    def _overrides(cls, value: Any) -> dict[str, float]:
+        field = "efficiency_overrides"
+        if not isinstance(value, Mapping):
+            raise InputError(field, f"must be a mapping of key to number, got {clip(value)}; "
+                             f"keys: {', '.join(EFFICIENCY_KEYS)}")
+        out = {}
         for key, v in value.items():
             if key not in EFFICIENCY_KEYS:
-                raise ValueError(f"efficiency_overrides: unknown key {key!r}; allowed: "
+                raise InputError(field, f"unknown key {clip(key)}; allowed: "
                                  f"{', '.join(EFFICIENCY_KEYS)}")
-            if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
-                raise ValueError(f"efficiency_overrides: {key} must be a finite number >= 0")
-            if key.endswith("_frac") and not 0 < v <= 1:
-                raise ValueError(f"efficiency_overrides: {key} must be in (0, 1], got {v}")
-            if key.endswith("_scale") and not v > 0:
-                raise ValueError(f"efficiency_overrides: {key} must be > 0, got {v}")
-        return value
+            lo, hi = _override_bounds(key)
+            try:
+                out[key] = check_number(v, key, minimum=lo, maximum=hi)
+            except InputError as err:
+                raise InputError(field, str(err)) from None
+        return out
 
     def kernel_overrides(self) -> dict[str, float]:
         """efficiency_overrides with `compute_frac` folded in (planner.hardware.kernels)."""
@@ -115,7 +205,10 @@ class TrainingJob(_Job):
     """Train (or fine-tune) `model` on `n_tokens` tokens in steps of `global_batch_size`
     sequences of `seq_len` tokens. Layout fields left None are searched by planner.search."""
 
-    n_tokens: float = Field(gt=0, allow_inf_nan=False, description="Training tokens in total.")
+    n_tokens: float = Field(
+        gt=0, allow_inf_nan=False,
+        description="Training tokens in total: at least one optimizer step "
+        f"(global_batch_size × seq_len), at most {MAX_N_TOKENS:.0e}.")
     seq_len: int = Field(gt=0, description="Tokens per sequence.")
     global_batch_size: int = Field(gt=0, description="Sequences per optimizer step.")
     optimizer: str = Field(default="adamw", description="adamw, adam or sgd.")
@@ -128,7 +221,9 @@ class TrainingJob(_Job):
         description="dtype gradients are reduced in across data-parallel ranks: fp32 as "
         "Megatron-LM (main_grad), PyTorch FSDP2 (reduce_dtype) and Llama 3 (Dubey et al. 2024, "
         "Sec. 3.3.2) do; bf16 halves the traffic.")
-    n_devices: int | None = Field(default=None, ge=1, description="Fixed device count.")
+    n_devices: int | None = Field(
+        default=None, ge=1, description="Fixed device count; not above a max_devices you set "
+        "(the default max_devices does not limit it).")
     deadline_s: float | None = Field(
         default=None, gt=0, allow_inf_nan=False,
         description="Finish within this wall-clock time (goodput included); the search picks "
@@ -172,6 +267,14 @@ class TrainingJob(_Job):
     def _consistent(self) -> TrainingJob:
         spec = self.model
         _check_length(spec, self.seq_len, field="seq_len")
+        if self.n_tokens < self.tokens_per_step:
+            raise InputError("n_tokens", f"{self.n_tokens:g} is less than one optimizer step; "
+                             f"allowed: ≥ global_batch_size × seq_len = "
+                             f"{self.tokens_per_step:,} tokens")
+        if (self.n_devices is not None and self.max_devices != DEFAULT_MAX_DEVICES
+                and self.n_devices > self.max_devices):
+            raise InputError("n_devices", f"{self.n_devices:,} exceeds max_devices="
+                             f"{self.max_devices:,}; allowed: n_devices ≤ max_devices")
         if self.micro_batch_size is not None and self.micro_batch_size > self.global_batch_size:
             raise ValueError(f"micro_batch_size: {self.micro_batch_size} exceeds "
                              f"global_batch_size={self.global_batch_size}")
@@ -190,18 +293,22 @@ class TrainingJob(_Job):
 
     @property
     def n_steps(self) -> int:
-        """Optimizer steps: ceil(n_tokens / (global_batch_size · seq_len))."""
+        """Optimizer steps: ceil(n_tokens / (global_batch_size · seq_len)), at least 1 (n_tokens
+        is at least one step)."""
         return math.ceil(self.n_tokens / self.tokens_per_step - 1e-9)
 
     @classmethod
     def from_epochs(cls, model: ModelSpec | str, *, n_samples: int, epochs: int, seq_len: int,
                     global_batch_size: int, **fields: Any) -> TrainingJob:
         """A fine-tuning job given as samples × epochs: every epoch runs
-        ceil(n_samples / global_batch_size) steps (the last batch padded to full size)."""
-        if n_samples <= 0:
-            raise ValueError(f"n_samples: must be positive, got {n_samples}")
-        if epochs <= 0:
-            raise ValueError(f"epochs: must be positive, got {epochs}")
+        ceil(n_samples / global_batch_size) steps (the last batch padded to full size).
+        Each count is a whole number ≥ 1 (n_samples ≤ 10^12, epochs ≤ 10^6); InputError
+        otherwise."""
+        n_samples = check_int(n_samples, "n_samples", maximum=MAX_SAMPLES)
+        epochs = check_int(epochs, "epochs", maximum=MAX_EPOCHS)
+        seq_len = check_int(seq_len, "seq_len", maximum=MAX_SEQ_LEN)
+        global_batch_size = check_int(global_batch_size, "global_batch_size",
+                                      maximum=MAX_SEQUENCES)
         steps = math.ceil(n_samples / global_batch_size) * epochs
         return cls(model=model, n_tokens=float(steps * global_batch_size * seq_len),
                    seq_len=seq_len, global_batch_size=global_batch_size, **fields)

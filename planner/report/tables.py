@@ -1,46 +1,96 @@
 """Reports: DataFrames written as CSV with SI numbers in unit-suffixed columns.
 
 One header row, no index, numbers as plain SI values (no thousands separators, no unit
-strings), and every text cell that a spreadsheet would run as a formula (starting with
-=, +, -, @, tab or carriage return) prefixed with a single quote (OWASP "CSV injection").
+strings). Two defences against CSV injection (OWASP "CSV injection"):
+
+- every field holding a quote, comma, carriage return or line feed is quoted, so a text cell
+  can never start a new row (Python's csv writer leaves a lone CR unquoted when rows end in LF);
+- every text cell and header that a spreadsheet would run as a formula gets a leading single
+  quote: one starting with =, +, -, @, tab, CR or LF, also behind leading whitespace or
+  invisible characters (spaces, NBSP, zero-width space, BOM, other Unicode format characters)
+  and in full-width or small forms (＝ ＋ － ＠ ﹦ ﹢ ﹣ ﹫). Numbers are never touched.
 """
 
 from __future__ import annotations
 
+import csv
 import io
+import unicodedata
 from pathlib import Path
 
 import pandas as pd
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_START = frozenset("=+-@")
+_CONTROL_START = ("\t", "\r", "\n")
+# Unicode categories a reader does not see before the first visible character: separators,
+# control and format characters (zero-width space U+200B, BOM U+FEFF, soft hyphen, ...).
+_INVISIBLE_CATEGORIES = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf"})
+# Blank-looking letters and symbols outside those categories (Hangul fillers, braille blank,
+# combining grapheme joiner).
+_INVISIBLE_CHARS = frozenset("\u034f\u115f\u1160\u2800\u3164\uffa0")
+_QUOTE_IF_IN = ('"', ",", "\r", "\n")
+
+
+def _is_invisible(ch: str) -> bool:
+    return ch.isspace() or ch in _INVISIBLE_CHARS or unicodedata.category(ch) in \
+        _INVISIBLE_CATEGORIES
+
+
+def runs_as_formula(text: str) -> bool:
+    """Whether a spreadsheet could run `text` as a formula: it starts with tab, CR or LF, or its
+    first visible character is = + - @ (NFKC folds the full-width and small forms to these)."""
+    if text.startswith(_CONTROL_START):
+        return True
+    for ch in text:
+        if not _is_invisible(ch):
+            return unicodedata.normalize("NFKC", ch)[:1] in _FORMULA_START
+    return False
 
 
 def _neutralize(value: object) -> object:
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
+    if isinstance(value, str) and runs_as_formula(value):
         return "'" + value
     return value
 
 
 def safe_for_spreadsheet(df: pd.DataFrame) -> pd.DataFrame:
-    """A copy whose text cells cannot be run as spreadsheet formulas; numbers are untouched."""
+    """A copy whose text cells and headers cannot be run as spreadsheet formulas; numbers and
+    other non-text values (None, NaN, numbers in an object column) are untouched."""
     out = df.copy()
     for col in out.columns:
-        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
-            out[col] = out[col].map(_neutralize)
+        series = out[col]
+        if isinstance(series.dtype, pd.CategoricalDtype):
+            series = series.astype(object)
+        elif not (series.dtype == object or pd.api.types.is_string_dtype(series.dtype)):
+            continue
+        out[col] = series.map(_neutralize)
     out.columns = [_neutralize(str(c)) for c in out.columns]
     return out
 
 
+def _field(text: str) -> str:
+    """One CSV field, quoted (quotes doubled) when it holds a quote, comma, CR or LF."""
+    if any(ch in text for ch in _QUOTE_IF_IN):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
 def to_csv_text(df: pd.DataFrame) -> str:
-    """The CSV report as text (for download buttons)."""
+    """The CSV report as text (for download buttons): rows end in LF; see the module docstring
+    for what is quoted and neutralised."""
     buf = io.StringIO()
-    safe_for_spreadsheet(df).to_csv(buf, index=False)
-    return buf.getvalue()
+    # pandas formats the values; with CRLF row ends its csv writer quotes every CR and LF, so
+    # the text splits back into exactly the frame's fields, which are then written with
+    # `_field` (which also quotes a lone CR) and LF row ends.
+    safe_for_spreadsheet(df).to_csv(buf, index=False, lineterminator="\r\n")
+    rows = csv.reader(io.StringIO(buf.getvalue(), newline=""))
+    # A row of one empty field is written '""', not as a blank line that readers skip.
+    return "".join(('""' if row == [""] else ",".join(map(_field, row))) + "\n" for row in rows)
 
 
 def to_csv(df: pd.DataFrame, path: str | Path) -> Path:
     """Write the CSV report to `path` (parent folders are created); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(to_csv_text(df), encoding="utf-8")
+    path.write_text(to_csv_text(df), encoding="utf-8", newline="")
     return path
