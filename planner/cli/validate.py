@@ -10,7 +10,7 @@ import sys
 
 import pandas as pd
 
-from planner.cli.args import positive_int
+from planner.cli.args import check_output_path, positive_int
 from planner.measure.validate import (
     block_activations,
     calibrate,
@@ -50,6 +50,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--summary-csv", metavar="PATH", help="write the summary as CSV")
     p.add_argument("--save-ceilings", metavar="PATH.toml",
                    help="also write this machine's calibrated ceilings as a catalog entry")
+    d = p.add_argument_group(
+        "multi-process", "a data-parallel (and with --tp, tensor-parallel) training step on N "
+        "local gloo processes, compared per term with the planner's prediction for this "
+        "machine's measured collectives (docs/validation.md)")
+    d.add_argument("--nproc", type=positive_int, default=None, metavar="N",
+                   help="run the step on N processes (2-4 on a laptop); --batch-size is per "
+                        "data-parallel rank")
+    d.add_argument("--tp", type=positive_int, default=1, metavar="N",
+                   help="tensor-parallel ranks (divides N, heads and d_ff; default 1)")
+    d.add_argument("--collectives-csv", metavar="PATH", default=None,
+                   help="a `planner calibrate --collectives --csv` file to predict with "
+                        "(default: measure all_reduce first, ~20 s)")
     p.set_defaults(handler=_validate)
 
     c = subparsers.add_parser(
@@ -71,10 +83,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--id", dest="device_id", metavar="ID", default=None,
                    help="catalog id of the entry (default local_<device>_<name>)")
     c.add_argument("--csv", metavar="PATH", help="write every measured point as CSV")
+    g = c.add_argument_group(
+        "collectives", "time all_reduce, all_gather, reduce_scatter, all_to_all and send/recv "
+        "on a real torch.distributed process group and fit the planner's α–β form per tier "
+        "(docs/validation.md, 'Collectives'); under torchrun the launched group is used")
+    g.add_argument("--collectives", action="store_true",
+                   help="measure collectives instead of kernels")
+    g.add_argument("--nproc", type=positive_int, default=2, metavar="N",
+                   help="local processes to spawn (default 2; ignored under torchrun)")
+    g.add_argument("--backend", choices=["gloo", "nccl"], default=None,
+                   help="default gloo with --device cpu, nccl with --device cuda")
+    g.add_argument("--ranks-per-node", type=positive_int, default=None, metavar="N",
+                   help="split the local ranks into pretend nodes of N ranks (a scale-out "
+                        "tier on one machine); default: all on one node")
+    g.add_argument("--max-bytes", type=positive_int, default=None, metavar="BYTES",
+                   help="largest message (default 67108864 = 64 MiB; sizes from 1 KiB in "
+                        "steps of 4)")
+    g.add_argument("--ops", default=None, metavar="OP,OP",
+                   help="collectives to time (default all: all_reduce, all_gather, "
+                        "reduce_scatter, all_to_all, send_recv)")
+    g.add_argument("--base-device", metavar="ID", default=None,
+                   help="with --save-catalog: write the measured tiers onto this catalog "
+                        "device (e.g. nvidia_h100_sxm on your cluster) instead of a new "
+                        "device for this machine")
     c.set_defaults(handler=_calibrate)
 
 
+def _check_outputs(args: argparse.Namespace, *flags: str) -> None:
+    """Every output path the command will write, checked before anything is measured."""
+    for flag in flags:
+        value = getattr(args, flag.removeprefix("--").replace("-", "_"), None)
+        if value:
+            check_output_path(value, flag)
+            if flag.startswith("--save"):
+                check_save_path(value, flag)
+
+
 def _calibrate(args: argparse.Namespace) -> int:
+    _check_outputs(args, "--csv", "--save-catalog")
+    if args.collectives:
+        return _calibrate_collectives(args)
+    if args.base_device is not None:
+        raise ValueError("--base-device: only with --collectives")
     from planner.measure.calibration import (
         device_id_for,
         sweep_frame,
@@ -119,6 +169,89 @@ def _calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibrate_collectives(args: argparse.Namespace) -> int:
+    import os
+
+    from planner.measure.collectives import (
+        DEFAULT_SIZES_BYTES,
+        calibrate_collectives,
+        calibrate_collectives_here,
+        collectives_catalog_toml,
+        fit_collectives,
+    )
+
+    if args.save_catalog:
+        check_save_path(args.save_catalog, "--save-catalog")
+    if args.device_id is not None:
+        check_device_id(args.device_id, "--id")
+    if args.base_device is not None:
+        from planner.hardware.catalog import load_catalog
+
+        load_catalog().get(args.base_device)  # an unknown id fails now, not after measuring
+    backend = args.backend or ("nccl" if args.device == "cuda" else "gloo")
+    sizes = DEFAULT_SIZES_BYTES
+    if args.max_bytes is not None:
+        sizes = tuple(b for b in DEFAULT_SIZES_BYTES if b <= args.max_bytes)
+        if len(sizes) < 3:
+            raise ValueError(f"--max-bytes: {args.max_bytes} leaves fewer than three sizes "
+                             "(1 KiB, 4 KiB, 16 KiB, ...); give at least 16384")
+    ops = args.ops.split(",") if args.ops else None
+    under_torchrun = "RANK" in os.environ and "WORLD_SIZE" in os.environ
+    if under_torchrun:
+        df = calibrate_collectives_here(backend, sizes, ops, repeats=args.repeats)
+        if df is None:  # not rank 0: rank 0 reports
+            return 0
+    else:
+        df = calibrate_collectives(args.nproc, backend, sizes, ops,
+                                   ranks_per_node=args.ranks_per_node, repeats=args.repeats)
+    fit = fit_collectives(df)
+    print(f"collectives: {fit.backend}, {fit.n_ranks} ranks ({fit.ranks_per_node} per node), "
+          f"{fit.host}, {fit.measured_on}; median of {args.repeats} samples, each the slowest "
+          "rank; predicted = α–β fit without that size")
+    shown = pd.DataFrame({
+        "tier": df["tier"], "op": df["op"], "ranks": df["n_ranks"],
+        "message": df["n_bytes"].map(bytes_str),
+        "measured": df["measured_s"].map(duration_str),
+        "predicted": df["predicted_s"].map(duration_str),
+        "error": df["rel_err"].map(_pct),
+        "busbw": df["measured_busbw_bytes_per_s"].map(lambda v: si(v, "B/s"))})
+    print(shown.to_string(index=False))
+    print("\nfit per tier and op (t = steps·α + bus_factor·bytes/busbw):")
+    for f in fit.fits:
+        print(f"  {f.tier.value:<9} {f.op.value:<15} α {duration_str(f.latency_s):>9} per step, "
+              f"busbw {si(f.busbw_bytes_per_s, 'B/s'):>10}, median |error| on left-out sizes "
+              f"{f.median_abs_rel_err:.1%}")
+    if args.csv:
+        print(f"wrote {to_csv(df, args.csv)}")
+    if args.save_catalog:
+        if args.base_device is not None:
+            text = collectives_catalog_toml(fit, base_device=args.base_device)
+            did = args.base_device
+        else:
+            import torch
+
+            from planner.measure.calibration import device_id_for
+
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // fit.ranks_per_node))
+            dtype = args.dtype or ("bf16" if args.device == "cuda" else "fp32")
+            from planner.measure.calibration import sweep_settings
+
+            bar, step = _progress(sweep_settings(args.device, attention=True)["steps"],
+                                  "kernels")
+            try:
+                ceilings = calibrate(args.device, dtype, repeats=args.repeats, progress=step)
+            finally:
+                bar.close()
+            did = args.device_id or f"{device_id_for(ceilings)}_{fit.backend}_rank"
+            text = collectives_catalog_toml(fit, ceilings=ceilings, device_id=did)
+        from pathlib import Path
+
+        Path(args.save_catalog).write_text(text, encoding="utf-8")
+        print(f"wrote {args.save_catalog}: device {did} with the measured tiers (use it with "
+              f"`planner rank ... --catalog {args.save_catalog}`)")
+    return 0
+
+
 def _with_changes(spec, settings: list[str]):
     """Apply `--set FIELD=VALUE` changes (validated by ModelSpec)."""
     changes = {}
@@ -152,6 +285,11 @@ def _progress(total: int, desc: str = "validate"):
 
 
 def _validate(args: argparse.Namespace) -> int:
+    _check_outputs(args, "--csv", "--summary-csv", "--save-ceilings")
+    if args.nproc is not None:
+        return _validate_distributed(args)
+    if args.tp != 1 or args.collectives_csv:
+        raise ValueError("--tp/--collectives-csv: only with --nproc N")
     if args.save_ceilings and args.device == "meta":
         raise ValueError("--save-ceilings: needs a real device (cpu or cuda), not meta")
     if args.save_ceilings:
@@ -194,6 +332,42 @@ def _validate(args: argparse.Namespace) -> int:
     if args.save_ceilings:
         calibrate(args.device, s["dtype"], save_toml=args.save_ceilings)
         print(f"wrote {args.save_ceilings} (load it with load_catalog(path))")
+    return 0
+
+
+def _validate_distributed(args: argparse.Namespace) -> int:
+    from planner.measure.collectives import fit_collectives
+    from planner.measure.distributed import validate_distributed
+
+    if args.mode != "train" or args.device != "cpu":
+        raise ValueError("--nproc: runs a training step on the CPU (gloo): drop --mode "
+                         "inference / --device")
+    if args.save_ceilings or args.summary_csv or args.no_timing or args.all:
+        raise ValueError("--nproc: --save-ceilings, --summary-csv, --no-timing and --all "
+                         "are for the single-process run")
+    fit = None
+    if args.collectives_csv:
+        from planner.measure.collectives import read_collectives_csv
+
+        fit = fit_collectives(read_collectives_csv(args.collectives_csv, "--collectives-csv"))
+    spec = _with_changes(model(args.model), args.set)
+    df = validate_distributed(spec, seq_len=args.seq_len, batch_size=args.batch_size,
+                              nproc=args.nproc, tp=args.tp, n_layers=args.layers,
+                              repeats=args.repeats, collectives=fit)
+    lay = df.attrs["layout"]
+    print(f"{lay['model']}: {lay['n_layers']} blocks, train, seq_len={lay['seq_len']}, "
+          f"batch_size={lay['batch_size']} per data-parallel rank, {lay['nproc']} gloo "
+          f"processes (tp={lay['tp']}, dp={lay['dp']}, {lay['threads_per_rank']} thread(s) "
+          f"each); median of {args.repeats} steps, the slowest rank")
+    print(pd.DataFrame({
+        "term": df["term"], "measured": df["measured_s"].map(duration_str),
+        "predicted": df["predicted_s"].map(duration_str),
+        "measured/predicted": df["measured_over_predicted"].map(
+            lambda v: "—" if pd.isna(v) else f"{v:.2f}")}).to_string(index=False))
+    print("predicted: roofline of one rank's shard with ceilings measured by all ranks at "
+          "once; comm from the α–β fit of this machine's all_reduce")
+    if args.csv:
+        print(f"wrote {to_csv(df, args.csv)}")
     return 0
 
 

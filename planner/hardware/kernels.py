@@ -28,14 +28,18 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from planner.errors import one_line
+from planner.errors import InputError, clip, one_line
 
 KERNELS_FILE = "kernels.toml"
+
+# Largest catalog file (device entries and kernel tables) read at all, bytes. The built-in files
+# are under 100 kB; tomllib parses about 4 MB/s, so a 50 MB file would hold a page for 12 s.
+MAX_CATALOG_FILE_BYTES = 5_000_000
 
 # Tile padding (K1b): cuBLAS/CUTLASS tensor-core kernels work on output tiles of 128 rows or
 # columns (64 for the smaller configurations); a dimension m < 128 still costs a whole tile, so
@@ -113,11 +117,12 @@ class GemmTable(BaseModel):
             if key in ("source", "size", "sustained_frac"):
                 continue
             if key not in DTYPES:
-                raise ValueError(f"gemm.{key}: unknown key; allowed: source, size, "
+                shown = key if len(key) < 40 and key.isprintable() else clip(key)
+                raise ValueError(f"gemm.{shown}: unknown key; allowed: source, size, "
                                  f"sustained_frac and a dtype ({', '.join(DTYPES)})")
             if not (isinstance(value, list) and value and all(
                     isinstance(x, int | float) and not isinstance(x, bool) for x in value)):
-                raise ValueError(f"gemm.{key}: expected a list of fractions, got {value!r:.60}")
+                raise ValueError(f"gemm.{key}: expected a list of fractions, got {clip(value)}")
         return data
 
     @model_validator(mode="after")
@@ -212,10 +217,18 @@ class CollectiveTier(BaseModel):
     reduce_scatter: float = Field(gt=0, le=1)
     all_to_all: float = Field(gt=0, le=1)
     send_recv: float = Field(gt=0, le=1)
+    op_latency_s: dict[CollectiveOp, Annotated[float, Field(gt=0, lt=1)]] = Field(
+        default_factory=dict,
+        description="Per-op latency per step where it was measured (planner calibrate "
+                    "--collectives); ops not listed use latency_s.")
     measured: tuple[MeasuredCollective, ...] = ()
 
     def busbw_frac(self, op: CollectiveOp) -> float:
         return float(getattr(self, op.value))
+
+    def latency(self, op: CollectiveOp) -> float:
+        """α per algorithm step of `op`: its measured value, else the tier's latency_s."""
+        return float(self.op_latency_s.get(op, self.latency_s))
 
 
 class Collectives(BaseModel):
@@ -257,12 +270,48 @@ def _catalog_dir() -> Path:
     return CATALOG_DIR
 
 
+def decode_catalog_bytes(data: bytes, where: str) -> str:
+    """The text of a catalog file's bytes: at most MAX_CATALOG_FILE_BYTES, UTF-8, a leading
+    byte-order mark dropped; InputError naming `where` (the file) otherwise."""
+    if len(data) > MAX_CATALOG_FILE_BYTES:
+        raise InputError(where, f"file is {len(data):,} bytes; a catalog file is at most "
+                                f"{MAX_CATALOG_FILE_BYTES:,} bytes")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise InputError(where, f"not UTF-8 text ({err.reason} at byte {err.start}); save "
+                                "the file as UTF-8") from None
+
+
+def read_catalog_text(path: Path, where: str) -> str:
+    """`decode_catalog_bytes` of a file, its size checked before it is read."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_CATALOG_FILE_BYTES:
+            raise InputError(where, f"file is {size:,} bytes; a catalog file is at most "
+                                    f"{MAX_CATALOG_FILE_BYTES:,} bytes")
+        data = path.read_bytes()
+    except OSError as err:
+        raise InputError(where, f"cannot read the file ({err.strerror or err})") from None
+    return decode_catalog_bytes(data, where)
+
+
+def parse_catalog_toml(text: str, where: str) -> dict[str, Any]:
+    """tomllib.loads, with nesting too deep for the parser as an InputError naming `where`.
+    A syntax error is left as tomllib.TOMLDecodeError for the caller to place."""
+    try:
+        return tomllib.loads(text)
+    except RecursionError:
+        raise InputError(where, "invalid TOML: arrays or tables nested too deeply for the "
+                                "parser; a catalog file nests a few levels") from None
+
+
 def read_kernel_entries(path: str | Path) -> list[KernelEntry]:
     """The `[[kernels]]` tables of one TOML file (none is fine); a bad table raises one line
     naming the file, the table and the field."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+        data = parse_catalog_toml(read_catalog_text(path, path.name), path.name)
     except tomllib.TOMLDecodeError as err:
         raise ValueError(f"{path.name}: not valid TOML: {err}") from None
     raw = data.get("kernels", [])
@@ -274,7 +323,8 @@ def read_kernel_entries(path: str | Path) -> list[KernelEntry]:
             out.append(KernelEntry.model_validate(entry))
         except ValidationError as err:
             label = entry.get("devices", [f"#{i + 1}"]) if isinstance(entry, dict) else i + 1
-            raise ValueError(f"{path.name}: [[kernels]] {label}: {one_line(err)}") from None
+            raise ValueError(f"{path.name}: [[kernels]] {clip(label)}: {one_line(err)}"
+                             ) from None
     return out
 
 
@@ -404,7 +454,7 @@ class KernelRates:
     attn_frac: dict[tuple[bool, str], np.ndarray]  # (causal, direction) -> [device, j]
     mem_size: np.ndarray  # [i]
     mem_frac: np.ndarray  # [device, i]
-    latency_s: dict[Tier, np.ndarray]  # [device]
+    latency_s: dict[tuple[Tier, CollectiveOp], np.ndarray]  # [device]
     busbw_frac: dict[tuple[Tier, CollectiveOp], np.ndarray]  # [device]
     rule: np.ndarray  # [device] bool: the table is a rule, not a measurement
     notes: tuple[str, ...] = field(default=())  # [device]: "" or where a borrowed table is from
@@ -422,7 +472,7 @@ class KernelRates:
 
     def collective(self, tier: Tier, op: CollectiveOp, index) -> tuple[np.ndarray, np.ndarray]:
         """(latency per step s, large-message bus-bandwidth fraction) at rows `index`."""
-        return self.latency_s[tier][index], self.busbw_frac[(tier, op)][index]
+        return self.latency_s[(tier, op)][index], self.busbw_frac[(tier, op)][index]
 
 
 def _interp_rows(x, xp: np.ndarray, table: np.ndarray, index):
@@ -506,12 +556,12 @@ def kernel_rates(devices: Sequence[Any], *, gemm_dtypes: Sequence[str],
                 rows.append(log_interp(_ATTN_GRID, e.attention.seq_len, fr))
             attn[(causal, direction)] = sustained * np.array(rows)
     mem = np.array([log_interp(_MEM_GRID, e.memory.size_bytes, e.memory.frac) for e in entries])
-    latency: dict[Tier, np.ndarray] = {}
+    latency: dict[tuple[Tier, CollectiveOp], np.ndarray] = {}
     busbw: dict[tuple[Tier, CollectiveOp], np.ndarray] = {}
     for tier in Tier:
         tiers = [getattr(e.collectives, tier.value) or e.collectives.scale_up for e in entries]
-        latency[tier] = np.array([t.latency_s for t in tiers])
         for op in CollectiveOp:
+            latency[(tier, op)] = np.array([t.latency(op) for t in tiers])
             busbw[(tier, op)] = np.array([t.busbw_frac(op) for t in tiers])
 
     def scaled(arr: np.ndarray, flat_key: str, scale_key: str) -> np.ndarray:
@@ -524,7 +574,7 @@ def kernel_rates(devices: Sequence[Any], *, gemm_dtypes: Sequence[str],
     mem = scaled(mem, "memory_bw_frac", "memory_scale")
     busbw = {k: scaled(v, "network_frac", "network_scale") for k, v in busbw.items()}
     if "collective_latency_s" in overrides:
-        latency = {t: np.full(n, float(overrides["collective_latency_s"])) for t in Tier}
+        latency = {k: np.full(n, float(overrides["collective_latency_s"])) for k in latency}
     return KernelRates(
         gemm_size=_GEMM_GRID, gemm_frac=gemm,
         attn_seq=_ATTN_GRID, attn_frac=attn, mem_size=_MEM_GRID, mem_frac=mem,
@@ -551,13 +601,13 @@ def _device(device: Any, catalog: Any = None) -> tuple[Any, dict[str, KernelEntr
 
 def _positive(name: str, value: Any) -> float:
     if isinstance(value, bool):
-        raise ValueError(f"{name}: expected a number, got {value!r}")
+        raise ValueError(f"{name}: expected a number, got {clip(value)}")
     try:
         v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: expected a number, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{name}: expected a number, got {clip(value)}") from None
     if not (v > 0 and math.isfinite(v)):
-        raise ValueError(f"{name}: must be a finite number > 0, got {value!r}")
+        raise ValueError(f"{name}: must be a finite number > 0, got {clip(value)}")
     return v
 
 
@@ -595,7 +645,7 @@ def attention_flops_per_s(device: Any, seq_len: float, head_dim: int, dtype: str
     seq = _positive("seq_len", seq_len)
     hd_value = _positive("head_dim", head_dim)
     if hd_value != int(hd_value):
-        raise ValueError(f"head_dim: must be a whole number >= 1, got {head_dim!r}")
+        raise ValueError(f"head_dim: must be a whole number >= 1, got {clip(head_dim)}")
     hd = int(hd_value)
     peak = _peak(dev, dtype)
     entry, _ = kernel_entry(dev, index)
@@ -634,11 +684,11 @@ def collective_time_s(device: Any, op: str, n_bytes: float, n_ranks: int,
     try:
         op_ = CollectiveOp(op)
     except ValueError:
-        raise ValueError(f"op: {op!r} is not one of "
+        raise ValueError(f"op: {clip(op)} is not one of "
                          f"{', '.join(o.value for o in CollectiveOp)}") from None
     nb = _positive("n_bytes", n_bytes)
     if isinstance(n_ranks, bool) or not isinstance(n_ranks, (int, np.integer)) or n_ranks < 1:
-        raise ValueError(f"n_ranks: must be a whole number >= 1, got {n_ranks!r}")
+        raise ValueError(f"n_ranks: must be a whole number >= 1, got {clip(n_ranks)}")
     if tier is None:
         tier_ = (Tier.SCALE_UP if n_ranks <= (dev.scaleup_domain_size or 1)
                  else Tier.SCALE_OUT)
@@ -646,7 +696,7 @@ def collective_time_s(device: Any, op: str, n_bytes: float, n_ranks: int,
         try:
             tier_ = Tier(tier)
         except ValueError:
-            raise ValueError(f"tier: {tier!r} is not one of scale_up, scale_out") from None
+            raise ValueError(f"tier: {clip(tier)} is not one of scale_up, scale_out") from None
     bw = (dev.scaleup_bw_bytes_per_s if tier_ is Tier.SCALE_UP
           else dev.scaleout_bw_bytes_per_s)
     if bw is None:
@@ -654,7 +704,7 @@ def collective_time_s(device: Any, op: str, n_bytes: float, n_ranks: int,
     entry, _ = kernel_entry(dev, index)
     t = getattr(entry.collectives, tier_.value) or entry.collectives.scale_up
     return float(collective_seconds(op_, n_bytes=nb, n_ranks=n_ranks, link_bytes_per_s=bw,
-                                    busbw_frac=t.busbw_frac(op_), latency_s=t.latency_s))
+                                    busbw_frac=t.busbw_frac(op_), latency_s=t.latency(op_)))
 
 
 # ---- peaks and fixed costs ---------------------------------------------------------------------

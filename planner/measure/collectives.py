@@ -1,0 +1,669 @@
+"""Measured collectives on real torch.distributed process groups (gloo on CPUs, NCCL on NVIDIA,
+RCCL on AMD), fitted with the planner's own α–β form (planner.hardware.kernels, K5), and written
+as the `[kernels.collectives]` tiers of a catalog file.
+
+    t(op, n_bytes, n) = steps(op, n) · α_op + bus_factor(op, n) · n_bytes / busbw_op
+
+`steps` and `bus_factor` are the planner's (`ring_steps`, `bus_factor`): the fit finds, per
+tier and op, the latency per algorithm step α_op and the bus bandwidth busbw_op. Every
+measured row is predicted by a fit that left its message size out (leave-one-out), so the
+error reported is the error on sizes the fit did not see (docs/validation.md, "Collectives").
+
+Two ways to run it:
+* `calibrate_collectives(n_ranks=2)` spawns `n_ranks` local processes (one "node");
+  `ranks_per_node` splits them into pretend nodes, which exercises the two-tier path on one
+  machine.
+* Under `torchrun` (RANK/WORLD_SIZE/LOCAL_WORLD_SIZE set), `planner calibrate --collectives`
+  joins the launched group: the scale-up tier is measured inside each node, the scale-out tier
+  between one rank per node (a flat collective over one NIC, as the catalog's
+  `scaleout_bw_bytes_per_s` is per device).
+
+torch is imported only inside the functions that measure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from planner.errors import InputError, check_int, clip
+from planner.hardware.kernels import CollectiveOp, Tier, bus_factor, ring_steps
+
+# 1 KiB to 64 MiB in steps of 4 (nine sizes); 64 MiB = 67.1 MB.
+DEFAULT_SIZES_BYTES: tuple[int, ...] = tuple(1024 * 4**k for k in range(9))
+BACKENDS = ("gloo", "nccl")
+MAX_LOCAL_RANKS = 64
+MAX_MESSAGE_BYTES = 2**32  # 4 GiB per buffer: beyond it a calibration is a memory test
+# Calls per timed sample: small messages are timed as a burst (their time is tens of µs) so the
+# timer and Python overhead average out; a sample aims at about 1 MiB moved.
+_BURST_BYTES = 2**20
+_MAX_BURST = 20
+ELEMENT_BYTES = 4  # fp32 buffers (gloo reduces fp32 everywhere; NCCL any dtype)
+
+
+@dataclass(frozen=True)
+class TierFit:
+    """α–β of one op on one tier: `latency_s` per algorithm step and bus bandwidth."""
+
+    tier: Tier
+    op: CollectiveOp
+    n_ranks: int
+    latency_s: float
+    busbw_bytes_per_s: float
+    median_abs_rel_err: float  # on left-out sizes
+
+    def time_s(self, n_bytes: Any) -> Any:
+        return alpha_beta_time_s(self.op, n_bytes, self.n_ranks, self.latency_s,
+                                 self.busbw_bytes_per_s)
+
+
+@dataclass(frozen=True)
+class CollectiveFit:
+    """The fitted tiers of one calibration, plus how it was run."""
+
+    fits: tuple[TierFit, ...]
+    backend: str
+    n_ranks: int
+    ranks_per_node: int
+    measured_on: str
+    host: str
+
+    def get(self, tier: Tier, op: CollectiveOp) -> TierFit | None:
+        return next((f for f in self.fits if f.tier is tier and f.op is op), None)
+
+    def tiers(self) -> list[Tier]:
+        return [t for t in Tier if any(f.tier is t for f in self.fits)]
+
+    def frame(self) -> pd.DataFrame:
+        """One row per (tier, op): n_ranks, latency_s, busbw_bytes_per_s, median_abs_rel_err."""
+        return pd.DataFrame([dict(tier=f.tier.value, op=f.op.value, n_ranks=f.n_ranks,
+                                  latency_s=f.latency_s, busbw_bytes_per_s=f.busbw_bytes_per_s,
+                                  median_abs_rel_err=f.median_abs_rel_err) for f in self.fits])
+
+
+def alpha_beta_time_s(op: CollectiveOp | str, n_bytes: Any, n_ranks: Any, latency_s: float,
+                      busbw_bytes_per_s: float) -> Any:
+    """K5 with a measured bus bandwidth: steps · α + bus_factor · n_bytes / busbw."""
+    return (ring_steps(op, n_ranks) * latency_s
+            + bus_factor(op, n_ranks) * np.asarray(n_bytes, dtype=float) / busbw_bytes_per_s)
+
+
+def fit_alpha_beta(op: CollectiveOp | str, n_bytes: Sequence[float], n_ranks: int,
+                   time_s: Sequence[float]) -> tuple[float, float]:
+    """(α per step, bus bandwidth) minimising the squared *relative* error of
+    steps·α + bus_factor·n_bytes·γ (γ = 1/busbw) over the points; α ≥ 0 and γ > 0 (a
+    non-negative least-squares on two unknowns: when the free solution has α < 0, α = 0 and γ
+    is refitted alone; when γ < 0, the sizes never left the latency-bound region: α is fitted
+    alone and the bandwidth is the best observed, a lower bound). Needs two points of
+    different sizes."""
+    x = np.asarray(n_bytes, dtype=float)
+    t = np.asarray(time_s, dtype=float)
+    if x.size < 2 or len(set(x.tolist())) < 2:
+        raise ValueError("fit_alpha_beta: needs at least two message sizes")
+    if not (np.all(np.isfinite(t)) and np.all(t > 0)):
+        raise ValueError("fit_alpha_beta: times must be finite and > 0")
+    a = np.full_like(x, float(ring_steps(op, n_ranks))) / t  # rows divided by t: relative error
+    b = float(bus_factor(op, n_ranks)) * x / t
+    ones = np.ones_like(t)
+    m = np.array([[a @ a, a @ b], [a @ b, b @ b]])
+    rhs = np.array([a @ ones, b @ ones])
+    alpha, gamma = np.linalg.lstsq(m, rhs, rcond=None)[0]
+    if alpha < 0:  # α = 0: bandwidth alone
+        alpha, gamma = 0.0, (b @ ones) / (b @ b)
+    if gamma <= 0:
+        # The sizes never left the latency-bound region: α alone, and the bandwidth is what was
+        # observed (a lower bound on the true one), not an extrapolation to infinity.
+        alpha = (a @ ones) / (a @ a)
+        gamma = 1.0 / float(np.max(float(bus_factor(op, n_ranks)) * x / t))
+    return float(alpha), float(1.0 / gamma)
+
+
+def leave_one_out(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` (op, tier, n_bytes, n_ranks, measured_s) with `predicted_s`: each row from a fit
+    of the same tier and op that left that row's size out, and `rel_err` = (predicted −
+    measured) / measured."""
+    out = df.copy()
+    pred = np.full(len(df), np.nan)
+    for _, g in df.groupby(["tier", "op"], sort=False):
+        if g["n_bytes"].nunique() < 3:
+            continue  # two sizes left: one point cannot fit two unknowns
+        for i in g.index:
+            rest = g.drop(index=i)
+            alpha, bw = fit_alpha_beta(g.at[i, "op"], rest["n_bytes"], int(g.at[i, "n_ranks"]),
+                                       rest["measured_s"])
+            pred[df.index.get_loc(i)] = alpha_beta_time_s(
+                g.at[i, "op"], g.at[i, "n_bytes"], int(g.at[i, "n_ranks"]), alpha, bw)
+    out["predicted_s"] = pred
+    out["rel_err"] = (out["predicted_s"] - out["measured_s"]) / out["measured_s"]
+    return out
+
+
+def fit_collectives(df: pd.DataFrame) -> CollectiveFit:
+    """Fit every (tier, op) of a `calibrate_collectives` result on all its sizes; the error
+    stated with each fit is the median |rel_err| of its left-out predictions."""
+    if "predicted_s" not in df:
+        df = leave_one_out(df)
+    fits = []
+    for (tier, op), g in df.groupby(["tier", "op"], sort=False):
+        n = int(g["n_ranks"].iloc[0])
+        alpha, bw = fit_alpha_beta(op, g["n_bytes"], n, g["measured_s"])
+        err = g["rel_err"].abs().dropna()
+        fits.append(TierFit(Tier(tier), CollectiveOp(op), n, alpha, bw,
+                            float(err.median()) if len(err) else float("nan")))
+    attrs = df.attrs
+    return CollectiveFit(tuple(fits), attrs.get("backend", "gloo"),
+                         int(attrs.get("n_ranks", df["n_ranks"].max())),
+                         int(attrs.get("ranks_per_node", df["n_ranks"].max())),
+                         attrs.get("measured_on", time.strftime("%Y-%m-%d")),
+                         attrs.get("host", socket.gethostname()))
+
+
+# ---- checks --------------------------------------------------------------------------------
+def _ops(ops: Iterable[str] | None) -> tuple[CollectiveOp, ...]:
+    if ops is None:
+        return tuple(CollectiveOp)
+    if isinstance(ops, str) or not isinstance(ops, Iterable):
+        raise InputError("ops", f"must be a list of {', '.join(o.value for o in CollectiveOp)}; "
+                                f"got {clip(ops)}")
+    out = []
+    for op in ops:
+        try:
+            out.append(CollectiveOp(op))
+        except ValueError:
+            raise InputError("ops", f"{clip(op)} is not one of "
+                                    f"{', '.join(o.value for o in CollectiveOp)}") from None
+    if not out:
+        raise InputError("ops", "give at least one collective")
+    return tuple(dict.fromkeys(out))
+
+
+def _sizes(sizes: Iterable[float] | None) -> tuple[int, ...]:
+    if sizes is None:
+        return DEFAULT_SIZES_BYTES
+    if isinstance(sizes, str) or not isinstance(sizes, Iterable):
+        raise InputError("sizes_bytes", f"must be a list of message sizes in bytes, got "
+                                        f"{clip(sizes)}")
+    out = sorted({check_int(s, "sizes_bytes", minimum=ELEMENT_BYTES, maximum=MAX_MESSAGE_BYTES)
+                  for s in sizes})
+    if len(out) < 3:
+        raise InputError("sizes_bytes", "give at least three different sizes (each is "
+                                        "predicted by a fit of the others)")
+    return tuple(out)
+
+
+def check_backend(backend: str, ranks_per_node: int) -> None:
+    """The backend is known, compiled into this torch, and has the devices it needs."""
+    import torch.distributed as dist
+
+    if backend not in BACKENDS:
+        raise InputError("backend", f"{clip(backend)} is not one of {', '.join(BACKENDS)}")
+    if not dist.is_available() or not dist.is_backend_available(backend):
+        raise InputError("backend", f"{backend} is not available in this torch build"
+                                    + ("; use gloo on a CPU machine" if backend == "nccl"
+                                       else ""))
+    if backend == "nccl":
+        import torch
+
+        n_gpu = torch.cuda.device_count()
+        if n_gpu < ranks_per_node:
+            raise InputError("n_ranks", f"nccl needs one GPU per rank: {ranks_per_node} ranks "
+                                        f"per node, {n_gpu} GPU(s) here")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ---- measuring (inside each rank) -----------------------------------------------------------
+@dataclass(frozen=True)
+class _Plan:
+    backend: str
+    ops: tuple[str, ...]
+    sizes: tuple[int, ...]
+    ranks_per_node: int
+    repeats: int
+    warmup: int
+    progress: bool
+
+
+def _burst(n_bytes: int) -> int:
+    return max(1, min(_MAX_BURST, _BURST_BYTES // max(n_bytes, 1)))
+
+
+def _runner(op: CollectiveOp, n_elems: int, group: Any, rank_in_group: int, n: int,
+            device: Any) -> Callable[[], None]:
+    """One call of `op` on a message of n_elems fp32 elements (the full message: the reduced
+    buffer, the gathered output, the scattered input), as the planner counts n_bytes."""
+    import torch
+    import torch.distributed as dist
+
+    ag = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+    rs = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
+    full = torch.ones(n_elems, device=device)
+    shard = torch.ones(n_elems // n, device=device)
+    if op is CollectiveOp.ALL_REDUCE:
+        return lambda: dist.all_reduce(full, group=group)
+    if op is CollectiveOp.ALL_GATHER:
+        return lambda: ag(full, shard, group=group)
+    if op is CollectiveOp.REDUCE_SCATTER:
+        return lambda: rs(shard, full, group=group)
+    if op is CollectiveOp.ALL_TO_ALL:
+        out = torch.empty_like(full)
+        return lambda: dist.all_to_all_single(out, full, group=group)
+    # send_recv: every rank sends the message to the next and receives from the previous
+    # (nccl-tests sendrecv_perf), at once.
+    ranks = dist.get_process_group_ranks(group) if group is not None else list(range(n))
+    nxt, prv = ranks[(rank_in_group + 1) % n], ranks[(rank_in_group - 1) % n]
+    recv = torch.empty_like(full)
+
+    def send_recv() -> None:
+        reqs = [dist.isend(full, nxt, group=group), dist.irecv(recv, prv, group=group)]
+        for r in reqs:
+            if r is not None:
+                r.wait()
+
+    return send_recv
+
+
+def _time_op(run: Callable[[], None], *, burst: int, repeats: int, warmup: int, group: Any,
+             sync: Callable[[], None]) -> list[float]:
+    import torch.distributed as dist
+
+    for _ in range(warmup):
+        run()
+    sync()
+    samples = []
+    for _ in range(repeats):
+        dist.barrier(group=group)
+        t0 = time.perf_counter()
+        for _ in range(burst):
+            run()
+        sync()
+        samples.append((time.perf_counter() - t0) / burst)
+    return samples
+
+
+def _tier_groups(rank: int, world: int, rpn: int) -> list[tuple[Tier, Any, list[int]]]:
+    """(tier, group, its ranks) for this rank's tiers; every rank creates every group (the
+    torch.distributed rule), in the same order."""
+    import torch.distributed as dist
+
+    n_nodes = world // rpn
+    out: list[tuple[Tier, Any, list[int]]] = []
+    if rpn >= 2:
+        for node in range(n_nodes):
+            ranks = list(range(node * rpn, (node + 1) * rpn))
+            g = dist.new_group(ranks) if n_nodes > 1 else None
+            if rank in ranks:
+                out.append((Tier.SCALE_UP, g, ranks))
+    if n_nodes >= 2:
+        ranks = [node * rpn for node in range(n_nodes)]
+        g = dist.new_group(ranks)
+        if rank in ranks:
+            out.append((Tier.SCALE_OUT, g, ranks))
+    return out
+
+
+def _n_points(plan: _Plan, world: int) -> int:
+    tiers = (plan.ranks_per_node >= 2) + (world // plan.ranks_per_node >= 2)
+    return tiers * len(plan.ops) * len(plan.sizes)
+
+
+def _measure_in_rank(rank: int, world: int, plan: _Plan,
+                     counter: Path | None = None) -> list[dict[str, Any]]:
+    """This rank's part of the sweep; rank 0 returns the rows (measured_s = median over
+    repeats of the slowest rank's time)."""
+    import torch
+    import torch.distributed as dist
+
+    local = rank % plan.ranks_per_node
+    if plan.backend == "nccl":
+        torch.cuda.set_device(local)
+        device: Any = torch.device("cuda", local)
+
+        def sync() -> None:
+            torch.cuda.synchronize()
+    else:
+        device = torch.device("cpu")
+
+        def sync() -> None:
+            return None
+    rows: list[dict[str, Any]] = []
+    tiers = _tier_groups(rank, world, plan.ranks_per_node)
+    bar = None
+    if plan.progress and rank == 0 and counter is None:
+        from tqdm import tqdm
+
+        bar = tqdm(total=_n_points(plan, world), desc="collectives", leave=False)
+    for tier in (Tier.SCALE_UP, Tier.SCALE_OUT):
+        mine = [t for t in tiers if t[0] is tier]
+        any_rank_has = torch.tensor([float(bool(mine))])
+        dist.all_reduce(any_rank_has, op=dist.ReduceOp.MAX)
+        if not mine:
+            continue  # this rank is not in the tier (scale-out: only one rank per node)
+        _, group, ranks = mine[0]
+        n = len(ranks)
+        for op_name in plan.ops:
+            op = CollectiveOp(op_name)
+            for size in plan.sizes:
+                n_elems = max(n, round(size / ELEMENT_BYTES / n) * n)
+                run = _runner(op, n_elems, group, ranks.index(rank), n, device)
+                samples = _time_op(run, burst=_burst(size), repeats=plan.repeats,
+                                   warmup=plan.warmup, group=group, sync=sync)
+                slowest = torch.tensor(samples, dtype=torch.float64)
+                dist.all_reduce(slowest, op=dist.ReduceOp.MAX, group=group)
+                if rank == ranks[0]:
+                    nb = n_elems * ELEMENT_BYTES
+                    rows.append(dict(op=op.value, tier=tier.value, n_bytes=nb, n_ranks=n,
+                                     measured_s=statistics.median(slowest.tolist())))
+                if bar is not None:
+                    bar.update(1)
+                if counter is not None and rank == 0:
+                    with counter.open("a") as f:  # one byte per point done
+                        f.write(".")
+        dist.barrier()
+    if bar is not None:
+        bar.close()
+    return rows
+
+
+def run_rank(rank: int, world: int, init_method: str, plan: _Plan, out_dir: str) -> None:
+    """One spawned rank (planner.measure.rank_main): join the group, measure, and (rank 0)
+    write the rows; progress goes to a counter file the parent reads."""
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // plan.ranks_per_node))
+    dist.init_process_group(plan.backend, init_method=init_method, rank=rank, world_size=world,
+                            timeout=timedelta(seconds=120))
+    try:
+        rows = _measure_in_rank(rank, world, plan, Path(out_dir) / "progress")
+        if rank == 0:
+            (Path(out_dir) / "rows.json").write_text(json.dumps(rows), encoding="utf-8")
+    finally:
+        dist.destroy_process_group()
+
+
+def spawn_ranks(n: int, task: str, payload: dict[str, Any], out_dir: Path, *, total: int,
+                desc: str, progress: bool, timeout_s: float = 3600.0) -> None:
+    """Start `n` Python processes running planner.measure.rank_main (`task`, `payload` as
+    JSON), rank r with RANK=r; show a progress bar from the counter file rank 0 writes; wait.
+    A failed rank raises RuntimeError with the last line it printed. Separate interpreters
+    (not multiprocessing's spawn) so that a caller's script needs no `__main__` guard."""
+    import subprocess
+    import sys
+
+    init = f"tcp://127.0.0.1:{_free_port()}"
+    spec = json.dumps({"task": task, "world": n, "init": init, "out_dir": str(out_dir),
+                       **payload})
+    (out_dir / "spec.json").write_text(spec, encoding="utf-8")
+    env = {**os.environ, "PYTHONWARNINGS": "ignore::FutureWarning"}
+    procs, logs = [], []
+    for r in range(n):
+        log = open(out_dir / f"rank{r}.log", "w+", encoding="utf-8")
+        logs.append(log)
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "planner.measure.rank_main", str(out_dir / "spec.json"),
+             str(r)], stdout=log, stderr=subprocess.STDOUT, env=env))
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc=desc, leave=False)
+    counter = out_dir / "progress"
+    deadline = time.monotonic() + timeout_s
+    try:
+        while any(p.poll() is None for p in procs):
+            if any(p.poll() not in (None, 0) for p in procs) or time.monotonic() > deadline:
+                break
+            if bar is not None and counter.exists():
+                done = counter.stat().st_size
+                bar.update(max(0, min(total, done) - bar.n))
+            time.sleep(0.1)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+        if bar is not None:
+            bar.close()
+    failed = [(r, p.returncode) for r, p in enumerate(procs) if p.returncode != 0]
+    texts = []
+    for log in logs:
+        log.seek(0)
+        texts.append(log.read())
+        log.close()
+    if failed:
+        r, code = failed[0]
+        lines = [ln.strip() for ln in texts[r].splitlines() if ln.strip()]
+        why = lines[-1] if lines else f"exit status {code}"
+        if time.monotonic() > deadline:
+            why = f"no result after {timeout_s:.0f} s"
+        raise RuntimeError(f"{desc}: rank {r} of {n} failed: {why[:300]}")
+
+
+def _frame(rows: list[dict[str, Any]], *, backend: str, world: int, rpn: int) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=["op", "tier", "n_bytes", "n_ranks", "measured_s"])
+    df = leave_one_out(df)
+    df["measured_busbw_bytes_per_s"] = (bus_factor_col(df) * df["n_bytes"] / df["measured_s"])
+    df.attrs.update(backend=backend, n_ranks=world, ranks_per_node=rpn,
+                    measured_on=time.strftime("%Y-%m-%d"), host=socket.gethostname())
+    return df
+
+
+def bus_factor_col(df: pd.DataFrame) -> np.ndarray:
+    """bus_factor(op, n_ranks) of each row (what nccl-tests multiplies algbw by)."""
+    return np.array([float(bus_factor(op, n)) for op, n in zip(df["op"], df["n_ranks"],
+                                                                  strict=True)])
+
+
+def calibrate_collectives(n_ranks: int = 2, backend: str = "gloo",
+                          sizes_bytes: Iterable[float] | None = None,
+                          ops: Iterable[str] | None = None, *, ranks_per_node: int | None = None,
+                          repeats: int = 5, warmup: int = 2,
+                          progress: bool = True) -> pd.DataFrame:
+    """Measure collectives on `n_ranks` local processes and fit the planner's α–β form.
+
+    Spawns a real process group (torch.multiprocessing, `backend` gloo or nccl), times
+    all_reduce, all_gather, reduce_scatter, all_to_all and send_recv (`ops`) at each message
+    size (`sizes_bytes`, default 1 KiB to 64 MiB in steps of 4): `warmup` calls, then
+    `repeats` samples, each the slowest rank's time; `measured_s` is their median. Returns
+    one row per (tier, op, size): op, tier, n_bytes, n_ranks, measured_s, predicted_s (from
+    a fit that left that size out), rel_err and measured_busbw_bytes_per_s.
+    `fit_collectives(df)` gives the fitted tiers; `collectives_toml` writes them.
+
+    `ranks_per_node` (default n_ranks) splits the ranks into pretend nodes: the scale-up tier
+    is measured inside node 0's ranks, the scale-out tier between the first rank of each.
+    """
+    n = check_int(n_ranks, "n_ranks", minimum=2, maximum=MAX_LOCAL_RANKS)
+    rpn = n if ranks_per_node is None else check_int(ranks_per_node, "ranks_per_node",
+                                                     minimum=1, maximum=n)
+    if n % rpn:
+        raise InputError("ranks_per_node", f"{rpn} does not divide n_ranks = {n}")
+    if rpn == 1 and n // rpn < 2:
+        raise InputError("ranks_per_node", "one rank per node needs at least two nodes")
+    plan = _Plan(backend, tuple(o.value for o in _ops(ops)), _sizes(sizes_bytes), rpn,
+                 check_int(repeats, "repeats", minimum=1, maximum=1000),
+                 check_int(warmup, "warmup", minimum=0, maximum=1000), bool(progress))
+    check_backend(backend, rpn)
+    import dataclasses
+
+    with tempfile.TemporaryDirectory(prefix="planner_coll_") as tmp:
+        spawn_ranks(n, "collectives", {"plan": dataclasses.asdict(plan)}, Path(tmp),
+                    total=_n_points(plan, n), desc="collectives", progress=plan.progress)
+        rows = json.loads((Path(tmp) / "rows.json").read_text(encoding="utf-8"))
+    return _frame(rows, backend=backend, world=n, rpn=rpn)
+
+
+def calibrate_collectives_here(backend: str = "gloo", sizes_bytes: Iterable[float] | None = None,
+                               ops: Iterable[str] | None = None, *, repeats: int = 5,
+                               warmup: int = 2, progress: bool = True) -> pd.DataFrame | None:
+    """The same measurement inside a group launched by `torchrun` (RANK, WORLD_SIZE,
+    LOCAL_WORLD_SIZE, MASTER_ADDR/PORT set): every rank calls it; rank 0 gets the DataFrame,
+    the others None. Nodes are LOCAL_WORLD_SIZE consecutive ranks (torchrun's numbering)."""
+    import torch
+    import torch.distributed as dist
+
+    try:
+        world = int(os.environ["WORLD_SIZE"])
+        rank = int(os.environ["RANK"])
+        rpn = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    except (KeyError, ValueError):
+        raise InputError("torchrun", "RANK and WORLD_SIZE are not set: launch with torchrun "
+                                     "--nproc-per-node N -m planner calibrate --collectives, "
+                                     "or use --nproc N here") from None
+    if world < 2 or world % rpn:
+        raise InputError("torchrun", f"WORLD_SIZE {world} must be ≥ 2 and a multiple of "
+                                     f"LOCAL_WORLD_SIZE {rpn}")
+    check_backend(backend, rpn)
+    plan = _Plan(backend, tuple(o.value for o in _ops(ops)), _sizes(sizes_bytes), rpn,
+                 check_int(repeats, "repeats", minimum=1, maximum=1000),
+                 check_int(warmup, "warmup", minimum=0, maximum=1000), bool(progress))
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // rpn))
+    dist.init_process_group(backend, timeout=timedelta(seconds=300))
+    try:
+        rows = _measure_in_rank(rank, world, plan)
+    finally:
+        dist.destroy_process_group()
+    return _frame(rows, backend=backend, world=world, rpn=rpn) if rank == 0 else None
+
+
+# ---- the catalog entry --------------------------------------------------------------------------
+def tier_table(fit: CollectiveFit, tier: Tier, link_bytes_per_s: float) -> dict[str, Any]:
+    """The `[kernels.collectives.<tier>]` table: busbw fractions of `link_bytes_per_s` (the
+    best op's bandwidth when it is the measured link), per-op latencies, and the source."""
+    fits = {f.op: f for f in fit.fits if f.tier is tier}
+    if not fits:
+        raise ValueError(f"fit: no {tier.value} measurements")
+    lat = statistics.median(f.latency_s for f in fits.values())
+    first = next(iter(fits.values()))
+    table: dict[str, Any] = {
+        "source": (f"measured by planner calibrate --collectives on {fit.measured_on} "
+                   f"({fit.host}, torch.distributed {fit.backend}, {first.n_ranks} ranks in "
+                   f"the {tier.value} tier): α–β fit per op on message sizes; median |error| on "
+                   "left-out sizes " + ", ".join(f"{op.value} {f.median_abs_rel_err:.0%}"
+                                                 for op, f in fits.items())
+                   + f"; link = {link_bytes_per_s / 1e9:.4g} GB/s"),
+        "latency_s": float(f"{max(lat, 1e-9):.4g}"),
+    }
+    for op in CollectiveOp:
+        f = fits.get(op)
+        frac = f.busbw_bytes_per_s / link_bytes_per_s if f else min(
+            g.busbw_bytes_per_s for g in fits.values()) / link_bytes_per_s
+        table[op.value] = float(f"{min(1.0, max(1e-6, frac)):.4g}")
+    table["op_latency_s"] = {op.value: float(f"{max(f.latency_s, 1e-9):.4g}")
+                             for op, f in fits.items()}
+    return table
+
+
+def link_bandwidth(fit: CollectiveFit, tier: Tier) -> float:
+    """The tier's link bandwidth as the catalog stores it: the best op's fitted bus bandwidth
+    (so that op's fraction is 1.0 and none is above it)."""
+    return max(f.busbw_bytes_per_s for f in fit.fits if f.tier is tier)
+
+
+def measured_tiers_note(fit: CollectiveFit) -> str:
+    return ", ".join(f"{t.value} {link_bandwidth(fit, t) / 1e9:.3g} GB/s" for t in fit.tiers())
+
+
+
+def _collectives_tables(fit: CollectiveFit) -> tuple[dict[str, Any], dict[Tier, float]]:
+    links = {t: link_bandwidth(fit, t) for t in fit.tiers()}
+    tables = {t.value: tier_table(fit, t, bw) for t, bw in links.items()}
+    if Tier.SCALE_UP.value not in tables:  # one rank per node: no scale-up tier was measured
+        up = dict(tables[Tier.SCALE_OUT.value])
+        up["source"] = ("not measured (one rank per node): a copy of the scale_out tier; the "
+                        "device's scaleup_domain_size is 1, so the planner does not use it")
+        tables = {Tier.SCALE_UP.value: up, **tables}
+    return tables, links
+
+
+def collectives_catalog_toml(fit: CollectiveFit, *, base_device: str | None = None,
+                             ceilings: Any = None, device_id: str | None = None,
+                             catalog: Any = None) -> str:
+    """A catalog user file carrying the measured tiers, loadable by `load_catalog` and usable
+    by `rank(..., catalog=...)`:
+
+    * `base_device` (a catalog id, e.g. your cluster's nvidia_h100_sxm): a `[[device]]`
+      override of that device (scale-up/scale-out bandwidth = the fitted links, scale-up
+      domain = ranks per node) and its `[[kernels]]` table with the measured collectives in
+      place of the published ones (GEMM, attention and memory tables kept).
+    * `ceilings` (a `calibrate()` result of this machine, per rank): a new device, one rank of
+      this machine, with its kernel sweep and the measured collectives.
+    """
+    from planner.report.toml import dumps
+
+    tables, links = _collectives_tables(fit)
+    link_fields: dict[str, Any] = {"scaleup_domain_size": fit.ranks_per_node}
+    if Tier.SCALE_UP in links:
+        link_fields["scaleup_bw_bytes_per_s"] = float(f"{links[Tier.SCALE_UP]:.6g}")
+    if Tier.SCALE_OUT in links:
+        link_fields["scaleout_bw_bytes_per_s"] = float(f"{links[Tier.SCALE_OUT]:.6g}")
+    source = (f"collectives measured by planner calibrate --collectives on {fit.measured_on} "
+              f"({fit.host}, {fit.backend}, {fit.n_ranks} ranks, {fit.ranks_per_node} per "
+              f"node): {measured_tiers_note(fit)}")
+    comment = (f"Written by planner calibrate --collectives on {fit.measured_on}; load with "
+               "load_catalog(this_file) or `planner rank ... --catalog this_file`.")
+    if (base_device is None) == (ceilings is None):
+        raise ValueError("collectives_catalog_toml: give base_device or ceilings (not both)")
+    if base_device is not None:
+        from planner.hardware.catalog import load_catalog
+        from planner.hardware.kernels import kernel_entry
+
+        cat = catalog if catalog is not None else load_catalog()
+        dev = cat.get(base_device)
+        entry, _ = kernel_entry(dev, cat.kernel_tables())
+        kernels = entry.model_dump(mode="json", exclude_none=True)
+        kernels.update(devices=[dev.id], checked_on=fit.measured_on,
+                       collectives=tables,
+                       notes=f"{kernels.get('notes', '')} Collectives: {source}.".strip())
+        device = {"id": dev.id, **link_fields, "sources": [source]}
+        if dev.scaleup_link is None:
+            device["scaleup_link"] = f"{fit.backend} (measured)"
+        return dumps({"device": [device], "kernels": [kernels]}, comment=comment)
+    import tomllib
+
+    from planner.measure.calibration import to_catalog_toml
+
+    doc = tomllib.loads(to_catalog_toml(ceilings, device_id=device_id))
+    device = doc["device"][0]
+    device.update(link_fields, scaleup_link=f"{fit.backend} between processes (measured)")
+    device["memory_bytes"] = float(f"{device['memory_bytes'] / fit.ranks_per_node:.6g}")
+    device["sources"] = [*device.get("sources", []), source]
+    device["notes"] = (f"{device.get('notes', '')} One device = one rank of {fit.ranks_per_node} "
+                       f"per node (its share of the cores and memory).").strip()
+    doc["kernels"][0]["collectives"] = tables
+    return dumps({"device": [device], "kernels": doc["kernels"]}, comment=comment)
+
+
+def read_collectives_csv(path: str | Path, field: str = "path") -> pd.DataFrame:
+    """A `planner calibrate --collectives --csv` file back as the DataFrame `fit_collectives`
+    takes (columns op, tier, n_bytes, n_ranks, measured_s)."""
+    try:
+        df = pd.read_csv(path)
+    except (OSError, ValueError) as err:
+        raise InputError(field, f"cannot read {clip(str(path))}: {err}") from None
+    missing = [c for c in ("op", "tier", "n_bytes", "n_ranks", "measured_s") if c not in df]
+    if missing:
+        raise InputError(field, f"{clip(str(path))} is not a collectives CSV (missing "
+                                f"{', '.join(missing)}); write one with planner calibrate "
+                                "--collectives --csv")
+    bad = [v for v in df["op"].unique() if v not in {o.value for o in CollectiveOp}]
+    if bad or not (df["measured_s"] > 0).all():
+        raise InputError(field, f"{clip(str(path))}: unknown op {clip(bad[0])}" if bad
+                         else f"{clip(str(path))}: measured_s must be > 0")
+    return df[["op", "tier", "n_bytes", "n_ranks", "measured_s"]]
