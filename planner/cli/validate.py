@@ -76,8 +76,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     c.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default=None,
                    help="default fp32 on cpu, bf16 on cuda")
-    c.add_argument("--repeats", type=positive_int, default=3,
-                   help="timed repeats per point after 1 warm-up; the best is kept")
+    c.add_argument("--repeats", type=positive_int, default=None,
+                   help="kernels: timed repeats per point after 1 warm-up, the best kept "
+                        "(default 3); --collectives: rounds over all sizes, the median kept "
+                        "(default 10)")
     c.add_argument("--save-catalog", metavar="PATH.toml",
                    help="write the [[device]] and [[kernels]] entries to this file")
     c.add_argument("--id", dest="device_id", metavar="ID", default=None,
@@ -121,6 +123,8 @@ def _check_outputs(args: argparse.Namespace, *flags: str) -> None:
 
 def _calibrate(args: argparse.Namespace) -> int:
     _check_outputs(args, "--csv", "--save-catalog")
+    if args.repeats is None:
+        args.repeats = 10 if args.collectives else 3
     if args.collectives:
         return _calibrate_collectives(args)
     if args.base_device is not None:
@@ -206,8 +210,8 @@ def _calibrate_collectives(args: argparse.Namespace) -> int:
                                    ranks_per_node=args.ranks_per_node, repeats=args.repeats)
     fit = fit_collectives(df)
     print(f"collectives: {fit.backend}, {fit.n_ranks} ranks ({fit.ranks_per_node} per node), "
-          f"{fit.host}, {fit.measured_on}; median of {args.repeats} samples, each the slowest "
-          "rank; predicted = α–β fit without that size")
+          f"{fit.host}, {fit.measured_on}; median over {args.repeats} rounds of one-call "
+          "samples, each the slowest rank; predicted = α–β fit without that size")
     shown = pd.DataFrame({
         "tier": df["tier"], "op": df["op"], "ranks": df["n_ranks"],
         "message": df["n_bytes"].map(bytes_str),
@@ -239,7 +243,7 @@ def _calibrate_collectives(args: argparse.Namespace) -> int:
             bar, step = _progress(sweep_settings(args.device, attention=True)["steps"],
                                   "kernels")
             try:
-                ceilings = calibrate(args.device, dtype, repeats=args.repeats, progress=step)
+                ceilings = calibrate(args.device, dtype, progress=step)
             finally:
                 bar.close()
             did = args.device_id or f"{device_id_for(ceilings)}_{fit.backend}_rank"

@@ -46,8 +46,8 @@ DEFAULT_SIZES_BYTES: tuple[int, ...] = tuple(1024 * 4**k for k in range(9))
 BACKENDS = ("gloo", "nccl")
 MAX_LOCAL_RANKS = 64
 MAX_MESSAGE_BYTES = 2**32  # 4 GiB per buffer: beyond it a calibration is a memory test
-# Calls per timed sample: small messages are timed as a burst (their time is tens of µs) so the
-# timer and Python overhead average out; a sample aims at about 1 MiB moved.
+# Samples per repeat: a small message is sampled more often (its time is short and the noisiest),
+# up to about 1 MiB moved per repeat.
 _BURST_BYTES = 2**20
 _MAX_BURST = 20
 ELEMENT_BYTES = 4  # fp32 buffers (gloo reduces fp32 everywhere; NCCL any dtype)
@@ -222,6 +222,18 @@ def check_backend(backend: str, ranks_per_node: int) -> None:
                                         f"per node, {n_gpu} GPU(s) here")
 
 
+def share_threads(ranks_per_node: int) -> int:
+    """Give this rank its share of the machine's cores as torch threads; returns the count.
+    (Pinning ranks to cores was tried on a 2-core VM: it put each rank's main thread and its
+    gloo thread on one core and made small messages 3-5× slower and noisier, so it is not
+    done.)"""
+    import torch
+
+    share = max(1, (os.cpu_count() or 1) // ranks_per_node)
+    torch.set_num_threads(share)
+    return share
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -279,21 +291,27 @@ def _runner(op: CollectiveOp, n_elems: int, group: Any, rank_in_group: int, n: i
     return send_recv
 
 
-def _time_op(run: Callable[[], None], *, burst: int, repeats: int, warmup: int, group: Any,
-             sync: Callable[[], None]) -> list[float]:
+def _time_sizes(runs: Sequence[tuple[Callable[[], None], int]], *, repeats: int, warmup: int,
+                group: Any, sync: Callable[[], None]) -> list[list[float]]:
+    """Samples (seconds) of each (run, extra), one call after a barrier each, the sizes
+    interleaved within each repeat (a slow spell of the machine then lands on every size alike
+    instead of on one); a small message is sampled `extra` times per repeat (it is cheap, and
+    its time is the noisiest)."""
     import torch.distributed as dist
 
-    for _ in range(warmup):
-        run()
-    sync()
-    samples = []
-    for _ in range(repeats):
-        dist.barrier(group=group)
-        t0 = time.perf_counter()
-        for _ in range(burst):
+    for run, _ in runs:
+        for _ in range(warmup):
             run()
-        sync()
-        samples.append((time.perf_counter() - t0) / burst)
+    sync()
+    samples: list[list[float]] = [[] for _ in runs]
+    for _ in range(repeats):
+        for (run, extra), out in zip(runs, samples, strict=True):
+            for _ in range(extra):
+                dist.barrier(group=group)
+                t0 = time.perf_counter()
+                run()
+                sync()
+                out.append(time.perf_counter() - t0)
     return samples
 
 
@@ -359,22 +377,24 @@ def _measure_in_rank(rank: int, world: int, plan: _Plan,
         n = len(ranks)
         for op_name in plan.ops:
             op = CollectiveOp(op_name)
-            for size in plan.sizes:
-                n_elems = max(n, round(size / ELEMENT_BYTES / n) * n)
-                run = _runner(op, n_elems, group, ranks.index(rank), n, device)
-                samples = _time_op(run, burst=_burst(size), repeats=plan.repeats,
-                                   warmup=plan.warmup, group=group, sync=sync)
-                slowest = torch.tensor(samples, dtype=torch.float64)
-                dist.all_reduce(slowest, op=dist.ReduceOp.MAX, group=group)
-                if rank == ranks[0]:
-                    nb = n_elems * ELEMENT_BYTES
-                    rows.append(dict(op=op.value, tier=tier.value, n_bytes=nb, n_ranks=n,
-                                     measured_s=statistics.median(slowest.tolist())))
-                if bar is not None:
-                    bar.update(1)
-                if counter is not None and rank == 0:
-                    with counter.open("a") as f:  # one byte per point done
-                        f.write(".")
+            elems = [max(n, round(size / ELEMENT_BYTES / n) * n) for size in plan.sizes]
+            runs = [(_runner(op, e, group, ranks.index(rank), n, device), _burst(size))
+                    for e, size in zip(elems, plan.sizes, strict=True)]
+            samples = _time_sizes(runs, repeats=plan.repeats, warmup=plan.warmup, group=group,
+                                  sync=sync)
+            flat = torch.tensor([t for row in samples for t in row], dtype=torch.float64)
+            dist.all_reduce(flat, op=dist.ReduceOp.MAX, group=group)  # the slowest rank
+            if rank == ranks[0]:
+                slowest = flat.split([len(row) for row in samples])
+                rows += [dict(op=op.value, tier=tier.value, n_bytes=e * ELEMENT_BYTES,
+                              n_ranks=n, measured_s=float(row.median()))
+                         for e, row in zip(elems, slowest, strict=True)]
+            del runs
+            if bar is not None:
+                bar.update(len(plan.sizes))
+            if counter is not None and rank == 0:
+                with counter.open("a") as f:  # one byte per point done
+                    f.write("." * len(plan.sizes))
         dist.barrier()
     if bar is not None:
         bar.close()
@@ -384,10 +404,9 @@ def _measure_in_rank(rank: int, world: int, plan: _Plan,
 def run_rank(rank: int, world: int, init_method: str, plan: _Plan, out_dir: str) -> None:
     """One spawned rank (planner.measure.rank_main): join the group, measure, and (rank 0)
     write the rows; progress goes to a counter file the parent reads."""
-    import torch
     import torch.distributed as dist
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // plan.ranks_per_node))
+    share_threads(plan.ranks_per_node)
     dist.init_process_group(plan.backend, init_method=init_method, rank=rank, world_size=world,
                             timeout=timedelta(seconds=120))
     try:
@@ -474,14 +493,16 @@ def bus_factor_col(df: pd.DataFrame) -> np.ndarray:
 def calibrate_collectives(n_ranks: int = 2, backend: str = "gloo",
                           sizes_bytes: Iterable[float] | None = None,
                           ops: Iterable[str] | None = None, *, ranks_per_node: int | None = None,
-                          repeats: int = 5, warmup: int = 2,
+                          repeats: int = 10, warmup: int = 2,
                           progress: bool = True) -> pd.DataFrame:
     """Measure collectives on `n_ranks` local processes and fit the planner's α–β form.
 
     Spawns a real process group (torch.multiprocessing, `backend` gloo or nccl), times
     all_reduce, all_gather, reduce_scatter, all_to_all and send_recv (`ops`) at each message
     size (`sizes_bytes`, default 1 KiB to 64 MiB in steps of 4): `warmup` calls, then
-    `repeats` samples, each the slowest rank's time; `measured_s` is their median. Returns
+    `repeats` rounds over all sizes (interleaved), each sample one call after a barrier
+    (messages under 1 MiB sampled up to 20 times per round), timed as the slowest rank;
+    `measured_s` is the median sample. Returns
     one row per (tier, op, size): op, tier, n_bytes, n_ranks, measured_s, predicted_s (from
     a fit that left that size out), rel_err and measured_busbw_bytes_per_s.
     `fit_collectives(df)` gives the fitted tiers; `collectives_toml` writes them.
@@ -510,12 +531,11 @@ def calibrate_collectives(n_ranks: int = 2, backend: str = "gloo",
 
 
 def calibrate_collectives_here(backend: str = "gloo", sizes_bytes: Iterable[float] | None = None,
-                               ops: Iterable[str] | None = None, *, repeats: int = 5,
+                               ops: Iterable[str] | None = None, *, repeats: int = 10,
                                warmup: int = 2, progress: bool = True) -> pd.DataFrame | None:
     """The same measurement inside a group launched by `torchrun` (RANK, WORLD_SIZE,
     LOCAL_WORLD_SIZE, MASTER_ADDR/PORT set): every rank calls it; rank 0 gets the DataFrame,
     the others None. Nodes are LOCAL_WORLD_SIZE consecutive ranks (torchrun's numbering)."""
-    import torch
     import torch.distributed as dist
 
     try:
@@ -533,7 +553,7 @@ def calibrate_collectives_here(backend: str = "gloo", sizes_bytes: Iterable[floa
     plan = _Plan(backend, tuple(o.value for o in _ops(ops)), _sizes(sizes_bytes), rpn,
                  check_int(repeats, "repeats", minimum=1, maximum=1000),
                  check_int(warmup, "warmup", minimum=0, maximum=1000), bool(progress))
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // rpn))
+    share_threads(rpn)
     dist.init_process_group(backend, timeout=timedelta(seconds=300))
     try:
         rows = _measure_in_rank(rank, world, plan)

@@ -40,6 +40,7 @@ from planner.measure.collectives import (
     alpha_beta_time_s,
     calibrate_collectives,
     fit_collectives,
+    share_threads,
     spawn_ranks,
 )
 from planner.model.layers import layer_table
@@ -182,7 +183,7 @@ def run_rank(rank: int, spec_json: dict[str, Any]) -> None:
     from planner.measure.torch_models import build_reference
 
     world, tp = int(spec_json["world"]), int(spec_json["tp"])
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    share_threads(world)
     dist.init_process_group("gloo", init_method=spec_json["init"], rank=rank, world_size=world)
     out_dir = Path(spec_json["out_dir"])
     try:
