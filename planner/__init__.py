@@ -21,6 +21,8 @@ from planner.hardware.kernels import (
     gemm_flops_per_s,
     memory_bytes_per_s,
 )
+from planner.measure.collectives import calibrate_collectives, fit_collectives
+from planner.measure.distributed import validate_distributed
 from planner.measure.validate import calibrate, validate
 from planner.model.layers import layer_table
 from planner.model.precision import POLICIES as PRECISION_POLICIES
@@ -77,6 +79,10 @@ __all__ = [
     # measured validation (issue 5)
     "calibrate",
     "validate",
+    # measured collectives and the multi-process step (issue 15)
+    "calibrate_collectives",
+    "fit_collectives",
+    "validate_distributed",
     # reports
     "to_csv",
     "to_csv_text",

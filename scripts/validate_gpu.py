@@ -191,7 +191,27 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {md_path}")
     print(total)
     print(short.to_string(index=False))
+    _nccl_collectives(args, csv)
     return 0
+
+
+def _nccl_collectives(args: argparse.Namespace, csv: Path) -> None:
+    """The collectives on NCCL (one rank per GPU, 1 KiB to 256 MiB), fitted with the planner's
+    α–β form: the GPU path of `planner calibrate --collectives` (docs/validation.md)."""
+    import torch
+
+    n_gpu = torch.cuda.device_count() if args.device == "cuda" else 0
+    if n_gpu < 2:
+        print(f"NCCL collectives: skipped, they need 2 or more GPUs and this machine has "
+              f"{n_gpu} (run `planner calibrate --collectives --device cuda --nproc N`)")
+        return
+    from planner.measure.collectives import calibrate_collectives, fit_collectives
+
+    sizes = [1024 * 4**k for k in range(10)]
+    df = calibrate_collectives(n_gpu, "nccl", sizes, progress=False)
+    out = csv.with_name(csv.stem + "_collectives.csv")
+    print(f"wrote {to_csv(df, out)}")
+    print(fit_collectives(df).frame().to_string(index=False))
 
 
 if __name__ == "__main__":

@@ -369,13 +369,11 @@ def _measure_in_rank(rank: int, world: int, plan: _Plan,
         bar = tqdm(total=_n_points(plan, world), desc="collectives", leave=False)
     for tier in (Tier.SCALE_UP, Tier.SCALE_OUT):
         mine = [t for t in tiers if t[0] is tier]
-        any_rank_has = torch.tensor([float(bool(mine))])
-        dist.all_reduce(any_rank_has, op=dist.ReduceOp.MAX)
-        if not mine:
-            continue  # this rank is not in the tier (scale-out: only one rank per node)
-        _, group, ranks = mine[0]
+        # A rank outside the tier (scale-out: one rank per node takes part) waits at the
+        # barrier below, so that none leaves the group while a tier is still measuring.
+        _, group, ranks = mine[0] if mine else (tier, None, [])
         n = len(ranks)
-        for op_name in plan.ops:
+        for op_name in plan.ops if mine else ():
             op = CollectiveOp(op_name)
             elems = [max(n, round(size / ELEMENT_BYTES / n) * n) for size in plan.sizes]
             runs = [(_runner(op, e, group, ranks.index(rank), n, device), _burst(size))
@@ -387,7 +385,7 @@ def _measure_in_rank(rank: int, world: int, plan: _Plan,
             if rank == ranks[0]:
                 slowest = flat.split([len(row) for row in samples])
                 rows += [dict(op=op.value, tier=tier.value, n_bytes=e * ELEMENT_BYTES,
-                              n_ranks=n, measured_s=float(row.median()))
+                              n_ranks=n, measured_s=statistics.median(row.tolist()))
                          for e, row in zip(elems, slowest, strict=True)]
             del runs
             if bar is not None:

@@ -7,7 +7,8 @@ attention heads, KV heads and MLP width are split tp ways (Megatron's column/row
 layers, Shoeybi et al. 2019 §3: an all-reduce of the block's output after attention and after
 the MLP in the forward, and of the input gradient before each in the backward); embeddings,
 norms and the LM head are replicated. After the backward the data-parallel ranks all-reduce
-one flat fp32 gradient buffer (no overlap with the backward: each term is timed alone), then
+one persistent flat fp32 gradient buffer that the gradients are views of (DDP's
+gradient_as_bucket_view; no overlap with the backward: each term is timed alone), then
 AdamW steps.
 
 Predicted, per term (docs/validation.md, "A measured multi-process step"):
@@ -17,6 +18,8 @@ Predicted, per term (docs/validation.md, "A measured multi-process step"):
 * tp_comm: 4 · n_layers all-reduces of b·s·d·4 bytes over tp ranks;
 * dp_comm: one all-reduce of the shard's gradient bytes over dp ranks;
   both with the α–β tiers of `calibrate_collectives` (measured first, or given);
+* sync_wait: measured only, the time ranks wait at a barrier before each all-reduce for the
+  slower rank (skew on a shared machine); predicted 0 (the planner runs ranks in lockstep);
 * step: the sum (nothing overlaps in this step).
 """
 
@@ -47,7 +50,7 @@ from planner.model.layers import layer_table
 from planner.model.spec import ModelSpec
 from planner.model.spec import model as find_model
 
-TERMS = ("forward", "backward", "tp_comm", "dp_comm", "optimizer", "step")
+TERMS = ("forward", "backward", "tp_comm", "dp_comm", "sync_wait", "optimizer", "step")
 FP32_BYTES = 4
 
 
@@ -106,7 +109,7 @@ def predict_terms(spec: ModelSpec, *, seq_len: int, batch_size: int, tp: int, dp
     t = predict_times(shard, table, ceilings, seq_len=seq_len, batch_size=batch_size,
                       mode="train", act_bytes=FP32_BYTES)
     out = {"forward": t["forward"], "backward": t["backward"], "optimizer": t["optimizer"],
-           "tp_comm": 0.0, "dp_comm": 0.0}
+           "tp_comm": 0.0, "dp_comm": 0.0, "sync_wait": 0.0}
     fit = collectives.get(Tier.SCALE_UP, CollectiveOp.ALL_REDUCE)
     if fit is None:
         raise InputError("collectives", "no scale_up all_reduce in the calibration")
@@ -129,12 +132,14 @@ def _tp_functions():
     import torch.distributed as dist
 
     class Clock:
-        seconds = 0.0
+        comm_s = 0.0  # inside all-reduces
+        wait_s = 0.0  # at the barrier before each: waiting for the slower rank
 
     def reduce(x: torch.Tensor, group: Any) -> torch.Tensor:
+        Clock.wait_s += timed_barrier(group)
         t0 = time.perf_counter()
         dist.all_reduce(x, group=group)
-        Clock.seconds += time.perf_counter() - t0
+        Clock.comm_s += time.perf_counter() - t0
         return x
 
     class ReduceFwd(torch.autograd.Function):
@@ -161,6 +166,16 @@ def _tp_functions():
             return reduce(grad.contiguous().clone(), ctx.group), None
 
     return Clock, ReduceFwd, ReduceBwd
+
+
+def timed_barrier(group: Any) -> float:
+    """Seconds this rank waits at a barrier: the skew between ranks, kept out of the
+    communication terms (the planner runs ranks in lockstep and predicts no wait)."""
+    import torch.distributed as dist
+
+    t0 = time.perf_counter()
+    dist.barrier(group=group)
+    return time.perf_counter() - t0
 
 
 def _install_tp(net: Any, group: Any) -> Any:
@@ -199,6 +214,13 @@ def run_rank(rank: int, spec_json: dict[str, Any]) -> None:
         net = build_reference(shard, seed=rank // tp).train()
         clock = _install_tp(net, tp_group) if tp > 1 else None
         params = [p for p in net.parameters() if p.requires_grad]
+        # Gradients live in one persistent flat buffer (DDP's gradient_as_bucket_view): the
+        # data-parallel all-reduce runs on it in place, with no copy in or out.
+        flat = torch.zeros(sum(p.numel() for p in params))
+        off = 0
+        for p in params:
+            p.grad = flat[off:off + p.numel()].view_as(p)
+            off += p.numel()
         opt = MasterAdamW(params)
         g = torch.Generator().manual_seed(1000 + rank // tp)
         b, s = int(spec_json["batch_size"]), int(spec_json["seq_len"])
@@ -208,34 +230,35 @@ def run_rank(rank: int, spec_json: dict[str, Any]) -> None:
         warmup, repeats = int(spec_json["warmup"]), int(spec_json["repeats"])
         counter = out_dir / "progress"
         for i in range(warmup + repeats):
-            opt.zero_grad()
+            flat.zero_()
             dist.barrier()
             if clock is not None:
-                clock.seconds = 0.0
+                clock.comm_s = clock.wait_s = 0.0
             t0 = time.perf_counter()
             loss = net(ids, labels)
             t1 = time.perf_counter()
-            tp_fwd = clock.seconds if clock is not None else 0.0
+            tp_fwd = (clock.comm_s + clock.wait_s) if clock is not None else 0.0
             loss.backward()
             t2 = time.perf_counter()
-            tp_all = clock.seconds if clock is not None else 0.0
+            tp_comm = clock.comm_s if clock is not None else 0.0
+            wait = clock.wait_s if clock is not None else 0.0
+            tp_all = tp_comm + wait
+            dp_comm = 0.0
             if dp > 1:
-                grads = [p.grad for p in params if p.grad is not None]
-                flat = torch.cat([gr.reshape(-1) for gr in grads])
+                wait += timed_barrier(dp_group)
+                t_dp = time.perf_counter()
                 dist.all_reduce(flat, group=dp_group)
+                dp_comm = time.perf_counter() - t_dp
                 flat /= dp
-                off = 0
-                for gr in grads:
-                    gr.copy_(flat[off:off + gr.numel()].view_as(gr))
-                    off += gr.numel()
             t3 = time.perf_counter()
             opt.step()
             t4 = time.perf_counter()
             if i >= warmup:
                 samples["forward"].append(t1 - t0 - tp_fwd)
                 samples["backward"].append(t2 - t1 - (tp_all - tp_fwd))
-                samples["tp_comm"].append(tp_all)
-                samples["dp_comm"].append(t3 - t2)
+                samples["tp_comm"].append(tp_comm)
+                samples["dp_comm"].append(dp_comm)
+                samples["sync_wait"].append(wait)
                 samples["optimizer"].append(t4 - t3)
                 samples["step"].append(t4 - t0)
             if rank == 0:
@@ -264,7 +287,8 @@ def validate_distributed(model: ModelSpec | str, *, seq_len: int, batch_size: in
     planner's prediction per term. Returns one row per term (forward, backward, tp_comm,
     dp_comm, optimizer, step): measured_s (median over `repeats` steps, the slowest rank),
     predicted_s, and measured/predicted. `collectives`: a `fit_collectives` result for this
-    machine; None measures one first (all_reduce, 1 KiB to 16 MiB).
+    machine; None measures one first (all_reduce, 1 KiB up to the gradient size, within
+    16-64 MiB).
     `result.attrs["layout"]` holds the layout and sizes."""
     from planner.measure.calibration import Ceilings
 
@@ -285,7 +309,7 @@ def validate_distributed(model: ModelSpec | str, *, seq_len: int, batch_size: in
     check_fits_in_memory(table, copies=n)
     if collectives is None:
         grad = float(table["grad_bytes"].sum())
-        top = max(16 * 2**20, 1 << int(grad).bit_length())
+        top = min(64 * 2**20, max(16 * 2**20, 1 << int(grad).bit_length()))
         sizes = [1024 * 4**k for k in range(12) if 1024 * 4**k <= top]
         collectives = fit_collectives(calibrate_collectives(
             n, "gloo", sizes, ops=["all_reduce"], repeats=5, progress=progress))
