@@ -46,6 +46,7 @@ from planner.measure.collectives import (
     share_threads,
     spawn_ranks,
 )
+from planner.measure.validate import check_fits_in_memory
 from planner.model.layers import layer_table
 from planner.model.spec import ModelSpec
 from planner.model.spec import model as find_model
@@ -68,34 +69,6 @@ def shard_spec(spec: ModelSpec, tp: int) -> ModelSpec:
     return spec.with_(n_heads=spec.n_heads // tp, n_kv_heads=spec.kv_heads // tp,
                       head_dim=spec.d_head, d_ff=spec.d_ff // tp,
                       name=f"{spec.name} (1/{tp} tp shard)")
-
-
-def available_memory_bytes() -> float:
-    """Memory the OS can still give (Linux: MemAvailable; else physical pages free)."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return float(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return float("inf")
-
-
-def check_fits_in_memory(table: pd.DataFrame, *, copies: int = 1, what: str = "model") -> float:
-    """Bytes a training step of `table` holds (weights, gradients, optimizer state, saved
-    activations, × `copies` processes, plus a quarter for temporaries); InputError when that
-    is more than the memory available now."""
-    need = 1.25 * copies * float(table[["weight_bytes", "grad_bytes", "optimizer_bytes",
-                                        "activation_bytes"]].sum().sum())
-    have = available_memory_bytes()
-    if need > have:
-        raise InputError(what, f"a training step needs about {need / 1e9:.3g} GB here and "
-                               f"{have / 1e9:.3g} GB are available; run fewer blocks "
-                               "(--layers) or a narrower model (--set d_model=...)")
-    return need
 
 
 def predict_terms(spec: ModelSpec, *, seq_len: int, batch_size: int, tp: int, dp: int,

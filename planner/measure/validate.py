@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from planner.errors import InputError
 from planner.model.layers import layer_table
 from planner.model.precision import Mode, precision_policy
 from planner.model.spec import ModelSpec
@@ -122,13 +123,27 @@ def validate(
     say = progress or (lambda _msg: None)
     real = not device.startswith("meta")
 
+    if real:
+        have = None
+        if device.startswith("cuda"):
+            import torch
+
+            have = float(torch.cuda.mem_get_info(torch.device(device))[0])
+        check_fits_in_memory(analytic, have_bytes=have)
     if time_it and real and ceilings is None:
         say("calibrating matmul FLOP/s, memory bandwidth and per-op overhead")
         ceilings = measure_ceilings(device, dtype, optimizer=mode == "train")
     run = measure_train if mode == "train" else measure_inference
-    m = run(spec, seq_len=seq_len, batch_size=batch_size, device=device, dtype=dtype,
-            repeats=repeats, warmup=warmup, seed=seed, time_it=time_it and real,
-            progress=progress)
+    try:
+        m = run(spec, seq_len=seq_len, batch_size=batch_size, device=device, dtype=dtype,
+                repeats=repeats, warmup=warmup, seed=seed, time_it=time_it and real,
+                progress=progress)
+    except (MemoryError, RuntimeError) as err:  # torch's OutOfMemoryError is a RuntimeError
+        if isinstance(err, RuntimeError) and "memory" not in str(err).lower():
+            raise
+        raise InputError("model", f"ran out of memory on {device} "
+                                  f"({' '.join(str(err).split())[:120]}); run fewer blocks "
+                                  "(--layers / n_layers) or a smaller batch") from None
     say("joining analytic and measured rows")
     df = _join(analytic, m.table, mode)
     policy = precision_policy(dtype, mode=mode)
@@ -139,6 +154,42 @@ def validate(
                                    batch_size=batch_size, ceilings=ceilings,
                                    predicted=predicted)
     return df
+
+
+def available_memory_bytes() -> float:
+    """Memory the OS can still give (Linux: MemAvailable; else physical pages free)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return float("inf")
+
+
+def _gb(n_bytes: float) -> str:
+    gb = n_bytes / 1e9
+    return f"{gb:,.0f} GB" if gb >= 100 else f"{gb:.3g} GB"
+
+
+def check_fits_in_memory(table: pd.DataFrame, *, copies: int = 1, what: str = "model",
+                         have_bytes: float | None = None) -> float:
+    """Bytes a run of `table` holds (weights, gradients, optimizer state, saved activations,
+    KV cache: whichever columns it has, × `copies` processes, plus a quarter for
+    temporaries); InputError, before anything is allocated, when that is more than the memory
+    available now (`have_bytes`, default this machine's)."""
+    cols = [c for c in ("weight_bytes", "grad_bytes", "optimizer_bytes", "activation_bytes",
+                        "kv_cache_bytes") if c in table]
+    need = 1.25 * copies * float(table[cols].to_numpy(dtype=float).sum())
+    have = available_memory_bytes() if have_bytes is None else have_bytes
+    if need > have:
+        raise InputError(what, f"this run needs about {_gb(need)} here and "
+                               f"{_gb(have)} are available; run fewer blocks "
+                               "(--layers) or a narrower model (--set d_model=...)")
+    return need
 
 
 def _join(analytic: pd.DataFrame, measured: pd.DataFrame, mode: str) -> pd.DataFrame:
