@@ -230,3 +230,22 @@ def test_cli_bad_flags_exit_2_in_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+
+
+def test_under_torchrun_the_launched_group_is_measured(tmp_path):
+    # `torchrun ... -m planner calibrate --collectives`: the ranks are torchrun's (RANK,
+    # WORLD_SIZE, LOCAL_WORLD_SIZE), rank 0 writes the CSV, the others print nothing.
+    import subprocess
+    import sys
+
+    csv = tmp_path / "torchrun.csv"
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node",
+         "2", "-m", "planner", "calibrate", "--collectives", "--max-bytes", "16384",
+         "--repeats", "1", "--ops", "all_reduce,send_recv", "--csv", str(csv)],
+        capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    df = pd.read_csv(csv)
+    assert len(df) == 2 * 3 and set(df["op"]) == {"all_reduce", "send_recv"}
+    assert (df["n_ranks"] == 2).all() and (df["tier"] == "scale_up").all()
+    assert run.stdout.count("fit per tier and op") == 1  # only rank 0 reports
