@@ -67,17 +67,21 @@ def test_leave_one_out_of_exact_data_predicts_each_size():
 
 
 def test_latency_bound_data_gives_the_observed_bandwidth_not_infinity():
-    # Every size took 1 ms: the bandwidth is not identifiable; the fit keeps α and reports the
-    # best observed bus bandwidth (4,194,304 B in 1 ms = 4.19 GB/s), a lower bound.
+    # Every size took 1 ms: the bandwidth is not identifiable; the fit reports the best
+    # observed bus bandwidth (4,194,304 B in 1 ms = 4.19 GB/s), a lower bound, and refits α to
+    # what that leaves: with a = 2 steps / 1 ms and b·γ = size / 4 MiB,
+    # α = Σ a(1 − bγ) / Σ a² = (4 − 4,473,856 / 4,194,304) / (4 · 2000) = 366.67 µs.
     alpha, bw = fit_alpha_beta("all_reduce", SIZES, 2, [1e-3] * 4)
     assert math.isfinite(bw) and bw == pytest.approx(4.194304e9, rel=1e-9)
-    assert alpha == pytest.approx(0.5e-3, rel=1e-9)
+    assert alpha == pytest.approx(3.66668701171875e-4, rel=1e-9)
 
 
-def _fit() -> CollectiveFit:
-    # Two tiers as a small cluster would have them: fast inside a node, slower between.
-    fits = [TierFit(Tier.SCALE_UP, op, 2, 20e-6, 2e9, 0.1) for op in CollectiveOp]
-    fits += [TierFit(Tier.SCALE_OUT, op, 2, 40e-6, 0.5e9, 0.1) for op in CollectiveOp]
+def _fit(ops=tuple(CollectiveOp)) -> CollectiveFit:
+    # Two tiers as a small cluster would have them: fast inside a node, slower between; each
+    # op its own α inside the node (all_reduce 20 µs, all_gather 30 µs, ... 60 µs).
+    alpha_up = dict(zip(CollectiveOp, (20e-6, 30e-6, 40e-6, 50e-6, 60e-6), strict=True))
+    fits = [TierFit(Tier.SCALE_UP, op, 2, alpha_up[op], 2e9, 0.1) for op in ops]
+    fits += [TierFit(Tier.SCALE_OUT, op, 2, 40e-6, 0.5e9, 0.1) for op in ops]
     return CollectiveFit(tuple(fits), "gloo", 4, 2, "2026-12-03", "test")
 
 
@@ -86,19 +90,43 @@ def test_catalog_entry_on_a_base_device_loads_and_prices_collectives(tmp_path):
     path.write_text(collectives_catalog_toml(_fit(), base_device="nvidia_h100_sxm"))
     cat = planner.load_catalog(path)
     dev = cat.get("nvidia_h100_sxm")
-    assert dev.scaleup_bw_bytes_per_s == 2e9 and dev.scaleout_bw_bytes_per_s == 0.5e9
+    # The published links stay (450 GB/s NVLink, 50 GB/s per NIC); the measured bus
+    # bandwidths become fractions of them; a node boundary was measured: domain = 2 ranks.
+    assert dev.scaleup_bw_bytes_per_s == 450e9 and dev.scaleout_bw_bytes_per_s == 50e9
     assert dev.scaleup_domain_size == 2
-    # all_reduce of 1 MB over 2 ranks inside the node: 2 · 20 µs + 1 · 1e6 / 2e9 = 540 µs.
+    # all_reduce of 1 MB over 2 ranks inside the node: 2 · 20 µs + 1 · 1e6 / 2e9 = 540 µs
+    # (fractions are stored to 4 digits: 2e9 / 450e9 = 0.004444).
     t = planner.collective_time_s("nvidia_h100_sxm", "all_reduce", 1e6, 2, catalog=cat)
-    assert t == pytest.approx(540e-6, rel=1e-6)
+    assert t == pytest.approx(540e-6, rel=2e-4)
+    # all_gather uses its own α: 1 step · 30 µs + ½ · 1e6 / 2e9 = 280 µs.
+    t = planner.collective_time_s("nvidia_h100_sxm", "all_gather", 1e6, 2, catalog=cat)
+    assert t == pytest.approx(280e-6, rel=2e-4)
     # across nodes (scale-out): 2 · 40 µs + 1e6 / 0.5e9 = 2.08 ms.
     t = planner.collective_time_s("nvidia_h100_sxm", "all_reduce", 1e6, 2, "scale_out",
                                   catalog=cat)
-    assert t == pytest.approx(2.08e-3, rel=1e-6)
+    assert t == pytest.approx(2.08e-3, rel=2e-4)
     # The GEMM tables are the published ones, kept.
     builtin = planner.load_catalog()
     assert cat.kernel_tables()["nvidia_h100_sxm"].gemm == \
         builtin.kernel_tables()["nvidia_h100_sxm"].gemm
+
+
+def test_ops_and_tiers_not_measured_keep_their_published_values(tmp_path):
+    # Only all_reduce measured, inside one node (no scale-out tier, no node boundary).
+    fit = CollectiveFit((TierFit(Tier.SCALE_UP, CollectiveOp.ALL_REDUCE, 2, 20e-6, 2e9, 0.1),),
+                        "nccl", 2, 2, "2026-12-03", "test")
+    path = tmp_path / "h100_one_op.toml"
+    path.write_text(collectives_catalog_toml(fit, base_device="nvidia_h100_sxm"))
+    cat, builtin = planner.load_catalog(path), planner.load_catalog()
+    dev = "nvidia_h100_sxm"
+    assert cat.get(dev).scaleup_domain_size == builtin.get(dev).scaleup_domain_size == 8
+    for op in ("all_gather", "send_recv"):
+        assert planner.collective_time_s(dev, op, 1e8, 8, catalog=cat) == \
+            planner.collective_time_s(dev, op, 1e8, 8)
+    assert planner.collective_time_s(dev, "all_reduce", 1e8, 64, "scale_out", catalog=cat) == \
+        planner.collective_time_s(dev, "all_reduce", 1e8, 64, "scale_out")
+    assert planner.collective_time_s(dev, "all_reduce", 1e8, 8, catalog=cat) > \
+        10 * planner.collective_time_s(dev, "all_reduce", 1e8, 8)
 
 
 def test_saved_entry_ranks_and_its_slow_links_slow_the_plan(tmp_path):
@@ -131,7 +159,6 @@ def test_predicted_dp_comm_is_one_all_reduce_of_the_gradients():
                        collectives=_fit())
     # tp: 4 all-reduces per block of b·s·d·4 = 1·16·64·4 = 4,096 B: 4 · (40 µs + 2.048 µs).
     assert t2["tp_comm"] == pytest.approx(4 * (2 * 20e-6 + 4096 / 2e9), rel=1e-9)
-    assert t2["step"] == pytest.approx(sum(v for k, v in t2.items() if k != "step"))
 
 
 def test_shard_spec_splits_heads_and_mlp():
@@ -167,8 +194,8 @@ def test_nccl_without_gpus_is_refused():
 @pytest.fixture(scope="module")
 def measured() -> pd.DataFrame:
     # A real 2-process gloo group, small sizes (a few seconds).
-    return calibrate_collectives(2, "gloo", [1024, 8192, 65536, 524288], repeats=3,
-                                 progress=False)
+    return calibrate_collectives(2, "gloo", [1024, 8192, 65536, 524288], repeats=2,
+                                 warmup=1, progress=False)
 
 
 def test_two_process_gloo_measures_every_op(measured):
@@ -179,10 +206,13 @@ def test_two_process_gloo_measures_every_op(measured):
     # fp32 buffers split evenly over 2 ranks: the sizes are kept exactly.
     assert sorted(measured["n_bytes"].unique()) == [1024, 8192, 65536, 524288]
     assert np.isfinite(measured["measured_s"]).all() and (measured["measured_s"] > 0).all()
-    # Each size predicted by a fit of the other three: finite and the right order of magnitude
-    # (the ≤ 30 % median is measured on a quiet machine, docs/validation.md).
+    # Each size predicted by a fit of the other three: finite everywhere, and within a factor
+    # 5 where it interpolates (8 and 64 KiB); the ends extrapolate from three noisy points.
+    # The ≤ 30 % median over nine sizes is measured on a quiet machine (docs/validation.md).
     ratio = measured["predicted_s"] / measured["measured_s"]
-    assert np.isfinite(ratio).all() and (ratio > 0.05).all() and (ratio < 20).all()
+    assert np.isfinite(ratio).all() and (ratio > 0).all()
+    inner = ratio[measured["n_bytes"].isin([8192, 65536])]
+    assert len(inner) == 10 and (inner > 0.2).all() and (inner < 5).all()
     fit = fit_collectives(measured)
     assert {f.op for f in fit.fits} == set(CollectiveOp)
     assert all(0 < f.latency_s < 1 and 0 < f.busbw_bytes_per_s < 1e13 for f in fit.fits)
@@ -249,3 +279,58 @@ def test_under_torchrun_the_launched_group_is_measured(tmp_path):
     assert len(df) == 2 * 3 and set(df["op"]) == {"all_reduce", "send_recv"}
     assert (df["n_ranks"] == 2).all() and (df["tier"] == "scale_up").all()
     assert run.stdout.count("fit per tier and op") == 1  # only rank 0 reports
+
+
+def test_two_tiers_on_one_machine(tmp_path):
+    # 4 ranks as 2 pretend nodes of 2: the scale-up tier inside a node, the scale-out tier
+    # between the first rank of each.
+    df = calibrate_collectives(4, "gloo", [1024, 4096, 16384], ["all_reduce"],
+                               ranks_per_node=2, repeats=1, warmup=1, progress=False)
+    assert sorted(df["tier"]) == ["scale_out"] * 3 + ["scale_up"] * 3
+    assert (df["n_ranks"] == 2).all()
+    fit = fit_collectives(df)
+    assert (fit.n_ranks, fit.ranks_per_node) == (4, 2)
+    assert fit.tiers() == [Tier.SCALE_UP, Tier.SCALE_OUT]
+
+
+def test_collectives_csv_round_trips_and_bad_files_are_one_line(tmp_path, measured):
+    from planner.measure.collectives import read_collectives_csv
+
+    good = tmp_path / "coll.csv"
+    planner.to_csv(measured, good)
+    fit = fit_collectives(read_collectives_csv(good))
+    assert fit.backend == "gloo" and fit.n_ranks == 2
+    assert fit.get(Tier.SCALE_UP, CollectiveOp.ALL_REDUCE) == \
+        fit_collectives(measured).get(Tier.SCALE_UP, CollectiveOp.ALL_REDUCE)
+    for column, value, message in (("measured_s", "fast", "measured_s 'fast' must be"),
+                                   ("tier", "nvlink", "tier 'nvlink' is not one of"),
+                                   ("n_ranks", 1, "n_ranks 1 must be a number ≥ 2"),
+                                   ("op", "gather", "op 'gather' is not one of")):
+        bad = measured.copy()
+        bad[column] = bad[column].astype(object)
+        bad.loc[0, column] = value
+        path = tmp_path / f"bad_{column}.csv"
+        bad.to_csv(path, index=False)
+        with pytest.raises(InputError, match=f"^coll: .*{message}"):
+            read_collectives_csv(path, "coll")
+
+
+def test_outside_torchrun_the_launch_is_named(monkeypatch):
+    from planner.measure.collectives import calibrate_collectives_here
+
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(key, raising=False)
+    with pytest.raises(InputError, match=r"^torchrun: RANK and WORLD_SIZE are not set"):
+        calibrate_collectives_here()
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    with pytest.raises(InputError, match=r"^torchrun: WORLD_SIZE 3 must be ≥ 2 and a multiple"):
+        calibrate_collectives_here()
+
+
+def test_a_failed_rank_is_named_with_its_last_line(tmp_path):
+    from planner.measure.collectives import spawn_ranks
+
+    with pytest.raises(RuntimeError, match=r"^probe: rank [01] of 2 failed: unknown task 'nope'"):
+        spawn_ranks(2, "nope", {}, tmp_path, total=1, desc="probe", progress=False)

@@ -31,7 +31,7 @@ from planner.hardware.catalog import (
     validate_catalog_file,
     write_json_schema,
 )
-from planner.hardware.kernels import kernel_entry
+from planner.hardware.kernels import CollectiveOp, kernel_entry
 from planner.report.tables import to_csv, to_csv_text
 
 _DASH = "—"
@@ -250,8 +250,9 @@ def _show_text(catalog: Catalog, d: Device, *, provider: str | None,
     up = kernels.collectives.scale_up
     out.append(f"Kernels       {'rule' if kernels.rule else 'measured'}: {gemm_dtype} GEMM 8192^3 "
                f"{gemm:.2f} of peak (sustained), copy 1 GB {copy:.2f} of bandwidth, "
-               f"all-reduce {up.all_reduce:.2f} of the scale-up link, {up.latency_s * 1e6:g} us "
-               "per step" + (f" ({note})" if note else ""))
+               f"all-reduce {up.all_reduce:.2f} of the scale-up link, "
+               f"{up.latency(CollectiveOp.ALL_REDUCE) * 1e6:g} us per step"
+               + (f" ({note})" if note else ""))
     out.append(_wrap("", "source: " + kernels.gemm.source))
     chosen = (d.cloud_price(provider=provider, contract=contract), d.purchase_price())
     if d.prices:

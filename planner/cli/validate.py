@@ -91,8 +91,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(docs/validation.md, 'Collectives'); under torchrun the launched group is used")
     g.add_argument("--collectives", action="store_true",
                    help="measure collectives instead of kernels")
-    g.add_argument("--nproc", type=positive_int, default=2, metavar="N",
-                   help="local processes to spawn (default 2; ignored under torchrun)")
+    g.add_argument("--nproc", type=positive_int, default=None, metavar="N",
+                   help="local processes to spawn (default 2; not with torchrun, whose "
+                        "ranks are used)")
     g.add_argument("--backend", choices=["gloo", "nccl"], default=None,
                    help="default gloo with --device cpu, nccl with --device cuda")
     g.add_argument("--ranks-per-node", type=positive_int, default=None, metavar="N",
@@ -100,7 +101,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "tier on one machine); default: all on one node")
     g.add_argument("--max-bytes", type=positive_int, default=None, metavar="BYTES",
                    help="largest message (default 67108864 = 64 MiB; sizes from 1 KiB in "
-                        "steps of 4)")
+                        "steps of 4, up to 4 GiB)")
     g.add_argument("--ops", default=None, metavar="OP,OP",
                    help="collectives to time (default all: all_reduce, all_gather, "
                         "reduce_scatter, all_to_all, send_recv)")
@@ -136,8 +137,6 @@ def _calibrate(args: argparse.Namespace) -> int:
         sweep_tables,
     )
 
-    if args.save_catalog:
-        check_save_path(args.save_catalog, "--save-catalog")
     if args.device_id is not None:
         check_device_id(args.device_id, "--id")
     dtype = args.dtype or ("bf16" if args.device == "cuda" else "fp32")
@@ -178,14 +177,13 @@ def _calibrate_collectives(args: argparse.Namespace) -> int:
 
     from planner.measure.collectives import (
         DEFAULT_SIZES_BYTES,
+        MAX_MESSAGE_BYTES,
         calibrate_collectives,
         calibrate_collectives_here,
         collectives_catalog_toml,
         fit_collectives,
     )
 
-    if args.save_catalog:
-        check_save_path(args.save_catalog, "--save-catalog")
     if args.device_id is not None:
         check_device_id(args.device_id, "--id")
     if args.base_device is not None:
@@ -195,18 +193,24 @@ def _calibrate_collectives(args: argparse.Namespace) -> int:
     backend = args.backend or ("nccl" if args.device == "cuda" else "gloo")
     sizes = DEFAULT_SIZES_BYTES
     if args.max_bytes is not None:
-        sizes = tuple(b for b in DEFAULT_SIZES_BYTES if b <= args.max_bytes)
+        if args.max_bytes > MAX_MESSAGE_BYTES:
+            raise ValueError(f"--max-bytes: at most {MAX_MESSAGE_BYTES:,} (4 GiB), got "
+                             f"{args.max_bytes:,}")
+        sizes = tuple(1024 * 4**k for k in range(12) if 1024 * 4**k <= args.max_bytes)
         if len(sizes) < 3:
             raise ValueError(f"--max-bytes: {args.max_bytes} leaves fewer than three sizes "
                              "(1 KiB, 4 KiB, 16 KiB, ...); give at least 16384")
     ops = args.ops.split(",") if args.ops else None
     under_torchrun = "RANK" in os.environ and "WORLD_SIZE" in os.environ
+    if under_torchrun and (args.nproc is not None or args.ranks_per_node is not None):
+        raise ValueError("--nproc/--ranks-per-node: under torchrun the ranks and nodes are "
+                         "torchrun's (--nproc-per-node, --nnodes)")
     if under_torchrun:
         df = calibrate_collectives_here(backend, sizes, ops, repeats=args.repeats)
         if df is None:  # not rank 0: rank 0 reports
             return 0
     else:
-        df = calibrate_collectives(args.nproc, backend, sizes, ops,
+        df = calibrate_collectives(args.nproc or 2, backend, sizes, ops,
                                    ranks_per_node=args.ranks_per_node, repeats=args.repeats)
     fit = fit_collectives(df)
     print(f"collectives: {fit.backend}, {fit.n_ranks} ranks ({fit.ranks_per_node} per node), "
@@ -232,13 +236,11 @@ def _calibrate_collectives(args: argparse.Namespace) -> int:
             text = collectives_catalog_toml(fit, base_device=args.base_device)
             did = args.base_device
         else:
-            import torch
+            from planner.measure.calibration import device_id_for, sweep_settings
+            from planner.measure.collectives import share_threads
 
-            from planner.measure.calibration import device_id_for
-
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // fit.ranks_per_node))
+            share_threads(fit.ranks_per_node)  # the kernels of one rank, as in the step
             dtype = args.dtype or ("bf16" if args.device == "cuda" else "fp32")
-            from planner.measure.calibration import sweep_settings
 
             bar, step = _progress(sweep_settings(args.device, attention=True)["steps"],
                                   "kernels")
@@ -296,8 +298,6 @@ def _validate(args: argparse.Namespace) -> int:
         raise ValueError("--tp/--collectives-csv: only with --nproc N")
     if args.save_ceilings and args.device == "meta":
         raise ValueError("--save-ceilings: needs a real device (cpu or cuda), not meta")
-    if args.save_ceilings:
-        check_save_path(args.save_ceilings, "--save-ceilings")
     spec = _with_changes(model(args.model), args.set)
     timing = not args.no_timing and args.device != "meta"
     if args.mode == "train":

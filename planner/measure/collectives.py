@@ -39,7 +39,13 @@ import numpy as np
 import pandas as pd
 
 from planner.errors import InputError, check_int, clip
-from planner.hardware.kernels import CollectiveOp, Tier, bus_factor, ring_steps
+from planner.hardware.kernels import (
+    CollectiveOp,
+    Tier,
+    bus_factor,
+    collective_seconds,
+    ring_steps,
+)
 
 # 1 KiB to 64 MiB in steps of 4 (nine sizes); 64 MiB = 67.1 MB.
 DEFAULT_SIZES_BYTES: tuple[int, ...] = tuple(1024 * 4**k for k in range(9))
@@ -95,9 +101,11 @@ class CollectiveFit:
 
 def alpha_beta_time_s(op: CollectiveOp | str, n_bytes: Any, n_ranks: Any, latency_s: float,
                       busbw_bytes_per_s: float) -> Any:
-    """K5 with a measured bus bandwidth: steps · α + bus_factor · n_bytes / busbw."""
-    return (ring_steps(op, n_ranks) * latency_s
-            + bus_factor(op, n_ranks) * np.asarray(n_bytes, dtype=float) / busbw_bytes_per_s)
+    """K5 (`planner.hardware.kernels.collective_seconds`) with a measured bus bandwidth:
+    steps · α + bus_factor · n_bytes / busbw."""
+    return collective_seconds(op, n_bytes=n_bytes, n_ranks=n_ranks,
+                              link_bytes_per_s=busbw_bytes_per_s, busbw_frac=1.0,
+                              latency_s=latency_s)
 
 
 def fit_alpha_beta(op: CollectiveOp | str, n_bytes: Sequence[float], n_ranks: int,
@@ -105,8 +113,8 @@ def fit_alpha_beta(op: CollectiveOp | str, n_bytes: Sequence[float], n_ranks: in
     """(α per step, bus bandwidth) minimising the squared *relative* error of
     steps·α + bus_factor·n_bytes·γ (γ = 1/busbw) over the points; α ≥ 0 and γ > 0 (a
     non-negative least-squares on two unknowns: when the free solution has α < 0, α = 0 and γ
-    is refitted alone; when γ < 0, the sizes never left the latency-bound region: α is fitted
-    alone and the bandwidth is the best observed, a lower bound). Needs two points of
+    is refitted alone; when the bandwidth term is negligible even at the largest size, the
+    bandwidth is the best observed, a lower bound, and α is refitted with it). Needs two points of
     different sizes."""
     x = np.asarray(n_bytes, dtype=float)
     t = np.asarray(time_s, dtype=float)
@@ -117,16 +125,16 @@ def fit_alpha_beta(op: CollectiveOp | str, n_bytes: Sequence[float], n_ranks: in
     a = np.full_like(x, float(ring_steps(op, n_ranks))) / t  # rows divided by t: relative error
     b = float(bus_factor(op, n_ranks)) * x / t
     ones = np.ones_like(t)
-    m = np.array([[a @ a, a @ b], [a @ b, b @ b]])
-    rhs = np.array([a @ ones, b @ ones])
-    alpha, gamma = np.linalg.lstsq(m, rhs, rcond=None)[0]
+    alpha, gamma = np.linalg.lstsq(np.column_stack([a, b]), ones, rcond=None)[0]
     if alpha < 0:  # α = 0: bandwidth alone
         alpha, gamma = 0.0, (b @ ones) / (b @ b)
-    if gamma <= 0:
-        # The sizes never left the latency-bound region: α alone, and the bandwidth is what was
-        # observed (a lower bound on the true one), not an extrapolation to infinity.
-        alpha = (a @ ones) / (a @ a)
+    if gamma * float(np.max(b)) < 1e-3:
+        # The sizes never left the latency-bound region (the bandwidth term explains under
+        # 0.1 % of the largest message's time): the bandwidth is the best observed (a lower
+        # bound on the true one, not an extrapolation to infinity) and α is refitted to what
+        # that bandwidth term leaves.
         gamma = 1.0 / float(np.max(float(bus_factor(op, n_ranks)) * x / t))
+        alpha = max(0.0, float(a @ (ones - b * gamma)) / float(a @ a))
     return float(alpha), float(1.0 / gamma)
 
 
@@ -162,12 +170,17 @@ def fit_collectives(df: pd.DataFrame) -> CollectiveFit:
         err = g["rel_err"].abs().dropna()
         fits.append(TierFit(Tier(tier), CollectiveOp(op), n, alpha, bw,
                             float(err.median()) if len(err) else float("nan")))
-    attrs = df.attrs
-    return CollectiveFit(tuple(fits), attrs.get("backend", "gloo"),
-                         int(attrs.get("n_ranks", df["n_ranks"].max())),
-                         int(attrs.get("ranks_per_node", df["n_ranks"].max())),
-                         attrs.get("measured_on", time.strftime("%Y-%m-%d")),
-                         attrs.get("host", socket.gethostname()))
+    up = df.loc[df["tier"] == Tier.SCALE_UP.value, "n_ranks"]
+    out = df.loc[df["tier"] == Tier.SCALE_OUT.value, "n_ranks"]
+    rpn = int(up.max()) if len(up) else 1
+    nodes = int(out.max()) if len(out) else 1
+
+    def info(column: str, default: str) -> str:
+        return str(df[column].iloc[0]) if column in df and len(df) else default
+
+    return CollectiveFit(tuple(fits), info("backend", "unknown"), rpn * nodes, rpn,
+                         info("measured_on", time.strftime("%Y-%m-%d")),
+                         info("host", "unknown host"))
 
 
 # ---- checks --------------------------------------------------------------------------------
@@ -229,9 +242,14 @@ def share_threads(ranks_per_node: int) -> int:
     done.)"""
     import torch
 
-    share = max(1, (os.cpu_count() or 1) // ranks_per_node)
+    share = threads_per_rank(ranks_per_node)
     torch.set_num_threads(share)
     return share
+
+
+def threads_per_rank(ranks_per_node: int) -> int:
+    """This machine's cores shared by `ranks_per_node` ranks (at least one thread each)."""
+    return max(1, (os.cpu_count() or 1) // ranks_per_node)
 
 
 def _free_port() -> int:
@@ -282,11 +300,14 @@ def _runner(op: CollectiveOp, n_elems: int, group: Any, rank_in_group: int, n: i
     nxt, prv = ranks[(rank_in_group + 1) % n], ranks[(rank_in_group - 1) % n]
     recv = torch.empty_like(full)
 
+    ops = [dist.P2POp(dist.isend, full, nxt, group=group),
+           dist.P2POp(dist.irecv, recv, prv, group=group)]
+
     def send_recv() -> None:
-        reqs = [dist.isend(full, nxt, group=group), dist.irecv(recv, prv, group=group)]
-        for r in reqs:
-            if r is not None:
-                r.wait()
+        # Posted together (NCCL groups them; two bare calls can wait on each other once a
+        # message outgrows NCCL's buffers).
+        for r in dist.batch_isend_irecv(ops):
+            r.wait()
 
     return send_recv
 
@@ -373,17 +394,21 @@ def _measure_in_rank(rank: int, world: int, plan: _Plan,
         # barrier below, so that none leaves the group while a tier is still measuring.
         _, group, ranks = mine[0] if mine else (tier, None, [])
         n = len(ranks)
-        for op_name in plan.ops if mine else ():
+        for op_name in plan.ops:
+            if not mine:
+                dist.barrier()  # one per op, so an idle rank never waits a whole tier
+                continue
             op = CollectiveOp(op_name)
             elems = [max(n, round(size / ELEMENT_BYTES / n) * n) for size in plan.sizes]
             runs = [(_runner(op, e, group, ranks.index(rank), n, device), _burst(size))
                     for e, size in zip(elems, plan.sizes, strict=True)]
             samples = _time_sizes(runs, repeats=plan.repeats, warmup=plan.warmup, group=group,
                                   sync=sync)
-            flat = torch.tensor([t for row in samples for t in row], dtype=torch.float64)
+            flat = torch.tensor([t for row in samples for t in row], dtype=torch.float64,
+                                device=device)  # NCCL reduces device tensors only
             dist.all_reduce(flat, op=dist.ReduceOp.MAX, group=group)  # the slowest rank
             if rank == ranks[0]:
-                slowest = flat.split([len(row) for row in samples])
+                slowest = flat.cpu().split([len(row) for row in samples])
                 rows += [dict(op=op.value, tier=tier.value, n_bytes=e * ELEMENT_BYTES,
                               n_ranks=n, measured_s=statistics.median(row.tolist()))
                          for e, row in zip(elems, slowest, strict=True)]
@@ -393,7 +418,7 @@ def _measure_in_rank(rank: int, world: int, plan: _Plan,
             if counter is not None and rank == 0:
                 with counter.open("a") as f:  # one byte per point done
                     f.write("." * len(plan.sizes))
-        dist.barrier()
+            dist.barrier()  # matches the idle ranks' barrier of this op
     if bar is not None:
         bar.close()
     return rows
@@ -429,57 +454,62 @@ def spawn_ranks(n: int, task: str, payload: dict[str, Any], out_dir: Path, *, to
                        **payload})
     (out_dir / "spec.json").write_text(spec, encoding="utf-8")
     env = {**os.environ, "PYTHONWARNINGS": "ignore::FutureWarning"}
-    procs, logs = [], []
-    for r in range(n):
-        log = open(out_dir / f"rank{r}.log", "w+", encoding="utf-8")
-        logs.append(log)
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "planner.measure.rank_main", str(out_dir / "spec.json"),
-             str(r)], stdout=log, stderr=subprocess.STDOUT, env=env))
+    procs: list[Any] = []
+    logs: list[Any] = []
+    failed: list[int] = []  # ranks that exited non-zero, in the order they did
     bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, desc=desc, leave=False)
     counter = out_dir / "progress"
     deadline = time.monotonic() + timeout_s
+    timed_out = False
     try:
-        while any(p.poll() is None for p in procs):
-            if any(p.poll() not in (None, 0) for p in procs) or time.monotonic() > deadline:
+        for r in range(n):
+            log = open(out_dir / f"rank{r}.log", "w+", encoding="utf-8")
+            logs.append(log)
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "planner.measure.rank_main", str(out_dir / "spec.json"),
+                 str(r)], stdout=log, stderr=subprocess.STDOUT, env=env))
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, desc=desc, leave=False)
+        while True:
+            codes = [p.poll() for p in procs]
+            failed += [r for r, c in enumerate(codes) if c not in (None, 0) and r not in failed]
+            if failed or all(c is not None for c in codes):
+                break
+            if time.monotonic() > deadline:
+                timed_out = True
                 break
             if bar is not None and counter.exists():
-                done = counter.stat().st_size
-                bar.update(max(0, min(total, done) - bar.n))
+                bar.update(max(0, min(total, counter.stat().st_size) - bar.n))
             time.sleep(0.1)
-    finally:
+    finally:  # no rank outlives the call, whatever happened
         for p in procs:
             if p.poll() is None:
                 p.kill()
             p.wait()
         if bar is not None:
             bar.close()
-    failed = [(r, p.returncode) for r, p in enumerate(procs) if p.returncode != 0]
     texts = []
     for log in logs:
         log.seek(0)
         texts.append(log.read())
         log.close()
+    if timed_out:
+        raise RuntimeError(f"{desc}: no result after {timeout_s:.0f} s; killed the {n} ranks")
     if failed:
-        r, code = failed[0]
+        r = failed[0]  # the first to fail; the others were killed or lost their peer
         lines = [ln.strip() for ln in texts[r].splitlines() if ln.strip()]
-        why = lines[-1] if lines else f"exit status {code}"
-        if time.monotonic() > deadline:
-            why = f"no result after {timeout_s:.0f} s"
+        why = lines[-1] if lines else f"exit status {procs[r].returncode}"
         raise RuntimeError(f"{desc}: rank {r} of {n} failed: {why[:300]}")
 
 
-def _frame(rows: list[dict[str, Any]], *, backend: str, world: int, rpn: int) -> pd.DataFrame:
+def _frame(rows: list[dict[str, Any]], *, backend: str) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=["op", "tier", "n_bytes", "n_ranks", "measured_s"])
     df = leave_one_out(df)
     df["measured_busbw_bytes_per_s"] = (bus_factor_col(df) * df["n_bytes"] / df["measured_s"])
-    df.attrs.update(backend=backend, n_ranks=world, ranks_per_node=rpn,
-                    measured_on=time.strftime("%Y-%m-%d"), host=socket.gethostname())
-    return df
+    return df.assign(backend=backend, host=socket.gethostname(),
+                     measured_on=time.strftime("%Y-%m-%d"))
 
 
 def bus_factor_col(df: pd.DataFrame) -> np.ndarray:
@@ -525,7 +555,7 @@ def calibrate_collectives(n_ranks: int = 2, backend: str = "gloo",
         spawn_ranks(n, "collectives", {"plan": dataclasses.asdict(plan)}, Path(tmp),
                     total=_n_points(plan, n), desc="collectives", progress=plan.progress)
         rows = json.loads((Path(tmp) / "rows.json").read_text(encoding="utf-8"))
-    return _frame(rows, backend=backend, world=n, rpn=rpn)
+    return _frame(rows, backend=backend)
 
 
 def calibrate_collectives_here(backend: str = "gloo", sizes_bytes: Iterable[float] | None = None,
@@ -557,7 +587,7 @@ def calibrate_collectives_here(backend: str = "gloo", sizes_bytes: Iterable[floa
         rows = _measure_in_rank(rank, world, plan)
     finally:
         dist.destroy_process_group()
-    return _frame(rows, backend=backend, world=world, rpn=rpn) if rank == 0 else None
+    return _frame(rows, backend=backend) if rank == 0 else None
 
 
 # ---- the catalog entry --------------------------------------------------------------------------
@@ -599,15 +629,24 @@ def measured_tiers_note(fit: CollectiveFit) -> str:
 
 
 
-def _collectives_tables(fit: CollectiveFit) -> tuple[dict[str, Any], dict[Tier, float]]:
-    links = {t: link_bandwidth(fit, t) for t in fit.tiers()}
-    tables = {t.value: tier_table(fit, t, bw) for t, bw in links.items()}
-    if Tier.SCALE_UP.value not in tables:  # one rank per node: no scale-up tier was measured
-        up = dict(tables[Tier.SCALE_OUT.value])
-        up["source"] = ("not measured (one rank per node): a copy of the scale_out tier; the "
-                        "device's scaleup_domain_size is 1, so the planner does not use it")
-        tables = {Tier.SCALE_UP.value: up, **tables}
-    return tables, links
+def _merge_tier(base: dict[str, Any] | None, measured: dict[str, Any], fit: CollectiveFit,
+                tier: Tier, *, old_link: float | None, link: float) -> dict[str, Any]:
+    """A published tier with the measured ops replaced (fraction and α); the ops not measured
+    keep their published α and their absolute bandwidth (fraction rescaled when the link is
+    raised to a measured bandwidth above the published one)."""
+    if not base:
+        return measured
+    done = {f.op.value for f in fit.fits if f.tier is tier}
+    merged = dict(base)
+    for op in CollectiveOp:
+        if op.value in done:
+            merged[op.value] = measured[op.value]
+        elif old_link:
+            merged[op.value] = float(f"{min(1.0, base[op.value] * old_link / link):.4g}")
+    merged["op_latency_s"] = {**base.get("op_latency_s", {}), **measured["op_latency_s"]}
+    merged["source"] = (f"{base['source']} Replaced by measurement for "
+                        f"{', '.join(sorted(done))}: {measured['source']}")
+    return merged
 
 
 def collectives_catalog_toml(fit: CollectiveFit, *, base_device: str | None = None,
@@ -617,27 +656,28 @@ def collectives_catalog_toml(fit: CollectiveFit, *, base_device: str | None = No
     by `rank(..., catalog=...)`:
 
     * `base_device` (a catalog id, e.g. your cluster's nvidia_h100_sxm): a `[[device]]`
-      override of that device (scale-up/scale-out bandwidth = the fitted links, scale-up
-      domain = ranks per node) and its `[[kernels]]` table with the measured collectives in
-      place of the published ones (GEMM, attention and memory tables kept).
+      override of that device and its `[[kernels]]` table in which the measured ops of the
+      measured tiers replace the published ones (busbw fraction of the device's link, α per
+      op); ops and tiers not measured, and the GEMM, attention and memory tables, are kept.
+      The link is raised only where a measured bus bandwidth exceeds it; the scale-up domain
+      becomes the ranks per node only when a node boundary was measured (a scale-out tier).
     * `ceilings` (a `calibrate()` result of this machine, per rank): a new device, one rank of
-      this machine, with its kernel sweep and the measured collectives.
+      this machine, with its kernel sweep and the measured collectives (link = the best op's
+      bus bandwidth; on a CPU each rank has 1/ranks-per-node of the memory, and of the
+      scale-out bandwidth, which the node's ranks share).
     """
     from planner.report.toml import dumps
 
-    tables, links = _collectives_tables(fit)
-    link_fields: dict[str, Any] = {"scaleup_domain_size": fit.ranks_per_node}
-    if Tier.SCALE_UP in links:
-        link_fields["scaleup_bw_bytes_per_s"] = float(f"{links[Tier.SCALE_UP]:.6g}")
-    if Tier.SCALE_OUT in links:
-        link_fields["scaleout_bw_bytes_per_s"] = float(f"{links[Tier.SCALE_OUT]:.6g}")
+    if (base_device is None) == (ceilings is None):
+        raise ValueError("collectives_catalog_toml: give base_device or ceilings (not both)")
+    links = {t: link_bandwidth(fit, t) for t in fit.tiers()}
     source = (f"collectives measured by planner calibrate --collectives on {fit.measured_on} "
               f"({fit.host}, {fit.backend}, {fit.n_ranks} ranks, {fit.ranks_per_node} per "
               f"node): {measured_tiers_note(fit)}")
     comment = (f"Written by planner calibrate --collectives on {fit.measured_on}; load with "
                "load_catalog(this_file) or `planner rank ... --catalog this_file`.")
-    if (base_device is None) == (ceilings is None):
-        raise ValueError("collectives_catalog_toml: give base_device or ceilings (not both)")
+    link_field = {Tier.SCALE_UP: "scaleup_bw_bytes_per_s",
+                  Tier.SCALE_OUT: "scaleout_bw_bytes_per_s"}
     if base_device is not None:
         from planner.hardware.catalog import load_catalog
         from planner.hardware.kernels import kernel_entry
@@ -646,42 +686,85 @@ def collectives_catalog_toml(fit: CollectiveFit, *, base_device: str | None = No
         dev = cat.get(base_device)
         entry, _ = kernel_entry(dev, cat.kernel_tables())
         kernels = entry.model_dump(mode="json", exclude_none=True)
-        kernels.update(devices=[dev.id], checked_on=fit.measured_on,
-                       collectives=tables,
-                       notes=f"{kernels.get('notes', '')} Collectives: {source}.".strip())
-        device = {"id": dev.id, **link_fields, "sources": [source]}
+        device: dict[str, Any] = {"id": dev.id, "sources": [source]}
+        tables = dict(kernels["collectives"])
+        for tier, bw in links.items():
+            old = getattr(dev, link_field[tier])
+            link = max(old or 0.0, bw)
+            if link != old:
+                device[link_field[tier]] = float(f"{link:.6g}")
+            tables[tier.value] = _merge_tier(tables.get(tier.value),
+                                             tier_table(fit, tier, link), fit, tier,
+                                             old_link=old, link=link)
+        if Tier.SCALE_OUT in links:
+            device["scaleup_domain_size"] = fit.ranks_per_node
         if dev.scaleup_link is None:
             device["scaleup_link"] = f"{fit.backend} (measured)"
+        kernels.update(devices=[dev.id], checked_on=fit.measured_on, collectives=tables,
+                       notes=f"{kernels.get('notes', '')} Collectives: {source}.".strip())
         return dumps({"device": [device], "kernels": [kernels]}, comment=comment)
     import tomllib
 
     from planner.measure.calibration import to_catalog_toml
 
+    cpu = ceilings.device == "cpu"
+    share = fit.ranks_per_node if cpu else 1
     doc = tomllib.loads(to_catalog_toml(ceilings, device_id=device_id))
     device = doc["device"][0]
-    device.update(link_fields, scaleup_link=f"{fit.backend} between processes (measured)")
-    device["memory_bytes"] = float(f"{device['memory_bytes'] / fit.ranks_per_node:.6g}")
+    tables = {t.value: tier_table(fit, t, bw) for t, bw in links.items()}
+    if Tier.SCALE_UP.value not in tables:  # one rank per node: no scale-up tier was measured
+        up = dict(tables[Tier.SCALE_OUT.value])
+        up["source"] = ("not measured (one rank per node): a copy of the scale_out tier; the "
+                        "device's scaleup_domain_size is 1, so the planner does not use it")
+        tables = {Tier.SCALE_UP.value: up, **tables}
+    for tier, bw in links.items():
+        per_rank = bw / share if tier is Tier.SCALE_OUT else bw
+        device[link_field[tier]] = float(f"{per_rank:.6g}")
+    device.update(scaleup_domain_size=fit.ranks_per_node,
+                  scaleup_link=f"{fit.backend} between processes (measured)")
+    device["memory_bytes"] = float(f"{device['memory_bytes'] / share:.6g}")
     device["sources"] = [*device.get("sources", []), source]
     device["notes"] = (f"{device.get('notes', '')} One device = one rank of {fit.ranks_per_node} "
-                       f"per node (its share of the cores and memory).").strip()
+                       "per node" + (" (its share of the cores, the memory and the node's "
+                                     "scale-out bandwidth)." if cpu else ".")).strip()
     doc["kernels"][0]["collectives"] = tables
     return dumps({"device": [device], "kernels": doc["kernels"]}, comment=comment)
 
 
+COLLECTIVES_CSV_COLUMNS = ("op", "tier", "n_bytes", "n_ranks", "measured_s")
+
+
 def read_collectives_csv(path: str | Path, field: str = "path") -> pd.DataFrame:
     """A `planner calibrate --collectives --csv` file back as the DataFrame `fit_collectives`
-    takes (columns op, tier, n_bytes, n_ranks, measured_s)."""
+    takes; every problem is one line naming `field` and the file."""
+    where = clip(str(path))
     try:
         df = pd.read_csv(path)
-    except (OSError, ValueError) as err:
-        raise InputError(field, f"cannot read {clip(str(path))}: {err}") from None
-    missing = [c for c in ("op", "tier", "n_bytes", "n_ranks", "measured_s") if c not in df]
-    if missing:
-        raise InputError(field, f"{clip(str(path))} is not a collectives CSV (missing "
-                                f"{', '.join(missing)}); write one with planner calibrate "
-                                "--collectives --csv")
-    bad = [v for v in df["op"].unique() if v not in {o.value for o in CollectiveOp}]
-    if bad or not (df["measured_s"] > 0).all():
-        raise InputError(field, f"{clip(str(path))}: unknown op {clip(bad[0])}" if bad
-                         else f"{clip(str(path))}: measured_s must be > 0")
-    return df[["op", "tier", "n_bytes", "n_ranks", "measured_s"]]
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        raise InputError(field, f"cannot read {where}: {' '.join(str(err).split())[:120]}"
+                         ) from None
+    missing = [c for c in COLLECTIVES_CSV_COLUMNS if c not in df]
+    if missing or df.empty:
+        raise InputError(field, f"{where} is not a collectives CSV (missing "
+                                f"{', '.join(missing) or 'rows'}); write one with planner "
+                                "calibrate --collectives --csv")
+    ops, tiers = {o.value for o in CollectiveOp}, {t.value for t in Tier}
+    for column, allowed in (("op", ops), ("tier", tiers)):
+        bad = [v for v in df[column].unique() if v not in allowed]
+        if bad:
+            raise InputError(field, f"{where}: {column} {clip(bad[0])} is not one of "
+                                    f"{', '.join(sorted(allowed))}")
+    for column, minimum in (("n_bytes", 1.0), ("n_ranks", 2.0), ("measured_s", 0.0)):
+        values = pd.to_numeric(df[column], errors="coerce")
+        ok = values.notna() & np.isfinite(values) & (values >= minimum)
+        if column == "measured_s":
+            ok &= values > 0
+        if not ok.all():
+            bad = df[column][~ok].iloc[0]
+            shown = clip(bad) if isinstance(bad, str) else str(bad)
+            raise InputError(field, f"{where}: {column} {shown} "
+                                    f"must be a number ≥ {minimum:g}"
+                                    + (" and > 0" if column == "measured_s" else ""))
+        df[column] = values
+    keep = [c for c in (*COLLECTIVES_CSV_COLUMNS, "backend", "host", "measured_on") if c in df]
+    return df[keep]

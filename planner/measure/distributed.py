@@ -26,7 +26,6 @@ Predicted, per term (docs/validation.md, "A measured multi-process step"):
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import tempfile
 import time
@@ -45,6 +44,7 @@ from planner.measure.collectives import (
     fit_collectives,
     share_threads,
     spawn_ranks,
+    threads_per_rank,
 )
 from planner.measure.validate import check_fits_in_memory
 from planner.model.layers import layer_table
@@ -221,8 +221,8 @@ def run_rank(rank: int, spec_json: dict[str, Any]) -> None:
                 wait += timed_barrier(dp_group)
                 t_dp = time.perf_counter()
                 dist.all_reduce(flat, group=dp_group)
+                flat /= dp  # the mean, as DDP takes it
                 dp_comm = time.perf_counter() - t_dp
-                flat /= dp
             t3 = time.perf_counter()
             opt.step()
             t4 = time.perf_counter()
@@ -258,7 +258,8 @@ def validate_distributed(model: ModelSpec | str, *, seq_len: int, batch_size: in
     """Run a training step on `nproc` local gloo processes (tp-way tensor parallel, nproc/tp
     data parallel; `batch_size` sequences per data-parallel rank) and compare it with the
     planner's prediction per term. Returns one row per term (forward, backward, tp_comm,
-    dp_comm, optimizer, step): measured_s (median over `repeats` steps, the slowest rank),
+    dp_comm, sync_wait, optimizer, step): measured_s (median over `repeats` steps, the
+    slowest rank),
     predicted_s, and measured/predicted. `collectives`: a `fit_collectives` result for this
     machine; None measures one first (all_reduce, 1 KiB up to the gradient size, within
     16-64 MiB).
@@ -302,6 +303,6 @@ def validate_distributed(model: ModelSpec | str, *, seq_len: int, batch_size: in
         df["predicted_s"] > 0)
     df.attrs["layout"] = {"model": spec.name, "n_layers": spec.n_layers, "nproc": n, "tp": tp,
                           "dp": n // tp, "seq_len": seq_len, "batch_size": batch_size,
-                          "threads_per_rank": max(1, (os.cpu_count() or 1) // n),
+                          "threads_per_rank": threads_per_rank(n),
                           "loss": result["loss"]}
     return df

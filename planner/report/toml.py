@@ -7,24 +7,35 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
+import re
 from collections.abc import Mapping
 from typing import Any
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _scalar(value: Any, where: str) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{where}: {value} cannot be written to a catalog file")
-        return repr(value)
+    if isinstance(value, numbers.Integral):  # int, numpy integers
+        return str(int(value))
+    if isinstance(value, numbers.Real):  # float, numpy floats
+        x = float(value)
+        if not math.isfinite(x):
+            raise ValueError(f"{where}: {x} cannot be written to a catalog file")
+        return repr(x)
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        # JSON escapes quotes, backslashes and control characters; TOML also wants DEL escaped.
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(value, list | tuple) and not any(isinstance(v, Mapping) for v in value):
         return "[" + ", ".join(_scalar(v, where) for v in value) + "]"
     raise ValueError(f"{where}: cannot write {type(value).__name__} to TOML")
+
+
+def _key(key: str) -> str:
+    """A bare key where TOML allows one, else a quoted key."""
+    return key if _BARE_KEY.fullmatch(key) else _scalar(key, key)
 
 
 def _is_table_list(value: Any) -> bool:
@@ -41,9 +52,9 @@ def _table(path: str, table: Mapping[str, Any], header: str, lines: list[str]) -
         if isinstance(value, Mapping) or _is_table_list(value):
             nested.append((key, value))
         else:
-            lines.append(f"{key} = {_scalar(value, f'{path}.{key}')}")
+            lines.append(f"{_key(key)} = {_scalar(value, f'{path}.{key}')}")
     for key, value in nested:
-        sub = f"{path}.{key}"
+        sub = f"{path}.{_key(key)}"
         if isinstance(value, Mapping):
             _table(sub, value, f"[{sub}]", lines)
         else:
