@@ -378,3 +378,17 @@ def test_spec_valid_counterparts_unchanged():
     assert model("gpt2").with_(n_layers=12, dropout=0.1).n_params == 124_439_808
     # strings still work for the CLI's --set FIELD=VALUE
     assert model("gpt2").with_(n_layers="6").n_layers == 6
+
+
+def test_a_model_name_is_one_short_line():
+    # A name with a CR would split every table, CSV row and message it is shown in.
+    base = planner.model("gpt2").model_dump()
+    with pytest.raises(ValueError, match="name: control character '\\\\r'"):
+        planner.ModelSpec(**{**base, "name": "gpt\r=cmd"})
+    with pytest.raises(ValueError, match="at most 200 characters"):
+        planner.ModelSpec(**{**base, "name": "x" * 201})
+    # A config's _name_or_path is the user's file, not a choice: it is cleaned, not refused.
+    spec = planner.model_from_hf_config({
+        "model_type": "gpt2", "n_embd": 64, "n_head": 2, "n_layer": 1, "vocab_size": 100,
+        "n_positions": 64, "_name_or_path": "=HYPERLINK(1)\r\n\x1b[31m" + "y" * 3000})
+    assert spec.name.startswith("=HYPERLINK(1) [31m") and len(spec.name) == 200

@@ -76,7 +76,7 @@ def test_rank_preset_workload_with_deadline(capsys):
     (["rank", "--model", "llama-2-7b", "--train-tokens", "1e9", "--seq-len", "2048",
       "--global-batch", "8", "--kinds", "quantum"], "unknown kind 'quantum'"),
     (["rank", "--model", "llama-2-7b", "--train-tokens", "-5", "--seq-len", "2048",
-      "--global-batch", "8"], "n_tokens"),
+      "--global-batch", "8"], "--train-tokens: must be > 0, got -5"),
     (["rank", "--model", "llama-2-7b", "--train-tokens", "1e9", "--seq-len", "2048",
       "--global-batch", "8", "--device-ids", "nvidia_h101"], "unknown device 'nvidia_h101'"),
     # a flag of the other mode is refused, not silently ignored
@@ -110,7 +110,7 @@ def test_compute_frac_flag_applies_to_both_modes(capsys):
                  "--compute-frac", "0.3"]) == 0
     capsys.readouterr()
     assert main([*base, "--compute-frac", "1.5"]) == 2
-    assert "compute_frac" in capsys.readouterr().err
+    assert "--compute-frac: must be ≤ 1, got 1.5" in capsys.readouterr().err
 
 
 def test_an_impossible_load_prints_no_negative_device_counts(tmp_path, capsys):

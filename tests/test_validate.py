@@ -126,7 +126,7 @@ def test_validate_times_against_calibrated_ceilings():
     (dict(mode="serve"), "mode: 'serve' is not allowed"),
     (dict(device="tpu"), "device: 'tpu' is not allowed"),
     (dict(dtype="fp8"), "dtype: 'fp8' is not allowed"),
-    (dict(n_layers=0), "n_layers: must be a positive whole number"),
+    (dict(n_layers=0), "n_layers: must be ≥ 1, got 0"),
 ])
 def test_validate_rejects_bad_input(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -503,8 +503,8 @@ def test_gpu_script_cpu_path(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    (dict(repeats=0), "repeats: must be a positive whole number"),
-    (dict(warmup=-1), "warmup: must be a whole number >= 0"),
+    (dict(repeats=0), "repeats: must be ≥ 1, got 0"),
+    (dict(warmup=-1), "warmup: must be ≥ 0, got -1"),
 ])
 def test_validate_rejects_bad_repeat_counts(kwargs, message):
     import planner

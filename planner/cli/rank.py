@@ -17,9 +17,10 @@ import re
 from typing import Any
 
 import pandas as pd
+from pydantic import ValidationError
 
 from planner.cli.args import check_output_path, positive_int
-from planner.errors import InputError, clip
+from planner.errors import InputError, clip, one_line
 from planner.hardware.catalog import CLOUD_CONTRACTS, KINDS, load_catalog
 from planner.model.precision import POLICIES
 from planner.model.spec import model
@@ -284,15 +285,44 @@ def _header(job: TrainingJob | InferenceJob, objective: str, cost: CostOptions) 
     return f"{what}\nranked by {objective}; cost = {price}"
 
 
+# API field -> the flag that sets it, so that an error names what the user typed.
+FIELD_FLAGS = {
+    "model": "--model", "precision": "--precision", "compute_frac": "--compute-frac",
+    "n_tokens": "--train-tokens", "seq_len": "--seq-len", "global_batch_size": "--global-batch",
+    "optimizer": "--optimizer", "n_devices": "--devices", "max_devices": "--devices",
+    "deadline_s": "--deadline", "tp": "--tp", "pp": "--pp", "zero_stage": "--zero",
+    "recompute": "--recompute", "micro_batch_size": "--micro-batch", "goodput_frac": "--goodput",
+    "prompt_len": "--prompt-len", "output_len": "--output-len",
+    "requests_per_s": "--requests-per-s", "concurrent_requests": "--concurrent",
+    "ttft_s": "--ttft", "tpot_s": "--tpot", "kv_cache_precision": "--kv-precision",
+    "max_batch_size": "--max-batch", "usd_per_device_hour": "--price",
+    "usd_per_kwh": "--usd-per-kwh", "pue": "--pue", "provider": "--provider",
+    "basis": "--cost-basis", "contract": "--contract", "devices": "--device-ids",
+    "kinds": "--kinds",
+}
+
+
+def as_flag_error(err: Exception) -> InputError:
+    """The API's one-line error with its leading field replaced by the CLI flag that set it
+    ("n_tokens: ..." -> "--train-tokens: ...")."""
+    text = one_line(err) if isinstance(err, ValidationError) else str(err)
+    field, sep, rest = text.partition(": ")
+    flag = FIELD_FLAGS.get(field)
+    return InputError(flag, rest) if sep and flag else InputError("", text)
+
+
 def _rank(args: argparse.Namespace) -> int:
     csv_path = check_output_path(args.csv, "--csv") if args.csv is not None else None
-    job = build_job(args)
-    cost = _cost_options(args)
     catalog = load_catalog(*args.catalog)
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()] if args.kinds else None
     ids = [i.strip() for i in args.device_ids.split(",") if i.strip()] if args.device_ids \
         else None
-    df = rank(job, catalog, devices=ids, kinds=kinds, objective=args.objective, cost=cost)
+    try:
+        job = build_job(args)
+        cost = _cost_options(args)
+        df = rank(job, catalog, devices=ids, kinds=kinds, objective=args.objective, cost=cost)
+    except (ValidationError, ValueError) as err:
+        raise as_flag_error(err) from None
     shown = df.head(args.top) if args.top else df
     screen = _training_screen(shown) if isinstance(job, TrainingJob) else _serving_screen(shown)
     print(_header(job, args.objective, cost))

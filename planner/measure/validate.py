@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from planner.errors import InputError
-from planner.model.layers import layer_table
+from planner.errors import InputError, check_int, clip
+from planner.model.layers import MAX_BATCH_SIZE, layer_table
 from planner.model.precision import Mode, precision_policy
-from planner.model.spec import ModelSpec
+from planner.model.spec import MAX_N_LAYERS, MAX_SEQ_LEN, ModelSpec
 from planner.model.spec import model as find_model  # `model` is validate()'s argument
 
 ELEMENTWISE_KINDS = frozenset({"norm", "softmax", "activation", "loss"})
@@ -51,20 +51,28 @@ def rel_err(measured, analytic):
     return np.where((a == 0) & (m == 0), 0.0, err)
 
 
-def _check(mode: str, device: str, dtype: str, seq_len: int, batch_size: int,
+MAX_REPEATS = 1000
+
+
+def _check(mode: str, device: Any, dtype: str, seq_len: int, batch_size: int,
            n_layers: int | None, repeats: int, warmup: int) -> None:
+    """The same rules as validate_distributed (planner.errors.check_*): whole numbers, not
+    bools, within bounds; a device cpu, cuda, cuda:N or meta."""
     if mode not in ("train", "inference"):
-        raise ValueError(f"mode: {mode!r} is not allowed; use 'train' or 'inference'")
-    if device.split(":")[0] not in ("cpu", "cuda", "meta"):
-        raise ValueError(f"device: {device!r} is not allowed; use cpu, cuda or meta")
+        raise InputError("mode", f"{clip(mode)} is not allowed; use 'train' or 'inference'")
+    if not (isinstance(device, str)
+            and re.fullmatch(r"cpu|meta|cuda(:\d{1,3})?", device)):
+        raise InputError("device", f"{clip(device)} is not allowed; use cpu, cuda, cuda:N or "
+                                   "meta")
     if dtype not in DTYPES:
-        raise ValueError(f"dtype: {dtype!r} is not allowed; use one of {', '.join(DTYPES)}")
-    for name, v in (("seq_len", seq_len), ("batch_size", batch_size), ("n_layers", n_layers),
-                    ("repeats", repeats)):
-        if v is not None and (not isinstance(v, int | np.integer) or v <= 0):
-            raise ValueError(f"{name}: must be a positive whole number, got {v!r}")
-    if not isinstance(warmup, int | np.integer) or warmup < 0:
-        raise ValueError(f"warmup: must be a whole number >= 0, got {warmup!r}")
+        raise InputError("dtype", f"{clip(dtype)} is not allowed; use one of "
+                                  f"{', '.join(DTYPES)}")
+    check_int(seq_len, "seq_len", minimum=1, maximum=MAX_SEQ_LEN)
+    check_int(batch_size, "batch_size", minimum=1, maximum=MAX_BATCH_SIZE)
+    if n_layers is not None:
+        check_int(n_layers, "n_layers", minimum=1, maximum=MAX_N_LAYERS)
+    check_int(repeats, "repeats", minimum=1, maximum=MAX_REPEATS)
+    check_int(warmup, "warmup", minimum=0, maximum=MAX_REPEATS)
 
 
 def validate(
@@ -106,7 +114,8 @@ def validate(
     from planner.measure.counters import measure_inference, measure_train
 
     spec = find_model(model)
-    dtype = dtype or ("bf16" if device.startswith("cuda") else "fp32")
+    dtype = dtype or ("bf16" if isinstance(device, str) and device.startswith("cuda")
+                      else "fp32")
     _check(mode, device, dtype, seq_len, batch_size, n_layers, repeats, warmup)
     if device.startswith("cuda"):
         import torch
@@ -139,11 +148,15 @@ def validate(
                 repeats=repeats, warmup=warmup, seed=seed, time_it=time_it and real,
                 progress=progress)
     except (MemoryError, RuntimeError) as err:  # torch's OutOfMemoryError is a RuntimeError
-        if isinstance(err, RuntimeError) and "memory" not in str(err).lower():
+        text = str(err).lower()
+        if isinstance(err, RuntimeError) and not any(
+                s in text for s in ("out of memory", "can't allocate memory",
+                                    "cannot allocate memory")):
             raise
         raise InputError("model", f"ran out of memory on {device} "
-                                  f"({' '.join(str(err).split())[:120]}); run fewer blocks "
-                                  "(--layers / n_layers) or a smaller batch") from None
+                                  f"({' '.join(str(err).split())[:120]}); use fewer blocks "
+                                  "(n_layers), a smaller batch_size or seq_len, or a "
+                                  "narrower model") from None
     say("joining analytic and measured rows")
     df = _join(analytic, m.table, mode)
     policy = precision_policy(dtype, mode=mode)
@@ -187,8 +200,9 @@ def check_fits_in_memory(table: pd.DataFrame, *, copies: int = 1, what: str = "m
     have = available_memory_bytes() if have_bytes is None else have_bytes
     if need > have:
         raise InputError(what, f"this run needs about {_gb(need)} here and "
-                               f"{_gb(have)} are available; run fewer blocks "
-                               "(--layers) or a narrower model (--set d_model=...)")
+                               f"{_gb(have)} are available; use fewer blocks (n_layers, "
+                               "--layers), a smaller batch_size or seq_len, or a narrower "
+                               "model (--set d_model=...)")
     return need
 
 

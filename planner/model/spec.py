@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+import unicodedata
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +33,7 @@ MAX_N_EXPERTS = 10**7  # PEER (He 2024) routes among 1,048,576 experts
 MAX_N_PARAMS = 10**15  # total parameters; keeps every per-row count inside int64
 # config.json files on the Hub are a few kB; anything past this is not a model configuration.
 MAX_CONFIG_BYTES = 10_000_000
+MAX_NAME_CHARS = 200  # a model's label in reports and messages
 
 
 class ModelSpec(BaseModel):
@@ -46,7 +48,8 @@ class ModelSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str = Field(min_length=1, description="Preset or user name, shown in reports.")
+    name: str = Field(min_length=1, max_length=MAX_NAME_CHARS,
+                      description="Preset or user name, shown in reports (one line).")
     arch: Arch = Field(description="'encoder' (bidirectional, BERT) or 'decoder' (causal LM).")
     n_layers: int = Field(gt=0, le=MAX_N_LAYERS, description="Number of transformer blocks.")
     d_model: int = Field(gt=0, le=MAX_D_MODEL, description="Hidden size h.")
@@ -93,6 +96,19 @@ class ModelSpec(BaseModel):
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0, allow_inf_nan=False,
                            description="Dropout probability.")
     source_url: str = Field(default="", description="Where the configuration was read.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_line_name(cls, data: Any) -> Any:
+        """The name is shown in tables, CSV files and messages: one line, no control
+        characters (a CR or an escape sequence would break all three)."""
+        name = data.get("name") if isinstance(data, dict) else None
+        if isinstance(name, str):
+            bad = next((c for c in name if unicodedata.category(c) in ("Cc", "Zl", "Zp")), None)
+            if bad is not None:
+                raise ValueError(f"name: control character {bad!r}; a name is one line of "
+                                 "printable text")
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -532,12 +548,20 @@ def _model_from_hf_config(source: str | Path | dict[str, Any], *, name: str | No
         raise InputError(err.args[0], f"required for model_type {model_type!r} but missing "
                                       "(or null)") from None
     path_name = cfg.get("_name_or_path")
-    label = name or (path_name if isinstance(path_name, str) and path_name.strip() else None)
+    label = name or (_label(path_name) if isinstance(path_name, str) else None)
     fields["source_url"] = source_label
     try:
         return ModelSpec(name=str(label or f"hf-{model_type}"), **fields)
     except ValidationError as err:
         raise _with_hf_keys(err, keys) from None
+
+
+def _label(text: str) -> str | None:
+    """A config's `_name_or_path` as a report label: control and format characters dropped,
+    whitespace runs made one space, cut to MAX_NAME_CHARS; None when nothing is left."""
+    kept = "".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in text
+                   if unicodedata.category(c) != "Cf")
+    return " ".join(kept.split())[:MAX_NAME_CHARS] or None
 
 
 def _read_hf_config(source: str | Path | dict[str, Any]) -> tuple[dict[str, Any], str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import unicodedata
 from pathlib import Path
 
@@ -29,6 +30,7 @@ _INVISIBLE_CATEGORIES = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf"})
 # combining grapheme joiner).
 _INVISIBLE_CHARS = frozenset("\u034f\u115f\u1160\u2800\u3164\uffa0")
 _QUOTE_IF_IN = ('"', ",", "\r", "\n")
+_NEEDS_QUOTES = re.compile('[",\r\n]')
 
 
 def _is_invisible(ch: str) -> bool:
@@ -70,7 +72,7 @@ def safe_for_spreadsheet(df: pd.DataFrame) -> pd.DataFrame:
 
 def _field(text: str) -> str:
     """One CSV field, quoted (quotes doubled) when it holds a quote, comma, CR or LF."""
-    if any(ch in text for ch in _QUOTE_IF_IN):
+    if _NEEDS_QUOTES.search(text):
         return '"' + text.replace('"', '""') + '"'
     return text
 
