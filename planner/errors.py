@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from typing import Any
 
 from pydantic import ValidationError
@@ -24,9 +25,21 @@ class InputError(ValueError):
         super().__init__(f"{field}: {message}" if field else message)
 
 
+def shown_int(n: int, *, thousands: bool = True) -> str:
+    """n (with thousands separators), or its size when Python cannot print it (an int of more
+    than 4,300 digits raises ValueError on str())."""
+    if n.bit_length() > 512:
+        return f"an integer of about {int(n.bit_length() * 0.30103):,} digits"
+    return f"{n:,}" if thousands else str(n)
+
+
 def clip(value: Any, max_chars: int = ECHO_MAX_CHARS) -> str:
     """repr() of user input, cut to `max_chars` characters ("…" marks the cut)."""
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # holds an int of more than 4,300 digits
+        text = (shown_int(value) if isinstance(value, int)
+                else f"a {type(value).__name__} too large to print")
     return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
 
 
@@ -37,7 +50,7 @@ def one_line(err: ValidationError) -> str:
     not divide ..."); pydantic's "Value error, " prefix is dropped and the field not repeated.
     """
     first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"])
+    loc = ".".join(str(p) if p != "" else "''" for p in first["loc"])  # '' for an empty key
     msg = str(first["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
     if not loc or msg.startswith(f"{loc}:"):
         return msg if ":" in msg.split(" ")[0] else f"{err.title}: {msg}"
@@ -53,7 +66,11 @@ def check_number(value: Any, field: str, *, positive: bool = False, minimum: flo
     """A finite real number (not a bool, not NaN/inf) within the bounds; returns it as float."""
     if not _is_number(value):
         raise InputError(field, f"must be a number, got {clip(value)}")
-    x = float(value)
+    try:
+        x = float(value)
+    except OverflowError:  # an int or Fraction past the largest float (1.8e308)
+        raise InputError(field, f"must be a finite number (at most {sys.float_info.max:.3g}), "
+                                f"got {clip(value)}") from None
     if not math.isfinite(x):
         raise InputError(field, f"must be a finite number, got {x}")
     if positive and x <= 0:
@@ -73,9 +90,9 @@ def check_int(value: Any, field: str, *, minimum: int = 1, maximum: int | None =
         raise InputError(field, f"must be a whole number, got {value!r}")
     n = int(value)
     if n < minimum:
-        raise InputError(field, f"must be ≥ {minimum}, got {n}")
+        raise InputError(field, f"must be ≥ {minimum}, got {shown_int(n, thousands=False)}")
     if maximum is not None and n > maximum:
-        raise InputError(field, f"must be ≤ {maximum:,}, got {n:,}")
+        raise InputError(field, f"must be ≤ {maximum:,}, got {shown_int(n)}")
     return n
 
 

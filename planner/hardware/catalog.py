@@ -31,6 +31,7 @@ from typing import Annotated, Any, Literal, TypeAlias, get_args
 
 import pandas as pd
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -148,18 +149,40 @@ def _to_si(base_unit: str) -> BeforeValidator:
     return BeforeValidator(lambda v: parse_quantity(v, base_unit))
 
 
+# Sanity ranges of a device's numbers (SI): 100-1000x past any chip today (the largest: 288 GB,
+# 8 TB/s, a few PFLOP/s dense, 1.2 kW; a Cerebras wafer draws 23 kW) and far above zero, so
+# that every time, cost and energy computed from them stays finite and non-zero, and a unit
+# slip ("memory_bytes = 80" for 80 GB) is refused.
+QUANTITY_RANGES: dict[str, tuple[float, float]] = {
+    "B": (1e6, 1e16), "B/s": (1e6, 1e16), "FLOP/s": (1e9, 1e19), "W": (0.1, 1e6)}
+
+
+def _in_range(base_unit: str) -> AfterValidator:
+    low, high = QUANTITY_RANGES[base_unit]
+
+    def check(value: float) -> float:
+        if not low <= value <= high:
+            raise ValueError(f"{value:g} {base_unit} is outside the allowed range {low:g} to "
+                             f"{high:g} {base_unit}")
+        return value
+
+    return AfterValidator(check)
+
+
 _POSITIVE = Field(gt=0, allow_inf_nan=False)
 Bytes: TypeAlias = Annotated[
-    float, _to_si("B"), _POSITIVE, WithJsonSchema(_quantity_json_schema("B"))
+    float, _to_si("B"), _POSITIVE, _in_range("B"), WithJsonSchema(_quantity_json_schema("B"))
 ]
 BytesPerS: TypeAlias = Annotated[
-    float, _to_si("B/s"), _POSITIVE, WithJsonSchema(_quantity_json_schema("B/s"))
+    float, _to_si("B/s"), _POSITIVE, _in_range("B/s"),
+    WithJsonSchema(_quantity_json_schema("B/s"))
 ]
 FlopsPerS: TypeAlias = Annotated[
-    float, _to_si("FLOP/s"), _POSITIVE, WithJsonSchema(_quantity_json_schema("FLOP/s"))
+    float, _to_si("FLOP/s"), _POSITIVE, _in_range("FLOP/s"),
+    WithJsonSchema(_quantity_json_schema("FLOP/s"))
 ]
 Watts: TypeAlias = Annotated[
-    float, _to_si("W"), _POSITIVE, WithJsonSchema(_quantity_json_schema("W"))
+    float, _to_si("W"), _POSITIVE, _in_range("W"), WithJsonSchema(_quantity_json_schema("W"))
 ]
 
 _DATE_RE = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$")
@@ -675,10 +698,19 @@ def _toml_error_line(text: str, message: str) -> str:
     return entry
 
 
+def _user_path(path: str | Path) -> Path:
+    """A catalog file's path; one holding a NUL (which no file name can) is refused naming it
+    (the system calls would raise a bare "embedded null byte")."""
+    if "\0" in str(path):
+        raise InputError(clip(str(path)), "no file name holds a NUL character")
+    return Path(path)
+
+
 def _read_entries(path: Path) -> list[dict[str, Any]]:
     """The `[[device]]` tables of one TOML file; ValueError naming the file otherwise."""
+    path = _user_path(path)
     if not path.is_file():
-        raise ValueError(f"{path}: no such file")
+        raise ValueError(f"{path}: {'not a regular file' if path.exists() else 'no such file'}")
     if path.suffix != ".toml":
         raise ValueError(f"{path}: catalog files are TOML and end in .toml")
     text = read_catalog_text(path, str(path))
@@ -839,7 +871,7 @@ def validate_catalog_file(path: str | Path) -> list[Device]:
 
     For a built-in file (one inside `hardware_catalog/`) the whole built-in set is checked.
     """
-    path = Path(path)
+    path = _user_path(path)
     if path.resolve().parent == CATALOG_DIR:
         devices: dict[str, Device] = {}
         origins: dict[str, tuple[str, ...]] = {}

@@ -84,6 +84,10 @@ class Tier(StrEnum):
 
 # ---- the data, as read from TOML -----------------------------------------------------------
 def _increasing(name: str, values: Sequence[float]) -> None:
+    """Table sizes: finite, > 0 (they are interpolated on a log scale) and increasing."""
+    bad = next((v for v in values if not (math.isfinite(v) and v > 0)), None)
+    if bad is not None:
+        raise ValueError(f"{name}: sizes must be finite numbers > 0, got {bad}")
     if any(b <= a for a, b in itertools.pairwise(values)):
         raise ValueError(f"{name}: must be strictly increasing")
 

@@ -13,8 +13,9 @@ int64 (e.g. global_batch_size=2**64 used to print negative device counts):
 - devices (max_devices, n_devices, tp, pp) <= MAX_DEVICES_LIMIT = 10^7 (610x the 16,384 GPUs of
   Llama 3 405B); a pinned n_devices may not exceed a max_devices you set;
 - sequences (global_batch_size, micro_batch_size, batch_size, max_batch_size,
-  concurrent_requests) <= MAX_SEQUENCES = 10^9; lengths (seq_len, prompt_len, output_len)
-  <= MAX_SEQ_LEN = 10^8 tokens; n_tokens <= MAX_N_TOKENS = 10^18 (64,000x Llama 3's 15.6T);
+  concurrent_requests) <= MAX_SEQUENCES = 10^9; lengths (seq_len, prompt_len, output_len,
+  and prompt_len + output_len) <= MAX_SEQ_LEN = 10^8 tokens; n_tokens <= MAX_N_TOKENS = 10^18
+  (64,000x Llama 3's 15.6T);
 - n_tokens >= one optimizer step (global_batch_size x seq_len tokens): the planner counts whole
   steps, and a run shorter than one step is not a training run;
 - fractions (compute_frac, goodput_frac, usable_memory_frac, the *_frac overrides) in
@@ -361,6 +362,9 @@ class InferenceJob(_Job):
                              "concurrent_requests, not both")
         _check_length(spec, self.context_len, field="prompt_len",
                       what=f"prompt_len + output_len = {self.context_len}")
+        if self.context_len > MAX_SEQ_LEN:  # the KV cache holds the whole context
+            raise InputError("prompt_len", f"prompt_len + output_len = {self.context_len:,} "
+                             f"tokens; allowed: at most {MAX_SEQ_LEN:,} in all")
         return self
 
     @property
