@@ -21,6 +21,7 @@ from pydantic import ValidationError
 import planner
 from planner.errors import ECHO_MAX_CHARS, InputError, clip, one_line
 from planner.hardware.catalog import decode_catalog_bytes
+from planner.model.spec import MAX_CONFIG_BYTES
 from planner.report import plots
 from planner.units import (
     GB,
@@ -60,7 +61,7 @@ QUANTITY_TAILS = ("", "_analytic", "_measured", "_predicted", "_total")
 # Failures bad input can cause: shown as one st.error line, never a traceback.
 INPUT_FAILURES = (ValueError, OverflowError, OSError, RecursionError, MemoryError)
 # A Hugging Face config.json is a few kB; larger uploads are refused unread.
-MAX_CONFIG_JSON_BYTES = 1_000_000
+MAX_CONFIG_JSON_BYTES = MAX_CONFIG_BYTES  # the library's bound (planner.model.spec)
 # Largest whole number a number_input can hold (a JavaScript double is exact up to 2**53 - 1).
 MAX_WIDGET_INT = 2**53 - 1
 

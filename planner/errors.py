@@ -21,8 +21,11 @@ class InputError(ValueError):
     """One line naming the user's field (or config key / CLI flag) and what is allowed."""
 
     def __init__(self, field: str, message: str) -> None:
-        self.field = field
+        self.field, self.message = field, message
         super().__init__(f"{field}: {message}" if field else message)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickle and copy (e.g. across processes)
+        return (type(self), (self.field, self.message))
 
 
 def shown_int(n: int, *, thousands: bool = True) -> str:
@@ -40,6 +43,8 @@ def clip(value: Any, max_chars: int = ECHO_MAX_CHARS) -> str:
     except ValueError:  # holds an int of more than 4,300 digits
         text = (shown_int(value) if isinstance(value, int)
                 else f"a {type(value).__name__} too large to print")
+    except RecursionError:  # nested deeper than repr can follow
+        text = f"a {type(value).__name__} nested too deeply to print"
     return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
 
 

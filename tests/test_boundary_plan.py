@@ -256,7 +256,7 @@ def test_whole_floats_and_real_bools_are_accepted():
                     "got 5"),
     (dict(kinds=["quantum"]), "kinds: unknown kind 'quantum'; allowed: gpu, tpu, fpga, asic, "
                               "other"),
-    (dict(kinds=["tpu"]), "devices: no device in the catalog matches the selection "
+    (dict(kinds=["tpu"]), "kinds: no device in the catalog matches the selection "
                           "(devices=None, kinds=['tpu'])"),
     (dict(catalog="x"), "catalog: must be a Catalog (planner.load_catalog()) or a list of "
                         "Device, got 'x'"),
@@ -352,3 +352,29 @@ def test_messages_are_one_line():
     with pytest.raises(ValidationError) as info:
         _train(seq_len=True)
     assert re.fullmatch(r"seq_len: [^\n]+", one_line(info.value))
+
+
+def test_review_leftovers_are_one_line(tmp_path):
+    import copy
+    import pickle
+
+    import planner
+    from planner.errors import InputError, clip
+
+    deep: list = []
+    for _ in range(100_000):
+        deep = [deep]
+    assert clip(deep) == "a list nested too deeply to print"
+    err = InputError("seq_len", "must be ≥ 1")
+    assert str(pickle.loads(pickle.dumps(err))) == str(copy.copy(err)) == "seq_len: must be ≥ 1"
+    job = planner.TrainingJob(model="gpt2", n_tokens=1e12, seq_len=1024, global_batch_size=8)
+    with pytest.raises(InputError, match=r"^kinds: no device in the catalog matches"):
+        planner.search(job, kinds=[])
+    # An explicit max_devices equal to the default still bounds a pinned count.
+    with pytest.raises(ValueError, match="n_devices: 16,392 exceeds max_devices=16,384"):
+        planner.TrainingJob(model="gpt2", n_tokens=1e12, seq_len=1024, global_batch_size=8,
+                            max_devices=16384, n_devices=16392)
+    with pytest.raises(InputError, match="cannot look up the path"):
+        planner.load_catalog("a" * 300 + ".toml")
+    with pytest.raises(InputError, match=r"is a folder; give the config\.json file"):
+        planner.model_from_hf_config(str(tmp_path))

@@ -180,7 +180,7 @@ def build_job(args: argparse.Namespace) -> TrainingJob | InferenceJob:
                         tpot_s=args.tpot, kv_cache_precision=args.kv_precision, tp=args.tp,
                         max_batch_size=args.max_batch, max_devices=args.devices, **common)
         if args.workload:
-            return type(job)(**{**job.model_dump(), **fields})
+            return type(job)(**{**job.model_dump(exclude_unset=True), **fields})
         for flag, value in (("--prompt-len", args.prompt_len),
                             ("--output-len", args.output_len)):
             if value is None:
@@ -193,7 +193,7 @@ def build_job(args: argparse.Namespace) -> TrainingJob | InferenceJob:
                     zero_stage=args.zero, recompute=args.recompute,
                     micro_batch_size=args.micro_batch, goodput_frac=args.goodput, **common)
     if args.workload:
-        return type(job)(**{**job.model_dump(), **fields})
+        return type(job)(**{**job.model_dump(exclude_unset=True), **fields})
     for flag, key in (("--train-tokens", "n_tokens"), ("--seq-len", "seq_len"),
                       ("--global-batch", "global_batch_size")):
         if key not in fields:

@@ -194,6 +194,11 @@ def _date_key(date: str) -> tuple[int, int, int]:
     return year, month, day
 
 
+# A price dated after today is refused; two days of slack keep a machine whose clock is a
+# little behind, or in another time zone, loading the built-in prices.
+PRICE_DATE_SLACK_DAYS = 2
+
+
 def _check_date(value: Any, *, day_required: bool, past_only: bool = False) -> Any:
     """A date string (YYYY[-MM[-DD]]) that exists. `past_only` (prices): its first day is not
     after today, else the future price would be taken as today's."""
@@ -212,7 +217,7 @@ def _check_date(value: Any, *, day_required: bool, past_only: bool = False) -> A
     except ValueError:
         raise ValueError(f"date {value!r} is not a calendar date ({form})") from None
     today = dt.date.today()
-    if past_only and parsed > today:
+    if past_only and parsed > today + dt.timedelta(days=PRICE_DATE_SLACK_DAYS):
         raise ValueError(f"date {value!r} is in the future (today is {today.isoformat()}); a "
                          "price is dated when it was observed")
     # A year of slack: catches typos (2062) without making the built-in data depend on the
@@ -785,7 +790,12 @@ def _expand(paths: Iterable[str | Path]) -> list[Path]:
     out: list[Path] = []
     for p in paths:
         path = Path(p)
-        if path.is_dir():
+        try:
+            is_dir = path.is_dir()
+        except OSError as err:  # e.g. a name too long for the file system
+            raise InputError(clip(str(path)), f"cannot look up the path ({err.strerror})"
+                             ) from None
+        if is_dir:
             found = sorted(path.glob("*.toml"))
             if not found:
                 raise ValueError(f"{path}: directory has no .toml files")

@@ -579,6 +579,9 @@ def _read_hf_config(source: str | Path | dict[str, Any]) -> tuple[dict[str, Any]
     path = Path(source)
     shown = _shown_path(path)
     try:
+        if path.is_dir():
+            raise InputError("config.json", f"{shown} is a folder; give the config.json file "
+                                            "in it")
         if not path.is_file():
             raise InputError("config.json", f"no such file {shown}")
         with path.open("rb") as f:

@@ -147,7 +147,8 @@ def _resolve_devices(catalog: Any, devices: Iterable[str] | None,
     chosen = [d for d in pool if (kind_set is None or d.kind in kind_set)
               and (wanted_set is None or d.id in wanted_set)]
     if not chosen:
-        raise InputError("devices", "no device in the catalog matches the selection "
+        field = "kinds" if kind_list is not None and wanted is None else "devices"
+        raise InputError(field, "no device in the catalog matches the selection "
                          f"(devices={clip(wanted)}, kinds={clip(kind_list)})")
     return chosen, kernel_index
 

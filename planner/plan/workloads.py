@@ -272,7 +272,7 @@ class TrainingJob(_Job):
             raise InputError("n_tokens", f"{self.n_tokens:g} is less than one optimizer step; "
                              f"allowed: ≥ global_batch_size × seq_len = "
                              f"{self.tokens_per_step:,} tokens")
-        if (self.n_devices is not None and self.max_devices != DEFAULT_MAX_DEVICES
+        if (self.n_devices is not None and "max_devices" in self.model_fields_set
                 and self.n_devices > self.max_devices):
             raise InputError("n_devices", f"{self.n_devices:,} exceeds max_devices="
                              f"{self.max_devices:,}; allowed: n_devices ≤ max_devices")
