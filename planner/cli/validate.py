@@ -126,6 +126,8 @@ def _calibrate(args: argparse.Namespace) -> int:
     _check_outputs(args, "--csv", "--save-catalog")
     if args.repeats is None:
         args.repeats = 10 if args.collectives else 3
+    if args.device_id is not None:
+        check_device_id(args.device_id, "--id")
     if args.collectives:
         return _calibrate_collectives(args)
     if args.base_device is not None:
@@ -137,8 +139,6 @@ def _calibrate(args: argparse.Namespace) -> int:
         sweep_tables,
     )
 
-    if args.device_id is not None:
-        check_device_id(args.device_id, "--id")
     dtype = args.dtype or ("bf16" if args.device == "cuda" else "fp32")
     bar, step = _progress(sweep_settings(args.device, attention=True)["steps"], "calibrate")
     try:
@@ -184,8 +184,6 @@ def _calibrate_collectives(args: argparse.Namespace) -> int:
         fit_collectives,
     )
 
-    if args.device_id is not None:
-        check_device_id(args.device_id, "--id")
     if args.base_device is not None:
         from planner.hardware.catalog import load_catalog
 
