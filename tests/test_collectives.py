@@ -194,7 +194,7 @@ def test_nccl_without_gpus_is_refused():
 @pytest.fixture(scope="module")
 def measured() -> pd.DataFrame:
     # A real 2-process gloo group, small sizes (a few seconds).
-    return calibrate_collectives(2, "gloo", [1024, 8192, 65536, 524288], repeats=2,
+    return calibrate_collectives(2, "gloo", [1024, 8192, 65536, 524288], repeats=3,
                                  warmup=1, progress=False)
 
 
@@ -206,13 +206,14 @@ def test_two_process_gloo_measures_every_op(measured):
     # fp32 buffers split evenly over 2 ranks: the sizes are kept exactly.
     assert sorted(measured["n_bytes"].unique()) == [1024, 8192, 65536, 524288]
     assert np.isfinite(measured["measured_s"]).all() and (measured["measured_s"] > 0).all()
-    # Each size predicted by a fit of the other three: finite everywhere, and within a factor
-    # 5 where it interpolates (8 and 64 KiB); the ends extrapolate from three noisy points.
-    # The ≤ 30 % median over nine sizes is measured on a quiet machine (docs/validation.md).
+    # Each size predicted by a fit of the other three: finite everywhere; where it interpolates
+    # (8 and 64 KiB) typically within a factor 2 (the median over the 10 rows: one noisy
+    # sample on a shared CI machine may be far off). The ≤ 30 % median over nine sizes is
+    # measured on a quiet machine (docs/validation.md).
     ratio = measured["predicted_s"] / measured["measured_s"]
     assert np.isfinite(ratio).all() and (ratio > 0).all()
     inner = ratio[measured["n_bytes"].isin([8192, 65536])]
-    assert len(inner) == 10 and (inner > 0.2).all() and (inner < 5).all()
+    assert len(inner) == 10 and np.median(np.abs(np.log(inner))) < np.log(2)
     fit = fit_collectives(measured)
     assert {f.op for f in fit.fits} == set(CollectiveOp)
     assert all(0 < f.latency_s < 1 and 0 < f.busbw_bytes_per_s < 1e13 for f in fit.fits)

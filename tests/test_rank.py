@@ -148,10 +148,31 @@ def test_rank_by_cost_puts_unpriced_devices_after_priced_ones_ranked_by_time():
     unpriced = feasible[feasible["cost_usd"].isna()]
     assert list(unpriced["device"]) == ["unpriced_asic"]
     assert unpriced.index[0] > priced.index.max()
-    assert "no cloud on-demand price" in unpriced.iloc[0]["cost_note"]
-    # its configuration is the fastest one, as a time ranking would choose
-    by_time = rank(_job(), CATALOG, devices=["unpriced_asic"])
-    assert unpriced.iloc[0]["time_s"] == by_time.iloc[0]["time_s"]
+    row = unpriced.iloc[0]
+    assert "no cloud on-demand price" in row["cost_note"]
+    # A cost ranking never picks by speed: with no cloud and no purchase price, the device's
+    # configuration is the one with the fewest device-hours among its feasible candidates.
+    assert "chosen by device-hours: no price" in row["cost_note"]
+    grid = search(_job(), CATALOG, devices=["unpriced_asic"])
+    grid = grid[grid["feasible"]]
+    fewest = (grid["n_devices"] * grid["time_s"]).min()
+    assert row["n_devices"] * row["time_s"] == pytest.approx(fewest, rel=1e-12)
+    fastest = rank(_job(), CATALOG, devices=["unpriced_asic"]).iloc[0]
+    assert row["n_devices"] * row["time_s"] < fastest["n_devices"] * fastest["time_s"]
+
+
+def test_rank_by_cloud_cost_falls_back_to_ownership_cost_where_only_the_purchase_is_known():
+    bought = _device("bought_only", usd_per_hour=None, purchase=30_000.0)
+    df = rank(_job(), [bought], objective="cost")
+    row = df.iloc[0]
+    assert row["feasible"] and math.isnan(row["cost_usd"])
+    assert "chosen by ownership cost: no cloud price" in row["cost_note"]
+    grid = search(_job(), [bought], cost=CostOptions(basis="ownership"))
+    grid = grid[grid["feasible"]]
+    layout = ["n_devices", "tp", "pp", "micro_batch_size", "zero_stage", "recompute"]
+    same = grid[(grid[layout] == row[layout]).all(axis=1)]
+    assert len(same) == 1  # the chosen layout costs the least to own
+    assert same["cost_usd"].iloc[0] == pytest.approx(grid["cost_usd"].min(), rel=1e-12)
 
 
 def test_rank_by_energy_and_ownership_cost():

@@ -8,7 +8,7 @@ front and explains infeasible devices.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,36 +38,54 @@ from planner.plan.search import (
     pareto_mask,
 )
 from planner.plan.workloads import InferenceJob, TrainingJob
-from planner.units import bytes_str, duration_str
+from planner.units import SECONDS_PER_HOUR, bytes_str, duration_str
 
 _FIT_CODE_TRAIN = TrainReason.NO_FIT
 _FIT_CODE_INFER = InferReason.NO_FIT
 
 
-def _pick(code: np.ndarray, valid: np.ndarray, key: np.ndarray, fallback: np.ndarray,
-          closeness: np.ndarray) -> tuple[int, bool]:
-    """Flat index of a device's chosen candidate and whether it is feasible.
+def _pick(code: np.ndarray, valid: np.ndarray, keys: Sequence[np.ndarray],
+          closeness: np.ndarray) -> tuple[int, bool, int]:
+    """(flat index of a device's chosen candidate, feasible, which key chose it).
 
-    Feasible: the minimum of `key` (of `fallback` where `key` is NaN for every candidate).
-    None feasible: the candidate that got furthest through the checks, closest by
-    `closeness`."""
+    Feasible: the minimum of the first of `keys` that is finite for some feasible candidate
+    (the objective, then its stand-ins where it is unknown, e.g. no price). None feasible:
+    the candidate that got furthest through the checks, closest by `closeness`."""
     ok = valid & (code == 0)
     if ok.any():
-        k = np.where(ok & np.isfinite(key), key, np.inf)
-        if not np.isfinite(k).any():
-            k = np.where(ok, fallback, np.inf)
-        if not np.isfinite(k).any():
-            return int(np.flatnonzero(ok)[0]), True
-        return int(np.argmin(k)), True
+        for level, key in enumerate(keys):
+            k = np.where(ok & np.isfinite(key), key, np.inf)
+            if np.isfinite(k).any():
+                return int(np.argmin(k)), True, level
+        return int(np.flatnonzero(ok)[0]), True, len(keys)
     furthest = np.where(valid, code, -1).max()
     c = np.where(valid & (code == furthest), np.nan_to_num(closeness, nan=np.inf), np.inf)
     if not np.isfinite(c).any():
         c = np.where(valid & (code == furthest), 0.0, np.inf)
-    return int(np.argmin(c)), False
+    return int(np.argmin(c)), False, 0
 
 
-def _objective_key(objective: str, time_s, cost_usd, energy_j):
-    return {"time": time_s, "cost": cost_usd, "energy": energy_j}[objective]
+def _keys(objective: str, basis: str, *, time_s, money: dict, device_s
+          ) -> tuple[list[np.ndarray], list[str]]:
+    """The key a device's configuration is chosen by, then its stand-ins where the key is
+    unknown, with the note each stand-in adds to the row. A cost ranking never falls back to
+    speed: a device without a price on the chosen basis is chosen by its ownership cost (when
+    the basis is cloud and it has a purchase price), else by device-hours (docs/planning.md P20)."""
+    if objective == "time":
+        return [time_s], [""]
+    if objective == "energy":
+        return [money["energy_j"], time_s], ["", "chosen by time: no energy (TDP unknown)"]
+    keys, notes = [money["cost_usd"]], [""]
+    if basis == "cloud":
+        keys.append(money["ownership_cost_usd"])
+        notes.append("chosen by ownership cost: no cloud price")
+    keys.append(device_s)
+    notes.append("chosen by device-hours: no price")
+    return keys, notes
+
+
+def _joined(*notes: Any) -> str:
+    return "; ".join(str(n) for n in notes if isinstance(n, str) and n)
 
 
 def _train_reason_text(job: TrainingJob, table: _DeviceTable, row: pd.Series) -> str:
@@ -212,9 +230,11 @@ def rank(job: TrainingJob | InferenceJob, catalog: Any = None, *,
     """The best configuration per device, sorted by `objective` ("time", "cost", "energy").
 
     Feasible devices come first, best first; a device with no price is ranked by time after the
-    priced ones when ranking by cost (cost_usd NaN, `cost_note` says why). Infeasible devices
-    follow with their closest candidate and a reason. With a training deadline, each device's
-    configuration is the cheapest one meeting it (fewest device-hours without a price).
+    priced ones when ranking by cost (cost_usd NaN, `cost_note` says why). Its configuration
+    is never chosen by speed: by ownership cost when only the cloud price is missing, else by
+    fewest device-hours, and `cost_note` says which. Infeasible devices follow with their
+    closest candidate and a reason. With a training deadline, each device's configuration is
+    the cheapest one meeting it.
     Columns start with device, kind, feasible, reason, n_devices, tp, pp, dp, time_s,
     cost_usd, energy_j, mfu, pareto (on the time-cost front); the rest are search()'s columns.
     For inference, time_s is the request latency and cost_usd / energy_j are per million
@@ -230,25 +250,24 @@ def rank(job: TrainingJob | InferenceJob, catalog: Any = None, *,
             q, money = chunk.q, chunk.cost
             time_s = np.broadcast_to(q.time_s, full)
             n = np.broadcast_to(axes.shaped()["n"], full)
-            if job.deadline_s is not None:
-                key = money["cost_usd"]
-                fallback = time_s * n  # device-seconds
-            else:
-                key = _objective_key(objective, time_s, money["cost_usd"], money["energy_j"])
-                fallback = time_s
-            key = np.broadcast_to(key, full)
-            fallback = np.broadcast_to(fallback, full)
+            # With a deadline, each device's plan is its cheapest that meets it.
+            keys, key_notes = _keys("cost" if job.deadline_s is not None else objective,
+                                    cost.basis, time_s=time_s, money=money,
+                                    device_s=time_s * n)
+            keys = [np.broadcast_to(k, full) for k in keys]
             closeness = np.where(chunk.code == _FIT_CODE_TRAIN,
                                  np.broadcast_to(q.mem_per_device_bytes, full)
                                  / np.broadcast_to(_device_columns(table, slice(
                                      chunk.start, chunk.start + full[0]), 5).memory_bytes, full),
                                  time_s)
-            picks = []
+            picks, levels = [], []
             for d in range(full[0]):
-                flat, _ = _pick(chunk.code[d].ravel(), chunk.valid[d].ravel(),
-                                key[d].ravel(), fallback[d].ravel(), closeness[d].ravel())
+                flat, _, level = _pick(chunk.code[d].ravel(), chunk.valid[d].ravel(),
+                                       [k[d].ravel() for k in keys], closeness[d].ravel())
                 picks.append(d * int(np.prod(full[1:])) + flat)
-            rows.append(_train_frame(chunk, axes, table, np.array(picks)))
+                levels.append(key_notes[level] if level < len(key_notes) else "")
+            rows.append(_train_frame(chunk, axes, table, np.array(picks))
+                        .assign(_chosen_by=levels))
         df = pd.concat(rows, ignore_index=True) if len(rows) > 1 else rows[0]
         checked_rows(df, NON_FINITE_TEXT)
         df["scale_note"] = _scale_notes(job, table, df)
@@ -257,8 +276,10 @@ def rank(job: TrainingJob | InferenceJob, catalog: Any = None, *,
     else:
         shape, valid, q, money, code, axes = _infer_grid(job, table, cost)
         latency = np.broadcast_to(q.latency_s, shape)
-        key = np.broadcast_to(_objective_key(objective, latency, money["cost_usd"],
-                                             money["energy_j"]), shape)
+        device_s = q.n_devices * q.hours_per_million_tokens * SECONDS_PER_HOUR
+        keys, key_notes = _keys(objective, cost.basis, time_s=latency, money=money,
+                                device_s=device_s)
+        keys = [np.broadcast_to(k, shape) for k in keys]
         mem_ratio = np.broadcast_to(q.mem_per_device_bytes, shape) / np.broadcast_to(
             _device_columns(table, slice(None), 3).memory_bytes, shape)
         closeness = np.where(code == _FIT_CODE_INFER, mem_ratio,
@@ -266,17 +287,21 @@ def rank(job: TrainingJob | InferenceJob, catalog: Any = None, *,
                                       np.where(code == InferReason.TPOT,
                                                np.broadcast_to(q.tpot_s, shape),
                                                np.broadcast_to(q.n_devices, shape))))
-        picks = []
+        picks, chosen_by = [], []
         per = int(np.prod(shape[1:]))
         for d in range(shape[0]):
-            flat, _ = _pick(code[d].ravel(), valid[d].ravel(), key[d].ravel(),
-                            latency[d].ravel(), closeness[d].ravel())
+            flat, _, level = _pick(code[d].ravel(), valid[d].ravel(),
+                                   [k[d].ravel() for k in keys], closeness[d].ravel())
             picks.append(d * per + flat)
-        df = _infer_frame(shape, q, money, code, axes, table, np.array(picks))
+            chosen_by.append(key_notes[level] if level < len(key_notes) else "")
+        df = _infer_frame(shape, q, money, code, axes, table, np.array(picks)).assign(
+            _chosen_by=chosen_by)
         checked_rows(df, NON_FINITE_TEXT)
         reasons = [_infer_reason_text(job, table, row) if not row["feasible"] else ""
                    for _, row in df.iterrows()]
     df["reason"] = reasons
+    df["cost_note"] = [_joined(note, by if ok else "") for note, by, ok in zip(
+        df["cost_note"].astype(object), df.pop("_chosen_by"), df["feasible"], strict=True)]
     df["pareto"] = pareto_mask(df["time_s"], df["cost_usd"], df["feasible"])
     order_key = df[{"time": "time_s", "cost": "cost_usd", "energy": "energy_j"}[objective]]
     df = df.assign(_infeasible=~df["feasible"], _key=order_key.fillna(np.inf),
