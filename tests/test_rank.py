@@ -425,3 +425,22 @@ def test_builtin_catalog_ranks_gpus_tpus_and_fpgas_together():
     assert {"gpu", "tpu", "fpga"} <= set(df["kind"].astype(str))
     assert df["feasible"].any()
     assert (df.loc[~df["feasible"], "reason"] != "").all()
+
+
+def test_a_cost_ranking_without_deadline_is_held_to_the_default_horizon():
+    from planner.plan.ranking import DEFAULT_COST_HORIZON_S, HORIZON_NOTE
+
+    job = TrainingJob(model="llama-2-70b", n_tokens=2e12, seq_len=4096, global_batch_size=1024)
+    capped = rank(job, devices=["nvidia_h100_sxm"], objective="cost").iloc[0]
+    assert capped["feasible"] and capped["time_s"] <= DEFAULT_COST_HORIZON_S == 90 * 86400
+    # Without the horizon (an explicit, distant deadline) the cheapest plan takes most of a
+    # year on fewer devices, for no saving: the device-hours are the same.
+    far = job.model_copy(update={"deadline_s": 10 * 365 * 86400.0})
+    uncapped = rank(far, devices=["nvidia_h100_sxm"], objective="cost").iloc[0]
+    assert uncapped["time_s"] > 300 * 86400 and uncapped["n_devices"] < capped["n_devices"]
+    assert capped["cost_usd"] == pytest.approx(uncapped["cost_usd"], rel=0.02)
+    # A device that cannot meet it says which limit it missed.
+    small = job.model_copy(update={"max_devices": 32})
+    row = rank(small, devices=["nvidia_h100_sxm"], objective="cost").iloc[0]
+    assert not row["feasible"] and row["reason"].startswith("misses the deadline of 90 d")
+    assert row["reason"].endswith(f"({HORIZON_NOTE})")

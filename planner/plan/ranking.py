@@ -220,6 +220,11 @@ def _scale_notes(job: TrainingJob, table: _DeviceTable, df: pd.DataFrame) -> lis
     return notes
 
 
+# A12: a training job ranked by cost with no deadline is held to this wall-clock horizon, so
+# that "cheapest" is not a plan of years on a handful of devices (docs/planning.md).
+DEFAULT_COST_HORIZON_S = 90 * 86400.0
+HORIZON_NOTE = "the default horizon of a cost ranking; give a deadline to change it"
+
 RANK_COLUMNS_FIRST = ["device", "kind", "feasible", "reason", "n_devices", "tp", "pp", "dp",
                       "time_s", "cost_usd", "energy_j", "mfu", "pareto"]
 
@@ -234,7 +239,8 @@ def rank(job: TrainingJob | InferenceJob, catalog: Any = None, *,
     is never chosen by speed: by ownership cost when only the cloud price is missing, else by
     fewest device-hours, and `cost_note` says which. Infeasible devices follow with their
     closest candidate and a reason. With a training deadline, each device's configuration is
-    the cheapest one meeting it.
+    the cheapest one meeting it; ranked by cost without one, a training job is held to
+    DEFAULT_COST_HORIZON_S (90 days, A12), and a device that cannot meet it says so.
     Columns start with device, kind, feasible, reason, n_devices, tp, pp, dp, time_s,
     cost_usd, energy_j, mfu, pareto (on the time-cost front); the rest are search()'s columns.
     For inference, time_s is the request latency and cost_usd / energy_j are per million
@@ -242,6 +248,9 @@ def rank(job: TrainingJob | InferenceJob, catalog: Any = None, *,
     `objective` must be one of "time", "cost", "energy".
     """
     cost = _check(job, objective, cost)
+    horizon = (isinstance(job, TrainingJob) and objective == "cost" and job.deadline_s is None)
+    if horizon:
+        job = job.model_copy(update={"deadline_s": DEFAULT_COST_HORIZON_S})
     table = _table_for(job, catalog, devices, kinds, cost)
     rows: list[pd.DataFrame] = []
     if isinstance(job, TrainingJob):
@@ -299,6 +308,9 @@ def rank(job: TrainingJob | InferenceJob, catalog: Any = None, *,
         checked_rows(df, NON_FINITE_TEXT)
         reasons = [_infer_reason_text(job, table, row) if not row["feasible"] else ""
                    for _, row in df.iterrows()]
+    if horizon:
+        reasons = [f"{r} ({HORIZON_NOTE})" if r.startswith("misses the deadline") else r
+                   for r in reasons]
     df["reason"] = reasons
     df["cost_note"] = [_joined(note, by if ok else "") for note, by, ok in zip(
         df["cost_note"].astype(object), df.pop("_chosen_by"), df["feasible"], strict=True)]
