@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import numbers
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -99,6 +100,18 @@ def check_int(value: Any, field: str, *, minimum: int = 1, maximum: int | None =
     if maximum is not None and n > maximum:
         raise InputError(field, f"must be ≤ {maximum:,}, got {shown_int(n)}")
     return n
+
+
+def int_rule(minimum: int, maximum: int | None = None) -> Callable[[Any, str], int]:
+    """`check_int` with these bounds, as a (value, field) rule for a table of field rules."""
+    return lambda value, field: check_int(value, field, minimum=minimum, maximum=maximum)
+
+
+def number_rule(*, minimum: float | None = None, maximum: float | None = None,
+                positive: bool = False) -> Callable[[Any, str], float]:
+    """`check_number` with these bounds, as a (value, field) rule."""
+    return lambda value, field: check_number(value, field, positive=positive, minimum=minimum,
+                                             maximum=maximum)
 
 
 def check_bool(value: Any, field: str) -> bool:

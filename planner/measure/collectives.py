@@ -70,10 +70,6 @@ class TierFit:
     busbw_bytes_per_s: float
     median_abs_rel_err: float  # on left-out sizes
 
-    def time_s(self, n_bytes: Any) -> Any:
-        return alpha_beta_time_s(self.op, n_bytes, self.n_ranks, self.latency_s,
-                                 self.busbw_bytes_per_s)
-
 
 @dataclass(frozen=True)
 class CollectiveFit:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from planner.errors import check_number
+from planner.errors import number_rule
 from planner.plan.workloads import MIN_FRAC
 from planner.units import JOULES_PER_KWH, SECONDS_PER_HOUR, SECONDS_PER_YEAR
 
@@ -45,20 +45,14 @@ MAX_PURCHASE_USD = 1e8
 MAX_LIFETIME_YEARS = 50.0
 
 
-def _real(*, lo: float | None = None, hi: float | None = None,
-          positive: bool = False) -> Callable[[Any, str], float]:
-    return lambda value, field: check_number(value, field, positive=positive, minimum=lo,
-                                             maximum=hi)
-
-
 COST_RULES: dict[str, Callable[[Any, str], float]] = {
-    "usd_per_device_hour": _real(positive=True, hi=MAX_USD_PER_DEVICE_HOUR),
-    "purchase_usd": _real(positive=True, hi=MAX_PURCHASE_USD),
-    "usd_per_kwh": _real(lo=0.0, hi=MAX_USD_PER_KWH),
-    "pue": _real(lo=1.0, hi=MAX_PUE),
-    "lifetime_years": _real(positive=True, hi=MAX_LIFETIME_YEARS),
-    "ownership_utilization_frac": _real(lo=MIN_FRAC, hi=1.0),
-    "power_frac": _real(lo=MIN_FRAC, hi=1.0),
+    "usd_per_device_hour": number_rule(positive=True, maximum=MAX_USD_PER_DEVICE_HOUR),
+    "purchase_usd": number_rule(positive=True, maximum=MAX_PURCHASE_USD),
+    "usd_per_kwh": number_rule(minimum=0.0, maximum=MAX_USD_PER_KWH),
+    "pue": number_rule(minimum=1.0, maximum=MAX_PUE),
+    "lifetime_years": number_rule(positive=True, maximum=MAX_LIFETIME_YEARS),
+    "ownership_utilization_frac": number_rule(minimum=MIN_FRAC, maximum=1.0),
+    "power_frac": number_rule(minimum=MIN_FRAC, maximum=1.0),
 }
 
 

@@ -48,10 +48,18 @@ from pydantic import (
     model_validator,
 )
 
-from planner.errors import InputError, check_bool, check_int, check_number, clip
-from planner.model.layers import Recompute
+from planner.errors import (
+    InputError,
+    check_bool,
+    check_int,
+    check_number,
+    clip,
+    int_rule,
+    number_rule,
+)
+from planner.model.layers import MAX_BATCH_SIZE, Recompute
 from planner.model.precision import dtype_bytes, optimizer_state_bytes, precision_policy
-from planner.model.spec import ModelSpec, model
+from planner.model.spec import MAX_SEQ_LEN, ModelSpec, model
 
 DEFAULT_GOODPUT_FRAC = 0.9
 DEFAULT_USABLE_MEMORY_FRAC = 0.9
@@ -67,8 +75,7 @@ GRAD_REDUCE_DTYPES = ("fp32", "bf16", "fp16")
 
 # Input bounds: sanity limits far beyond any real run (the module docstring says why each).
 MAX_DEVICES_LIMIT = 10**7
-MAX_SEQUENCES = 10**9
-MAX_SEQ_LEN = 10**8
+MAX_SEQUENCES = MAX_BATCH_SIZE  # 10^9, the bound layer_table has too
 MAX_N_TOKENS = 1e18
 MIN_FRAC = 1e-6
 MAX_SCALE = 1e6
@@ -77,21 +84,11 @@ MAX_SAMPLES = 10**12  # from_epochs
 MAX_EPOCHS = 10**6
 
 
-def _count(lo: int, hi: int) -> Callable[[Any, str], int]:
-    return lambda value, field: check_int(value, field, minimum=lo, maximum=hi)
-
-
-def _real(*, lo: float | None = None, hi: float | None = None,
-          positive: bool = False) -> Callable[[Any, str], float]:
-    return lambda value, field: check_number(value, field, positive=positive, minimum=lo,
-                                             maximum=hi)
-
-
-_FRACTION = _real(lo=MIN_FRAC, hi=1.0)
-_DEVICES = _count(1, MAX_DEVICES_LIMIT)
-_SEQUENCES = _count(1, MAX_SEQUENCES)
-_LENGTH = _count(1, MAX_SEQ_LEN)
-_SECONDS = _real(positive=True)
+_FRACTION = number_rule(minimum=MIN_FRAC, maximum=1.0)
+_DEVICES = int_rule(1, MAX_DEVICES_LIMIT)
+_SEQUENCES = int_rule(1, MAX_SEQUENCES)
+_LENGTH = int_rule(1, MAX_SEQ_LEN)
+_SECONDS = number_rule(positive=True)
 # field -> its type-and-range rule (planner.errors), applied before pydantic's own checks
 FIELD_RULES: dict[str, Callable[[Any, str], Any]] = {
     "compute_frac": _FRACTION, "usable_memory_frac": _FRACTION, "goodput_frac": _FRACTION,
@@ -99,9 +96,9 @@ FIELD_RULES: dict[str, Callable[[Any, str], Any]] = {
     "global_batch_size": _SEQUENCES, "micro_batch_size": _SEQUENCES, "batch_size": _SEQUENCES,
     "max_batch_size": _SEQUENCES, "concurrent_requests": _SEQUENCES,
     "seq_len": _LENGTH, "prompt_len": _LENGTH, "output_len": _LENGTH,
-    "n_tokens": _real(positive=True, hi=MAX_N_TOKENS), "zero_stage": _count(0, 3),
+    "n_tokens": number_rule(positive=True, maximum=MAX_N_TOKENS), "zero_stage": int_rule(0, 3),
     "deadline_s": _SECONDS, "ttft_s": _SECONDS, "tpot_s": _SECONDS,
-    "requests_per_s": _real(positive=True),
+    "requests_per_s": number_rule(positive=True),
     "flash_attention": check_bool, "fused_swiglu": check_bool,
 }
 

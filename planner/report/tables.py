@@ -29,7 +29,6 @@ _INVISIBLE_CATEGORIES = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf"})
 # Blank-looking letters and symbols outside those categories (Hangul fillers, braille blank,
 # combining grapheme joiner).
 _INVISIBLE_CHARS = frozenset("\u034f\u115f\u1160\u2800\u3164\uffa0")
-_QUOTE_IF_IN = ('"', ",", "\r", "\n")
 _NEEDS_QUOTES = re.compile('[",\r\n]')
 
 
