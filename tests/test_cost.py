@@ -13,6 +13,8 @@ from planner.plan.cost import (
     CostOptions,
     cloud_cost_usd,
     costs,
+    PriceColumns,
+    device_power_w,
     device_prices,
     energy_j,
     ownership_cost_usd,
@@ -43,40 +45,115 @@ def test_cloud_cost_by_hand():
 
 
 def test_energy_by_hand():
-    # 8 x 700 W x 0.8 x 3600 s x 1.2 = 19,353,600 J = 5.376 kWh
-    e = energy_j(n_devices=8, tdp_w=700, power_frac=0.8, time_s=3600, pue=1.2)
-    assert e == pytest.approx(19_353_600)
-    assert e / JOULES_PER_KWH == pytest.approx(5.376)
+    # P16a: an H100 SXM in a DGX H100 (10.2 kW / 8 GPUs = 1,275 W per GPU, NVIDIA DGX H100 user
+    # guide), idle 70 W: host share 1,275 - 700 = 575 W + 70 + (700 - 70) x 0.8 = 1,149 W
+    power = device_power_w(tdp_w=700.0, idle_w=70.0, system_w=1275.0, power_frac=0.8)
+    assert power == pytest.approx(1149.0)
+    # without an idle figure: 575 + 700 x 0.8 = 1,135 W
+    assert device_power_w(tdp_w=700.0, idle_w=np.nan, system_w=1275.0,
+                          power_frac=0.8) == pytest.approx(1135.0)
+    # at full load the system draws its 1,275 W: 1.275 kWh per device-hour (issue 12: a
+    # system-level 1.0-1.5 kWh, not the chip's 0.7)
+    full = device_power_w(tdp_w=700.0, idle_w=70.0, system_w=1275.0, power_frac=1.0)
+    assert energy_j(n_devices=1, power_w=full, time_s=3600, pue=1.0) / JOULES_PER_KWH == \
+        pytest.approx(1.275)
+    # P16: 8 x 1,149 W x 3,600 s x 1.2 = 39,709,440 J = 11.0304 kWh
+    e = energy_j(n_devices=8, power_w=power, time_s=3600, pue=1.2)
+    assert e == pytest.approx(39_709_440)
+    assert e / JOULES_PER_KWH == pytest.approx(11.0304)
 
 
 def test_ownership_cost_by_hand():
     lifetime = 4 * SECONDS_PER_YEAR  # 126,230,400 s
     assert lifetime == 126_230_400
-    e = energy_j(n_devices=8, tdp_w=700, power_frac=0.8, time_s=36_000, pue=1.2)  # 53.76 kWh
+    e = energy_j(n_devices=8, power_w=560.0, time_s=36_000, pue=1.2)  # 53.76 kWh
     got = ownership_cost_usd(n_devices=8, time_s=36_000, purchase_usd=30_000, lifetime_s=lifetime,
                              utilization_frac=0.8, energy_j=e, usd_per_kwh=0.10)
-    # 8 * 30000 * 36000 / (126,230,400 * 0.8) = 85.558 capital + 5.376 electricity
+    # chips alone: 8 * 30000 * 36000 / (126,230,400 * 0.8) = 85.558 capital + 5.376 electricity
     assert got == pytest.approx(8 * 30_000 * 36_000 / (lifetime * 0.8) + 5.376)
     assert got == pytest.approx(90.93, abs=0.01)
+    # with servers and network (A14: 1.65 x 1.19 = 1.9635, Epoch AI's midpoints) and the
+    # facility (A15: $184.06 per kW-month, CBRE H2 2024) on a 1,275 W system per GPU:
+    # capital 85.558 x 1.9635 = 167.99; facility 8 x 1.275 kW x 184.06 x 10 h / (730 h x 0.8)
+    # = 32.15; electricity at 1,149 W: 8 x 1,149 x 36,000 x 1.2 J = 110.30 kWh = $11.03
+    e = energy_j(n_devices=8, power_w=1149.0, time_s=36_000, pue=1.2)
+    full = ownership_cost_usd(n_devices=8, time_s=36_000, purchase_usd=30_000,
+                              lifetime_s=lifetime, utilization_frac=0.8, energy_j=e,
+                              usd_per_kwh=0.10, capital_factor=1.65 * 1.19, system_w=1275.0,
+                              facility_usd_per_kw_month=184.06)
+    assert full == pytest.approx(167.99 + 32.15 + 11.03, abs=0.02)
+
+
+def _cols(usd, purchase, power, system, *, offer=np.inf, scale_usd=np.nan,
+          scale_offer=np.nan) -> PriceColumns:
+    def a(v):
+        return np.atleast_1d(np.asarray(v, dtype=float))
+    return PriceColumns(usd_per_device_hour=a(usd), offer_devices=a(offer),
+                        scale_usd_per_device_hour=a(scale_usd), scale_offer_devices=a(scale_offer),
+                        purchase_usd=a(purchase), power_w=a(power), system_w=a(system))
 
 
 def test_costs_choose_the_basis_and_propagate_missing_values():
-    opts = CostOptions()
+    opts = CostOptions(server_cost_factor=1.0, network_cost_factor=1.0,
+                       facility_usd_per_kw_month=0.0)
     out = costs(n_devices=np.array([8, 8]), time_s=36_000.0,
-                prices_usd_per_hour=np.array([2.5, np.nan]), purchase_usd=np.array([30_000, 1]),
-                tdp_w=np.array([700.0, np.nan]), options=opts)
+                prices=_cols([2.5, np.nan], [30_000, 1], [560.0, np.nan], [700.0, np.nan]),
+                options=opts)
     assert out["cost_usd"][0] == 200.0 and math.isnan(out["cost_usd"][1])
-    assert math.isnan(out["energy_j"][1])  # no TDP: no energy
+    assert math.isnan(out["energy_j"][1])  # no power: no energy
     # ...but the ownership cost keeps the amortized purchase (electricity left out):
     # 8 * $1 * 36,000 s / (126,230,400 s * 0.8) = $0.0028519
     assert out["ownership_cost_usd"][1] == pytest.approx(8 * 36_000 / (126_230_400 * 0.8))
     assert out["ownership_cost_usd"][1] == pytest.approx(0.0028519, rel=1e-4)
-    assert math.isnan(costs(n_devices=8, time_s=36_000.0, prices_usd_per_hour=2.5,
-                            purchase_usd=np.nan, tdp_w=np.nan,
-                            options=opts)["ownership_cost_usd"])  # no price: NaN
-    owned = costs(n_devices=8, time_s=36_000.0, prices_usd_per_hour=2.5, purchase_usd=30_000,
-                  tdp_w=700.0, options=CostOptions(basis="ownership"))
-    assert owned["cost_usd"] == owned["ownership_cost_usd"] == pytest.approx(90.93, abs=0.01)
+    assert math.isnan(costs(n_devices=8, time_s=36_000.0,
+                            prices=_cols(2.5, np.nan, np.nan, np.nan),
+                            options=opts)["ownership_cost_usd"][0])  # no price: NaN
+    owned = costs(n_devices=8, time_s=36_000.0, prices=_cols(2.5, 30_000, 560.0, 700.0),
+                  options=opts.model_copy(update=dict(basis="ownership")))
+    assert owned["cost_usd"][0] == owned["ownership_cost_usd"][0] == pytest.approx(90.93,
+                                                                                   abs=0.01)
+    # the default options add servers, network and facility (A14, A15): 211.17 as above
+    full = costs(n_devices=8, time_s=36_000.0, prices=_cols(2.5, 30_000, 1149.0, 1275.0),
+                 options=CostOptions(basis="ownership"))
+    assert full["cost_usd"][0] == pytest.approx(211.17, abs=0.02)
+
+
+def test_a_large_job_is_priced_at_an_offer_that_serves_it_or_flagged():
+    # A16: RunPod's on-demand rate states no scale (one node: 8 devices); "BigCloud" offers
+    # 4,096 devices at $3.50
+    dev = _device("a", prices=[_cloud("RunPod", 2.69),
+                               Price(kind="cloud", provider="BigCloud", basis="test",
+                                     contract="on-demand", usd_per_hour=3.5, date="2026-01-01",
+                                     source="test", max_devices=4096)])
+    p = device_prices([dev], CostOptions())
+    assert p.usd_per_device_hour[0] == 2.69 and p.offer_devices[0] == 8
+    assert p.scale_usd_per_device_hour[0] == 3.5 and p.scale_offer_devices[0] == 4096
+    n = np.array([8.0, 1024.0, 16_384.0])
+    out = costs(n_devices=n, time_s=3600.0, prices=p.columns(slice(None), (-1,)),
+                options=CostOptions())
+    assert list(out["usd_per_device_hour"]) == [2.69, 3.5, 3.5]
+    assert list(out["price_at_scale"]) == [False, True, True]
+    assert list(out["price_beyond_offer"]) == [False, False, True]
+    assert out["cloud_cost_usd"][1] == pytest.approx(1024 * 3.5)
+    # without a larger offer, a 16,384-device job keeps the node price and is flagged
+    alone = device_prices([_device("b", prices=[_cloud("RunPod", 2.69)])], CostOptions())
+    flagged = costs(n_devices=n, time_s=3600.0, prices=alone.columns(slice(None), (-1,)),
+                    options=CostOptions())
+    assert list(flagged["price_beyond_offer"]) == [False, True, True]
+    assert list(flagged["usd_per_device_hour"]) == [2.69] * 3
+
+
+def test_an_estimated_price_and_an_estimated_system_power_are_said():
+    est = Price(kind="cloud", provider="Est", basis="estimate: B200 rate x 1.2",
+                contract="on-demand", usd_per_hour=5.0, date="2026-01-01", source="test",
+                estimate=True)
+    p = device_prices([_device("a", prices=[est])], CostOptions())
+    assert "estimated price: estimate: B200 rate x 1.2" in p.note[0]
+    # no system power in the catalog: 1.8 x TDP (A13), so 700 W -> 1,260 W system
+    assert p.system_w[0] == pytest.approx(1260.0)
+    assert "system power estimated as 1.8 x TDP" in p.note[0]
+    # P16a with it: 560 W host share + 700 x 0.8 = 1,120 W
+    assert p.power_w[0] == pytest.approx(1120.0)
 
 
 def test_device_prices_carry_provider_and_date_and_say_why_missing():
@@ -86,13 +163,14 @@ def test_device_prices_carry_provider_and_date_and_say_why_missing():
     assert p.usd_per_device_hour[0] == 2.69 and p.provider[0] == "RunPod"
     assert p.date[0] == "2026-11-09" and p.contract[0] == "on-demand"
     assert math.isnan(p.usd_per_device_hour[1]) and p.provider[1] == ""
-    assert p.note[0] == ""
+    assert p.note[0] == "system power estimated as 1.8 x TDP (A13)"
     assert p.note[1] == ("no cloud on-demand price in the catalog; TDP unknown: no energy; "
                          "No cloud price in the reference data.")
     owned = device_prices([none, _device("c", tdp_w=None, prices=[_purchase(25_000)])],
                           CostOptions(basis="ownership"))
     assert owned.note[0].startswith("no purchase price in the catalog; TDP unknown: no energy")
-    assert owned.note[1] == "ownership cost excludes electricity: TDP unknown (no energy)"
+    assert owned.note[1] == ("ownership cost excludes electricity and facility: power unknown "
+                             "(no energy)")
     aws = device_prices([cheap], CostOptions(provider="aws"))
     assert aws.usd_per_device_hour[0] == 6.88 and aws.provider[0] == "AWS"
     override = device_prices([cheap, none], CostOptions(usd_per_device_hour=1.0))

@@ -285,6 +285,16 @@ class Price(BaseModel):
     )
     date: PriceDate = Field(description="When the price was observed (as precise as the source).")
     source: str = Field(min_length=1, description="Where the price was read (URL, repo path).")
+    estimate: bool = Field(
+        default=False,
+        description="True when no observed price exists and this one is an estimate; `basis` "
+        "says how it was made. Costs from it are flagged in `cost_note`.",
+    )
+    max_devices: int | None = Field(
+        default=None, ge=1, le=10_000_000,
+        description="The largest job (devices) this offer serves, where the source states it "
+        "(a cluster or capacity-block offer); None = not stated, taken as one node.",
+    )
 
     @field_validator("provider")
     @classmethod
@@ -358,6 +368,28 @@ class Device(BaseModel):
         default=None, description="Scale-out network per device, per direction, bytes/s."
     )
     tdp_w: Watts | None = Field(default=None, description="Board/module power limit, W.")
+    idle_power_w: Watts | None = Field(
+        default=None, description="The device's own power when idle, W (measured or published)."
+    )
+    system_power_w: Watts | None = Field(
+        default=None,
+        description="Full-load wall power of the system per device, W: the server's (node's, "
+        "rack's) power with its CPUs, memory, NICs, fans and switches, divided by its devices. "
+        "Facility overhead (PUE) is not in it.",
+    )
+    secondary_memory_bytes: Bytes | None = Field(
+        default=None,
+        description="A slower second memory on the card beside `memory_bytes` (an FPGA's DDR "
+        "beside its HBM), bytes; what does not fit the first tier is read from here.",
+    )
+    secondary_memory_bw_bytes_per_s: BytesPerS | None = Field(
+        default=None, description="Peak bandwidth of the secondary memory, bytes/s."
+    )
+    inference_only: bool = Field(
+        default=False,
+        description="True for a chip its vendor ships no training stack for (Inferentia); "
+        "training on it is refused with that reason.",
+    )
     prices: tuple[Price, ...] = Field(default=(), description="Dated price points.")
     price_note: str = Field(default="", description="Why no price (or no purchase price) is known.")
     sources: tuple[str, ...] = Field(min_length=1, description="Where the numbers come from.")
@@ -406,6 +438,17 @@ class Device(BaseModel):
                             f"the {low} peak ({_fmt_peak(low, peaks[low])}); a lower precision is "
                             "never slower - check for a sparse, per-superchip or vector-unit figure"
                         )
+        if self.tdp_w is not None:
+            if self.system_power_w is not None and self.system_power_w < self.tdp_w:
+                raise ValueError(
+                    f"system_power_w: {self.system_power_w:g} W is below tdp_w ({self.tdp_w:g} W); "
+                    "the system's power per device includes the device's own")
+            if self.idle_power_w is not None and self.idle_power_w >= self.tdp_w:
+                raise ValueError(f"idle_power_w: {self.idle_power_w:g} W is not below tdp_w "
+                                 f"({self.tdp_w:g} W)")
+        if (self.secondary_memory_bytes is None) != (self.secondary_memory_bw_bytes_per_s is None):
+            raise ValueError("secondary_memory_bw_bytes_per_s: give the secondary memory's size "
+                             "and bandwidth together, or neither")
         if not self.prices and not self.price_note.strip():
             raise ValueError(
                 "price_note: no price given; add [[device.prices]] or say why none is known"
@@ -421,6 +464,23 @@ class Device(BaseModel):
                     "such as 'tdp_w' or 'peak_flops_per_s.int8'"
                 )
         return self
+
+    @property
+    def trains(self) -> bool:
+        """Whether a training software stack exists for the device: not for an FPGA (no
+        framework trains transformers on one; the published FPGA LLM designs, FlightLLM, DFX,
+        LoopLynx, serve only) nor for a chip marked `inference_only`."""
+        return self.kind != "fpga" and not self.inference_only
+
+    def no_training_text(self) -> str:
+        """Why the device is refused for training ("" when it trains)."""
+        if self.kind == "fpga":
+            return (f"{self.name} is an FPGA: no training software stack exists for "
+                    "transformers on FPGAs (FlightLLM, DFX and LoopLynx serve only)")
+        if self.inference_only:
+            return (f"{self.name} is an inference-only chip: its vendor ships no training "
+                    "stack for it")
+        return ""
 
     def peak(self, dtype: str) -> float | None:
         """Dense peak FLOP/s (OP/s for integer types) for `dtype`; None if unknown or absent."""

@@ -725,22 +725,22 @@ def op_overhead_s(overrides: Mapping[str, float] | None = None) -> float:
     return float((overrides or {}).get("op_overhead_s", OP_OVERHEAD_S))
 
 
-# Fallback order when the catalog has no dense peak for the job's matmul dtype: a device
-# without fp8 runs the fp8 recipe in bf16, etc. (what a framework does). Inference may fall
-# back to int8 (FPGA LLM accelerators compute in int8; shared/reference/README.md §7).
-_TRAIN_FALLBACK = {
-    "fp8": ("fp8", "bf16", "fp16", "fp32"),
-    "bf16": ("bf16", "fp16", "fp32"),
-    "fp16": ("fp16", "bf16", "fp32"),
-    "fp32": ("fp32",),
+# Which dense peaks may stand in for a policy's matmul dtype, best first: bf16 and fp16 are
+# one 16-bit float class (a device without bf16, V100 or T4, runs 16-bit serving in fp16, as
+# frameworks do). Every other dtype means itself on every device kind: an fp8 recipe is
+# refused on a device without fp8, weight-only int8/int4 computes in bf16 everywhere (GPU,
+# TPU or FPGA), and int8 compute (the W8A8 policy) needs an int8 peak. A device without any
+# dtype of the chain is refused with that reason (TrainReason/InferReason.NO_PEAK).
+_PEAK_CHAIN = {
+    "bf16": ("bf16", "fp16"),
+    "fp16": ("fp16", "bf16"),
 }
-_INFER_EXTRA = ("int8",)
 
 
-def peak_dtype_chain(compute_dtype: str, *, mode: str) -> tuple[str, ...]:
-    """dtypes whose dense peak may stand in for `compute_dtype`, best first."""
-    chain = _TRAIN_FALLBACK.get(compute_dtype, (compute_dtype, "bf16", "fp16", "fp32"))
-    return chain + (_INFER_EXTRA if mode == "inference" else ())
+def peak_dtype_chain(compute_dtype: str, *, mode: str = "train") -> tuple[str, ...]:
+    """dtypes whose dense peak may stand in for `compute_dtype`, best first (the same in
+    training and serving, on every device kind; `mode` is kept for callers' clarity)."""
+    return _PEAK_CHAIN.get(compute_dtype, (compute_dtype,))
 
 
 def device_peak(device: Any, compute_dtype: str, *, mode: str) -> tuple[float, str]:

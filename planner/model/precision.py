@@ -72,6 +72,12 @@ POLICIES: dict[str, PrecisionPolicy] = {
                         grad_bytes=0, master_bytes=0, activation_bytes=2, train_ok=False,
                         note="int4 weight-only inference (GPTQ/AWQ style); NB: group scales "
                              "(~0.25 bit/weight at group size 128) are not counted"),
+        PrecisionPolicy(name="int8-w8a8", compute_dtype="int8", weight_bytes=2,
+                        linear_weight_bytes=1, grad_bytes=0, master_bytes=0, activation_bytes=2,
+                        train_ok=False,
+                        note="int8 weights and int8 activations in the matmuls (SmoothQuant, "
+                             "Xiao et al. 2023; what FPGA LLM accelerators compute): the int8 "
+                             "peak on every device; stored activations stay 16-bit"),
         PrecisionPolicy(name="fp8-inference", compute_dtype="fp8", weight_bytes=2,
                         linear_weight_bytes=1, grad_bytes=0, master_bytes=0, activation_bytes=2,
                         train_ok=False, note="fp8 weights and fp8 matmuls for serving"),

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from planner.hardware.kernels import peak_dtype_chain
-from planner.model.precision import precision_policy
+from planner.model.precision import PrecisionPolicy, precision_policy
 from planner.plan.cost import CostOptions
 from planner.plan.reasons import (
     INFER_REASONS,
@@ -93,10 +93,10 @@ def _train_reason_text(job: TrainingJob, table: _DeviceTable, row: pd.Series) ->
     i = table.position[str(row["device"])]
     layout = (f"tp={row['tp']} pp={row['pp']} dp={row['dp']} zero={row['zero_stage']} "
               f"micro-batch={row['micro_batch_size']} recompute={row['recompute']}")
+    if code is TrainReason.NO_TRAINING_STACK:
+        return table.devices[i].no_training_text()
     if code is TrainReason.NO_PEAK:
-        chain = "/".join(peak_dtype_chain(precision_policy(job.precision).compute_dtype,
-                                          mode="train"))
-        return f"no dense {chain} peak in the catalog"
+        return _no_peak_text(precision_policy(job.precision))
     if code is TrainReason.NO_MEMORY_BW:
         return "memory bandwidth unknown in the catalog"
     if code is TrainReason.TP_BEYOND_DOMAIN:
@@ -127,6 +127,30 @@ def _train_reason_text(job: TrainingJob, table: _DeviceTable, row: pd.Series) ->
     return ""
 
 
+def _offer_text(table: _DeviceTable, row: pd.Series) -> str:
+    """A16: which offer prices a row that is larger than the default price's offer."""
+    i = table.position[str(row["device"])]
+    prices, n = table.prices, int(row["n_devices"])
+    if row["price_at_scale"]:
+        text = f"{n:,} devices priced at the larger offer: {prices.scale_note[i]}"
+        offer = prices.scale_offer_devices[i]
+    else:
+        text, offer = "", prices.offer_devices[i]
+    if row["price_beyond_offer"]:
+        text = _joined(text, f"no price in the catalog is offered for {n:,} devices: the "
+                             f"{row['cost_price_provider']} {row['cost_price_contract']} price "
+                             f"used serves up to {offer:,.0f} (flagged; a cluster of this size "
+                             "is priced by quote)")
+    return text
+
+
+def _no_peak_text(policy: PrecisionPolicy) -> str:
+    """NO_PEAK: the dtypes the policy computes in, none of which the device has."""
+    chain = "/".join(peak_dtype_chain(policy.compute_dtype))
+    return (f"no dense {chain} peak in the catalog: precision {policy.name!r} computes in "
+            f"{policy.compute_dtype} on every device")
+
+
 def _with_scale_note(text: str, row: pd.Series) -> str:
     """An infeasible row that does not fit or misses the deadline may do so only because the
     device was limited to one scale-up domain: say so after the reason."""
@@ -141,9 +165,7 @@ def _infer_reason_text(job: InferenceJob, table: _DeviceTable, row: pd.Series) -
     i = table.position[str(row["device"])]
     layout = f"tp={row['tp']} batch={row['batch_size']}"
     if code is InferReason.NO_PEAK:
-        chain = "/".join(peak_dtype_chain(
-            precision_policy(job.precision, mode="inference").compute_dtype, mode="inference"))
-        return f"no dense {chain} peak in the catalog"
+        return _no_peak_text(precision_policy(job.precision, mode="inference"))
     if code is InferReason.TP_BEYOND_DOMAIN:
         return f"tp={row['tp']} exceeds the scale-up domain of {int(table.domain[i])} devices"
     if code is InferReason.TP_HEADS:
@@ -153,9 +175,12 @@ def _infer_reason_text(job: InferenceJob, table: _DeviceTable, row: pd.Series) -
                 f"{int(table.domain[i])})"
                 + _straddle_text(int(row["tp"]), row["n_devices"], table.domain[i]))
     if code is InferReason.NO_FIT:
-        usable = job.usable_memory_frac * table.memory[i]
+        total = table.memory[i] + table.memory2[i]
+        second = (f" (with {bytes_str(table.memory2[i])} of slower memory)"
+                  if table.memory2[i] else "")
         return (f"does not fit: needs {bytes_str(row['mem_per_device_bytes'])} per device at "
-                f"best ({layout}); {bytes_str(usable)} usable of {bytes_str(table.memory[i])}")
+                f"best ({layout}); {bytes_str(job.usable_memory_frac * total)} usable of "
+                f"{bytes_str(total)}{second}")
     if code is InferReason.NON_FINITE:
         return _non_finite_text(row, layout)
     if code is InferReason.TTFT:
@@ -312,8 +337,11 @@ def rank(job: TrainingJob | InferenceJob, catalog: Any = None, *,
         reasons = [f"{r} ({HORIZON_NOTE})" if r.startswith("misses the deadline") else r
                    for r in reasons]
     df["reason"] = reasons
-    df["cost_note"] = [_joined(note, by if ok else "") for note, by, ok in zip(
-        df["cost_note"].astype(object), df.pop("_chosen_by"), df["feasible"], strict=True)]
+    offers = [_offer_text(table, row) if cost.basis == "cloud" else ""
+              for _, row in df.iterrows()]
+    df["cost_note"] = [_joined(note, offer, by if ok else "") for note, offer, by, ok in zip(
+        df["cost_note"].astype(object), offers, df.pop("_chosen_by"), df["feasible"],
+        strict=True)]
     df["pareto"] = pareto_mask(df["time_s"], df["cost_usd"], df["feasible"])
     order_key = df[{"time": "time_s", "cost": "cost_usd", "energy": "energy_j"}[objective]]
     df = df.assign(_infeasible=~df["feasible"], _key=order_key.fillna(np.inf),

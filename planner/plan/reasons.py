@@ -17,16 +17,17 @@ class TrainReason(IntEnum):
     reason got further). OK = feasible. `text` is what reports show."""
 
     OK = 0
-    NO_PEAK = 1
-    NO_MEMORY_BW = 2
-    TP_BEYOND_DOMAIN = 3
-    TP_HEADS = 4
-    BATCH_NOT_DIVISIBLE = 5
-    ZERO_WITH_PP = 6
-    NO_LINK_BW = 7
-    NO_FIT = 8
-    NON_FINITE = 9
-    DEADLINE = 10
+    NO_TRAINING_STACK = 1
+    NO_PEAK = 2
+    NO_MEMORY_BW = 3
+    TP_BEYOND_DOMAIN = 4
+    TP_HEADS = 5
+    BATCH_NOT_DIVISIBLE = 6
+    ZERO_WITH_PP = 7
+    NO_LINK_BW = 8
+    NO_FIT = 9
+    NON_FINITE = 10
+    DEADLINE = 11
 
     @property
     def text(self) -> str:
@@ -55,6 +56,7 @@ class InferReason(IntEnum):
 
 TRAIN_REASONS = (
     "",
+    "no training software stack for this device (an FPGA, or an inference-only chip)",
     "no dense peak for the compute dtype",
     "memory bandwidth unknown",
     "tp beyond the scale-up domain",

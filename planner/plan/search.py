@@ -42,7 +42,7 @@ from planner.hardware.kernels import (
     op_overhead_s,
 )
 from planner.model.precision import Mode, precision_policy
-from planner.plan.cost import CostOptions, DevicePrices, costs, device_prices
+from planner.plan.cost import CostOptions, DevicePrices, PriceColumns, costs, device_prices
 from planner.plan.memory import (
     activation_bytes_per_device,
     inference_weight_bytes_per_device,
@@ -167,6 +167,9 @@ class _DeviceTable:
     up_bw: np.ndarray
     domain: np.ndarray
     out_bw: np.ndarray
+    memory2: np.ndarray  # secondary memory per device (0 where none), bytes
+    bw2: np.ndarray  # its bandwidth (NaN where none), bytes/s
+    trains: np.ndarray  # False where no training stack exists (FPGAs, inference-only chips)
     kernels: KernelRates
     attn_peak: np.ndarray
     op_overhead_s: float
@@ -205,8 +208,11 @@ def _device_table(devices: Sequence[Any], *, compute_dtype: str, mode: str,
                          index=kernel_index, overrides=job.kernel_overrides())
     labels = dict(
         device=ids, kind=kinds, peak_dtype=tuple(t for _, t in peaks),
-        cost_price_provider=prices.provider, cost_price_date=prices.date,
-        cost_price_contract=prices.contract, cost_note=prices.note,
+        # the price labels come in two tiers, the default offer then the larger one (A16):
+        # row i of device d uses entry d, or d + len(devices) where priced at scale
+        cost_price_provider=prices.provider + prices.scale_provider,
+        cost_price_date=prices.date + prices.scale_date,
+        cost_price_contract=prices.contract + prices.scale_contract, cost_note=prices.note,
         kernels_note=rates.notes)
     return _DeviceTable(
         devices=tuple(devices), ids=ids, kinds=kinds,
@@ -216,6 +222,9 @@ def _device_table(devices: Sequence[Any], *, compute_dtype: str, mode: str,
         up_bw=arr("scaleup_bw_bytes_per_s"),
         domain=np.array([float(d.scaleup_domain_size or 1) for d in devices]),
         out_bw=arr("scaleout_bw_bytes_per_s"),
+        memory2=np.nan_to_num(arr("secondary_memory_bytes"), nan=0.0),
+        bw2=arr("secondary_memory_bw_bytes_per_s"),
+        trains=np.array([d.trains for d in devices], dtype=bool),
         kernels=rates, attn_peak=np.array([p for p, _ in attn_peaks], dtype=float),
         op_overhead_s=op_overhead_s(job.efficiency_overrides), prices=prices,
         position={device_id: i for i, device_id in enumerate(ids)},
@@ -235,9 +244,10 @@ class DeviceColumns:
     scaleup_bw_bytes_per_s: np.ndarray
     scaleup_domain_size: np.ndarray
     scaleout_bw_bytes_per_s: np.ndarray
-    usd_per_device_hour: np.ndarray
-    purchase_usd: np.ndarray
-    tdp_w: np.ndarray
+    secondary_memory_bytes: np.ndarray  # 0 where the device has none
+    secondary_memory_bw_bytes_per_s: np.ndarray  # NaN where the device has none
+    prices: PriceColumns
+    trains: np.ndarray
     rates: DeviceRates
 
 
@@ -253,8 +263,9 @@ def _device_columns(table: _DeviceTable, sl: slice, ndim: int) -> DeviceColumns:
         peak_flops_per_s=peak, memory_bytes=col(table.memory), memory_bw_bytes_per_s=bw,
         scaleup_bw_bytes_per_s=col(table.up_bw), scaleup_domain_size=col(table.domain),
         scaleout_bw_bytes_per_s=col(table.out_bw),
-        usd_per_device_hour=col(table.prices.usd_per_device_hour),
-        purchase_usd=col(table.prices.purchase_usd), tdp_w=col(table.prices.tdp_w),
+        secondary_memory_bytes=col(table.memory2),
+        secondary_memory_bw_bytes_per_s=col(table.bw2),
+        prices=table.prices.columns(sl, shape), trains=col(table.trains),
         rates=DeviceRates(
             kernels=table.kernels, index=col(np.arange(len(table.ids))),
             gemm_peak_flops_per_s=peak, attention_peak_flops_per_s=col(table.attn_peak),
@@ -498,6 +509,7 @@ def _train_reasons(job: TrainingJob, dev: DeviceColumns, q: Any, *, n, tp, pp,
         code = np.where(tp > dev.scaleup_domain_size, r.TP_BEYOND_DOMAIN, code)
     code = np.where(np.isnan(dev.memory_bw_bytes_per_s), r.NO_MEMORY_BW, code)
     code = np.where(np.isnan(dev.peak_flops_per_s), r.NO_PEAK, code)
+    code = np.where(dev.trains, code, r.NO_TRAINING_STACK)
     return code.astype(np.int8)
 
 
@@ -535,9 +547,7 @@ def _train_chunks(job: TrainingJob, table: _DeviceTable, cost: CostOptions):
             q = evaluate_training(job, prof, dev, n=n, tp=tp, pp=grid["pp"],
                                   zero=grid["zero"], mb=grid["mb"], rc=grid["rc"],
                                   op_times=op_times)
-            money = costs(n_devices=n, time_s=q.time_s,
-                          prices_usd_per_hour=dev.usd_per_device_hour,
-                          purchase_usd=dev.purchase_usd, tdp_w=dev.tdp_w, options=cost)
+            money = costs(n_devices=n, time_s=q.time_s, prices=dev.prices, options=cost)
             code = _train_reasons(job, dev, q, n=n, tp=tp, pp=grid["pp"], zero=grid["zero"],
                                   tp_pinned=job.tp is not None, money=money)
         domain = dev.scaleup_domain_size
@@ -557,6 +567,24 @@ def _infer_axes(job: InferenceJob, table: _DeviceTable) -> tuple[np.ndarray, np.
         limit = min(limit, job.load_concurrency)
     b = [job.batch_size] if job.batch_size else _powers_of_two(limit)
     return np.array(tp, dtype=float), np.array(b, dtype=float)
+
+
+def secondary_memory_read(job: InferenceJob, dev: DeviceColumns, *, weights, kv):
+    """P19b: a device with a second, slower memory (an FPGA's DDR beside its HBM) holds what
+    does not fit its first tier in the second: (bytes in the second tier, extra seconds per
+    pass to read them there instead). Each decode pass reads every weight and the KV cache
+    once (a prefill pass every weight); the spilled bytes move at the second tier's
+    bandwidth at the same K3 fraction: extra = s/(f·B2) − s/(f·B1). A U280 (8 GB HBM at
+    460 GB/s, 32 GB DDR4 at 38 GB/s) holding 3 GB of weights in DDR at f = 0.65:
+    3e9/(0.65·38e9) − 3e9/(0.65·460e9) = 121.5 − 10.0 = 111.4 ms per pass."""
+    fast = job.usable_memory_frac * dev.memory_bytes
+    has_second = dev.secondary_memory_bytes > 0
+    spill = np.where(has_second, np.clip(weights + kv - fast, 0.0, None), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fast_rate = dev.rates.memory_bytes_per_s(np.maximum(spill, 1.0))
+        slow_rate = fast_rate * (dev.secondary_memory_bw_bytes_per_s / dev.memory_bw_bytes_per_s)
+        extra = np.where(spill > 0, spill / slow_rate - spill / fast_rate, 0.0)
+    return spill, extra
 
 
 def evaluate_inference(job: InferenceJob, prof: InferenceProfile, dev: DeviceColumns, *, tp,
@@ -581,8 +609,16 @@ def evaluate_inference(job: InferenceJob, prof: InferenceProfile, dev: DeviceCol
         return n_coll * collective_s(dev, CollectiveOp.ALL_REDUCE, n_bytes=n_bytes, n_ranks=tp,
                                      link_bw=link, scale_out=scale_out)
 
-    prefill = ops_time_s(prof.prefill, batch=1.0, **kw) + tp_allreduce(job.prompt_len * h * a)
-    decode = ops_time_s(prof.decode, batch=batch, **kw) + tp_allreduce(batch * h * a)
+    weights = inference_weight_bytes_per_device(weight_bytes=prof.weight_bytes, tp=tp,
+                                                kv_weight_bytes=prof.kv_proj_weight_bytes,
+                                                n_kv_heads=prof.n_kv_heads)
+    kv = kv_cache_bytes_per_device(kv_bytes_per_token=prof.kv_bytes_per_token,
+                                   context_len=job.context_len, batch_size=batch, tp=tp,
+                                   n_kv_heads=prof.n_kv_heads)
+    spill, spill_s = secondary_memory_read(job, dev, weights=weights, kv=kv)
+    prefill = (ops_time_s(prof.prefill, batch=1.0, **kw) + tp_allreduce(job.prompt_len * h * a)
+               + spill_s)
+    decode = ops_time_s(prof.decode, batch=batch, **kw) + tp_allreduce(batch * h * a) + spill_s
     ttft = prefill + decode
     tpot = decode + batch * prefill / job.output_len
     latency = ttft + (job.output_len - 1) * tpot
@@ -596,12 +632,6 @@ def evaluate_inference(job: InferenceJob, prof: InferenceProfile, dev: DeviceCol
         load_rps = job.load_concurrency / (job.output_len * tpot)
     n_devices = replicas * tp
     delivered = load_rps * job.output_len  # output tokens per second at the load
-    weights = inference_weight_bytes_per_device(weight_bytes=prof.weight_bytes, tp=tp,
-                                                kv_weight_bytes=prof.kv_proj_weight_bytes,
-                                                n_kv_heads=prof.n_kv_heads)
-    kv = kv_cache_bytes_per_device(kv_bytes_per_token=prof.kv_bytes_per_token,
-                                   context_len=job.context_len, batch_size=batch, tp=tp,
-                                   n_kv_heads=prof.n_kv_heads)
     flops_per_request = (prof.prefill_model_flops_per_seq
                          + (job.output_len - 1) * prof.decode_model_flops_per_token)
     return ServingBreakdown(
@@ -610,6 +640,7 @@ def evaluate_inference(job: InferenceJob, prof: InferenceProfile, dev: DeviceCol
         delivered_tokens_per_s=delivered * np.ones_like(latency),
         tokens_per_s_per_device=replica_rps * job.output_len / tp,
         weight_mem_bytes=weights, kv_mem_bytes=kv, mem_per_device_bytes=weights + kv,
+        secondary_mem_bytes=spill * np.ones_like(latency),
         mfu=replica_rps * flops_per_request / (tp * dev.peak_flops_per_s),
         hours_per_million_tokens=1e6 / (delivered * SECONDS_PER_HOUR),
     )
@@ -622,7 +653,7 @@ def _infer_reasons(job: InferenceJob, dev: DeviceColumns, q: Any, *, tp,
     code = np.where(q.tpot_s > (job.tpot_s or np.inf), r.TPOT, code)
     code = np.where(q.ttft_s > (job.ttft_s or np.inf), r.TTFT, code)
     code = np.where(_not_finite(q.latency_s, money), r.NON_FINITE, code)
-    usable = job.usable_memory_frac * dev.memory_bytes
+    usable = job.usable_memory_frac * (dev.memory_bytes + dev.secondary_memory_bytes)
     code = np.where(q.mem_per_device_bytes > usable, r.NO_FIT, code)
     code = np.where(np.isnan(q.latency_s), r.NO_LINK_BW, code)
     code = np.where(~infer_tp_divides_heads(job.model, tp), r.TP_HEADS, code)
@@ -652,8 +683,7 @@ def _infer_grid(job: InferenceJob, table: _DeviceTable, cost: CostOptions):
                                     for f in fields(q)})
         # money and energy per million output tokens: devices busy for the hours it takes
         money = costs(n_devices=q.n_devices, time_s=q.hours_per_million_tokens * SECONDS_PER_HOUR,
-                      prices_usd_per_hour=dev.usd_per_device_hour, purchase_usd=dev.purchase_usd,
-                      tdp_w=dev.tdp_w, options=cost)
+                      prices=dev.prices, options=cost)
         code = _infer_reasons(job, dev, q, tp=tp, money=money)
     valid = (((tp <= dev.scaleup_domain_size) & tp_tiles_domain(tp=tp, n=q.n_devices,
                                                       domain=dev.scaleup_domain_size))
@@ -677,15 +707,23 @@ def _gather(value: Any, shape: tuple[int, ...], selector: Any) -> np.ndarray:
     return np.broadcast_to(np.asarray(value), shape)[selector]
 
 
-def _device_cols(table: _DeviceTable, d: np.ndarray) -> dict[str, Any]:
-    """The per-device columns of the rows of devices `d`: the label columns from the codes and
-    dtypes built once per table (work proportional to len(d), not to the catalog)."""
-    labels = {name: pd.Categorical.from_codes(codes[d], dtype=dtype)
+_PRICE_LABELS = ("cost_price_provider", "cost_price_date", "cost_price_contract")
+
+
+def _device_cols(table: _DeviceTable, d: np.ndarray, money: Mapping[str, Any]) -> dict[str, Any]:
+    """The per-device columns of the rows of devices `d` (`money`: their costs, gathered): the
+    label columns from the codes and dtypes built once per table (work proportional to len(d),
+    not to the catalog); the price labels of the offer each row is priced at (A16)."""
+    tier = d + len(table.ids) * np.asarray(money["price_at_scale"], dtype=int)
+    labels = {name: pd.Categorical.from_codes(codes[tier if name in _PRICE_LABELS else d],
+                                              dtype=dtype)
               for name, (codes, dtype) in table.labels.items()}
     return dict(
         device=labels["device"], kind=labels["kind"], peak_dtype=labels["peak_dtype"],
         peak_flops_per_s=table.peak[d], memory_capacity_bytes=table.memory[d],
-        usd_per_device_hour=table.prices.usd_per_device_hour[d],
+        usd_per_device_hour=money["usd_per_device_hour"],
+        price_at_scale=np.asarray(money["price_at_scale"], dtype=bool),
+        price_beyond_offer=np.asarray(money["price_beyond_offer"], dtype=bool),
         cost_price_provider=labels["cost_price_provider"],
         cost_price_date=labels["cost_price_date"],
         cost_price_contract=labels["cost_price_contract"], cost_note=labels["cost_note"],
@@ -704,7 +742,8 @@ def _train_frame(chunk: _TrainChunk, axes: _TrainAxes, table: _DeviceTable,
         return _gather(v, shape, selector)
 
     code = g(chunk.code)
-    cols = dict(_device_cols(table, d))
+    m = {k: g(v) for k, v in chunk.cost.items()}
+    cols = dict(_device_cols(table, d, m))
     cols.update(
         n_devices=axes.n[index[1]].astype(int), tp=axes.tp[index[1]].astype(int),
         pp=axes.pp[index[1]].astype(int), dp=g(q.dp).astype(int),
@@ -722,9 +761,8 @@ def _train_frame(chunk: _TrainChunk, axes: _TrainAxes, table: _DeviceTable,
         dp_comm_exposed_s=g(q.dp_comm_exposed_s), optimizer_time_s=g(q.optimizer_time_s),
         bubble_frac=g(q.bubble_frac), time_s=g(q.time_s), tokens_per_s=g(q.tokens_per_s),
         mfu=g(q.mfu), hfu=g(q.hfu),
-        cost_usd=g(chunk.cost["cost_usd"]), cloud_cost_usd=g(chunk.cost["cloud_cost_usd"]),
-        ownership_cost_usd=g(chunk.cost["ownership_cost_usd"]),
-        energy_j=g(chunk.cost["energy_j"]),
+        cost_usd=m["cost_usd"], cloud_cost_usd=m["cloud_cost_usd"],
+        ownership_cost_usd=m["ownership_cost_usd"], energy_j=m["energy_j"],
     )
     return pd.DataFrame(cols)
 
@@ -739,19 +777,20 @@ def _infer_frame(shape, q, money, code_all, axes, table: _DeviceTable,
         return _gather(v, shape, index)
 
     code = g(code_all)
-    cols = dict(_device_cols(table, d))
+    m = {k: g(v) for k, v in money.items()}
+    cols = dict(_device_cols(table, d, m))
     tp = tp_vals[index[1]].astype(int)
     cols.update(
         n_devices=g(q.n_devices), tp=tp, pp=np.ones_like(tp), dp=g(q.replicas),
         batch_size=b_vals[index[2]].astype(int), replicas=g(q.replicas),
         feasible=code == 0, reason=pd.Categorical.from_codes(code, categories=INFER_REASONS),
         mem_per_device_bytes=g(q.mem_per_device_bytes), weight_mem_bytes=g(q.weight_mem_bytes),
-        kv_cache_mem_bytes=g(q.kv_mem_bytes),
+        kv_cache_mem_bytes=g(q.kv_mem_bytes), secondary_mem_bytes=g(q.secondary_mem_bytes),
         ttft_s=g(q.ttft_s), tpot_s=g(q.tpot_s), time_s=g(q.latency_s),
         tokens_per_s=g(q.delivered_tokens_per_s),
         tokens_per_s_per_device=g(q.tokens_per_s_per_device), mfu=g(q.mfu),
-        cost_usd=g(money["cost_usd"]), cloud_cost_usd=g(money["cloud_cost_usd"]),
-        ownership_cost_usd=g(money["ownership_cost_usd"]), energy_j=g(money["energy_j"]),
+        cost_usd=m["cost_usd"], cloud_cost_usd=m["cloud_cost_usd"],
+        ownership_cost_usd=m["ownership_cost_usd"], energy_j=m["energy_j"],
     )
     for col in ("n_devices", "dp", "replicas"):
         # NB: a load no deployment can serve needs astronomically many devices: clip before
@@ -896,9 +935,8 @@ def candidate_evaluator(job: TrainingJob, catalog: Any = None, *,
             q = evaluate_training(job, prof, dev, n=float(n_devices), tp=float(tp),
                                   pp=float(pp), zero=float(zero_stage),
                                   mb=float(micro_batch_size), rc=rc)
-            money = costs(n_devices=n_devices, time_s=q.time_s,
-                          prices_usd_per_hour=dev.usd_per_device_hour,
-                          purchase_usd=dev.purchase_usd, tdp_w=dev.tdp_w, options=cost)
+            money = costs(n_devices=n_devices, time_s=q.time_s, prices=dev.prices,
+                          options=cost)
             code = _scalar(_train_reasons(job, dev, q, n=float(n_devices), tp=float(tp),
                                           pp=float(pp), zero=float(zero_stage),
                                           tp_pinned=job.tp is not None, money=money))

@@ -637,5 +637,6 @@ class ServingBreakdown:
     weight_mem_bytes: Any
     kv_mem_bytes: Any
     mem_per_device_bytes: Any
+    secondary_mem_bytes: Any  # of mem_per_device_bytes, held in a slower second tier (P19b)
     mfu: Any
     hours_per_million_tokens: Any
