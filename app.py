@@ -402,12 +402,14 @@ def plan_job(spec: planner.ModelSpec, work: dict[str, Any]) -> Any:
 def plan_cost_options() -> Any:
     cost_type = planner.CostOptions
     defaults = cost_type()
-    with st.expander("Money and energy: cloud or ownership, electricity, PUE, lifetime"):
+    with st.expander("Money and energy: cloud or ownership, electricity, PUE, lifetime, "
+                     "servers and facility"):
         c1, c2, c3, c4, c5 = st.columns(5)
         basis = c1.radio("Cost basis", ["cloud", "ownership"], key="plan_basis",
                          help="cloud: rent at the cheapest of each provider's latest on-demand "
-                         "prices in the catalog; ownership: "
-                         "purchase amortized over the lifetime, plus electricity")
+                         "prices in the catalog (a larger offer for a job beyond one node, "
+                         "or flagged); ownership: chips, servers, network and facility "
+                         "amortized over the lifetime, plus electricity")
         kwh = c2.number_input("Electricity ($/kWh)", min_value=0.0, value=defaults.usd_per_kwh,
                               step=0.01, format="%.3f", key="plan_usd_per_kwh")
         pue = c3.number_input("PUE", min_value=1.0, value=defaults.pue, step=0.05,
@@ -418,8 +420,28 @@ def plan_cost_options() -> Any:
                                value=defaults.ownership_utilization_frac * 100, step=5.0,
                                key="plan_utilization",
                                help="share of its lifetime an owned device does paid work")
+        d1, d2, d3, d4 = st.columns(4)
+        server = d1.number_input("Server cost factor", min_value=1.0, max_value=10.0,
+                                 value=defaults.server_cost_factor, step=0.05,
+                                 key="plan_server_factor",
+                                 help="server cost over its accelerators' (Epoch AI: 1.3-2.1)")
+        network = d2.number_input("Network cost factor", min_value=1.0, max_value=10.0,
+                                  value=defaults.network_cost_factor, step=0.01,
+                                  key="plan_network_factor",
+                                  help="cluster with interconnect over servers (Epoch AI: "
+                                  "1.07-1.32)")
+        facility = d3.number_input("Facility ($/kW-month)", min_value=0.0, max_value=1e4,
+                                   value=defaults.facility_usd_per_kw_month, step=10.0,
+                                   key="plan_facility",
+                                   help="colocation per kW of system power (CBRE H2 2024 "
+                                   "average: $184.06); 0 leaves it out")
+        power = d4.number_input("Busy draw (% of TDP above idle)", min_value=1.0,
+                                max_value=100.0, value=defaults.power_frac * 100, step=5.0,
+                                key="plan_power_frac")
     return cost_type(basis=basis, usd_per_kwh=kwh, pue=pue, lifetime_years=years,
-                     ownership_utilization_frac=util / 100)
+                     ownership_utilization_frac=util / 100, server_cost_factor=server,
+                     network_cost_factor=network, facility_usd_per_kw_month=facility,
+                     power_frac=power / 100)
 
 
 def page_plan(spec: planner.ModelSpec | None, work: dict[str, Any]) -> None:

@@ -45,7 +45,10 @@ REFERENCE_IDS = [
     "amd_versal_vck5000", "amd_versal_ve2802", "intel_stratix10_nx", "intel_agilex7_m",
 ]
 # Built-in devices beyond the reference CSV get their own test too: add their ids here.
-EXTRA_IDS: list[str] = []
+EXTRA_IDS: list[str] = [
+    "nvidia_h800_sxm", "nvidia_b300_hgx", "nvidia_gb300_per_gpu", "amd_mi355x", "google_tpu_v7",
+    "amd_virtex_vu47p_f2", "amd_virtex_vu9p_f1",
+]
 
 FLOAT_LADDER = ["fp64", "fp32", "tf32", ("bf16", "fp16"), "fp8", "fp4"]
 
@@ -110,10 +113,37 @@ def test_device_entry(catalog: Catalog, device_id: str) -> None:
                   d.scaleout_bw_bytes_per_s, d.tdp_w):
         assert value is None or value > 0
     assert d.scaleup_domain_size is None or d.scaleup_domain_size >= 1
-    # prices or a stated reason; every price dated and sourced
-    assert d.prices or d.price_note.strip()
+    # units: reading the whole memory once takes 1 ms to 10 s (a GB-for-MB or bits-for-bytes
+    # slip lands outside), and the compute-to-bandwidth ratio is 1 to 5,000 FLOP per byte
+    if d.memory_bw_bytes_per_s:
+        assert 1e-3 <= d.memory_bytes / d.memory_bw_bytes_per_s <= 10.0
+        for value in peaks.values():
+            assert 1.0 <= value / d.memory_bw_bytes_per_s <= 5000.0
+    if d.secondary_memory_bytes:
+        assert d.secondary_memory_bw_bytes_per_s
+        assert 1e-2 <= d.secondary_memory_bytes / d.secondary_memory_bw_bytes_per_s <= 10.0
+    # every device priced (an observed price, or an estimate that says its basis), each price
+    # dated no later than the entry was checked, sourced, and for a cloud price per device-hour
+    # between $0.01 and $100, for a purchase $100 to $10M
+    assert d.prices, f"{d.id}: no price; add one or a flagged estimate (Price.estimate)"
+    checked = dt.date.fromisoformat(d.checked_on)
     for p in d.prices:
-        assert p.source and p.basis and re.match(r"^\d{4}(-\d{2}(-\d{2})?)?$", p.date)
+        assert p.source.strip() and p.basis.strip()
+        assert re.match(r"^\d{4}(-\d{2}(-\d{2})?)?$", p.date)
+        assert p.date <= d.checked_on, (p.date, d.checked_on)
+        if p.estimate:
+            assert "estimate" in p.basis.lower(), p.basis
+        if p.kind == "cloud":
+            assert 0.01 <= (p.usd_per_hour or 0) <= 100.0, p
+        else:
+            assert 100.0 <= (p.usd or 0) <= 1e7, p
+    # an energy figure: the system's power per device at full load, at least the device's own
+    assert d.tdp_w or d.system_power_w, f"{d.id}: no TDP and no system power: no energy"
+    if d.tdp_w and d.system_power_w:
+        assert d.tdp_w <= d.system_power_w <= 4 * d.tdp_w
+    if d.idle_power_w:
+        assert d.idle_power_w < (d.tdp_w or d.system_power_w or 0)
+    assert checked <= dt.date.today()
     # provenance; achieved rates live in the kernel tables (tests/test_kernels.py)
     assert d.sources and all(s.strip() for s in d.sources)
     dt.date.fromisoformat(d.checked_on)
@@ -205,6 +235,8 @@ def test_values_match_reference_csv(catalog: Catalog) -> None:
                                 "amd_mi250x", "amd_mi300x", "amd_mi325x")),  # matrix rate
         ("amd_mi250x", "fp32"),                                              # packed matrix
         ("nvidia_h100_pcie", "tdp_w"),                                       # 300-350 -> 350
+        ("nvidia_a10g", "tdp_w"),            # the A10's 150 W -> G5's nvidia-smi limit 300 W
+        ("aws_trainium2", "tdp_w"),          # unconfirmed -> ~500 W (SemiAnalysis)
         ("intel_gaudi2", "scaleup_bw_bytes_per_s"),
         ("intel_gaudi3", "scaleup_bw_bytes_per_s"),                          # 21 of 24 ports
         ("aws_trainium2", "scaleup_bw_bytes_per_s"),
@@ -261,7 +293,10 @@ def test_cloud_price_selection(catalog: Catalog) -> None:
     assert (block.usd_per_hour, block.date) == (4.916, "2024")
     assert h100.cloud_price(contract=None).usd_per_hour == 2.69
     assert h100.cloud_price(provider="Oracle") is None
-    assert catalog.get("nvidia_gb200_per_gpu").cloud_price() is None
+    gb200 = catalog.get("nvidia_gb200_per_gpu").cloud_price()  # $9.08 per superchip / 2
+    assert (gb200.provider, gb200.usd_per_hour) == ("Spheron", 4.54)
+    # a capacity block states its scale: 64 instances x 8 GPUs (P15b, A16)
+    assert block.max_devices == 512
     with pytest.raises(ValueError, match="unknown cloud contract 'list'"):
         h100.cloud_price(contract="list")
 
@@ -316,7 +351,8 @@ def test_get_suggests_closest_ids(catalog: Catalog) -> None:
 
 def test_filter_contains_len(catalog: Catalog) -> None:
     tpus = catalog.filter(kinds=["tpu"])
-    assert tpus.ids() == ["google_tpu_v4", "google_tpu_v5e", "google_tpu_v5p", "google_tpu_v6e"]
+    assert tpus.ids() == ["google_tpu_v4", "google_tpu_v5e", "google_tpu_v5p", "google_tpu_v6e",
+                          "google_tpu_v7"]
     assert "google_tpu_v4" in tpus and "nvidia_h100_sxm" not in tpus
     assert catalog.get("google_tpu_v4") in tpus
     two = catalog.filter(ids=["nvidia_t4", "google_tpu_v4"])

@@ -11,9 +11,9 @@ import pytest
 from planner.hardware.catalog import Device, Price
 from planner.plan.cost import (
     CostOptions,
+    PriceColumns,
     cloud_cost_usd,
     costs,
-    PriceColumns,
     device_power_w,
     device_prices,
     energy_j,

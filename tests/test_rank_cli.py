@@ -94,6 +94,10 @@ def test_rank_preset_workload_with_deadline(capsys):
      "--serve: the workload llama-2-7b-pretrain is a training job"),
     (["rank", "--model", "bert-base-cased", "--serve", "--prompt-len", "128", "--output-len",
       "8"], "model: bert-base-cased is an encoder without an LM head"),
+    (["rank", "--workload", "llama-2-7b-pretrain", "--facility-usd-per-kw-month", "-1"],
+     "--facility-usd-per-kw-month: must be ≥ 0, got -1"),
+    (["rank", "--workload", "llama-2-7b-pretrain", "--server-cost-factor", "0.5"],
+     "--server-cost-factor: must be ≥ 1, got 0.5"),
 ])
 def test_rank_errors_are_one_line_exit_2(argv, message, capsys):
     assert main(argv) == 2
@@ -128,3 +132,17 @@ def test_parse_duration():
     assert parse_duration_s("12h") == 43_200
     assert parse_duration_s("30d") == 2_592_000
     assert parse_duration_s("1.5 w") == 907_200
+
+
+def test_ownership_flags_change_the_ownership_cost(tmp_path):
+    # A14/A15: servers, network and facility add to the chips; without them (factors 1,
+    # facility 0) the ownership cost is lower, and the time is the same
+    base = ["rank", "--workload", "llama-2-7b-pretrain", "--device-ids", "nvidia_h100_sxm",
+            "--cost-basis", "ownership", "--devices", "64"]
+    full, bare = tmp_path / "full.csv", tmp_path / "bare.csv"
+    assert main([*base, "--csv", str(full)]) == 0
+    assert main([*base, "--server-cost-factor", "1", "--network-cost-factor", "1",
+                 "--facility-usd-per-kw-month", "0", "--csv", str(bare)]) == 0
+    f, b = pd.read_csv(full).iloc[0], pd.read_csv(bare).iloc[0]
+    assert f["time_s"] == b["time_s"]
+    assert f["ownership_cost_usd"] > 1.5 * b["ownership_cost_usd"]

@@ -116,6 +116,16 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     where.add_argument("--cost-basis", choices=["cloud", "ownership"], default="cloud")
     where.add_argument("--usd-per-kwh", type=float, help="electricity price (ownership)")
     where.add_argument("--pue", type=float, help="power usage effectiveness")
+    where.add_argument("--power-frac", type=float, metavar="F",
+                       help="device's dynamic draw while busy, fraction of TDP above idle "
+                            "(default 0.8)")
+    where.add_argument("--server-cost-factor", type=float, metavar="F",
+                       help="ownership: server cost over its accelerators' (default 1.65)")
+    where.add_argument("--network-cost-factor", type=float, metavar="F",
+                       help="ownership: cluster with interconnect over servers (default 1.19)")
+    where.add_argument("--facility-usd-per-kw-month", type=float, metavar="USD",
+                       help="ownership: data-centre space and power per kW of system power "
+                            "per month (default 184.06; 0 leaves it out)")
     p.add_argument("--top", type=positive_int, default=None, metavar="N", help="show only N rows")
     p.add_argument("--csv", metavar="PATH", help="write every column (SI units) as CSV")
     p.set_defaults(handler=_rank)
@@ -205,7 +215,10 @@ def _cost_options(args: argparse.Namespace) -> CostOptions:
     contract = None if args.contract == "any" else args.contract
     return CostOptions(contract=contract, **_given(
         basis=args.cost_basis, provider=args.provider,
-        usd_per_device_hour=args.price, usd_per_kwh=args.usd_per_kwh, pue=args.pue))
+        usd_per_device_hour=args.price, usd_per_kwh=args.usd_per_kwh, pue=args.pue,
+        power_frac=args.power_frac, server_cost_factor=args.server_cost_factor,
+        network_cost_factor=args.network_cost_factor,
+        facility_usd_per_kw_month=args.facility_usd_per_kw_month))
 
 
 def _fmt(value: Any, fn) -> str:
@@ -297,6 +310,9 @@ FIELD_FLAGS = {
     "ttft_s": "--ttft", "tpot_s": "--tpot", "kv_cache_precision": "--kv-precision",
     "max_batch_size": "--max-batch", "usd_per_device_hour": "--price",
     "usd_per_kwh": "--usd-per-kwh", "pue": "--pue", "provider": "--provider",
+    "power_frac": "--power-frac", "server_cost_factor": "--server-cost-factor",
+    "network_cost_factor": "--network-cost-factor",
+    "facility_usd_per_kw_month": "--facility-usd-per-kw-month",
     "basis": "--cost-basis", "contract": "--contract", "devices": "--device-ids",
     "kinds": "--kinds",
 }

@@ -1,0 +1,74 @@
+"""Plans on the built-in catalog that issue 12 asked for: FPGAs that serve and are priced, a
+70B model split over several FPGAs, honest training refusals, energy from system power, and
+prices that hold at the job's scale (docs/planning.md P15b, P16a, P17, P19b)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from planner import InferenceJob, TrainingJob, load_catalog, rank
+from planner.plan.cost import CostOptions, device_prices
+from planner.units import JOULES_PER_KWH
+
+CATALOG = load_catalog()
+FPGAS = [d.id for d in CATALOG if d.kind == "fpga"]
+
+
+def _serve_7b_int4() -> InferenceJob:
+    return InferenceJob(model="llama-2-7b", prompt_len=128, output_len=128, precision="int4",
+                        concurrent_requests=1)
+
+
+def test_three_fpgas_serve_llama2_7b_int4_with_a_price():
+    df = rank(_serve_7b_int4(), CATALOG, kinds=["fpga"], objective="cost")
+    ok = df[df["feasible"] & np.isfinite(df["cost_usd"]) & np.isfinite(df["energy_j"])]
+    assert len(ok) >= 3, df[["device", "reason", "cost_note"]].to_string()
+    # weight-only int4 computes in bf16/fp16 on an FPGA as on a GPU (one meaning per policy)
+    assert set(ok["peak_dtype"].astype(str)) <= {"bf16", "fp16"}
+    # decode is bandwidth-bound: ~3.5 GB of int4 weights per token at most at the HBM peak
+    bw = ok["device"].astype(str).map({d.id: d.memory_bw_bytes_per_s for d in CATALOG})
+    assert (ok["tpot_s"] >= 3.3e9 / bw).all()
+
+
+def test_a_70b_int4_model_is_split_over_several_fpgas():
+    job = InferenceJob(model="llama-2-70b", prompt_len=128, output_len=128, precision="int4",
+                       concurrent_requests=1)
+    df = rank(job, CATALOG, kinds=["fpga"])
+    split = df[df["feasible"] & (df["tp"] > 1)]
+    assert not split.empty, df[["device", "tp", "reason"]].to_string()
+
+
+def test_fpgas_and_inference_chips_are_refused_for_training_with_the_reason():
+    job = TrainingJob(model="llama-2-7b", n_tokens=1e9, seq_len=2048, global_batch_size=64)
+    df = rank(job, CATALOG, kinds=["fpga"]).set_index("device")
+    assert not df["feasible"].any()
+    assert all("no training software stack" in r for r in df["reason"])
+    inf2 = rank(job, CATALOG, devices=["aws_inferentia2"]).iloc[0]
+    assert not inf2["feasible"] and "inference-only chip" in inf2["reason"]
+
+
+def test_h100_energy_is_a_system_level_figure():
+    # P16a at full load: the DGX H100's 10.2 kW / 8 = 1,275 W per GPU (NVIDIA DGX H100 user
+    # guide), 1.0-1.5 kWh per device-hour, not the chip's 0.7
+    h100 = CATALOG.get("nvidia_h100_sxm")
+    assert h100.system_power_w == pytest.approx(1275.0)
+    p = device_prices([h100], CostOptions(power_frac=1.0, pue=1.0))
+    assert 1.0 <= p.power_w[0] * 3600 / JOULES_PER_KWH <= 1.5
+
+
+def test_every_device_has_an_energy_figure_and_a_price():
+    p = device_prices(list(CATALOG), CostOptions())
+    assert np.isfinite(p.power_w).all()
+    for d in CATALOG:
+        assert d.cloud_price(contract=None) or d.purchase_price(), d.id
+
+
+def test_a_job_of_thousands_of_gpus_is_not_priced_at_a_single_node_rate_silently():
+    job = TrainingJob(model="llama-2-70b", n_tokens=2e12, seq_len=4096, global_batch_size=1024,
+                      n_devices=2048)
+    row = rank(job, CATALOG, devices=["nvidia_h100_sxm"]).iloc[0]
+    assert row["feasible"]
+    assert row["price_at_scale"] or row["price_beyond_offer"]
+    if row["price_beyond_offer"]:
+        assert "no price in the catalog is offered for 2,048 devices" in row["cost_note"]
