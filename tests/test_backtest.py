@@ -284,3 +284,17 @@ def test_cli_backtest_writes_csv(tmp_path, capsys):
     assert len(written) == len(RUNS)
     assert {"run_id", "published", "predicted", "signed_error_frac", "source"} <= set(
         written.columns)
+
+
+def test_power_check_against_ml_energy_serving_power():
+    from planner.plan.backtest import power_check
+
+    df = power_check().set_index("run_id")
+    # Llama 3.1 70B on 4 H100 (vLLM, batch ~128): ML.ENERGY measured 2,184 W for the 4 GPUs,
+    # 546 W each; P16a's device draw without an idle figure is 700 W x 0.8 = 560 W (+2.6 %)
+    row = df.loc["mle_l31_70b_h100_128"]
+    assert row["measured_w_per_device"] == pytest.approx(546.0)
+    assert row["predicted_w_per_device"] == pytest.approx(560.0)
+    assert row["signed_error_frac"] == pytest.approx(560 / 546 - 1)
+    # B200 at batch 64 drew 617 W of its 1,000 W: the 0.8 default overestimates it by 30 %
+    assert df.loc["mle_l31_8b_b200_64", "signed_error_frac"] == pytest.approx(800 / 617 - 1)

@@ -300,3 +300,14 @@ def test_user_kernel_tables_are_checked(tmp_path: Path):
                                              'devices = ["nvidia_h100_sxmm"]'), encoding="utf-8")
     with pytest.raises(ValueError, match="unknown device 'nvidia_h100_sxmm'; did you mean"):
         load_catalog(unknown)
+
+
+def test_a_matrix_vector_engine_is_not_padded_to_a_tensor_core_tile():
+    # K1b with the FPGA rule's tile of 1: a batch-1 decode GEMV (1 x 4096 x 4096, s = 256) on
+    # a U280 in fp16 runs at peak x table x sustained = 12.25e12 x 0.05 x 0.759 = 4.649e11
+    # FLOP/s; with a 128-row tile it would be 128x slower (an H100 keeps its 1/128 share)
+    got = planner.gemm_flops_per_s("amd_alveo_u280", 1, 4096, 4096, "fp16")
+    assert got == pytest.approx(12.25e12 * 0.05 * 0.759, rel=1e-3)
+    h100_one = planner.gemm_flops_per_s("nvidia_h100_sxm", 1, 4096, 4096, "bf16")
+    h100_tile = planner.gemm_flops_per_s("nvidia_h100_sxm", 128, 4096, 4096, "bf16")
+    assert h100_one < h100_tile / 100

@@ -108,6 +108,11 @@ class GemmTable(BaseModel):
     sustained_frac: float = Field(
         default=SUSTAINED_TENSOR_FRAC, gt=0, le=1,
         description="Sustained over benchmarked tensor-core rate (K1c); the rule when absent.")
+    tile: float = Field(
+        default=GEMM_TILE, ge=1, le=4096,
+        description="Rows (and columns) one compute tile spans (K1b): a GEMM dimension under it "
+        "wastes the rest of the tile. 128 for GPU tensor cores and TPU/ASIC matrix units; 1 "
+        "for matrix-vector engines (FPGA LLM accelerators), which a batch-1 decode fills.")
 
     @model_validator(mode="before")
     @classmethod
@@ -118,12 +123,12 @@ class GemmTable(BaseModel):
         from planner.hardware.catalog import DTYPES
 
         for key, value in data.items():
-            if key in ("source", "size", "sustained_frac"):
+            if key in ("source", "size", "sustained_frac", "tile"):
                 continue
             if key not in DTYPES:
                 shown = key if len(key) < 40 and key.isprintable() else clip(key)
                 raise ValueError(f"gemm.{shown}: unknown key; allowed: source, size, "
-                                 f"sustained_frac and a dtype ({', '.join(DTYPES)})")
+                                 f"sustained_frac, tile and a dtype ({', '.join(DTYPES)})")
             if not (isinstance(value, list) and value and all(
                     isinstance(x, int | float) and not isinstance(x, bool) for x in value)):
                 raise ValueError(f"gemm.{key}: expected a list of fractions, got {clip(value)}")
@@ -387,11 +392,13 @@ def gemm_size(m, n, k):
                    * np.asarray(k, dtype=float))
 
 
-def tile_frac(m, n):
+def tile_frac(m, n, tile=GEMM_TILE):
     """K1b: share of the computed tile that is useful when a dimension is under one tile,
-    min(1, m/128) · min(1, n/128) (decode: m = batch tokens)."""
-    return (np.minimum(1.0, np.asarray(m, dtype=float) / GEMM_TILE)
-            * np.minimum(1.0, np.asarray(n, dtype=float) / GEMM_TILE))
+    min(1, m/tile) · min(1, n/tile) (decode: m = batch tokens; tile 128 on tensor cores and
+    matrix units, 1 on a matrix-vector engine, the kernel table's `gemm.tile`)."""
+    tile = np.asarray(tile, dtype=float)
+    return (np.minimum(1.0, np.asarray(m, dtype=float) / tile)
+            * np.minimum(1.0, np.asarray(n, dtype=float) / tile))
 
 
 def ring_steps(op: CollectiveOp | str, n_ranks):
@@ -454,6 +461,7 @@ class KernelRates:
 
     gemm_size: np.ndarray  # [k] common grid
     gemm_frac: np.ndarray  # [device, k], each device at its own GEMM dtype
+    gemm_tile: np.ndarray  # [device] K1b tile size
     attn_seq: np.ndarray  # [j]
     attn_frac: dict[tuple[bool, str], np.ndarray]  # (causal, direction) -> [device, j]
     mem_size: np.ndarray  # [i]
@@ -581,6 +589,7 @@ def kernel_rates(devices: Sequence[Any], *, gemm_dtypes: Sequence[str],
         latency = {k: np.full(n, float(overrides["collective_latency_s"])) for k in latency}
     return KernelRates(
         gemm_size=_GEMM_GRID, gemm_frac=gemm,
+        gemm_tile=np.array([e.gemm.tile for e in entries], dtype=float),
         attn_seq=_ATTN_GRID, attn_frac=attn, mem_size=_MEM_GRID, mem_frac=mem,
         latency_s=latency, busbw_frac=busbw,
         rule=np.array([e.rule for e in entries], dtype=bool), notes=tuple(notes))
@@ -636,7 +645,7 @@ def gemm_flops_per_s(device: Any, m: float, n: float, k: float, dtype: str = "bf
     peak = _peak(dev, dtype)
     entry, _ = kernel_entry(dev, index)
     _, frac = entry.gemm_frac(gemm_size(m, n, k), dtype)
-    return float(peak * frac * tile_frac(m, n))
+    return float(peak * frac * tile_frac(m, n, entry.gemm.tile))
 
 
 def attention_flops_per_s(device: Any, seq_len: float, head_dim: int, dtype: str = "bf16",

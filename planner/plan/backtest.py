@@ -382,3 +382,40 @@ def backtest_summary(df: pd.DataFrame) -> dict[str, Any]:
         "by_metric": groups("metric"),
         "by_family": groups("family"),
     }
+
+
+POWER_DATA_FILE = "serving_power_runs.csv"
+
+
+def power_check(*, catalog: Any = None, options: Any = None) -> pd.DataFrame:
+    """The device draw of P16a (idle + (TDP − idle) · power_frac, without the host's share)
+    against the average GPU power ML.ENERGY measured while serving with vLLM at batch 64-128
+    (`planner/data/serving_power_runs.csv`, curated from measured_runs_2026.csv): a check of
+    the power fraction (A8), independent of the time model.
+
+    Columns: run_id, model, device, n_devices, batch_size, measured_w_per_device,
+    predicted_w_per_device, signed_error_frac, source.
+    """
+    from planner.plan.cost import CostOptions, device_power_w
+
+    if catalog is None:
+        from planner.hardware.catalog import load_catalog
+
+        catalog = load_catalog()
+    options = options or CostOptions()
+    path = resources.files("planner").joinpath("data", POWER_DATA_FILE)
+    with path.open(encoding="utf-8") as f:
+        runs = pd.read_csv(f)
+    predicted = []
+    for device_id in runs["device"]:
+        d = catalog.get(device_id)
+        tdp = float(d.tdp_w) if d.tdp_w else math.nan
+        idle = float(d.idle_power_w) if d.idle_power_w else math.nan
+        predicted.append(float(device_power_w(tdp_w=tdp, idle_w=idle, system_w=tdp,
+                                              power_frac=options.power_frac)))
+    out = runs.assign(measured_w_per_device=runs["measured_w_all_devices"] / runs["n_devices"],
+                      predicted_w_per_device=predicted)
+    out["signed_error_frac"] = (out["predicted_w_per_device"] / out["measured_w_per_device"]
+                                - 1.0)
+    return out[["run_id", "model", "device", "n_devices", "batch_size", "measured_w_per_device",
+                "predicted_w_per_device", "signed_error_frac", "source"]]

@@ -290,6 +290,8 @@ def device_prices(devices: Sequence[Any], options: CostOptions) -> DevicePrices:
                 note.append("TDP unknown: no energy")
         elif d.system_power_w is None:
             note.append(f"system power estimated as {SYSTEM_POWER_PER_TDP:g} x TDP (A13)")
+        if {"tdp_w", "system_power_w"} & set(d.unconfirmed):
+            note.append("energy from a power figure the catalog marks unconfirmed")
         missing = price is None if options.basis == "cloud" else buy is None
         if missing and d.price_note:
             note.append(d.price_note)

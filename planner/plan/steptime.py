@@ -548,7 +548,8 @@ def _pass_time_s(profile: OpProfile, *, batch_, split, kv_split_, rates: DeviceR
     with np.errstate(divide="ignore", invalid="ignore"):
         size = gemm_size(np.maximum(work_m, 1e-9), np.maximum(n, 1.0), np.maximum(k, 1.0))
     tile_n = np.where(profile.batched_heads > 0, np.maximum(n, GEMM_TILE), n)  # 64-wide tiles
-    g_frac = rates.kernels.gemm(size, index) * tile_frac(tile_m, tile_n)
+    g_frac = rates.kernels.gemm(size, index) * tile_frac(tile_m, tile_n,
+                                                         rates.kernels.gemm_tile[index])
     a_frac = rates.kernels.attention(profile.attn_seq_len, causal=profile.attn_causal,
                                      direction="bwd" if backward else "fwd", index=index)
     peak_g = np.reshape(rates.gemm_peak_flops_per_s, index.shape)
