@@ -259,6 +259,9 @@ def test_values_match_reference_csv(catalog: Catalog) -> None:
         ("amd_versal_ve2802", "int8"), ("amd_versal_ve2802", "int4"),
         *((i, "tdp_w") for i in ("amd_alveo_v80", "amd_versal_vck5000", "amd_versal_ve2802",
                                  "intel_stratix10_nx", "intel_agilex7_m")),
+        # TPU/Trainium/Inferentia TDPs derived from the vendors' perf-per-watt ratios
+        *((i, "tdp_w") for i in ("google_tpu_v5e", "google_tpu_v5p", "google_tpu_v6e",
+                                 "aws_trainium1", "aws_inferentia2")),
     }
     columns = {f"{d}_tflops" if d in ("fp64", "fp32") else
                f"{d}_{'tops' if d.startswith('int') else 'tflops'}_dense": (d, 1e12)

@@ -38,7 +38,7 @@ def test_list_shows_every_device_with_units(capsys: pytest.CaptureFixture[str]) 
     code, out, _ = run(capsys, "list")
     assert code == 0
     assert "bf16 TFLOP/s" in out and "mem GB/s" in out and "$/h" in out
-    assert "nvidia_h100_sxm" in out and "amd_alveo_u280" in out and "33 devices" in out
+    assert "nvidia_h100_sxm" in out and "amd_alveo_u280" in out and "40 devices" in out
     h100 = next(line for line in out.splitlines() if line.startswith("nvidia_h100_sxm"))
     assert "989.4" in h100 and "2.69" in h100 and "2026-11-09" in h100
 
@@ -46,14 +46,15 @@ def test_list_shows_every_device_with_units(capsys: pytest.CaptureFixture[str]) 
 def test_list_filters_by_kind(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "list", "--kind", "tpu", "--kind", "fpga")
     rows = [line.split()[0] for line in out.splitlines()[2:] if line and not line[0].isdigit()]
-    assert code == 0 and "12 devices" in out
-    assert all(r.startswith(("google_tpu", "amd_alveo", "amd_versal", "intel_")) for r in rows)
+    assert code == 0 and "15 devices" in out
+    assert all(r.startswith(("google_tpu", "amd_alveo", "amd_versal", "amd_virtex", "intel_"))
+               for r in rows)
 
 
 def test_list_csv_has_si_columns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "catalog.csv"
     code, out, _ = run(capsys, "list", "--csv", str(path), "--provider", "AWS")
-    assert code == 0 and "wrote 33 devices" in out
+    assert code == 0 and "wrote 40 devices" in out
     frame = pd.read_csv(path).set_index("id")
     assert tuple(frame.reset_index().columns) == FRAME_COLUMNS
     assert frame.loc["nvidia_h100_sxm", "memory_bw_bytes_per_s"] == 3.35e12
@@ -102,7 +103,7 @@ def test_validate_good_files(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "validate", str(EXAMPLE), str(CATALOG_DIR / "google_tpu.toml"))
     assert code == 0
     assert "adds nvidia_a100_80gb_pcie; changes nvidia_h100_sxm" in out
-    assert "4 entries; defines google_tpu_v4" in out
+    assert "5 entries; defines google_tpu_v4" in out
 
 
 def test_validate_bad_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -352,7 +352,9 @@ def test_calibrated_tables_feed_the_step_model(tmp_path):
     assert rates.gemm(512.0, 0) == pytest.approx(1.0)  # the best size: the peak
     assert rates.gemm(256.0, 0) == pytest.approx(0.5)
     assert rates.memory(1e6, 0) == pytest.approx(1.0)
-    job = planner.TrainingJob(model="gpt2", n_tokens=1e6, seq_len=128, global_batch_size=8)
+    # the entry measured fp32 only: an fp32 job (bf16 would be refused: no bf16/fp16 peak)
+    job = planner.TrainingJob(model="gpt2", n_tokens=1e6, seq_len=128, global_batch_size=8,
+                              precision="fp32")
     row = planner.rank(job, cat, devices=["test_box"]).iloc[0]
     assert row["feasible"] and math.isfinite(row["time_s"]) and row["time_s"] > 0
     assert row["n_devices"] == 1  # no scale-up link: the device runs alone
@@ -395,7 +397,8 @@ def test_public_calibrate_saves_a_loadable_ranked_entry(tmp_path):
     assert max(k.memory.frac) == 1.0 and len(k.attention.curve) == 4
     assert {(cv.causal, cv.direction) for cv in k.attention.curve} == {
         (False, "fwd"), (True, "fwd"), (False, "bwd"), (True, "bwd")}
-    job = planner.TrainingJob(model="gpt2", n_tokens=1e6, seq_len=128, global_batch_size=8)
+    job = planner.TrainingJob(model="gpt2", n_tokens=1e6, seq_len=128, global_batch_size=8,
+                              precision="fp32")
     assert math.isfinite(planner.rank(job, cat, devices=["my_cpu"]).iloc[0]["time_s"])
 
 
