@@ -194,12 +194,12 @@ def test_dense_not_sparse_peaks(catalog: Catalog) -> None:
 
 
 def test_unknown_values_are_absent_not_zero(catalog: Catalog) -> None:
-    assert catalog.get("google_tpu_v4").tdp_w is None
+    assert catalog.get("google_tpu_v7").tdp_w is None  # Google publishes none
     assert catalog.get("nvidia_v100_sxm2_32gb").peak("bf16") is None
     assert catalog.get("intel_agilex7_m").peak_flops_per_s == {}  # no DSP clock published
     assert catalog.get("amd_versal_ve2802").memory_bw_bytes_per_s is None
     frame = catalog.to_frame().set_index("id")
-    assert math.isnan(frame.loc["google_tpu_v4", "tdp_w"])
+    assert math.isnan(frame.loc["google_tpu_v7", "tdp_w"])
     assert math.isnan(frame.loc["amd_versal_ve2802", "memory_bw_bytes_per_s"])
     numeric = frame.select_dtypes("number").drop(columns=["n_prices"])  # a count may be 0
     assert not (numeric == 0).any().any()
@@ -259,6 +259,7 @@ def test_values_match_reference_csv(catalog: Catalog) -> None:
         ("amd_versal_ve2802", "int8"), ("amd_versal_ve2802", "int4"),
         *((i, "tdp_w") for i in ("amd_alveo_v80", "amd_versal_vck5000", "amd_versal_ve2802",
                                  "intel_stratix10_nx", "intel_agilex7_m")),
+        ("google_tpu_v4", "tdp_w"),  # "90/170/192 W min/mean/max": the 192 W max as TDP
         # TPU/Trainium/Inferentia TDPs derived from the vendors' perf-per-watt ratios
         *((i, "tdp_w") for i in ("google_tpu_v5e", "google_tpu_v5p", "google_tpu_v6e",
                                  "aws_trainium1", "aws_inferentia2")),

@@ -93,3 +93,15 @@ def test_weights_beyond_hbm_are_read_from_ddr_on_every_pass():
     no_ddr = u280.model_copy(update={"secondary_memory_bytes": None,
                                      "secondary_memory_bw_bytes_per_s": None})
     assert rank(job, [no_ddr]).iloc[0]["reason"].startswith("does not fit")
+
+
+def test_a_kv_cache_larger_than_hbm_does_not_fit_even_with_ddr_room():
+    # P19b keeps the KV cache in HBM: 4 sequences of ~4,048 tokens at 512 KiB per token
+    # (Llama-2-7B, bf16 KV) = 8.5 GB > 7.2 GB usable HBM on a U280, though weights + KV
+    # (~12 GB with int4 weights) fit the 36 GB usable of HBM + DDR
+    job = InferenceJob(model="llama-2-7b", prompt_len=4000, output_len=96, precision="int4",
+                       concurrent_requests=4, tp=1, batch_size=4)
+    row = rank(job, [CATALOG.get("amd_alveo_u280")]).iloc[0]
+    assert not row["feasible"]
+    assert row["reason"].startswith("does not fit: the KV cache needs 8.")
+    assert "7.2 GB usable of 8 GB" in row["reason"]

@@ -184,3 +184,51 @@ def test_device_prices_carry_provider_and_date_and_say_why_missing():
 def test_cost_options_reject_bad_inputs_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         CostOptions(**{field: value})
+
+
+def test_power_of_devices_with_only_one_power_figure():
+    from planner.hardware.catalog import load_catalog
+
+    catalog = load_catalog()
+    p = device_prices([catalog.get("google_tpu_v4"), catalog.get("google_tpu_v7")],
+                      CostOptions())
+    # TPU v4: system 625 W, TDP 192 W (measured max), idle 90 W (measured min):
+    # (625 - 192) + 90 + (192 - 90) x 0.8 = 604.6 W
+    assert p.power_w[0] == pytest.approx(604.6)
+    # TPU v7: system 1,085 W and no TDP: TDP = 1,085 / 1.8 = 602.78 W (A13), so
+    # (1,085 - 602.78) + 602.78 x 0.8 = 964.44 W
+    assert p.power_w[1] == pytest.approx(964.44, abs=0.01)
+    assert "device power estimated as system power / 1.8" in p.note[1]
+
+
+def _offer(provider, usd, *, contract="on-demand", date="2026-01-01", max_devices=None):
+    return Price(kind="cloud", provider=provider, basis="test", contract=contract,
+                 usd_per_hour=usd, date=date, source="test", max_devices=max_devices)
+
+
+def test_rows_at_scale_carry_the_larger_offer_and_its_labels():
+    from planner import TrainingJob, rank
+
+    dev = _device("big_gpu", prices=[
+        _offer("RunPod", 2.69),
+        _offer("BigCloud", 3.5, max_devices=4096),
+        _offer("BigCloud", 1.0, date="2025-01-01", max_devices=100_000),  # superseded
+        _offer("Spotty", 0.5, contract="spot", max_devices=100_000),      # another contract
+    ])
+    dev = dev.model_copy(update={"memory_bw_bytes_per_s": 3e12, "scaleup_bw_bytes_per_s": 450e9,
+                                 "scaleup_domain_size": 8, "scaleout_bw_bytes_per_s": 50e9})
+
+    def row(n):
+        job = TrainingJob(model="llama-2-7b", n_tokens=1e9, seq_len=2048,
+                          global_batch_size=1024, n_devices=n)
+        return rank(job, [dev]).iloc[0]
+
+    small, big = row(8), row(1024)
+    assert (small["cost_price_provider"], small["usd_per_device_hour"]) == ("RunPod", 2.69)
+    assert not small["price_at_scale"] and not small["price_beyond_offer"]
+    assert (big["cost_price_provider"], big["cost_price_contract"]) == ("BigCloud", "on-demand")
+    assert big["usd_per_device_hour"] == 3.5 and big["cost_price_date"] == "2026-01-01"
+    assert big["price_at_scale"] and not big["price_beyond_offer"]
+    assert "1,024 devices priced at the larger offer: BigCloud on-demand $3.5/device-h" in \
+        big["cost_note"]
+    assert big["cost_usd"] == pytest.approx(1024 * big["time_s"] / 3600 * 3.5)

@@ -146,3 +146,15 @@ def test_ownership_flags_change_the_ownership_cost(tmp_path):
     f, b = pd.read_csv(full).iloc[0], pd.read_csv(bare).iloc[0]
     assert f["time_s"] == b["time_s"]
     assert f["ownership_cost_usd"] > 1.5 * b["ownership_cost_usd"]
+
+
+def test_power_frac_flag_sets_the_busy_draw(tmp_path):
+    # P16a on an H100 SXM (system 1,275 W, TDP 700 W, no idle figure): 575 + 700 x 0.8 =
+    # 1,135 W by default, 575 + 700 x 0.5 = 925 W with --power-frac 0.5
+    base = ["rank", "--workload", "llama-2-7b-pretrain", "--device-ids", "nvidia_h100_sxm",
+            "--devices", "64"]
+    default, half = tmp_path / "default.csv", tmp_path / "half.csv"
+    assert main([*base, "--csv", str(default)]) == 0
+    assert main([*base, "--power-frac", "0.5", "--csv", str(half)]) == 0
+    d, h = pd.read_csv(default).iloc[0], pd.read_csv(half).iloc[0]
+    assert h["energy_j"] / d["energy_j"] == pytest.approx(925 / 1135)

@@ -515,6 +515,18 @@ class Device(BaseModel):
                 usd_per_hour=override_usd_per_hour, date=dt.date.today().isoformat(),
                 source="user override",
             )
+        current = self.current_cloud_prices(provider=provider, contract=contract)
+        if not current:
+            return None
+        # the cheapest; on a tie the newest, then the offer that serves the most devices
+        return min(current, key=lambda p: (p.usd_per_hour, tuple(-x for x in _date_key(p.date)),
+                                           -(p.max_devices or 0)))
+
+    def current_cloud_prices(self, *, provider: str | None = None,
+                             contract: str | None = "on-demand") -> list[Price]:
+        """The cloud prices matching `provider` (case-insensitive; None = any) and `contract`
+        (None = any), each provider's most recent date only (a newer price from the same
+        provider supersedes an older one)."""
         if contract is not None and contract not in CLOUD_CONTRACTS:
             raise ValueError(
                 f"unknown cloud contract {clip(contract)}; allowed: "
@@ -530,10 +542,7 @@ class Device(BaseModel):
         for p in matching:
             key = p.provider.lower()
             latest[key] = max(latest.get(key, (0, 0, 0)), _date_key(p.date))
-        current = [p for p in matching if _date_key(p.date) == latest[p.provider.lower()]]
-        if not current:
-            return None
-        return min(current, key=lambda p: (p.usd_per_hour, tuple(-x for x in _date_key(p.date))))
+        return [p for p in matching if _date_key(p.date) == latest[p.provider.lower()]]
 
     def purchase_price(self, *, override_usd: float | None = None) -> Price | None:
         """The most recent purchase price (the lower one on a tie), or a user override."""

@@ -746,16 +746,16 @@ _PEAK_CHAIN = {
 }
 
 
-def peak_dtype_chain(compute_dtype: str, *, mode: str = "train") -> tuple[str, ...]:
+def peak_dtype_chain(compute_dtype: str) -> tuple[str, ...]:
     """dtypes whose dense peak may stand in for `compute_dtype`, best first (the same in
-    training and serving, on every device kind; `mode` is kept for callers' clarity)."""
+    training and serving, on every device kind: docs/planning.md A17)."""
     return _PEAK_CHAIN.get(compute_dtype, (compute_dtype,))
 
 
-def device_peak(device: Any, compute_dtype: str, *, mode: str) -> tuple[float, str]:
+def device_peak(device: Any, compute_dtype: str) -> tuple[float, str]:
     """(dense peak FLOP/s, dtype used) for a device; (nan, "") when no dtype of the chain has a
     peak in the catalog."""
-    for dtype in peak_dtype_chain(compute_dtype, mode=mode):
+    for dtype in peak_dtype_chain(compute_dtype):
         value = device.peak_flops_per_s.get(dtype)
         if value:
             return float(value), dtype

@@ -39,7 +39,8 @@ DEFAULT_OWNERSHIP_UTILIZATION_FRAC = 0.8
 DEFAULT_POWER_FRAC = 0.8
 # A13: a device without a catalog system power draws SYSTEM_POWER_PER_TDP x TDP at the wall
 # per device (host CPUs, memory, NICs, fans, switches): DGX H100 10.2 kW / (8 x 700 W) = 1.82,
-# DGX B200 14.3 kW / (8 x 1,000 W) = 1.79 (NVIDIA DGX user guides); a rule, said in cost_note.
+# DGX B200 14.3 kW / (8 x 1,000 W) = 1.79 (NVIDIA DGX user guides); one with a system power
+# but no TDP (TPU v7) is taken to have system / 1.8. A rule, said in cost_note.
 SYSTEM_POWER_PER_TDP = 1.8
 # A14: ownership capital beyond the chips (Epoch AI, Cottier et al. 2024, arXiv 2405.21015,
 # and its code github.com/epoch-research/training-cost-trends): server = chips x 1.3-2.1 (90 %
@@ -119,7 +120,7 @@ class CostOptions(BaseModel):
         default=DEFAULT_NETWORK_COST_FACTOR, ge=1, le=MAX_COST_FACTOR,
         description="Cluster cost with its interconnect over the servers' (ownership, A14).")
     facility_usd_per_kw_month: float = Field(
-        default=DEFAULT_FACILITY_USD_PER_KW_MONTH, ge=0,
+        default=DEFAULT_FACILITY_USD_PER_KW_MONTH, ge=0, le=MAX_FACILITY_USD_PER_KW_MONTH,
         description="Data-centre space and power capacity per kW of system power per month "
                     "(ownership, A15); 0 leaves the facility out.")
 
@@ -162,7 +163,7 @@ def ownership_cost_usd(*, n_devices, time_s, purchase_usd, lifetime_s, utilizati
     of the lifetime, the facility (A15) for the busy share of its time, and electricity:
     n · price · f · t / (lifetime · utilization) + n · kW · $/kW-month · t / (730 h ·
     utilization) + energy [kWh] · $/kWh. 8 × $30,000 for 10 h over 4 y at 0.8, f = 1.65 ×
-    1.19 = 1.9635: 8 · 30000 · 1.9635 · 36000 / (126,230,400 · 0.8) = $168.00; facility 8 ·
+    1.19 = 1.9635: 8 · 30000 · 1.9635 · 36000 / (126,230,400 · 0.8) = $167.99; facility 8 ·
     1.275 kW · $184.06 · 10 h / (730 h · 0.8) = $32.15; 110.3 kWh at $0.10 = $11.03."""
     busy_s = lifetime_s * utilization_frac
     capital = n_devices * purchase_usd * capital_factor * time_s / busy_s
@@ -234,7 +235,7 @@ def offer_devices(price: Any, device: Any) -> float:
 
 def _offer_label(price: Any, n: float) -> str:
     est = ", an estimate" if price.estimate else ""
-    return (f"{price.provider} {price.contract} ${price.usd_per_hour:.3g}/device-h "
+    return (f"{price.provider} {price.contract} ${price.usd_per_hour:.4g}/device-h "
             f"({price.date}{est}), offered for up to {n:,.0f} devices")
 
 
@@ -261,15 +262,15 @@ def device_prices(devices: Sequence[Any], options: CostOptions) -> DevicePrices:
         out["s_hourly"].append(scale.usd_per_hour if scale else np.nan)
         out["s_offer"].append(scale_n)
         out["purchase"].append(buy.usd if buy else np.nan)
+        # A13 both ways: a missing system power is 1.8 x TDP, a missing TDP system / 1.8
         tdp = float(d.tdp_w) if d.tdp_w else np.nan
         system = float(d.system_power_w) if d.system_power_w else tdp * SYSTEM_POWER_PER_TDP
+        if np.isnan(tdp):
+            tdp = system / SYSTEM_POWER_PER_TDP
         idle = float(d.idle_power_w) if d.idle_power_w else np.nan
-        if np.isnan(tdp):  # a system figure alone: its draw scaled as the device's would be
-            power = system * options.power_frac
-        else:
-            power = float(device_power_w(tdp_w=tdp, idle_w=idle, system_w=system,
-                                         power_frac=options.power_frac))
-        out["power"].append(power)
+        idle = idle if idle < tdp else np.nan
+        out["power"].append(float(device_power_w(tdp_w=tdp, idle_w=idle, system_w=system,
+                                                 power_frac=options.power_frac)))
         out["system"].append(system)
         note = []
         if options.basis == "cloud" and price is None:
@@ -290,6 +291,9 @@ def device_prices(devices: Sequence[Any], options: CostOptions) -> DevicePrices:
                 note.append("TDP unknown: no energy")
         elif d.system_power_w is None:
             note.append(f"system power estimated as {SYSTEM_POWER_PER_TDP:g} x TDP (A13)")
+        elif d.tdp_w is None:
+            note.append(f"device power estimated as system power / {SYSTEM_POWER_PER_TDP:g} "
+                        "(A13)")
         if {"tdp_w", "system_power_w"} & set(d.unconfirmed):
             note.append("energy from a power figure the catalog marks unconfirmed")
         missing = price is None if options.basis == "cloud" else buy is None
@@ -310,16 +314,18 @@ def device_prices(devices: Sequence[Any], options: CostOptions) -> DevicePrices:
 
 
 def _largest_offer(device: Any, options: CostOptions) -> Any:
-    """The current cloud price (provider, contract as in `options`) whose offer serves the most
-    devices, the cheaper on a tie; None when no price states a `max_devices`."""
+    """Among the current cloud prices (`Device.current_cloud_prices` under the options'
+    provider and contract, the same set the default price is the cheapest of), the one whose
+    offer serves the most devices, the cheaper on a tie; None when none states `max_devices`
+    or the user gave a price."""
     if options.usd_per_device_hour is not None:
         return None
-    stated = [p for p in device.prices if p.kind == "cloud" and p.max_devices is not None
-              and (options.contract is None or p.contract == options.contract)
-              and (options.provider is None or p.provider.lower() == options.provider.lower())]
+    stated = [p for p in device.current_cloud_prices(provider=options.provider,
+                                                      contract=options.contract)
+              if p.max_devices is not None]
     if not stated:
         return None
-    return max(stated, key=lambda p: (p.max_devices, -p.usd_per_hour, p.date))
+    return max(stated, key=lambda p: (p.max_devices, -p.usd_per_hour))
 
 
 def cloud_price_at_scale(n_devices, prices: PriceColumns) -> tuple[Any, Any, Any]:

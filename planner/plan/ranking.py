@@ -176,6 +176,13 @@ def _infer_reason_text(job: InferenceJob, table: _DeviceTable, row: pd.Series) -
                 + _straddle_text(int(row["tp"]), row["n_devices"], table.domain[i]))
     if code is InferReason.NO_FIT:
         total = table.memory[i] + table.memory2[i]
+        first = job.usable_memory_frac * table.memory[i]
+        kv = float(row["kv_cache_mem_bytes"])
+        if table.memory2[i] and kv > first:  # P19b: the KV cache stays in the first tier
+            return (f"does not fit: the KV cache needs {bytes_str(kv)} per device at best "
+                    f"({layout}) in the fast memory; {bytes_str(first)} usable of "
+                    f"{bytes_str(table.memory[i])} (the slower {bytes_str(table.memory2[i])} "
+                    "holds only weights)")
         second = (f" (with {bytes_str(table.memory2[i])} of slower memory)"
                   if table.memory2[i] else "")
         return (f"does not fit: needs {bytes_str(row['mem_per_device_bytes'])} per device at "

@@ -185,15 +185,15 @@ def _labels(values: Sequence[str]) -> tuple[np.ndarray, pd.CategoricalDtype]:
     return codes.astype(np.int32), pd.CategoricalDtype(categories=list(uniques))
 
 
-def _device_table(devices: Sequence[Any], *, compute_dtype: str, mode: str,
+def _device_table(devices: Sequence[Any], *, compute_dtype: str,
                   job: TrainingJob | InferenceJob, cost: CostOptions,
                   kernel_index: Any = None) -> _DeviceTable:
-    peaks = [device_peak(d, compute_dtype, mode=mode) for d in devices]
+    peaks = [device_peak(d, compute_dtype) for d in devices]
     attn_dtype = attention_dtype(compute_dtype)
     # attention in its dtype; a device without that peak (e.g. fp8 only) runs it at the
     # matmul dtype's, as a framework would
     attn_peaks = [a if np.isfinite(a[0]) else g
-                  for a, g in zip((device_peak(d, attn_dtype, mode=mode) for d in devices),
+                  for a, g in zip((device_peak(d, attn_dtype) for d in devices),
                                   peaks, strict=True)]
 
     def arr(attr: str) -> np.ndarray:
@@ -570,16 +570,18 @@ def _infer_axes(job: InferenceJob, table: _DeviceTable) -> tuple[np.ndarray, np.
 
 
 def secondary_memory_read(job: InferenceJob, dev: DeviceColumns, *, weights, kv):
-    """P19b: a device with a second, slower memory (an FPGA's DDR beside its HBM) holds what
-    does not fit its first tier in the second: (bytes in the second tier, extra seconds per
-    pass to read them there instead). Each decode pass reads every weight and the KV cache
-    once (a prefill pass every weight); the spilled bytes move at the second tier's
-    bandwidth at the same K3 fraction: extra = s/(f·B2) − s/(f·B1). A U280 (8 GB HBM at
-    460 GB/s, 32 GB DDR4 at 38 GB/s) holding 3 GB of weights in DDR at f = 0.65:
-    3e9/(0.65·38e9) − 3e9/(0.65·460e9) = 121.5 − 10.0 = 111.4 ms per pass."""
+    """P19b: a device with a second, slower memory (an FPGA's DDR beside its HBM) keeps the KV
+    cache, read and written every step, in the first tier with as many weights as fit beside
+    it, and the remaining weights in the second: (weight bytes in the second tier, extra
+    seconds per pass to read them there instead). Every prefill and decode pass reads each
+    weight once; the spilled bytes move at the second tier's bandwidth at the same K3
+    fraction: extra = s/(f·B2) − s/(f·B1). A U280 (8 GB HBM at 460 GB/s, 32 GB DDR4 at
+    38 GB/s) holding 3 GB of weights in DDR at f = 0.65:
+    3e9/(0.65·38e9) − 3e9/(0.65·460e9) = 121.5 − 10.0 = 111.4 ms per pass. A KV cache larger
+    than the first tier does not fit (the caller's fit check)."""
     fast = job.usable_memory_frac * dev.memory_bytes
     has_second = dev.secondary_memory_bytes > 0
-    spill = np.where(has_second, np.clip(weights + kv - fast, 0.0, None), 0.0)
+    spill = np.where(has_second, np.clip(weights + kv - fast, 0.0, weights), 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         fast_rate = dev.rates.memory_bytes_per_s(np.maximum(spill, 1.0))
         slow_rate = fast_rate * (dev.secondary_memory_bw_bytes_per_s / dev.memory_bw_bytes_per_s)
@@ -654,7 +656,10 @@ def _infer_reasons(job: InferenceJob, dev: DeviceColumns, q: Any, *, tp,
     code = np.where(q.ttft_s > (job.ttft_s or np.inf), r.TTFT, code)
     code = np.where(_not_finite(q.latency_s, money), r.NON_FINITE, code)
     usable = job.usable_memory_frac * (dev.memory_bytes + dev.secondary_memory_bytes)
-    code = np.where(q.mem_per_device_bytes > usable, r.NO_FIT, code)
+    in_first_tier = q.mem_per_device_bytes - q.secondary_mem_bytes  # KV and the other weights
+    code = np.where((q.mem_per_device_bytes > usable)
+                    | (in_first_tier > job.usable_memory_frac * dev.memory_bytes),
+                    r.NO_FIT, code)
     code = np.where(np.isnan(q.latency_s), r.NO_LINK_BW, code)
     code = np.where(~infer_tp_divides_heads(job.model, tp), r.TP_HEADS, code)
     code = np.where(tp > dev.scaleup_domain_size, r.TP_BEYOND_DOMAIN, code)
@@ -864,7 +869,7 @@ def _table_for(job: TrainingJob | InferenceJob, catalog: Any, devices, kinds,
     mode: Mode = "train" if isinstance(job, TrainingJob) else "inference"
     chosen, kernel_index = _resolve_devices(catalog, devices, kinds)
     compute_dtype = precision_policy(job.precision, mode=mode).compute_dtype
-    return _device_table(chosen, compute_dtype=compute_dtype, mode=mode, job=job, cost=cost,
+    return _device_table(chosen, compute_dtype=compute_dtype, job=job, cost=cost,
                          kernel_index=kernel_index)
 
 
@@ -878,11 +883,14 @@ def search(job: TrainingJob | InferenceJob, catalog: Any = None, *,
     activation_mem_bytes includes the ZeRO-3 gather buffer),
     step_time_s (and its parts: compute_time_s, tp_comm_time_s, pp_comm_time_s,
     dp_comm_exposed_s, optimizer_time_s, bubble_frac), time_s (steps × step / goodput),
-    tokens_per_s, mfu, hfu, cost_usd, cloud_cost_usd, ownership_cost_usd, usd_per_device_hour,
-    cost_price_provider, cost_price_date, cost_price_contract, cost_note, energy_j, pareto.
+    tokens_per_s, mfu, hfu, cost_usd, cloud_cost_usd, ownership_cost_usd, usd_per_device_hour
+    (the cloud price used), price_at_scale (priced at the catalog's larger offer, P15b),
+    price_beyond_offer (no offer in the catalog serves that many devices), cost_price_provider,
+    cost_price_date, cost_price_contract (of the price used), cost_note, energy_j, pareto.
     Inference columns: the same identity columns plus batch_size, replicas, ttft_s, tpot_s,
     time_s (request latency), tokens_per_s (delivered output tokens/s at the load),
-    tokens_per_s_per_device (capacity), and cost_usd / energy_j per million output tokens.
+    tokens_per_s_per_device (capacity), kv_cache_mem_bytes, secondary_mem_bytes (weights held
+    in a slower second memory, P19b), and cost_usd / energy_j per million output tokens.
     `catalog` is a Catalog (planner.load_catalog()) or a list of Device, None for the built-in
     one; `devices` restricts to catalog ids (a list of str, or one id), `kinds` to device kinds
     (a list of gpu, tpu, fpga, asic, other, or one comma-separated string); `cost` sets prices
