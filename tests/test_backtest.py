@@ -252,7 +252,10 @@ FAMILY_MEDIAN_ABS_ERROR_AT_MOST = {
     "BLOOM": 0.10,
     "MosaicML MPT": 0.15,
     "Megatron-Bridge 2025-26": 0.15,
-    "LLaMA-1": 0.18,
+    # 0.18 until 2026-12-03; the goodput now follows the device count (0.98 on 2,048 GPUs
+    # instead of a flat 0.9), and published GPU-hours include evaluations, idle capacity and
+    # ramp-up, which it does not count (docs/backtest.md)
+    "LLaMA-1": 0.22,
     "Llama 2": 0.25,
     "MT-NLG": 0.25,
 }
@@ -267,12 +270,34 @@ def test_backtest_medians_stay_within_their_thresholds(table):
 
 def test_large_tuned_megatron_layouts_reach_their_published_throughput(table):
     """GPT-3 175B with Megatron's PTD-P (TP4-8 × PP8-16, 384-1536 A100): 141-153 TFLOP/s per
-    GPU published (Narayanan 2021, Table 2); the model, with no per-run input, within 10 %."""
+    GPU published (Narayanan 2021, Table 2); the model, with no per-run input, within 10 % on
+    that layout family. The backtest searches the layout (the table does not give it) and
+    finds 12 stages (a divisor of the 96 layers) 8-12 % faster than published."""
+    from planner import TrainingJob, search
+    from planner.plan.backtest import backtest_model, load_training_runs
+
+    runs = load_training_runs().set_index("run_id")
     rows = table[table["run_id"].str.startswith("megatron2021_t2_ptd_175b")]
     assert len(rows) == 3
-    assert (rows["abs_error_frac"] < 0.10).all(), rows[["run_id", "signed_error_frac"]]
-    # MFU is an output: Megatron's hardware FLOPs at ~45 % of the A100 peak, not an input
-    assert ((rows["predicted"] / 312) > 0.40).all()
+    assert (rows["abs_error_frac"] < 0.15).all(), rows[["run_id", "signed_error_frac"]]
+    for run_id in rows["run_id"]:
+        run = runs.loc[run_id]
+        job = TrainingJob(model=backtest_model(run["model"]), n_tokens=float(run["n_tokens"]),
+                          seq_len=int(run["seq_len"]), precision=run["precision"],
+                          global_batch_size=int(run["global_batch_seqs"]),
+                          n_devices=int(run["n_devices"]), zero_stage=0, recompute="full",
+                          flash_attention=False, goodput_frac=1.0, virtual_stages=1, cp=1)
+        grid = search(job, devices=[run["device"]])
+        family = grid[grid["feasible"] & grid["tp"].isin([4, 8]) & grid["pp"].isin([8, 16])]
+        step = float(family["step_time_s"].min())
+        # the backtest row's per-GPU FLOP/s × its step time = Megatron's Eq. 3 FLOPs per step
+        # per GPU, over this layout family's step time
+        flops = float(rows.loc[rows["run_id"] == run_id, "predicted"].iloc[0]) * 1e12 * float(
+            rows.loc[rows["run_id"] == run_id, "step_time_s"].iloc[0])
+        predicted = flops / step / 1e12
+        assert abs(predicted / float(run["published"]) - 1) < 0.10, (run_id, predicted)
+        # MFU is an output: Megatron's hardware FLOPs at ~45 % of the A100 peak, not an input
+        assert predicted / 312 > 0.40
 
 
 def test_cli_backtest_writes_csv(tmp_path, capsys):

@@ -106,7 +106,8 @@ def test_a_candidate_whose_time_overflows_is_infeasible_with_a_reason():
     assert NON_FINITE_TEXT in set(rows["reason"].astype(str))
     assert set(rows["reason"].astype(str)) <= {NON_FINITE_TEXT, *(
         r.text for r in TrainReason if r in (TrainReason.TP_HEADS, TrainReason.ZERO_WITH_PP,
-                                             TrainReason.BATCH_NOT_DIVISIBLE))}
+                                             TrainReason.BATCH_NOT_DIVISIBLE,
+                                             TrainReason.INTERLEAVE_MICRO_BATCHES))}
     row = rank(_train(), [slow]).iloc[0]
     assert not row["feasible"]
     assert row["reason"].startswith(

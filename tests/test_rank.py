@@ -104,7 +104,7 @@ def test_a_candidate_that_does_not_fit_is_never_feasible(grid):
     assert set(grid.loc[over, "reason"].astype(str)) <= {
         "does not fit in memory", "global batch not divisible by dp × micro-batch",
         "no dense peak for the compute dtype", "link bandwidth unknown",
-        TrainReason.NO_TRAINING_STACK.text,
+        TrainReason.NO_TRAINING_STACK.text, TrainReason.INTERLEAVE_MICRO_BATCHES.text,
         "tp does not divide the attention or KV heads", TrainReason.ZERO_WITH_PP.text}
 
 
@@ -120,7 +120,8 @@ def test_vectorized_search_equals_one_candidate_at_a_time(grid):
     sample = grid.sample(60, random_state=0)
     for _, row in sample.iterrows():
         one = evaluate(str(row["device"]), row["n_devices"], row["tp"], row["pp"],
-                       row["zero_stage"], row["micro_batch_size"], str(row["recompute"]))
+                       row["zero_stage"], row["micro_batch_size"], str(row["recompute"]),
+                       cp=row["cp"], virtual_stages=row["virtual_stages"])
         assert one["feasible"] == row["feasible"]
         assert one["reason"] == str(row["reason"])
         for col in ("mem_per_device_bytes", "step_time_s", "time_s", "mfu", "cost_usd",
@@ -227,7 +228,7 @@ def test_deadline_picks_the_cheapest_layout_that_meets_it():
 
 def test_pinned_layout_is_respected():
     rows = search(_job(n_devices=64, tp=8, pp=2, zero_stage=1, recompute="full",
-                       micro_batch_size=2), CATALOG, devices=["big_gpu"])
+                       micro_batch_size=2, virtual_stages=1), CATALOG, devices=["big_gpu"])
     assert len(rows) == 1
     row = rows.iloc[0]
     assert (row["n_devices"], row["tp"], row["pp"], row["dp"], row["zero_stage"],
@@ -439,11 +440,12 @@ def test_a_cost_ranking_without_deadline_is_held_to_the_default_horizon():
     capped = rank(job, devices=["nvidia_h100_sxm"], objective="cost").iloc[0]
     assert capped["feasible"] and capped["time_s"] <= DEFAULT_COST_HORIZON_S == 90 * 86400
     # Without the horizon (an explicit, distant deadline) the cheapest plan takes most of a
-    # year on fewer devices, for no saving: the device-hours are the same.
+    # year on fewer devices, for almost no saving: the device-hours are about the same (a
+    # smaller job is interrupted less often: its goodput is a little higher, P24-P28).
     far = job.model_copy(update={"deadline_s": 10 * 365 * 86400.0})
     uncapped = rank(far, devices=["nvidia_h100_sxm"], objective="cost").iloc[0]
-    assert uncapped["time_s"] > 300 * 86400 and uncapped["n_devices"] < capped["n_devices"]
-    assert capped["cost_usd"] == pytest.approx(uncapped["cost_usd"], rel=0.02)
+    assert uncapped["time_s"] > 250 * 86400 and uncapped["n_devices"] < capped["n_devices"]
+    assert capped["cost_usd"] == pytest.approx(uncapped["cost_usd"], rel=0.03)
     # A device that cannot meet it says which limit it missed.
     small = job.model_copy(update={"max_devices": 32})
     row = rank(small, devices=["nvidia_h100_sxm"], objective="cost").iloc[0]

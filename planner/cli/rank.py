@@ -28,7 +28,6 @@ from planner.plan.cost import CostOptions
 from planner.plan.ranking import rank
 from planner.plan.search import OBJECTIVES
 from planner.plan.workloads import (
-    DEFAULT_GOODPUT_FRAC,
     InferenceJob,
     TrainingJob,
     list_workloads,
@@ -85,12 +84,23 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                        help="finish within TIME (e.g. 30d, 12h): cheapest layout meeting it")
     train.add_argument("--tp", type=positive_int, help="pin tensor parallelism")
     train.add_argument("--pp", type=positive_int, help="pin pipeline parallelism")
+    train.add_argument("--cp", type=positive_int, help="pin context parallelism")
+    train.add_argument("--virtual-stages", type=positive_int, metavar="V",
+                       help="pin interleaved pipeline chunks per stage (1 = plain 1F1B)")
     train.add_argument("--zero", type=int, choices=[0, 1, 2, 3], help="pin the ZeRO stage")
     train.add_argument("--recompute", choices=["none", "selective", "full"],
                        help="pin activation recomputation")
     train.add_argument("--micro-batch", type=positive_int, help="pin the micro-batch size")
     train.add_argument("--goodput", type=float, metavar="FRAC",
-                       help=f"productive share of wall time (default {DEFAULT_GOODPUT_FRAC})")
+                       help="pin the productive share of wall time (default: from the device "
+                            "count, interruptions and checkpoints)")
+    train.add_argument("--restart-s", type=float, metavar="S",
+                       help="seconds from an interruption to training again (default 600)")
+    train.add_argument("--checkpoint-write-s", type=float, metavar="S",
+                       help="seconds a checkpoint stalls training (default 6.3)")
+    train.add_argument("--interruptions-per-device-hour", type=float, metavar="RATE",
+                       help="job-stopping interruptions per device-hour (default 1.97e-5, "
+                            "Llama 3)")
     serve = p.add_argument_group("serving")
     serve.add_argument("--serve", action="store_true", help="plan inference instead")
     serve.add_argument("--prompt-len", type=positive_int, help="input tokens per request")
@@ -139,9 +149,12 @@ def _given(**fields: Any) -> dict[str, Any]:
 # Flags that belong to one mode only (--tp, --precision, --compute-frac, --devices: both).
 TRAINING_FLAGS = {"--train-tokens": "train_tokens", "--seq-len": "seq_len",
                   "--global-batch": "global_batch", "--optimizer": "optimizer",
-                  "--deadline": "deadline", "--pp": "pp", "--zero": "zero",
+                  "--deadline": "deadline", "--pp": "pp", "--zero": "zero", "--cp": "cp",
+                  "--virtual-stages": "virtual_stages",
                   "--recompute": "recompute", "--micro-batch": "micro_batch",
-                  "--goodput": "goodput"}
+                  "--goodput": "goodput", "--restart-s": "restart_s",
+                  "--checkpoint-write-s": "checkpoint_write_s",
+                  "--interruptions-per-device-hour": "interruptions_per_device_hour"}
 SERVING_FLAGS = {"--prompt-len": "prompt_len", "--output-len": "output_len",
                  "--requests-per-s": "requests_per_s", "--concurrent": "concurrent",
                  "--ttft": "ttft", "--tpot": "tpot", "--kv-precision": "kv_precision",
@@ -200,8 +213,12 @@ def build_job(args: argparse.Namespace) -> TrainingJob | InferenceJob:
     fields = _given(n_tokens=args.train_tokens, seq_len=args.seq_len,
                     global_batch_size=args.global_batch, optimizer=args.optimizer,
                     n_devices=args.devices, deadline_s=deadline, tp=args.tp, pp=args.pp,
+                    cp=args.cp, virtual_stages=args.virtual_stages,
                     zero_stage=args.zero, recompute=args.recompute,
-                    micro_batch_size=args.micro_batch, goodput_frac=args.goodput, **common)
+                    micro_batch_size=args.micro_batch, goodput_frac=args.goodput,
+                    restart_s=args.restart_s, checkpoint_write_s=args.checkpoint_write_s,
+                    interruptions_per_device_hour=args.interruptions_per_device_hour,
+                    **common)
     if args.workload:
         return type(job)(**{**job.model_dump(exclude_unset=True), **fields})
     for flag, key in (("--train-tokens", "n_tokens"), ("--seq-len", "seq_len"),
@@ -284,7 +301,8 @@ def _header(job: TrainingJob | InferenceJob, objective: str, cost: CostOptions) 
     if isinstance(job, TrainingJob):
         what = (f"train {spec.name} ({spec.n_params / 1e9:.3g}B params) on {job.n_tokens:.3g} "
                 f"tokens, seq {job.seq_len}, batch {job.global_batch_size} seqs "
-                f"({job.n_steps:,} steps), {job.precision}, goodput {job.goodput_frac:g}")
+                f"({job.n_steps:,} steps), {job.precision}, goodput "
+                f"{'from scale' if job.goodput_frac is None else f'{job.goodput_frac:g}'}")
         if job.deadline_s:
             what += f", deadline {duration_str(job.deadline_s)}"
     else:
@@ -304,7 +322,10 @@ FIELD_FLAGS = {
     "n_tokens": "--train-tokens", "seq_len": "--seq-len", "global_batch_size": "--global-batch",
     "optimizer": "--optimizer", "n_devices": "--devices", "max_devices": "--devices",
     "deadline_s": "--deadline", "tp": "--tp", "pp": "--pp", "zero_stage": "--zero",
+    "cp": "--cp", "virtual_stages": "--virtual-stages",
     "recompute": "--recompute", "micro_batch_size": "--micro-batch", "goodput_frac": "--goodput",
+    "restart_s": "--restart-s", "checkpoint_write_s": "--checkpoint-write-s",
+    "interruptions_per_device_hour": "--interruptions-per-device-hour",
     "prompt_len": "--prompt-len", "output_len": "--output-len",
     "requests_per_s": "--requests-per-s", "concurrent_requests": "--concurrent",
     "ttft_s": "--ttft", "tpot_s": "--tpot", "kv_cache_precision": "--kv-precision",

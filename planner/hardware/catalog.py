@@ -365,7 +365,21 @@ class Device(BaseModel):
         default=None, ge=1, description="Devices in one scale-up domain (8 HGX, 72 NVL72, ...)."
     )
     scaleout_bw_bytes_per_s: BytesPerS | None = Field(
-        default=None, description="Scale-out network per device, per direction, bytes/s."
+        default=None, description="Scale-out network per device, per direction, bytes/s "
+        "(for TPUs the data-centre network between slices)."
+    )
+    torus_dims: int | None = Field(
+        default=None, ge=1, le=3,
+        description="Axes of a torus scale-up network (TPU ICI: 2 or 3); None = a switch or "
+        "a mesh. A collective gets the links of the axes its group spans (P9c).",
+    )
+    ici_link_bw_bytes_per_s: BytesPerS | None = Field(
+        default=None, description="One torus link, one direction, bytes/s (2 links per axis).",
+    )
+    slice_max_chips: int | None = Field(
+        default=None, ge=1,
+        description="Largest slice on one torus (the scale-up domain searched); beyond it, "
+        "slices are joined over the scale-out network (multi-slice data parallelism).",
     )
     tdp_w: Watts | None = Field(default=None, description="Board/module power limit, W.")
     idle_power_w: Watts | None = Field(
@@ -446,6 +460,9 @@ class Device(BaseModel):
             if self.idle_power_w is not None and self.idle_power_w >= self.tdp_w:
                 raise ValueError(f"idle_power_w: {self.idle_power_w:g} W is not below tdp_w "
                                  f"({self.tdp_w:g} W)")
+        if (self.torus_dims is None) != (self.ici_link_bw_bytes_per_s is None):
+            raise ValueError("ici_link_bw_bytes_per_s: give torus_dims and the link bandwidth "
+                             "together, or neither")
         if (self.secondary_memory_bytes is None) != (self.secondary_memory_bw_bytes_per_s is None):
             raise ValueError("secondary_memory_bw_bytes_per_s: give the secondary memory's size "
                              "and bandwidth together, or neither")

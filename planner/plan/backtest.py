@@ -10,8 +10,9 @@ configuration pinned (a blank field is searched) and the kernel-level rates of t
 Two kinds of comparison (reference README §5):
 
 * ``device_hours`` (budgets: LLaMA, Llama 2, BLOOM, PaLM chip-hours) are compared with the
-  engine's time **including** its default goodput factor, because published device-hours
-  include restarts, evaluations, idle capacity and batch ramp-up.
+  engine's time **including** its goodput at that device count (interruptions, checkpoints
+  and restarts, P24-P28), because published device-hours include restarts; they also include
+  evaluations, idle capacity and batch ramp-up, which the goodput model does not count.
 * throughput (``mfu``, ``tflops_per_device``, ``tokens_per_s_per_device``) is steady state, so
   it is compared with goodput = 1 (the step time alone).
 * ``time_to_train_minutes`` (MLPerf Training time-to-train) is compared with goodput = 1 as
@@ -50,14 +51,16 @@ DATA_FILE = "training_runs.csv"
 METRICS = ("device_hours", "mfu", "tflops_per_device", "tokens_per_s_per_device",
            "time_to_train_minutes")
 FLOPS_CONVENTIONS = ("narayanan2021_eq3", "llmfoundry_mfu", "palm_appendix_b")
-_INT_FIELDS = ("n_devices", "tp", "pp", "dp", "zero_stage", "micro_batch_size",
-               "global_batch_seqs", "seq_len")
+_INT_FIELDS = ("n_devices", "tp", "pp", "cp", "virtual_stages", "dp", "zero_stage",
+               "micro_batch_size", "global_batch_seqs", "seq_len")
 
-_CARRIED = ("run_id", "run", "family", "model", "device", "n_devices", "tp", "pp", "dp",
+_CARRIED = ("run_id", "run", "family", "model", "device", "n_devices", "tp", "pp", "cp",
+            "virtual_stages", "dp",
             "zero_stage", "recompute", "micro_batch_size", "flash_attention", "metric",
             "published", "steady_state", "headline", "confidence", "source")
 COLUMNS = [
-    "run_id", "run", "family", "model", "device", "n_devices", "tp", "pp", "dp", "zero_stage",
+    "run_id", "run", "family", "model", "device", "n_devices", "tp", "pp", "cp",
+    "virtual_stages", "dp", "zero_stage",
     "recompute", "micro_batch_size", "flash_attention", "metric", "published", "predicted",
     "signed_error_frac", "abs_error_frac", "steady_state", "goodput_frac", "step_time_s",
     "engine_mfu", "headline", "confidence", "feasible", "reason", "source",
@@ -264,7 +267,8 @@ def _select_candidate(rows: pd.DataFrame, run: pd.Series) -> tuple[pd.Series | N
     if rows.empty:
         return None, "the engine returned no candidate"
     match = rows
-    for col in ("n_devices", "tp", "pp", "dp", "zero_stage", "micro_batch_size"):
+    for col in ("n_devices", "tp", "pp", "cp", "virtual_stages", "dp", "zero_stage",
+                "micro_batch_size"):
         pin = _pin(run[col])
         if pin is not None and col in match.columns:
             match = match[match[col] == pin]
@@ -293,19 +297,21 @@ def _predict(run: pd.Series, catalog: Any) -> dict[str, Any]:
     job_kwargs: dict[str, Any] = dict(
         model=spec, n_tokens=n_tokens, seq_len=seq_len, global_batch_size=batch,
         precision=run["precision"], n_devices=_pin(run["n_devices"]), tp=_pin(run["tp"]),
-        pp=_pin(run["pp"]), micro_batch_size=_pin(run["micro_batch_size"]),
+        pp=_pin(run["pp"]), cp=_pin(run["cp"]), virtual_stages=_pin(run["virtual_stages"]),
+        micro_batch_size=_pin(run["micro_batch_size"]),
         zero_stage=_pin(run["zero_stage"]), recompute=_pin(run["recompute"]),
         flash_attention=bool(run["flash_attention"]))
     if run["steady_state"]:
         job_kwargs["goodput_frac"] = 1.0  # throughput is steady state: no restarts, no evals
     job = TrainingJob(**job_kwargs)
-    goodput = float(job.goodput_frac)
     rows = search(job, catalog, devices=[run["device"]])
     best, reason = _select_candidate(rows, run)
-    out: dict[str, Any] = dict(goodput_frac=goodput, feasible=best is not None and not reason,
-                               reason=reason)
+    out: dict[str, Any] = dict(feasible=best is not None and not reason, reason=reason)
     if best is None:
-        return out | dict(predicted=math.nan, step_time_s=math.nan, engine_mfu=math.nan)
+        return out | dict(predicted=math.nan, step_time_s=math.nan, engine_mfu=math.nan,
+                          goodput_frac=math.nan)
+    # the goodput used: 1 for steady-state rows, else the device count's (P24-P28)
+    out["goodput_frac"] = float(best["goodput_frac"])
     device = catalog.get(run["device"])
     # the dense peak an MFU is quoted against: the training precision's matmul dtype
     peak = device.peak(precision_policy(run["precision"], mode="train").compute_dtype)
@@ -317,8 +323,9 @@ def _predict(run: pd.Series, catalog: Any) -> dict[str, Any]:
     return out | dict(
         predicted=predicted, step_time_s=float(best["step_time_s"]),
         engine_mfu=float(best.get("mfu", math.nan)),
-        **{col: _pin(best[col]) for col in ("tp", "pp", "dp", "zero_stage", "recompute",
-                                             "micro_batch_size") if col in best.index})
+        **{col: _pin(best[col]) for col in ("tp", "pp", "cp", "virtual_stages", "dp",
+                                             "zero_stage", "recompute", "micro_batch_size")
+           if col in best.index})
 
 
 def backtest(*, catalog: Any = None, runs: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -48,24 +48,30 @@ def zero3_gather_buffer_bytes(*, block_weight_bytes, tp, dp, zero_stage):
 
 
 def activation_bytes_per_device(*, layer_bytes, first_bytes, last_bytes, n_layers, pp, tp,
-                                micro_batch_size, n_micro_batches):
+                                micro_batch_size, n_micro_batches, cp=1, virtual_stages=1):
     """P3: activations saved for backward on the busiest device.
 
     `layer_bytes`, `first_bytes`, `last_bytes` are per sequence (planner.model.layers at batch 1,
     with the job's recompute setting). With 1F1B pipelining the first stage holds min(p, m)
     micro-batches in flight, each of ceil(L/p) layers (Narayanan et al. 2021, Sec. 2.2.1;
     Korthikanti et al. 2022, Sec. 4.2.3, "the first stage must store p micro-batches"); the
-    last stage holds one micro-batch plus the head (logits in fp32). Tensor parallelism with
-    sequence parallelism divides everything by t (Korthikanti 2022, Eq. 4 and Sec. 4.2.2).
+    interleaved schedule (v > 1 virtual stages) holds 1 + (p−1)/(p·v) times that (Korthikanti
+    2022, Sec. 4.2.3); the last stage holds one micro-batch plus the head (logits in fp32).
+    Tensor parallelism with sequence parallelism divides everything by t (Korthikanti 2022,
+    Eq. 4 and Sec. 4.2.2); context parallelism splits each sequence over c devices and divides
+    it by c (Liu et al. 2023, ring attention; Llama 3, Dubey et al. 2024, Sec. 3.3.2).
+    Example: p = 4, v = 2, m ≥ 4: 1 + 3/8 = 1.375 × the 1F1B first stage.
     """
     pp = np.asarray(pp)
+    v = np.asarray(virtual_stages, dtype=float)
     blocks = np.ceil(n_layers / pp)
     in_flight = np.minimum(pp, n_micro_batches)
-    first_stage = (blocks * layer_bytes + first_bytes) * in_flight
+    interleave = np.where(v > 1, 1.0 + (pp - 1.0) / (pp * v), 1.0)
+    first_stage = (blocks * layer_bytes * interleave + first_bytes) * in_flight
     last_stage = blocks * layer_bytes + last_bytes
     single = n_layers * layer_bytes + first_bytes + last_bytes
     per_sequence = np.where(pp == 1, single, np.maximum(first_stage, last_stage))
-    return per_sequence * micro_batch_size / tp
+    return per_sequence * micro_batch_size / (tp * np.asarray(cp, dtype=float))
 
 
 def kv_cache_bytes_per_device(*, kv_bytes_per_token, context_len, batch_size, tp, n_kv_heads):

@@ -91,7 +91,9 @@ def _joined(*notes: Any) -> str:
 def _train_reason_text(job: TrainingJob, table: _DeviceTable, row: pd.Series) -> str:
     code = TrainReason(TRAIN_REASONS.index(str(row["reason"])))
     i = table.position[str(row["device"])]
-    layout = (f"tp={row['tp']} pp={row['pp']} dp={row['dp']} zero={row['zero_stage']} "
+    extra = (f" cp={row['cp']}" if row["cp"] > 1 else "") + (
+        f" v={row['virtual_stages']}" if row["virtual_stages"] > 1 else "")
+    layout = (f"tp={row['tp']} pp={row['pp']}{extra} dp={row['dp']} zero={row['zero_stage']} "
               f"micro-batch={row['micro_batch_size']} recompute={row['recompute']}")
     if code is TrainReason.NO_TRAINING_STACK:
         return table.devices[i].no_training_text()
@@ -110,6 +112,10 @@ def _train_reason_text(job: TrainingJob, table: _DeviceTable, row: pd.Series) ->
         return (f"ZeRO stage {row['zero_stage']} with pp={row['pp']}: DeepSpeed's pipeline "
                 "engine refuses ZeRO-2/3 and Megatron-LM's distributed optimizer shards only "
                 "the optimizer state (ZeRO-1); use zero_stage <= 1 with pipelining")
+    if code is TrainReason.INTERLEAVE_MICRO_BATCHES:
+        return (f"interleaved pipeline ({layout}): {row['n_micro_batches']:g} micro-batches "
+                f"is not a multiple of pp={row['pp']} (Megatron-LM's interleaved schedule "
+                "requires it)")
     if code is TrainReason.NO_LINK_BW:
         return (f"needs a link the catalog has no bandwidth for ({layout} on "
                 f"{row['n_devices']} devices; scale-up domain {int(table.domain[i])})"

@@ -24,10 +24,11 @@ class TrainReason(IntEnum):
     TP_HEADS = 5
     BATCH_NOT_DIVISIBLE = 6
     ZERO_WITH_PP = 7
-    NO_LINK_BW = 8
-    NO_FIT = 9
-    NON_FINITE = 10
-    DEADLINE = 11
+    INTERLEAVE_MICRO_BATCHES = 8
+    NO_LINK_BW = 9
+    NO_FIT = 10
+    NON_FINITE = 11
+    DEADLINE = 12
 
     @property
     def text(self) -> str:
@@ -64,6 +65,7 @@ TRAIN_REASONS = (
     "global batch not divisible by dp × micro-batch",
     "ZeRO-2/3 with pipeline parallelism (DeepSpeed refuses it; Megatron-LM shards only the "
     "optimizer state, ZeRO-1)",
+    "interleaved pipeline with micro-batches not a multiple of pp (Megatron-LM requires it)",
     "link bandwidth unknown",
     "does not fit in memory",
     NON_FINITE_TEXT,

@@ -77,6 +77,9 @@ OBJECTIVES = ("time", "cost", "energy")
 MAX_TP = 64  # largest tensor-parallel degree searched (pinned values may exceed it)
 MAX_PP = 64  # largest pipeline depth searched
 MAX_MICRO_BATCH = 16  # largest micro-batch searched
+MAX_CP = 32  # largest context-parallel degree searched
+CP_MIN_TOKENS = 8192  # CP is searched only while each rank keeps at least this many tokens
+MAX_VIRTUAL_STAGES = 8  # largest number of interleaved chunks per pipeline stage searched
 CHUNK_CANDIDATES = 1 << 20  # grid cells evaluated at once (bounds memory, ~8 MB per array)
 MAX_DEVICE_COUNT = 2**53  # device counts above this are clipped in integer columns
 
@@ -167,6 +170,8 @@ class _DeviceTable:
     up_bw: np.ndarray
     domain: np.ndarray
     out_bw: np.ndarray
+    torus_dims: np.ndarray  # torus axes of the scale-up network (NaN: a switch or mesh)
+    ici_link_bw: np.ndarray  # one torus link, one direction (NaN where no torus)
     memory2: np.ndarray  # secondary memory per device (0 where none), bytes
     bw2: np.ndarray  # its bandwidth (NaN where none), bytes/s
     trains: np.ndarray  # False where no training stack exists (FPGAs, inference-only chips)
@@ -220,7 +225,11 @@ def _device_table(devices: Sequence[Any], *, compute_dtype: str,
         peak_dtype=tuple(t for _, t in peaks),
         memory=arr("memory_bytes"), bw=arr("memory_bw_bytes_per_s"),
         up_bw=arr("scaleup_bw_bytes_per_s"),
-        domain=np.array([float(d.scaleup_domain_size or 1) for d in devices]),
+        # the scale-up domain searched: the largest single slice where a torus says so
+        domain=np.array([float(min(d.scaleup_domain_size or 1,
+                                   d.slice_max_chips or d.scaleup_domain_size or 1))
+                         for d in devices]),
+        torus_dims=arr("torus_dims"), ici_link_bw=arr("ici_link_bw_bytes_per_s"),
         out_bw=arr("scaleout_bw_bytes_per_s"),
         memory2=np.nan_to_num(arr("secondary_memory_bytes"), nan=0.0),
         bw2=arr("secondary_memory_bw_bytes_per_s"),
@@ -244,6 +253,8 @@ class DeviceColumns:
     scaleup_bw_bytes_per_s: np.ndarray
     scaleup_domain_size: np.ndarray
     scaleout_bw_bytes_per_s: np.ndarray
+    torus_dims: np.ndarray  # NaN where the scale-up network is not a torus
+    ici_link_bw_bytes_per_s: np.ndarray
     secondary_memory_bytes: np.ndarray  # 0 where the device has none
     secondary_memory_bw_bytes_per_s: np.ndarray  # NaN where the device has none
     prices: PriceColumns
@@ -263,6 +274,7 @@ def _device_columns(table: _DeviceTable, sl: slice, ndim: int) -> DeviceColumns:
         peak_flops_per_s=peak, memory_bytes=col(table.memory), memory_bw_bytes_per_s=bw,
         scaleup_bw_bytes_per_s=col(table.up_bw), scaleup_domain_size=col(table.domain),
         scaleout_bw_bytes_per_s=col(table.out_bw),
+        torus_dims=col(table.torus_dims), ici_link_bw_bytes_per_s=col(table.ici_link_bw),
         secondary_memory_bytes=col(table.memory2),
         secondary_memory_bw_bytes_per_s=col(table.bw2),
         prices=table.prices.columns(sl, shape), trains=col(table.trains),
@@ -314,11 +326,14 @@ class _TrainAxes:
     n: np.ndarray
     tp: np.ndarray
     pp: np.ndarray
+    cp: np.ndarray
+    vs: np.ndarray  # virtual stages (interleaved chunks) per pipeline stage
     zero: np.ndarray
     mb: np.ndarray
     rc: np.ndarray  # indices into RECOMPUTE_OPTIONS
-    tp_values: np.ndarray
-    tp_index: np.ndarray
+    tp_values: np.ndarray  # distinct (tp, cp) pairs: tp ...
+    cp_values: np.ndarray  # ... and cp
+    tp_index: np.ndarray  # each layout's pair
 
     def shaped(self) -> dict[str, np.ndarray]:
         """The axis values shaped for the 5-axis grid (axis 0 is the device)."""
@@ -327,40 +342,101 @@ class _TrainAxes:
             shape[axis] = -1
             return v.reshape(shape)
 
-        return dict(n=on(1, self.n), tp=on(1, self.tp), pp=on(1, self.pp),
-                    zero=on(2, self.zero), mb=on(3, self.mb), rc=on(4, self.rc))
+        return dict(n=on(1, self.n), tp=on(1, self.tp), pp=on(1, self.pp), cp=on(1, self.cp),
+                    vs=on(1, self.vs), zero=on(2, self.zero), mb=on(3, self.mb),
+                    rc=on(4, self.rc))
 
     @property
     def shape(self) -> tuple[int, ...]:
         return (len(self.n), len(self.zero), len(self.mb), len(self.rc))
 
 
+def _device_counts(limit: int, domains: Iterable[int]) -> list[int]:
+    """Data-parallel sizes and device counts searched (P21): powers of two, 3 · 2^k from 3 up
+    (6,144 = 3 · 2,048 devices), and each scale-up domain size d above 8 times 2^k (whole
+    NVL72 racks: 72, 144, ...; TPU pods), at most `limit`."""
+    out = set(_powers_of_two(limit))
+    for base in {3, *(int(d) for d in domains if d > 8)}:
+        k = base
+        while k <= limit:
+            out.add(k)
+            k *= 2
+    return sorted(out)
+
+
+def _pipeline_depths(limit: int, n_layers: int) -> list[int]:
+    """Pipeline depths searched (P21): powers of two and the divisors of the layer count
+    (126 layers: 2, 3, 6, 7, 9, 14, 18, 21, 42, 63), at most `limit`. A depth that does not
+    divide the layers gives uneven stages, the slowest with ceil(L/p) blocks (P12)."""
+    divisors = {d for d in range(2, limit + 1) if n_layers % d == 0}
+    return sorted(set(_powers_of_two(limit)) | divisors)
+
+
+def _context_parallel(job: TrainingJob) -> list[int]:
+    """cp searched: 1, and powers of two while each rank keeps CP_MIN_TOKENS tokens and the
+    sequence splits into 2·cp equal chunks (load-balanced causal attention)."""
+    if job.cp:
+        return [job.cp]
+    out, c = [1], 2
+    while c <= MAX_CP and job.seq_len // c >= CP_MIN_TOKENS and job.seq_len % (2 * c) == 0:
+        out.append(c)
+        c *= 2
+    return out
+
+
+def _virtual_stages(job: TrainingJob, pp: int) -> list[int]:
+    """Interleaved chunks per stage searched: 1, and when pp > 1 the v ≤ MAX_VIRTUAL_STAGES
+    with at least one layer per chunk (pp · v ≤ L). Megatron-LM requires pp · v to divide the
+    layers; Llama 3 ran 126 layers on 16 interleaved stages by trimming the first and last
+    (Dubey et al. 2024, Sec. 3.3.2): uneven chunks are timed at the slowest stage's
+    ceil(L/p) layers (P12)."""
+    if job.virtual_stages:
+        return [job.virtual_stages]
+    L = job.model.n_layers
+    return [1] + [v for v in range(2, MAX_VIRTUAL_STAGES + 1) if pp > 1 and pp * v <= L]
+
+
 def _train_axes(job: TrainingJob, table: _DeviceTable) -> _TrainAxes:
     spec = job.model
-    n_vals = [job.n_devices] if job.n_devices else _powers_of_two(job.max_devices)
     max_domain = int(np.nanmax(table.domain))
+    limit = job.n_devices or job.max_devices
     tp_vals = ([job.tp] if job.tp
-               else _powers_of_two(min(MAX_TP, spec.n_heads, max(n_vals), max_domain)))
-    pp_vals = [job.pp] if job.pp else _powers_of_two(min(MAX_PP, spec.n_layers, max(n_vals)))
-    layouts = [(n, t, p) for n in n_vals for t in tp_vals for p in pp_vals if n % (t * p) == 0]
-    if not layouts:  # pinned tp × pp above every searched count: keep the pins, report why
-        layouts = [(t * p, t, p) for t in tp_vals for p in pp_vals]
-    n, tp, pp = (np.array(v, dtype=float) for v in zip(*layouts, strict=True))
+               else _powers_of_two(min(MAX_TP, spec.n_heads, limit, max_domain)))
+    pp_vals = ([job.pp] if job.pp
+               else _pipeline_depths(min(MAX_PP, spec.n_layers, limit), spec.n_layers))
+    cp_vals = _context_parallel(job)
+    if job.n_devices:  # the layouts whose tp · pp · cp divides the fixed count
+        shapes = [(job.n_devices, t, p, c) for t in tp_vals for p in pp_vals for c in cp_vals
+                  if job.n_devices % (t * p * c) == 0]
+    else:  # every layout times a searched data-parallel size (P21): n follows
+        dps = _device_counts(limit, np.unique(table.domain))
+        shapes = sorted({(t * p * c * d, t, p, c) for t in tp_vals for p in pp_vals
+                         for c in cp_vals for d in dps if t * p * c * d <= limit})
+    layouts = [(n, t, p, c, v) for n, t, p, c in shapes for v in _virtual_stages(job, p)]
+    if not layouts:  # pinned tp × pp × cp above every searched count: keep the pins, say why
+        layouts = [(t * p * c, t, p, c, v) for t in tp_vals for p in pp_vals for c in cp_vals
+                   for v in _virtual_stages(job, p)]
+    n, tp, pp, cp, vs = (np.array(v, dtype=float) for v in zip(*layouts, strict=True))
     zero = [job.zero_stage] if job.zero_stage is not None else [0, 1, 2, 3]
     mb = ([job.micro_batch_size] if job.micro_batch_size
           else _powers_of_two(min(MAX_MICRO_BATCH, job.global_batch_size)))
     rc = ([RECOMPUTE_OPTIONS.index(job.recompute)] if job.recompute
           else [i for i, r in enumerate(RECOMPUTE_OPTIONS)
                 if not (r == "selective" and job.flash_attention)])
-    tp_values, tp_index = np.unique(tp, return_inverse=True)
-    return _TrainAxes(n, tp, pp, np.array(zero, dtype=float), np.array(mb, dtype=float),
-                      np.array(rc, dtype=int), tp_values, tp_index)
+    pairs, pair_index = np.unique(np.stack([tp, cp], axis=1), axis=0, return_inverse=True)
+    return _TrainAxes(n, tp, pp, cp, vs, np.array(zero, dtype=float),
+                      np.array(mb, dtype=float), np.array(rc, dtype=int), pairs[:, 0],
+                      pairs[:, 1], pair_index.reshape(-1))
 
 
 def micro_batch_times(prof: TrainingProfile, dev: DeviceColumns, *, tp, mb,
-                      rc) -> tuple[Any, Any, Any]:
+                      rc, cp=1) -> tuple[Any, Any, Any]:
     """(one block, embedding side, head side): forward + backward (+ recompute) time of one
-    micro-batch of `mb` sequences on one of `tp` devices (P6); arguments broadcast."""
+    micro-batch of `mb` sequences on one of `tp` × `cp` devices (P6); arguments broadcast.
+    Context parallelism gives each rank 1/cp of every sequence's tokens and, with causal load
+    balancing, 1/cp of its attention FLOPs: the ops of mb/cp sequences (attention still read
+    at the full length's kernel rate)."""
+    mb = np.asarray(mb, dtype=float) / np.asarray(cp, dtype=float)
     kw = dict(batch=mb, tp=tp, kv_split=np.minimum(tp, prof.n_kv_heads), rates=dev.rates,
               backward=True)
     return (ops_time_s(prof.block, fwd_passes=prof.block_fwd_passes[rc], **kw),
@@ -375,25 +451,54 @@ def tp_tiles_domain(*, tp, n, domain):
     return (np.fmod(domain, tp) == 0) | (np.asarray(n) <= domain)
 
 
+def group_link_bw(dev: DeviceColumns, group):
+    """P9c: per-device, per-direction scale-up bandwidth of a collective over `group` devices.
+    On a switch or a mesh (NVLink, Infinity Fabric) the device's whole scale-up bandwidth. On a
+    torus (TPU ICI) the group uses the links of the axes it spans, 2 per axis (a bidirectional
+    ring): axes = ceil(log(group) / log(A)) for A = domain^(1/dims) chips per axis, at most
+    dims. TPU v5p (3 axes, 90 GB/s links, 6,144-chip slice, A = 18.3): a tensor-parallel group
+    of 8 spans 1 axis, 180 GB/s; a data-parallel group of 1,024 spans 3, 540 GB/s. Slices
+    without wraparound (under one 4x4x4 cube) would halve a ring's rate: not modelled."""
+    dims, link = dev.torus_dims, dev.ici_link_bw_bytes_per_s
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_axis = np.power(dev.scaleup_domain_size, 1.0 / dims)
+        axes = np.clip(np.ceil(np.log(np.maximum(group, 1.0)) / np.log(per_axis) - 1e-9),
+                       1.0, dims)
+    return np.where(np.isnan(dims), dev.scaleup_bw_bytes_per_s, 2.0 * axes * link)
+
+
+def neighbour_link_bw(dev: DeviceColumns):
+    """P9c: a pipeline send to the next stage: one torus link on a torus, the scale-up
+    bandwidth on a switch."""
+    return np.where(np.isnan(dev.torus_dims), dev.scaleup_bw_bytes_per_s,
+                    dev.ici_link_bw_bytes_per_s)
+
+
 def tp_link_bw(*, tp, n, dev: DeviceColumns):
-    """P9b: link of the tensor-parallel collectives: the scale-up link when the group stays in
-    one domain (tp_tiles_domain), else the scale-out network (a pinned t only; the search
-    keeps t that tile the domain)."""
+    """P9b: link of the tensor-parallel collectives: the scale-up link (P9c) when the group
+    stays in one domain (tp_tiles_domain), else the scale-out network (a pinned t only; the
+    search keeps t that tile the domain)."""
     return np.where(tp_tiles_domain(tp=tp, n=n, domain=dev.scaleup_domain_size),
-                    dev.scaleup_bw_bytes_per_s, dev.scaleout_bw_bytes_per_s)
+                    group_link_bw(dev, tp), dev.scaleout_bw_bytes_per_s)
 
 
 def evaluate_training(job: TrainingJob, prof: TrainingProfile, dev: DeviceColumns, *, n, tp,
-                      pp, zero, mb, rc, op_times=None) -> TrainingBreakdown:
+                      pp, zero, mb, rc, cp=1, vs=1, op_times=None) -> TrainingBreakdown:
     """All quantities of training candidates; every argument broadcasts (scalars work too).
 
     `dev` holds the device numbers (planner.plan.search._device_columns); `rc` indexes
-    RECOMPUTE_OPTIONS; `op_times` optionally gives micro_batch_times() already computed.
-    Formulas P1-P14 (docs/planning.md).
+    RECOMPUTE_OPTIONS; `cp` is the context-parallel degree, `vs` the interleaved chunks per
+    pipeline stage; `op_times` optionally gives micro_batch_times() already computed.
+    Formulas P1-P14, P22-P23 (docs/planning.md). Rank order (Megatron-LM): tp innermost, then
+    cp, then dp, then pp.
     """
     L, seq, gb = prof.n_layers, prof.seq_len, job.global_batch_size
-    dp = n / (tp * pp)
+    cp = np.asarray(cp, dtype=float)
+    dp = n / (tp * pp * cp)
     m = gb / (dp * mb)
+    # the data-parallel group of the gradients and ZeRO shards: dp × cp ranks (Megatron's
+    # distributed optimizer shards over the data- and context-parallel group)
+    dpc = dp * cp
     # memory (P1-P3); a multi-query K/V head is replicated over t, not split (P5b)
     first_w, first_g, first_o = prof.first_state_bytes
     last_w, last_g, last_o = prof.last_state_bytes
@@ -407,62 +512,93 @@ def evaluate_training(job: TrainingJob, prof: TrainingProfile, dev: DeviceColumn
     o_full = pipeline_stage_bytes(block_bytes=prof.block_optimizer_bytes + kv_o * replicas,
                                   first_bytes=first_o, last_bytes=last_o, n_layers=L, pp=pp) / tp
     w, g, o = zero_sharded_bytes(weight_bytes=w_full, grad_bytes=g_full,
-                                 optimizer_bytes=o_full, dp=dp, zero_stage=zero)
-    buffer = zero3_gather_buffer_bytes(block_weight_bytes=block_w, tp=tp, dp=dp,
+                                 optimizer_bytes=o_full, dp=dpc, zero_stage=zero)
+    buffer = zero3_gather_buffer_bytes(block_weight_bytes=block_w, tp=tp, dp=dpc,
                                        zero_stage=zero)
     act = activation_bytes_per_device(
         layer_bytes=prof.block_activation_bytes[rc], first_bytes=prof.first_activation_bytes,
         last_bytes=prof.last_activation_bytes, n_layers=L, pp=pp, tp=tp, micro_batch_size=mb,
-        n_micro_batches=np.maximum(m, 1.0))
+        n_micro_batches=np.maximum(m, 1.0), cp=cp, virtual_stages=vs)
     mem = w + g + o + buffer + act
     # compute per micro-batch (P6, P12)
     if op_times is None:
-        op_times = micro_batch_times(prof, dev, tp=tp, mb=mb, rc=rc)
+        op_times = micro_batch_times(prof, dev, tp=tp, mb=mb, rc=rc, cp=cp)
     t_layer, t_first, t_last = op_times
     stage = stage_time_s(layer_s=t_layer, first_s=t_first, last_s=t_last, n_layers=L, pp=pp)
-    # communication per micro-batch: tensor parallel (P7, P9) and pipeline sends, each
-    # collective at its own message size and rank count (K5)
-    message = mb * seq * prof.d_model * prof.activation_bytes
+    # communication per micro-batch: tensor parallel (P7, P9), context parallel (P22) and
+    # pipeline sends, each collective at its own message size and rank count (K5)
+    local_tokens = mb * seq / cp
+    message = local_tokens * prof.d_model * prof.activation_bytes
+    blocks = np.ceil(L / pp)
     tp_out = ~tp_tiles_domain(tp=tp, n=n, domain=dev.scaleup_domain_size)
-    tp_comm = (np.ceil(L / pp) * prof.tp_collectives_per_layer[rc]
+    tp_comm = (blocks * prof.tp_collectives_per_layer[rc]
                * collective_s(dev, CollectiveOp.ALL_REDUCE, n_bytes=message, n_ranks=tp,
                               link_bw=tp_link_bw(tp=tp, n=n, dev=dev), scale_out=tp_out))
+    cp_comm = blocks * context_parallel_seconds(prof, dev, tp=tp, cp=cp, n=n, mb=mb, rc=rc)
     pp_out = n > dev.scaleup_domain_size
-    pp_comm = 2.0 * collective_s(dev, CollectiveOp.SEND_RECV, n_bytes=message / tp, n_ranks=pp,
-                                 link_bw=np.where(pp_out, dev.scaleout_bw_bytes_per_s,
-                                                  dev.scaleup_bw_bytes_per_s),
-                                 scale_out=pp_out)
-    micro = stage + tp_comm + pp_comm
-    span = pipeline_step_time_s(stage_micro_batch_s=micro, pp=pp, n_micro_batches=m)
+    vs = np.asarray(vs, dtype=float)
+    # each micro-batch crosses v stage boundaries per device forward and v backward (P23)
+    pp_comm = 2.0 * vs * collective_s(dev, CollectiveOp.SEND_RECV, n_bytes=message / tp,
+                                      n_ranks=pp,
+                                      link_bw=np.where(pp_out, dev.scaleout_bw_bytes_per_s,
+                                                       neighbour_link_bw(dev)),
+                                      scale_out=pp_out)
+    micro = stage + tp_comm + cp_comm + pp_comm
+    span = pipeline_step_time_s(stage_micro_batch_s=micro, pp=pp, n_micro_batches=m,
+                                virtual_stages=vs)
     # data parallel and ZeRO (P13), overlapped with compute (A3); gradients are reduced in
     # job.grad_reduce_dtype
-    dp_bw = data_parallel_bw_bytes_per_s(tp=tp, dp=dp, domain=dev.scaleup_domain_size,
-                                         up_bw=dev.scaleup_bw_bytes_per_s,
-                                         out_bw=dev.scaleout_bw_bytes_per_s)
-    dp_out = tp * dp > dev.scaleup_domain_size
+    dp_bw = data_parallel_bw_bytes_per_s(
+        tp=tp * cp, dp=dp, domain=dev.scaleup_domain_size,
+        up_bw=group_link_bw(dev, np.minimum(tp * cp * dp, dev.scaleup_domain_size)),
+        out_bw=dev.scaleout_bw_bytes_per_s)
+    dp_out = tp * dpc > dev.scaleup_domain_size
     grad_reduce = g_full * prof.grad_reduce_bytes_per_grad_byte(job.grad_reduce_dtype)
     t_step_comm, t_micro_comm = data_parallel_seconds(
         weight_bytes=w_full, grad_bytes=grad_reduce, zero_stage=zero,
-        collective=lambda op, nb: collective_s(dev, op, n_bytes=nb, n_ranks=dp, link_bw=dp_bw,
+        collective=lambda op, nb: collective_s(dev, op, n_bytes=nb, n_ranks=dpc, link_bw=dp_bw,
                                                scale_out=dp_out))
     backward_window = stage * (2.0 / 3.0)
     dp_exposed = (np.maximum(t_step_comm - backward_window, 0.0)
                   + m * np.maximum(t_micro_comm - stage, 0.0))
-    shard = np.where(np.asarray(zero) >= 1, dp, 1.0)
+    shard = np.where(np.asarray(zero) >= 1, dpc, 1.0)
     optimizer = dev.rates.memory_seconds(optimizer_step_bytes(
         weight_bytes=w_full / shard, grad_bytes=g_full / shard, optimizer_bytes=o_full / shard))
     step = span + dp_exposed + optimizer
-    time = job.n_steps * step / job.goodput_frac
+    goodput = job.goodput(n)  # P24-P28: a function of the device count
+    time = job.n_steps * step / goodput
     return TrainingBreakdown(
         dp=dp, n_micro_batches=m, mem_per_device_bytes=mem, weight_mem_bytes=w,
         grad_mem_bytes=g, optimizer_mem_bytes=o, activation_mem_bytes=act + buffer,
-        step_time_s=step, time_s=time, compute_time_s=(m + pp - 1.0) * stage,
-        tp_comm_time_s=m * tp_comm, pp_comm_time_s=m * pp_comm, dp_comm_exposed_s=dp_exposed,
-        optimizer_time_s=optimizer, bubble_frac=pipeline_bubble_frac(pp=pp, n_micro_batches=m),
+        step_time_s=step, time_s=time,
+        compute_time_s=pipeline_step_time_s(stage_micro_batch_s=stage, pp=pp,
+                                            n_micro_batches=m, virtual_stages=vs),
+        tp_comm_time_s=m * tp_comm, cp_comm_time_s=m * cp_comm, pp_comm_time_s=m * pp_comm,
+        dp_comm_exposed_s=dp_exposed, optimizer_time_s=optimizer, goodput_frac=goodput,
+        bubble_frac=pipeline_bubble_frac(pp=pp, n_micro_batches=m, virtual_stages=vs),
         tokens_per_s=gb * seq / step,
         mfu=prof.model_flops_per_seq * gb / (step * n * dev.peak_flops_per_s),
         hfu=prof.hardware_flops_per_seq[rc] * gb / (step * n * dev.peak_flops_per_s),
     )
+
+
+def context_parallel_seconds(prof: TrainingProfile, dev: DeviceColumns, *, tp, cp, n, mb, rc):
+    """P22: context-parallel communication of one block for one micro-batch, as Llama 3 runs
+    it (Dubey et al. 2024, Sec. 3.3.2: all-gather K and V in forward, reduce-scatter dK and dV
+    in backward; not overlapped with compute): K and V of the whole sequence,
+    2 · mb · s · (kv heads / t) · head_dim · a bytes, all-gathered over cp ranks in forward
+    (again with full recompute) and reduce-scattered in backward. The group (stride t) stays
+    on the scale-up link while t · cp tiles the domain. Llama 3 405B at 131k tokens, cp 16,
+    tp 8 (8 KV heads of 128, bf16): 2 · 131,072 · 1 · 128 · 2 = 67.1 MB per all-gather."""
+    kv_bytes = (2.0 * mb * prof.seq_len * np.maximum(prof.n_kv_heads / tp, 1.0)
+                * prof.head_dim * prof.activation_bytes)
+    group = tp * np.asarray(cp, dtype=float)
+    inside = tp_tiles_domain(tp=group, n=n, domain=dev.scaleup_domain_size)
+    link = np.where(inside, group_link_bw(dev, group), dev.scaleout_bw_bytes_per_s)
+    gathers = np.where(np.asarray(rc) == RECOMPUTE_OPTIONS.index("full"), 2.0, 1.0)
+    kw = dict(n_bytes=kv_bytes, n_ranks=cp, link_bw=link, scale_out=~inside)
+    return (gathers * collective_s(dev, CollectiveOp.ALL_GATHER, **kw)
+            + collective_s(dev, CollectiveOp.REDUCE_SCATTER, **kw))
 
 
 def train_tp_divides_heads(spec: Any, tp) -> np.ndarray:
@@ -494,7 +630,7 @@ def _not_finite(time_s, money: Mapping[str, Any]) -> np.ndarray:
 
 
 def _train_reasons(job: TrainingJob, dev: DeviceColumns, q: Any, *, n, tp, pp,
-                   zero, tp_pinned: bool, money: Mapping[str, Any]) -> np.ndarray:
+                   zero, tp_pinned: bool, money: Mapping[str, Any], vs=1) -> np.ndarray:
     m = q.n_micro_batches
     r = TrainReason
     code = np.where(q.time_s > (job.deadline_s or np.inf), r.DEADLINE, r.OK)
@@ -503,6 +639,9 @@ def _train_reasons(job: TrainingJob, dev: DeviceColumns, q: Any, *, n, tp, pp,
     code = np.where(q.mem_per_device_bytes > usable, r.NO_FIT, code)
     code = np.where(np.isnan(q.step_time_s), r.NO_LINK_BW, code)
     code = np.where((np.asarray(zero) >= 2) & (np.asarray(pp) > 1), r.ZERO_WITH_PP, code)
+    # Megatron-LM's interleaved schedule needs the micro-batches in multiples of pp
+    code = np.where((np.asarray(vs) > 1) & (np.fmod(m, pp) != 0), r.INTERLEAVE_MICRO_BATCHES,
+                    code)
     code = np.where((m < 1) | (m != np.floor(m)), r.BATCH_NOT_DIVISIBLE, code)
     code = np.where(~train_tp_divides_heads(job.model, tp), r.TP_HEADS, code)
     if tp_pinned:
@@ -535,21 +674,23 @@ def _train_chunks(job: TrainingJob, table: _DeviceTable, cost: CostOptions):
     per_device = int(np.prod(axes.shape))
     step = max(1, CHUNK_CANDIDATES // per_device)
     n, tp = grid["n"], grid["tp"]
-    # tensor-parallel-only op times: once per distinct tp, then gathered to the layouts
+    # op times depend on the layout only through (tp, cp): once per distinct pair, then
+    # gathered to the layouts
     tp_unique = axes.tp_values.reshape(1, -1, 1, 1, 1)
+    cp_unique = axes.cp_values.reshape(1, -1, 1, 1, 1)
     for start in range(0, len(table.ids), step):
         sl = slice(start, min(start + step, len(table.ids)))
         dev = _device_columns(table, sl, 5)
         shape = (sl.stop - sl.start, *axes.shape)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             op_times = tuple(np.take(t, axes.tp_index, axis=1) for t in micro_batch_times(
-                prof, dev, tp=tp_unique, mb=grid["mb"], rc=grid["rc"]))
+                prof, dev, tp=tp_unique, mb=grid["mb"], rc=grid["rc"], cp=cp_unique))
             q = evaluate_training(job, prof, dev, n=n, tp=tp, pp=grid["pp"],
                                   zero=grid["zero"], mb=grid["mb"], rc=grid["rc"],
-                                  op_times=op_times)
+                                  cp=grid["cp"], vs=grid["vs"], op_times=op_times)
             money = costs(n_devices=n, time_s=q.time_s, prices=dev.prices, options=cost)
             code = _train_reasons(job, dev, q, n=n, tp=tp, pp=grid["pp"], zero=grid["zero"],
-                                  tp_pinned=job.tp is not None, money=money)
+                                  vs=grid["vs"], tp_pinned=job.tp is not None, money=money)
         domain = dev.scaleup_domain_size
         valid = (((tp <= domain) & tp_tiles_domain(tp=tp, n=n, domain=domain))
                  | (job.tp is not None))
@@ -603,7 +744,7 @@ def evaluate_inference(job: InferenceJob, prof: InferenceProfile, dev: DeviceCol
     """
     kv_split = np.minimum(tp, prof.n_kv_heads)
     kw = dict(tp=tp, kv_split=kv_split, rates=dev.rates)
-    link = np.where(scale_out, dev.scaleout_bw_bytes_per_s, dev.scaleup_bw_bytes_per_s)
+    link = np.where(scale_out, dev.scaleout_bw_bytes_per_s, group_link_bw(dev, tp))
     a, h, L = prof.activation_bytes, prof.d_model, prof.n_layers
     n_coll = TP_COLLECTIVES_PER_LAYER_INFERENCE * L
 
@@ -751,7 +892,8 @@ def _train_frame(chunk: _TrainChunk, axes: _TrainAxes, table: _DeviceTable,
     cols = dict(_device_cols(table, d, m))
     cols.update(
         n_devices=axes.n[index[1]].astype(int), tp=axes.tp[index[1]].astype(int),
-        pp=axes.pp[index[1]].astype(int), dp=g(q.dp).astype(int),
+        pp=axes.pp[index[1]].astype(int), cp=axes.cp[index[1]].astype(int),
+        virtual_stages=axes.vs[index[1]].astype(int), dp=g(q.dp).astype(int),
         micro_batch_size=axes.mb[index[3]].astype(int),
         n_micro_batches=g(q.n_micro_batches),
         zero_stage=axes.zero[index[2]].astype(int),
@@ -762,9 +904,11 @@ def _train_frame(chunk: _TrainChunk, axes: _TrainAxes, table: _DeviceTable,
         grad_mem_bytes=g(q.grad_mem_bytes), optimizer_mem_bytes=g(q.optimizer_mem_bytes),
         activation_mem_bytes=g(q.activation_mem_bytes),
         step_time_s=g(q.step_time_s), compute_time_s=g(q.compute_time_s),
-        tp_comm_time_s=g(q.tp_comm_time_s), pp_comm_time_s=g(q.pp_comm_time_s),
+        tp_comm_time_s=g(q.tp_comm_time_s), cp_comm_time_s=g(q.cp_comm_time_s),
+        pp_comm_time_s=g(q.pp_comm_time_s),
         dp_comm_exposed_s=g(q.dp_comm_exposed_s), optimizer_time_s=g(q.optimizer_time_s),
-        bubble_frac=g(q.bubble_frac), time_s=g(q.time_s), tokens_per_s=g(q.tokens_per_s),
+        bubble_frac=g(q.bubble_frac), goodput_frac=g(q.goodput_frac), time_s=g(q.time_s),
+        tokens_per_s=g(q.tokens_per_s),
         mfu=g(q.mfu), hfu=g(q.hfu),
         cost_usd=m["cost_usd"], cloud_cost_usd=m["cloud_cost_usd"],
         ownership_cost_usd=m["ownership_cost_usd"], energy_j=m["energy_j"],
@@ -936,17 +1080,20 @@ def candidate_evaluator(job: TrainingJob, catalog: Any = None, *,
                   for i, device_id in enumerate(table.ids)}
 
     def evaluate(device_id: str, n_devices: int, tp: int, pp: int, zero_stage: int,
-                 micro_batch_size: int, recompute: str) -> dict[str, Any]:
+                 micro_batch_size: int, recompute: str, cp: int = 1,
+                 virtual_stages: int = 1) -> dict[str, Any]:
         dev = per_device[device_id]
         rc = RECOMPUTE_OPTIONS.index(recompute)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             q = evaluate_training(job, prof, dev, n=float(n_devices), tp=float(tp),
                                   pp=float(pp), zero=float(zero_stage),
-                                  mb=float(micro_batch_size), rc=rc)
+                                  mb=float(micro_batch_size), rc=rc, cp=float(cp),
+                                  vs=float(virtual_stages))
             money = costs(n_devices=n_devices, time_s=q.time_s, prices=dev.prices,
                           options=cost)
             code = _scalar(_train_reasons(job, dev, q, n=float(n_devices), tp=float(tp),
                                           pp=float(pp), zero=float(zero_stage),
+                                          vs=float(virtual_stages),
                                           tp_pinned=job.tp is not None, money=money))
         code = int(code)
         return dict(feasible=code == 0, reason=TRAIN_REASONS[code],

@@ -74,17 +74,21 @@ def op_time_s(*, flops, bytes_moved, compute_flops_per_s, memory_bytes_per_s, ov
     return np.maximum(np.maximum(compute, memory), overhead_s)
 
 
-def pipeline_bubble_frac(*, pp, n_micro_batches):
-    """P10: idle share of a pipelined step, (p−1)/(m+p−1) (GPipe, Huang et al. 2019; 1F1B,
-    Narayanan et al. 2021, Eq. 1). Example: p = 4, m = 8: 3/11 = 0.273."""
+def pipeline_bubble_frac(*, pp, n_micro_batches, virtual_stages=1):
+    """P10: idle share of a pipelined step, ((p−1)/v)/(m + (p−1)/v) (GPipe, Huang et al. 2019;
+    1F1B, Narayanan et al. 2021, Eq. 1; with v virtual stages per device, the interleaved
+    schedule of the same paper, Sec. 2.2.2: the bubble shrinks by v). Examples: p = 4, m = 8:
+    3/11 = 0.273; with v = 2: 1.5/9.5 = 0.158. Zero-bubble schedules are not modelled."""
     pp = np.asarray(pp, dtype=float)
-    return (pp - 1.0) / (n_micro_batches + pp - 1.0)
+    idle = (pp - 1.0) / np.asarray(virtual_stages, dtype=float)
+    return idle / (n_micro_batches + idle)
 
 
-def pipeline_step_time_s(*, stage_micro_batch_s, pp, n_micro_batches):
-    """P11: compute span of one step, (m + p − 1) · t_stage: m micro-batches through p stages;
-    the share (p−1)/(m+p−1) of it is the bubble (P10)."""
-    return (n_micro_batches + np.asarray(pp) - 1.0) * stage_micro_batch_s
+def pipeline_step_time_s(*, stage_micro_batch_s, pp, n_micro_batches, virtual_stages=1):
+    """P11: compute span of one step, (m + (p − 1)/v) · t_stage: m micro-batches through p
+    stages of v interleaved chunks each; the share of P10 is the bubble."""
+    idle = (np.asarray(pp, dtype=float) - 1.0) / np.asarray(virtual_stages, dtype=float)
+    return (n_micro_batches + idle) * stage_micro_batch_s
 
 
 def stage_time_s(*, layer_s, first_s, last_s, n_layers, pp):
@@ -330,6 +334,7 @@ class TrainingProfile:
     d_model: int
     n_kv_heads: int
     seq_len: int
+    head_dim: int = 128  # of the K/V heads (context-parallel exchange, P22)
 
     def grad_reduce_bytes_per_grad_byte(self, reduce_dtype: str) -> float:
         """Bytes on the wire per stored gradient byte when gradients are reduced in
@@ -414,6 +419,7 @@ def training_profile(spec: ModelSpec, *, seq_len: int, precision: str, optimizer
                                            for r in RECOMPUTE_OPTIONS], dtype=float),
         activation_bytes=a, grad_bytes=policy.grad_bytes, n_layers=spec.n_layers,
         d_model=spec.d_model, n_kv_heads=spec.kv_heads, seq_len=seq_len,
+        head_dim=spec.d_head,
     )
 
 
@@ -611,8 +617,10 @@ class TrainingBreakdown:
     activation_mem_bytes: Any  # includes the ZeRO-3 gather buffer
     step_time_s: Any  # span + exposed data-parallel traffic + optimizer (P18)
     time_s: Any  # steps × step / goodput
+    goodput_frac: Any  # productive share of wall time at this device count (P24-P28)
     compute_time_s: Any  # (m + p − 1) stage times, bubble included (P11)
     tp_comm_time_s: Any
+    cp_comm_time_s: Any  # context-parallel K/V exchange, exposed (P22)
     pp_comm_time_s: Any
     dp_comm_exposed_s: Any
     optimizer_time_s: Any

@@ -23,9 +23,11 @@ int64 (e.g. global_batch_size=2**64 used to print negative device counts):
   (op_overhead_s, collective_latency_s) in [0, 1] s (the built-in launch floor is microseconds).
 
 Defaults that are assumptions, each documented in docs/planning.md ("Assumptions"):
-- goodput_frac = 0.9 (A1): Meta reports "higher than 90% effective training time" over a 54-day
-  snapshot of Llama 3 405B pre-training on 16k H100s (Llama Team 2024, "The Llama 3 Herd of
-  Models", Sec. 3.3.4). Set 1.0 for steady-state throughput.
+- goodput_frac = None (A1, A19-A21): the goodput follows from the device count through
+  planner.plan.goodput (interruptions at Llama 3's rate, 419 in 54 days on 16,384 H100s,
+  Young/Daly checkpointing, a 10-minute restart): 0.999 on 8 devices, 0.916 on 16,384 (Meta
+  reports "higher than 90% effective training time"). A number pins it (1.0 for steady-state
+  throughput).
 - usable_memory_frac = 0.9 (A2): the runtime, allocator fragmentation and workspaces take a
   share of device memory; e.g. B200 has 192 GB physical and reports ~179-180 GB usable (93%,
   shared/reference/README.md §4).
@@ -39,6 +41,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -60,8 +63,18 @@ from planner.errors import (
 from planner.model.layers import MAX_BATCH_SIZE, Recompute
 from planner.model.precision import dtype_bytes, optimizer_state_bytes, precision_policy
 from planner.model.spec import MAX_SEQ_LEN, ModelSpec, model
+from planner.plan.goodput import (
+    DEFAULT_CHECKPOINT_WRITE_S,
+    DEFAULT_INTERRUPTIONS_PER_DEVICE_HOUR,
+    DEFAULT_RESTART_S,
+    MAX_CHECKPOINT_WRITE_S,
+    MAX_INTERRUPTIONS_PER_DEVICE_HOUR,
+    MAX_OTHER_OVERHEAD_FRAC,
+    MAX_RESTART_S,
+    GoodputModel,
+    goodput_frac,
+)
 
-DEFAULT_GOODPUT_FRAC = 0.9
 DEFAULT_USABLE_MEMORY_FRAC = 0.9
 DEFAULT_MAX_DEVICES = 16384  # Llama 3 405B trained on 16,384 H100s (Llama 3 paper, Sec. 3.3)
 DEFAULT_MAX_BATCH_SIZE = 512  # serving: concurrent sequences per replica searched up to this
@@ -92,7 +105,13 @@ _SECONDS = number_rule(positive=True)
 # field -> its type-and-range rule (planner.errors), applied before pydantic's own checks
 FIELD_RULES: dict[str, Callable[[Any, str], Any]] = {
     "compute_frac": _FRACTION, "usable_memory_frac": _FRACTION, "goodput_frac": _FRACTION,
+    "interruptions_per_device_hour": number_rule(minimum=0.0,
+                                                 maximum=MAX_INTERRUPTIONS_PER_DEVICE_HOUR),
+    "checkpoint_write_s": number_rule(positive=True, maximum=MAX_CHECKPOINT_WRITE_S),
+    "restart_s": number_rule(minimum=0.0, maximum=MAX_RESTART_S),
+    "other_overhead_frac": number_rule(minimum=0.0, maximum=MAX_OTHER_OVERHEAD_FRAC),
     "max_devices": _DEVICES, "n_devices": _DEVICES, "tp": _DEVICES, "pp": _DEVICES,
+    "cp": _DEVICES, "virtual_stages": _DEVICES,
     "global_batch_size": _SEQUENCES, "micro_batch_size": _SEQUENCES, "batch_size": _SEQUENCES,
     "max_batch_size": _SEQUENCES, "concurrent_requests": _SEQUENCES,
     "seq_len": _LENGTH, "prompt_len": _LENGTH, "output_len": _LENGTH,
@@ -228,6 +247,14 @@ class TrainingJob(_Job):
         "the cheapest layout per device that meets it.")
     tp: int | None = Field(default=None, ge=1, description="Tensor-parallel degree (pinned).")
     pp: int | None = Field(default=None, ge=1, description="Pipeline-parallel stages (pinned).")
+    cp: int | None = Field(
+        default=None, ge=1,
+        description="Context-parallel degree (pinned): each sequence split over cp devices, "
+        "K/V all-gathered per layer (Llama 3); searched for sequences of 8k tokens and more.")
+    virtual_stages: int | None = Field(
+        default=None, ge=1,
+        description="Interleaved 1F1B: model chunks per pipeline stage (pinned); the bubble "
+        "shrinks by this factor, pipeline sends grow by it (P10, P11).")
     micro_batch_size: int | None = Field(default=None, ge=1,
                                          description="Sequences per micro-batch (pinned).")
     zero_stage: int | None = Field(default=None, ge=0, le=3,
@@ -237,10 +264,38 @@ class TrainingJob(_Job):
     flash_attention: bool = Field(default=True, description="Fused attention kernel.")
     causal_attention: Literal["full", "half"] = Field(
         default="full", description="Count causal attention in full (PaLM MFU) or halved.")
-    goodput_frac: float = Field(
-        default=DEFAULT_GOODPUT_FRAC, gt=0, le=1,
-        description="Share of wall-clock time spent on productive steps (A1); time_s = "
-        "steps × step_time_s / goodput_frac.")
+    goodput_frac: float | None = Field(
+        default=None, gt=0, le=1,
+        description="Share of wall-clock time spent on productive steps; None = from the "
+        "device count (P24-P28: interruptions, checkpoints, restarts); time_s = steps × "
+        "step_time_s / goodput.")
+    interruptions_per_device_hour: float = Field(
+        default=DEFAULT_INTERRUPTIONS_PER_DEVICE_HOUR, ge=0,
+        description="Job-stopping interruptions per device-hour (A19: Llama 3's 419 in 54 "
+        "days on 16,384 GPUs).")
+    checkpoint_write_s: float = Field(
+        default=DEFAULT_CHECKPOINT_WRITE_S, gt=0,
+        description="Training stalled per checkpoint, s (A20: async checkpoint, 6.3 s).")
+    restart_s: float = Field(
+        default=DEFAULT_RESTART_S, ge=0,
+        description="From an interruption to training again, s (A20: 10 min).")
+    other_overhead_frac: float = Field(
+        default=0.0, ge=0, lt=1,
+        description="Wall time lost to everything else at any scale (evaluations, stalls).")
+
+    def goodput_model(self) -> GoodputModel:
+        """The job's interruption and checkpoint inputs (planner.plan.goodput)."""
+        return GoodputModel(interruptions_per_device_hour=self.interruptions_per_device_hour,
+                            checkpoint_write_s=self.checkpoint_write_s,
+                            restart_s=self.restart_s,
+                            other_overhead_frac=self.other_overhead_frac)
+
+    def goodput(self, n_devices: Any) -> Any:
+        """The productive share of wall time on `n_devices` (an array broadcasts): the
+        pinned goodput_frac, else P24-P28."""
+        if self.goodput_frac is not None:
+            return np.full(np.shape(n_devices), float(self.goodput_frac))
+        return goodput_frac(n_devices, self.goodput_model())
 
     @field_validator("precision")
     @classmethod
@@ -278,10 +333,22 @@ class TrainingJob(_Job):
                              f"global_batch_size={self.global_batch_size}")
         if self.pp is not None and self.pp > spec.n_layers:
             raise ValueError(f"pp: {self.pp} stages exceed the model's {spec.n_layers} layers")
+        if self.cp is not None and self.seq_len % (2 * self.cp) and self.cp > 1:
+            raise InputError("cp", f"{self.cp} does not split seq_len={self.seq_len} into 2·cp "
+                             "equal chunks (load-balanced causal context parallelism); allowed: "
+                             "cp with seq_len divisible by 2·cp")
+        if self.virtual_stages is not None and self.virtual_stages > 1:
+            stages = self.pp or 1
+            if stages == 1 and self.pp is not None:
+                raise InputError("virtual_stages", "interleaving needs pp > 1")
+            if self.pp is not None and self.pp * self.virtual_stages > spec.n_layers:
+                raise InputError("virtual_stages", f"{self.pp} stages × {self.virtual_stages} "
+                                 f"chunks exceed the {spec.n_layers} layers; allowed: "
+                                 "pp × virtual_stages ≤ n_layers (at least one layer a chunk)")
         if self.n_devices is not None:
-            layout = (self.tp or 1) * (self.pp or 1)
+            layout = (self.tp or 1) * (self.pp or 1) * (self.cp or 1)
             if self.n_devices % layout:
-                raise ValueError(f"n_devices: {self.n_devices} is not divisible by tp×pp="
+                raise ValueError(f"n_devices: {self.n_devices} is not divisible by tp×pp×cp="
                                  f"{layout}")
         return self
 

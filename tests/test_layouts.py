@@ -1,0 +1,104 @@
+"""Layouts real jobs use (issue 10): interleaved pipelines, context parallelism, device counts
+and pipeline depths that are not powers of two (docs/planning.md P10, P11, P3, P21-P23)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import planner
+from planner import TrainingJob, load_catalog, rank, search
+from planner.plan.memory import activation_bytes_per_device
+from planner.plan.search import _device_counts, _pipeline_depths, context_parallel_seconds
+from planner.plan.steptime import pipeline_bubble_frac, pipeline_step_time_s, training_profile
+
+CATALOG = load_catalog()
+
+
+def test_interleaving_divides_the_bubble_by_the_virtual_stages():
+    # Narayanan et al. 2021, Sec. 2.2.2: bubble (p-1)/v per m micro-batches.
+    # p = 4, m = 8: 1F1B 3/11 = 0.2727; v = 2: 1.5/9.5 = 0.1579; span (8 + 1.5) x 1 s = 9.5 s
+    assert pipeline_bubble_frac(pp=4, n_micro_batches=8) == pytest.approx(3 / 11)
+    assert pipeline_bubble_frac(pp=4, n_micro_batches=8, virtual_stages=2) == pytest.approx(
+        1.5 / 9.5)
+    assert pipeline_step_time_s(stage_micro_batch_s=1.0, pp=4, n_micro_batches=8,
+                                virtual_stages=2) == pytest.approx(9.5)
+
+
+def test_interleaving_and_context_parallelism_in_activation_memory():
+    # P3: 8 layers of 10 bytes, no outer layers, p = 4, m = 8, mb = 1, t = 1:
+    # 1F1B first stage 2 blocks x 10 x 4 in flight = 80; interleaved v = 2: x (1 + 3/8) = 110;
+    # cp = 2 halves it: 55 (Korthikanti 2022, Sec. 4.2.3; each rank keeps half the sequence)
+    kw = dict(layer_bytes=10.0, first_bytes=0.0, last_bytes=0.0, n_layers=8, pp=4, tp=1,
+              micro_batch_size=1, n_micro_batches=8)
+    assert activation_bytes_per_device(**kw) == pytest.approx(80)
+    assert activation_bytes_per_device(**kw, virtual_stages=2) == pytest.approx(110)
+    assert activation_bytes_per_device(**kw, virtual_stages=2, cp=2) == pytest.approx(55)
+
+
+def test_context_parallel_exchange_is_an_all_gather_and_a_reduce_scatter_of_k_and_v():
+    # P22, Llama 3 405B at 131,072 tokens, tp 8, cp 16 (8 KV heads of 128, bf16): each rank
+    # gathers K and V of the whole sequence, 2 x 131,072 x 1 head x 128 x 2 B = 67,108,864 B,
+    # over 16 ranks (tp x cp = 128 GPUs: beyond one 8-GPU node, the scale-out tier), and
+    # reduce-scatters their gradients; a full recompute gathers once more
+    prof = training_profile(planner.model("llama-3.1-405b"), seq_len=131072, precision="bf16",
+                            optimizer="adamw", flash_attention=True, causal_attention="full")
+    job = TrainingJob(model="llama-3.1-405b", n_tokens=1e12, seq_len=131072,
+                      global_batch_size=128)
+    dev = planner.plan.search.device_columns(CATALOG.get("nvidia_h100_sxm"), job)
+    msg = 2 * 131072 * 1 * 128 * 2
+    assert msg == 67_108_864
+    ag = planner.collective_time_s("nvidia_h100_sxm", "all_gather", msg, 16, "scale_out")
+    rs = planner.collective_time_s("nvidia_h100_sxm", "reduce_scatter", msg, 16, "scale_out")
+    got = context_parallel_seconds(prof, dev, tp=8.0, cp=16.0, n=16384.0, mb=1.0, rc=0)
+    assert float(got[0]) == pytest.approx(ag + rs, rel=1e-9)
+    full = context_parallel_seconds(prof, dev, tp=8.0, cp=16.0, n=16384.0, mb=1.0, rc=2)
+    assert float(full[0]) == pytest.approx(2 * ag + rs, rel=1e-9)
+
+
+def test_llama3_405b_at_131k_with_meta_layout_is_feasible_with_a_plausible_mfu():
+    # Llama 3 (Dubey et al. 2024, Table 4): 16,384 H100, TP8 CP16 PP16 DP8, seq 131,072,
+    # 16M tokens per batch (128 sequences): 38 % BF16 MFU. Without context parallelism and
+    # interleaving the best layout was one micro-batch per replica and a 48 % bubble.
+    job = TrainingJob(model="llama-3.1-405b", n_tokens=8e11, seq_len=131072,
+                      global_batch_size=128, n_devices=16384, tp=8, cp=16, pp=16, zero_stage=1)
+    row = rank(job, CATALOG, devices=["nvidia_h100_sxm"]).iloc[0]
+    assert row["feasible"], row["reason"]
+    assert (row["tp"], row["cp"], row["pp"], row["dp"]) == (8, 16, 16, 8)
+    assert row["virtual_stages"] > 1 and row["bubble_frac"] < 0.3
+    assert 0.25 <= row["mfu"] <= 0.55
+    one_f_one_b = search(job.model_copy(update={"virtual_stages": 1}), CATALOG,
+                         devices=["nvidia_h100_sxm"])
+    assert one_f_one_b["bubble_frac"].min() == pytest.approx(15 / 31)
+
+
+def test_an_interleaved_schedule_needs_micro_batches_in_multiples_of_pp():
+    job = TrainingJob(model="llama-2-70b", n_tokens=1e10, seq_len=4096, global_batch_size=6,
+                      n_devices=16, tp=8, pp=2, virtual_stages=2, micro_batch_size=2,
+                      zero_stage=1, recompute="full")
+    row = rank(job, CATALOG, devices=["nvidia_h100_sxm"]).iloc[0]
+    # m = 6 / (1 x 2) = 3 micro-batches, not a multiple of pp = 2
+    assert not row["feasible"]
+    assert "3 micro-batches is not a multiple of pp=2" in row["reason"]
+
+
+def test_device_counts_and_pipeline_depths_beyond_powers_of_two():
+    counts = _device_counts(16384, [8, 72])
+    assert {24, 48, 6144, 72, 144, 9216} <= set(counts) and 100 not in counts
+    # 126 layers (Llama 3.1 405B): 14 stages of 9 layers, 18 of 7, 21 of 6 ...
+    assert {1, 2, 3, 6, 7, 9, 14, 18, 21, 42, 63, 4, 8, 16, 32, 64} == set(
+        _pipeline_depths(64, 126))
+    # 6,144 GPUs (3 x 2,048) can be asked and planned, and 126 layers over 14 stages
+    job = TrainingJob(model="llama-3.1-405b", n_tokens=1e12, seq_len=8192,
+                      global_batch_size=1536, n_devices=6144, tp=8, pp=16)
+    row = rank(job, CATALOG, devices=["nvidia_h100_sxm"]).iloc[0]
+    assert row["feasible"], row["reason"]
+    assert (row["n_devices"], row["dp"]) == (6144, 48)
+    fourteen = rank(job.model_copy(update={"n_devices": 1792, "pp": 14}), CATALOG,
+                    devices=["nvidia_h100_sxm"]).iloc[0]
+    assert fourteen["feasible"], fourteen["reason"]
+    assert (fourteen["pp"], fourteen["dp"]) == (14, 16)
+    grid = search(job.model_copy(update={"n_devices": None, "pp": None, "max_devices": 8192}),
+                  CATALOG, devices=["nvidia_h100_sxm"])
+    assert {6144, 3072, 1536} <= set(grid["n_devices"]) and {14, 18, 21} <= set(grid["pp"])
+    assert np.isin(grid["virtual_stages"], [1, 2, 3, 4, 5, 6, 7, 8]).all()
