@@ -41,7 +41,7 @@ from planner.hardware.kernels import (
     kernel_rates,
     op_overhead_s,
 )
-from planner.model.precision import Mode, precision_policy
+from planner.model.precision import Mode, optimizer_state_bytes, precision_policy
 from planner.plan.cost import CostOptions, DevicePrices, PriceColumns, costs, device_prices
 from planner.plan.memory import (
     activation_bytes_per_device,
@@ -80,6 +80,7 @@ MAX_MICRO_BATCH = 16  # largest micro-batch searched
 MAX_CP = 32  # largest context-parallel degree searched
 CP_MIN_TOKENS = 8192  # CP is searched only while each rank keeps at least this many tokens
 MAX_VIRTUAL_STAGES = 8  # largest number of interleaved chunks per pipeline stage searched
+
 CHUNK_CANDIDATES = 1 << 20  # grid cells evaluated at once (bounds memory, ~8 MB per array)
 MAX_DEVICE_COUNT = 2**53  # device counts above this are clipped in integer columns
 
@@ -385,15 +386,23 @@ def _context_parallel(job: TrainingJob) -> list[int]:
 
 
 def _virtual_stages(job: TrainingJob, pp: int) -> list[int]:
-    """Interleaved chunks per stage searched: 1, and when pp > 1 the v ≤ MAX_VIRTUAL_STAGES
-    with at least one layer per chunk (pp · v ≤ L). Megatron-LM requires pp · v to divide the
-    layers; Llama 3 ran 126 layers on 16 interleaved stages by trimming the first and last
-    (Dubey et al. 2024, Sec. 3.3.2): uneven chunks are timed at the slowest stage's
-    ceil(L/p) layers (P12)."""
+    """Interleaved chunks per stage searched when pp > 1 (P21): 1, 2 and 4 (at least one layer
+    per chunk, pp · v ≤ L), and the largest v ≤ MAX_VIRTUAL_STAGES that divides the layers per
+    stage (Megatron-LM requires pp · v to divide L; Llama 3 ran 126 layers on 16 interleaved
+    stages by trimming the first and last, Dubey et al. 2024, Sec. 3.3.2: uneven chunks are
+    timed at the slowest stage's ceil(L/p) layers, P12). A few values, not all eight: the
+    bubble falls as 1/v, so the gain from 4 to 8 is small next to the grid it would cost."""
     if job.virtual_stages:
         return [job.virtual_stages]
     L = job.model.n_layers
-    return [1] + [v for v in range(2, MAX_VIRTUAL_STAGES + 1) if pp > 1 and pp * v <= L]
+    if pp <= 1:
+        return [1]
+    out = {1} | {v for v in (2, 4) if pp * v <= L}
+    if L % pp == 0:
+        per_stage = L // pp
+        divisors = [v for v in range(2, MAX_VIRTUAL_STAGES + 1) if per_stage % v == 0]
+        out |= set(divisors[-1:])
+    return sorted(out)
 
 
 def _train_axes(job: TrainingJob, table: _DeviceTable) -> _TrainAxes:
@@ -409,9 +418,17 @@ def _train_axes(job: TrainingJob, table: _DeviceTable) -> _TrainAxes:
         shapes = [(job.n_devices, t, p, c) for t in tp_vals for p in pp_vals for c in cp_vals
                   if job.n_devices % (t * p * c) == 0]
     else:  # every layout times a searched data-parallel size (P21): n follows
-        dps = _device_counts(limit, np.unique(table.domain))
+        # pruned: no more data-parallel ranks than sequences in a step (each needs one), and
+        # no count too small to hold the weights, gradients and optimizer state fully
+        # sharded on the largest device (P1 with ZeRO-3: a lower bound for every layout)
+        policy = precision_policy(job.precision)
+        state = spec.n_params * (policy.linear_weight_bytes + policy.grad_bytes
+                                 + optimizer_state_bytes(job.optimizer))
+        min_n = state / max(float(np.nanmax(table.memory)), 1.0)
+        dps = [d for d in _device_counts(limit, np.unique(table.domain))
+               if d <= job.global_batch_size]
         shapes = sorted({(t * p * c * d, t, p, c) for t in tp_vals for p in pp_vals
-                         for c in cp_vals for d in dps if t * p * c * d <= limit})
+                         for c in cp_vals for d in dps if min_n <= t * p * c * d <= limit})
     layouts = [(n, t, p, c, v) for n, t, p, c in shapes for v in _virtual_stages(job, p)]
     if not layouts:  # pinned tp × pp × cp above every searched count: keep the pins, say why
         layouts = [(t * p * c, t, p, c, v) for t in tp_vals for p in pp_vals for c in cp_vals
