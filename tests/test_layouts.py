@@ -102,3 +102,32 @@ def test_device_counts_and_pipeline_depths_beyond_powers_of_two():
                   CATALOG, devices=["nvidia_h100_sxm"])
     assert {6144, 3072, 1536} <= set(grid["n_devices"]) and {14, 18, 21} <= set(grid["pp"])
     assert np.isin(grid["virtual_stages"], [1, 2, 3, 4, 5, 6, 7, 8]).all()
+
+
+def test_fp8_and_fp4_recipes_keep_the_lm_head_in_bf16():
+    # A22: Transformer Engine (and NVFP4 pretraining) run the blocks' linear layers in fp8/fp4;
+    # the embedding and LM head stay bf16, so their time equals the bf16 job's
+    from planner.plan.search import device_columns, micro_batch_times
+
+    times = {}
+    for precision in ("bf16", "fp8", "fp4"):
+        job = TrainingJob(model="llama-3-8b", n_tokens=1e10, seq_len=8192,
+                          global_batch_size=64, precision=precision)
+        prof = training_profile(job.model, seq_len=8192, precision=precision,
+                                optimizer="adamw", flash_attention=True,
+                                causal_attention="full", fused_swiglu=True)
+        dev = device_columns(CATALOG.get("nvidia_b200_hgx"), job)
+        times[precision] = [float(np.asarray(t).ravel()[0])
+                            for t in micro_batch_times(prof, dev, tp=1.0, mb=1.0, rc=0)]
+    block, first, last = zip(*(times[p] for p in ("bf16", "fp8", "fp4")), strict=True)
+    assert last[1] == pytest.approx(last[0]) and last[2] == pytest.approx(last[0])
+    assert block[2] < block[1] < block[0]  # the blocks' GEMMs at the fp8 and fp4 peaks
+
+
+def test_fp4_training_needs_an_fp4_peak():
+    job = TrainingJob(model="llama-3-8b", n_tokens=1e10, seq_len=8192, global_batch_size=64,
+                      precision="fp4")
+    df = rank(job, CATALOG, devices=["nvidia_b200_hgx", "nvidia_h100_sxm"]).set_index("device")
+    assert df.loc["nvidia_b200_hgx", "feasible"]
+    assert df.loc["nvidia_b200_hgx", "peak_dtype"] == "fp4"
+    assert df.loc["nvidia_h100_sxm", "reason"].startswith("no dense fp4 peak in the catalog")

@@ -763,7 +763,8 @@ def device_peak(device: Any, compute_dtype: str) -> tuple[float, str]:
 
 
 def attention_dtype(compute_dtype: str) -> str:
-    """The dtype fused attention runs in: fp8 recipes keep attention in bf16 (Transformer
-    Engine's default; FP8 attention is opt-in, `fp8_dpa`), every other policy computes
-    attention in its matmul dtype."""
-    return "bf16" if compute_dtype == "fp8" else compute_dtype
+    """The dtype fused attention (and, in training, the embedding and LM head: A22) runs in:
+    fp8 and fp4 recipes keep them in bf16 (Transformer Engine's default; FP8 attention is
+    opt-in, `fp8_dpa`; NVFP4 pretraining keeps attention in bf16), every other policy
+    computes attention in its matmul dtype."""
+    return "bf16" if compute_dtype in ("fp8", "fp4") else compute_dtype

@@ -64,6 +64,13 @@ POLICIES: dict[str, PrecisionPolicy] = {
                         note="FP8 matmuls (Transformer Engine) with bf16 weights and fp32 master; "
                              "NB: TE saves fp8 copies of some matmul inputs, counted here at 2 "
                              "bytes (an upper bound)"),
+        PrecisionPolicy(name="fp4", compute_dtype="fp4", weight_bytes=2, linear_weight_bytes=2,
+                        grad_bytes=2, master_bytes=4, activation_bytes=2,
+                        note="FP4 training (NVFP4 or MXFP4 block-scaled matmuls: NVIDIA, "
+                             "'Pretraining Large Language Models with NVFP4', 2025) on devices "
+                             "with an fp4 peak (Blackwell, MI355X); attention, embedding and LM "
+                             "head in bf16 (A22); NB: the published recipe also keeps ~15 % of "
+                             "the linear layers (the last blocks) in bf16, not modelled"),
         PrecisionPolicy(name="int8", compute_dtype="bf16", weight_bytes=2, linear_weight_bytes=1,
                         grad_bytes=0, master_bytes=0, activation_bytes=2, train_ok=False,
                         note="int8 weight-only inference: matmul weights 1 byte, dequantized to "

@@ -178,6 +178,8 @@ class _DeviceTable:
     trains: np.ndarray  # False where no training stack exists (FPGAs, inference-only chips)
     kernels: KernelRates
     attn_peak: np.ndarray
+    outer_kernels: KernelRates  # the embedding and LM head's rates (A22)
+    outer_peak: np.ndarray
     op_overhead_s: float
     prices: DevicePrices
     position: Mapping[str, int]  # device id -> its row, for lookups by id
@@ -212,6 +214,13 @@ def _device_table(devices: Sequence[Any], *, compute_dtype: str,
     rates = kernel_rates(devices, gemm_dtypes=[t or compute_dtype for _, t in peaks],
                          attention_dtypes=[t or attn_dtype for _, t in attn_peaks],
                          index=kernel_index, overrides=job.kernel_overrides())
+    # A22: an fp8/fp4 recipe keeps the embedding and the LM head in 16-bit (Transformer
+    # Engine and NeMo run only the blocks' linear layers in fp8; NVFP4 likewise)
+    outer_peaks = attn_peaks if attn_dtype != compute_dtype else peaks
+    outer = rates if outer_peaks is peaks else kernel_rates(
+        devices, gemm_dtypes=[t or attn_dtype for _, t in outer_peaks],
+        attention_dtypes=[t or attn_dtype for _, t in attn_peaks], index=kernel_index,
+        overrides=job.kernel_overrides())
     labels = dict(
         device=ids, kind=kinds, peak_dtype=tuple(t for _, t in peaks),
         # the price labels come in two tiers, the default offer then the larger one (A16):
@@ -236,6 +245,7 @@ def _device_table(devices: Sequence[Any], *, compute_dtype: str,
         bw2=arr("secondary_memory_bw_bytes_per_s"),
         trains=np.array([d.trains for d in devices], dtype=bool),
         kernels=rates, attn_peak=np.array([p for p, _ in attn_peaks], dtype=float),
+        outer_kernels=outer, outer_peak=np.array([p for p, _ in outer_peaks], dtype=float),
         op_overhead_s=op_overhead_s(job.efficiency_overrides), prices=prices,
         position={device_id: i for i, device_id in enumerate(ids)},
         labels={name: _labels(values) for name, values in labels.items()},
@@ -261,6 +271,7 @@ class DeviceColumns:
     prices: PriceColumns
     trains: np.ndarray
     rates: DeviceRates
+    outer_rates: DeviceRates  # embedding and LM head: 16-bit under an fp8/fp4 recipe (A22)
 
 
 def _device_columns(table: _DeviceTable, sl: slice, ndim: int) -> DeviceColumns:
@@ -282,6 +293,11 @@ def _device_columns(table: _DeviceTable, sl: slice, ndim: int) -> DeviceColumns:
         rates=DeviceRates(
             kernels=table.kernels, index=col(np.arange(len(table.ids))),
             gemm_peak_flops_per_s=peak, attention_peak_flops_per_s=col(table.attn_peak),
+            memory_bw_bytes_per_s=bw, op_overhead_s=table.op_overhead_s),
+        outer_rates=DeviceRates(
+            kernels=table.outer_kernels, index=col(np.arange(len(table.ids))),
+            gemm_peak_flops_per_s=col(table.outer_peak),
+            attention_peak_flops_per_s=col(table.attn_peak),
             memory_bw_bytes_per_s=bw, op_overhead_s=table.op_overhead_s))
 
 
@@ -456,8 +472,9 @@ def micro_batch_times(prof: TrainingProfile, dev: DeviceColumns, *, tp, mb,
     mb = np.asarray(mb, dtype=float) / np.asarray(cp, dtype=float)
     kw = dict(batch=mb, tp=tp, kv_split=np.minimum(tp, prof.n_kv_heads), rates=dev.rates,
               backward=True)
+    outer = dict(kw, rates=dev.outer_rates)
     return (ops_time_s(prof.block, fwd_passes=prof.block_fwd_passes[rc], **kw),
-            ops_time_s(prof.first, **kw), ops_time_s(prof.last, **kw))
+            ops_time_s(prof.first, **outer), ops_time_s(prof.last, **outer))
 
 
 def tp_tiles_domain(*, tp, n, domain):
