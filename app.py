@@ -106,6 +106,8 @@ def display_unit(col: str, values: pd.Series) -> tuple[float, str] | None:
     """(divide by, header) to show an SI column in a readable unit; None: show as is."""
     if col in ("mfu", "hfu", "engine_mfu"):
         return 0.01, f"{col.upper()} (%)"
+    if col in ("goodput_frac", "bubble_frac"):
+        return 0.01, f"{col.removesuffix('_frac')} (%)"
     if col.endswith("_rel_err"):
         return 0.01, f"{col.removesuffix('_rel_err')} error (%)"
     for tail in QUANTITY_TAILS:
@@ -327,7 +329,8 @@ def _safe_name(name: str) -> str:
 
 # ---- Plan page ----------------------------------------------------------------------------------
 OBJECTIVES = {"time": "fastest", "cost": "cheapest", "energy": "least energy"}
-RANKING_FIRST = ["rank", "device", "kind", "feasible", "reason", "n_devices", "tp", "pp", "dp",
+RANKING_FIRST = ["rank", "device", "kind", "feasible", "reason", "n_devices", "tp", "cp", "pp",
+                 "virtual_stages", "dp",
                  "zero_stage", "recompute", "micro_batch_size", "batch_size", "replicas",
                  "time_s", "cost_usd", "energy_j", "mfu", "ttft_s", "tpot_s", "pareto",
                  "cost_price_provider", "cost_price_date", "cost_note"]
@@ -543,10 +546,15 @@ def plan_layout(ranking: pd.DataFrame, query: tuple[Any, ...]) -> None:
     facts = {"devices": f"{int(row['n_devices'])}", "TP": f"{row['tp']}", "PP": f"{row['pp']}",
              "DP": f"{row['dp']}"}
     if "zero_stage" in row:
+        if row["cp"] > 1:
+            facts["CP"] = f"{row['cp']}"
+        if row["virtual_stages"] > 1:
+            facts["interleaved chunks"] = f"{row['virtual_stages']}"
         facts |= {"ZeRO": f"{row['zero_stage']}", "recompute": f"{row['recompute']}",
                   "micro-batch × count": f"{row['micro_batch_size']} × "
                                          f"{int(row['n_micro_batches'])}",
-                  "step": duration_str(row["step_time_s"]), "MFU": f"{row['mfu']:.1%}"}
+                  "step": duration_str(row["step_time_s"]), "MFU": f"{row['mfu']:.1%}",
+                  "goodput": f"{row['goodput_frac']:.1%}"}
     else:
         facts |= {"batch per replica": f"{row['batch_size']}", "replicas": f"{row['replicas']}",
                   "TTFT": duration_str(row["ttft_s"]), "TPOT": duration_str(row["tpot_s"])}

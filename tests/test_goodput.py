@@ -1,4 +1,4 @@
-"""Goodput from scale (planner/plan/goodput.py; docs/goodput_section.md P24-P28, A19-A21):
+"""Goodput from scale (planner/plan/goodput.py; docs/planning.md P24-P28, A19-A21):
 hand-derived values, a simulation of the failure process, the Llama 3 check, relations, bounds and
 every error message."""
 
@@ -118,7 +118,7 @@ def test_llama3_check():
 
 
 def test_worked_numbers():
-    # docs/goodput_section.md, "Worked numbers"
+    # docs/planning.md, "Worked numbers"
     for n, expected in [(8, 0.99923), (1024, 0.98828), (16384, 0.91602), (100_000, 0.66156)]:
         assert float(goodput_frac(n)) == pytest.approx(expected, abs=1e-5), n
 

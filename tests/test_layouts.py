@@ -120,6 +120,7 @@ def test_fp8_and_fp4_recipes_keep_the_lm_head_in_bf16():
         times[precision] = [float(np.asarray(t).ravel()[0])
                             for t in micro_batch_times(prof, dev, tp=1.0, mb=1.0, rc=0)]
     block, first, last = zip(*(times[p] for p in ("bf16", "fp8", "fp4")), strict=True)
+    assert first[1] == pytest.approx(first[0])  # the embedding, too
     assert last[1] == pytest.approx(last[0]) and last[2] == pytest.approx(last[0])
     assert block[2] < block[1] < block[0]  # the blocks' GEMMs at the fp8 and fp4 peaks
 

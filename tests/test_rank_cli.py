@@ -18,7 +18,7 @@ def test_rank_training_prints_a_table_and_writes_si_csv(tmp_path, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "train llama-2-7b" in out and "476,838 steps" in out and "ranked by time" in out
-    assert "nvidia_h100_sxm" in out and "tp×pp×dp" in out
+    assert "nvidia_h100_sxm" in out and "tp×cp×pp×dp" in out and "goodput" in out
     assert "is an FPGA: no training software stack" in out  # the FPGA cannot train
     df = pd.read_csv(path)
     assert list(df.columns[:14]) == ["rank", "device", "kind", "feasible", "reason",

@@ -259,16 +259,22 @@ def _notes(df: pd.DataFrame) -> list[str]:
                                                         df["cost_note"], scale, strict=True)]
 
 
+def _layout(tp: int, cp: int, pp: int, vs: int, dp: int) -> str:
+    """t×c×p×d, the pipeline with its interleaved chunks ("16v7")."""
+    return f"{tp}×{cp}×{pp}{f'v{vs}' if vs > 1 else ''}×{dp}"
+
+
 def _training_screen(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "#": df["rank"],
         "device": df["device"].astype(str),
         "kind": df["kind"].astype(str),
         "devices": df["n_devices"],
-        "tp×pp×dp": [f"{t}×{p}×{d}" for t, p, d in zip(df["tp"], df["pp"], df["dp"],
-                                                       strict=True)],
+        "tp×cp×pp×dp": [_layout(t, c, p, v, d) for t, c, p, v, d in zip(
+            df["tp"], df["cp"], df["pp"], df["virtual_stages"], df["dp"], strict=True)],
         "zero": df["zero_stage"], "mb": df["micro_batch_size"],
         "recompute": df["recompute"].astype(str),
+        "goodput": [_fmt(v, lambda x: f"{100 * x:.1f}%") for v in df["goodput_frac"]],
         "time": [_fmt(v, duration_str) for v in df["time_s"]],
         "cost": [_fmt(v, usd_str) for v in df["cost_usd"]],
         "energy": [_fmt(v, energy_str) for v in df["energy_j"]],

@@ -1,5 +1,5 @@
 """Goodput from scale: the share of a training job's wall-clock time spent on useful steps, as a
-function of its device count (docs/goodput_section.md, P24-P28 and A19-A21).
+function of its device count (docs/planning.md, P24-P28 and A19-A21).
 
 A synchronous job stops whenever any of its n devices (or their hosts, links, software) is
 interrupted, so its mean time between interruptions falls as 1/n (P24). The job writes a
@@ -15,7 +15,7 @@ exact expected ratio of useful time to wall time for exponentially distributed i
 Everything is vectorized over the device count (numpy arrays of any shape, e.g. the millions of
 candidates of planner.plan.search); the model's four numbers are scalars.
 
-Defaults (each derived with its arithmetic in docs/goodput_section.md, A19-A21):
+Defaults (each derived with its arithmetic in docs/planning.md, A19-A21):
 - interruptions_per_device_hour = 419 / (54 d × 24 h × 16,384) = 1.973e-5: Llama 3 405B
   pre-training, 419 unexpected interruptions in a 54-day snapshot on 16,384 H100s (Llama Team
   2024, "The Llama 3 Herd of Models", arXiv 2407.21783, Sec. 3.3.4). Other public figures are
