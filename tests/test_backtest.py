@@ -56,9 +56,9 @@ def test_recalled_megatron_rows_are_kept_out_of_the_headline():
 # shared/reference/measured_runs_2026.csv: the training rows the planner can describe
 MEASURED_2026 = {
     "torchtitan 2024-25": 8,
-    "Megatron-Bridge 2025-26": 3,
+    "Megatron-Bridge 2025-26": 5,  # + 2 GB300 rows (CP, interleaving, NVFP4: 2026-12-03)
     "MaxText 2025": 3,
-    "MLPerf Training v5.x": 2,
+    "MLPerf Training v5.x": 3,  # + v5.1 GB200 x5120 NVFP4
     "Gaudi 2 (Intel)": 1,
 }
 
@@ -74,16 +74,17 @@ def test_measured_2026_rows_load_with_a_catalog_device_a_preset_and_a_source():
     assert new["source"].str.contains("measured_runs_2026.csv").all()
     assert (new["source"].str.len() > 40).all() and new["assumptions"].notna().all()
     assert new["steady_state"].all() and new["flash_attention"].all()
-    assert set(new["precision"]) <= {"bf16", "fp8"}
+    assert set(new["precision"]) <= {"bf16", "fp8", "fp4"}
     assert not new["flops_convention"].notna().any()
     assert set(new["metric"]) == {"tokens_per_s_per_device", "time_to_train_minutes"}
     # a published layout is consistent: tp · pp · dp = devices where all three are pinned
     full = new.dropna(subset=["tp", "pp", "dp"])
-    assert (full["tp"] * full["pp"] * full["dp"] == full["n_devices"]).all()
+    assert (full["tp"] * full["pp"] * full["cp"].fillna(1) * full["dp"]
+            == full["n_devices"]).all()
     # MLPerf: n_tokens are the runs' samples at run_stop, a whole number of global batches
     mlperf = new[new["metric"] == "time_to_train_minutes"]
     steps = mlperf["n_tokens"] / (mlperf["global_batch_seqs"] * mlperf["seq_len"])
-    assert np.allclose(steps, steps.round()) and set(steps.round()) == {259, 240}
+    assert np.allclose(steps, steps.round()) and set(steps.round()) == {259, 240, 255}
 
 
 @pytest.mark.parametrize("name", sorted(set(RUNS["model"])))

@@ -49,7 +49,10 @@ def _pct(value: float) -> str:
 def display_table(df: pd.DataFrame) -> pd.DataFrame:
     """The backtest table for the screen: run, device x count, layout, values, signed error."""
     def layout(row: pd.Series) -> str:
-        parts = [f"{k}{int(row[k])}" for k in ("tp", "pp", "dp") if pd.notna(row[k])]
+        parts = [f"{k}{int(row[k])}" for k in ("tp", "cp", "pp", "dp") if pd.notna(row[k])
+                 and not (k == "cp" and int(row[k]) == 1)]
+        if pd.notna(row["virtual_stages"]) and int(row["virtual_stages"]) > 1:
+            parts.insert(-1, f"v{int(row['virtual_stages'])}")
         return " ".join(parts) or "searched"
 
     return pd.DataFrame({
