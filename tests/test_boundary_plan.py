@@ -149,13 +149,15 @@ def test_counts_that_would_overflow_int64_are_refused(changes, message):
 
 
 def test_the_largest_allowed_counts_give_positive_device_counts():
-    # 10^9 sequences x 1,024 tokens per step; up to 10^7 devices: powers of two to 2^23
+    # 10^9 sequences x 1,024 tokens per step; up to 10^7 devices: layouts times powers of
+    # two and 3 x 2^k, the largest 9 x 2^20 = 9,437,184 (P21)
     job = _train(n_tokens=2e12, global_batch_size=10**9, max_devices=10**7)
     rows = search(job, CATALOG)
-    assert rows["n_devices"].min() == 1 and rows["n_devices"].max() == 8_388_608
+    assert rows["n_devices"].min() == 1 and rows["n_devices"].max() == 9_437_184
+    assert rows["n_devices"].max() <= 10**7
     ok = rows[rows["feasible"]]
     assert len(ok) > 0 and (ok["n_devices"] >= 1).all()
-    assert (ok["n_devices"] == ok["tp"] * ok["pp"] * ok["dp"]).all()
+    assert (ok["n_devices"] == ok["tp"] * ok["pp"] * ok["cp"] * ok["dp"]).all()
 
 
 @pytest.mark.parametrize(("changes", "message"), [
@@ -221,7 +223,7 @@ def test_from_epochs_counts_whole_padded_batches():
     (dict(goodput_frac=math.nan), "goodput_frac: must be a finite number, got nan"),
     (dict(deadline_s=math.inf), "deadline_s: must be a finite number, got inf"),
     (dict(n_tokens=math.inf), "n_tokens: must be a finite number, got inf"),
-    (dict(goodput_frac=None), "goodput_frac: must be a number, got None"),
+    (dict(restart_s=None), "restart_s: must be a number, got None"),
 ])
 def test_training_fields_refuse_bools_fractions_strings_and_nan(changes, message):
     _refused(lambda: _train(**changes), message)

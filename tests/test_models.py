@@ -43,6 +43,19 @@ PUBLISHED_PARAMS = {
     "llama-3-8b": 8_030_261_248,
     "llama-3-70b": 70_553_706_496,
     "llama-3.1-405b": 405_853_388_800,
+    # Llama 3.1 8B / 70B and 3.3 70B keep Llama 3's shapes (model cards: 8.03B, 70.6B).
+    "llama-3.1-8b": 8_030_261_248,
+    "llama-3.1-70b": 70_553_706_496,
+    "llama-3.3-70b": 70_553_706_496,
+    # Mixtral-8x22B ("141B", 39B active; tokenizer v3, 32,768 tokens).
+    "mixtral-8x22b": 140_630_071_296,
+    # Qwen/Qwen3-235B-A22B: 235,093,634,560 as counted by transformers and published by
+    # keras-hub (keras_hub/src/models/qwen3_moe/qwen3_moe_presets.py, qwen3_moe_235b_a22b_en).
+    "qwen3-235b-a22b": 235_093_634_560,
+    # DeepSeek-V3 (README_WEIGHTS.md): main model "671B" = 671,026,404,352 (transformers'
+    # DeepseekV3ForCausalLM count) + the MTP module's "11.5B unique parameters" =
+    # 11,610,067,968, sharing the embedding and head (tests/test_model_shapes.py by hand).
+    "deepseek-v3": 682_636_472_320,
     # mistralai/Mistral-7B-v0.1 ("7.24B") and Mixtral-8x7B-v0.1 ("46.7B").
     "mistral-7b": 7_241_732_096,
     "mixtral-8x7b": 46_702_792_704,
@@ -159,7 +172,9 @@ def test_hf_config_from_file(tmp_path):
 
 def test_hf_unsupported_model_type_lists_supported():
     with pytest.raises(ValueError, match=r"model_type: 't5' is not supported; supported: bert, "
-                                         r"gpt2, llama, mistral, mixtral, opt, qwen2"):
+                                         r"gpt2, llama, mistral, mixtral, opt, qwen2, "
+                                         r"deepseek_v3, gemma2, gemma3_text, phi3, qwen3, "
+                                         r"qwen3_moe$"):
         model_from_hf_config({"model_type": "t5"})
 
 

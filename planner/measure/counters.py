@@ -39,8 +39,13 @@ from torch.utils.flop_counter import (
     shape_wrapper,
 )
 
-from planner.measure.torch_models import build_reference, row_of
-from planner.model.layers import layer_structure
+from planner.measure.torch_models import build_reference, check_reference, row_of
+from planner.model.layers import (
+    block_kind_counts,
+    block_kind_index,
+    block_structure,
+    outer_structure,
+)
 from planner.model.spec import ModelSpec
 
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -285,13 +290,15 @@ class Measurement:
 
 
 def row_names(spec: ModelSpec) -> list[str]:
-    """The analytic row names of `spec`, in table order (blocks expanded)."""
-    structure = layer_structure(spec)
-    first = next(i for i, r in enumerate(structure) if r.block)
-    before = [r.name for r in structure[:first] if not r.block]
-    block = [r.name for r in structure if r.block]
-    after = [r.name for r in structure[first:] if not r.block]
-    return before + [f"blocks.{i}.{n}" for i in range(spec.n_layers) for n in block] + after
+    """The analytic row names of `spec`, in table order (blocks expanded, each block with the
+    rows of its kind)."""
+    before, after = outer_structure(spec)
+    blocks = [[r.name for r in block_structure(spec, kind)]
+              for kind, _, _ in block_kind_counts(spec)]
+    kind_of = block_kind_index(spec)
+    return ([r.name for r in before]
+            + [f"blocks.{i}.{n}" for i in range(spec.n_layers) for n in blocks[kind_of[i]]]
+            + [r.full_name for r in after])
 
 
 def block_of(name: str) -> int:
@@ -394,7 +401,9 @@ def measure_train(spec: ModelSpec, *, seq_len: int, batch_size: int, device: str
     """One instrumented training step (forward, backward, AdamW step), then timed repeats.
 
     On the meta device only FLOPs and parameter bytes are measured (no data, no optimizer).
+    InputError for a model the reference does not build (torch_models.check_reference).
     """
+    check_reference(spec, seq_len)
     say = progress or (lambda _msg: None)
     dev = torch.device(device)
     meta = dev.type == "meta"
@@ -474,7 +483,9 @@ def measure_inference(spec: ModelSpec, *, seq_len: int, batch_size: int, device:
 
     The decode step runs after a prefill of seq_len − 1 tokens, so its new token attends to
     seq_len keys, the analytic convention (kv_len = seq_len). Encoders have no decode step.
+    InputError for a model the reference does not build (torch_models.check_reference).
     """
+    check_reference(spec, seq_len)
     say = progress or (lambda _msg: None)
     dev = torch.device(device)
     names = [n for n in row_names(spec) if n != "loss"]  # no loss in inference

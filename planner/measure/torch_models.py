@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from planner.errors import InputError
+from planner.model.layers import block_kind
 from planner.model.spec import ModelSpec
 
 ROPE_THETA = 10_000.0
@@ -258,6 +260,9 @@ class Attention(nn.Module):
         self.q = Dense(h, spec.n_heads * hd, spec.qkv_bias)
         self.k = Dense(h, spec.kv_heads * hd, spec.qkv_bias)
         self.v = Dense(h, spec.kv_heads * hd, spec.qkv_bias)
+        if spec.qk_norm:  # one RMSNorm of head_dim over every head (Qwen3, Gemma 3)
+            self.q_norm = Norm(hd, spec.norm)
+            self.k_norm = Norm(hd, spec.norm)
         self.scores = Scores()
         self.softmax = Softmax(1.0 / math.sqrt(hd), spec.dropout)
         self.context = Context()
@@ -270,6 +275,8 @@ class Attention(nn.Module):
         q = self.q(x).view(b, s, kv, g, d).permute(0, 2, 3, 1, 4)
         k = self.k(x).view(b, s, kv, d).transpose(1, 2)
         v = self.v(x).view(b, s, kv, d).transpose(1, 2)
+        if hasattr(self, "q_norm"):  # before the rotary embedding, as transformers' Qwen3
+            q, k = self.q_norm(q), self.k_norm(k)
         if self.rotary:
             cos, sin = rope
             q = q * cos + _rotate_half(q) * sin
@@ -287,9 +294,9 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, spec: ModelSpec):
+    def __init__(self, spec: ModelSpec, d_ff: int | None = None):
         super().__init__()
-        h, ff, bias = spec.d_model, spec.d_ff, spec.mlp_bias
+        h, ff, bias = spec.d_model, d_ff or spec.d_ff, spec.mlp_bias
         self.up = Dense(h, ff, bias)
         self.gate = Dense(h, ff, bias) if spec.gated_mlp else None
         self.act = Activation(spec.mlp_act, spec.gated_mlp)
@@ -303,7 +310,7 @@ class MLP(nn.Module):
 class Experts(nn.Module):
     def __init__(self, spec: ModelSpec):
         super().__init__()
-        h, ff, e, bias = spec.d_model, spec.d_ff, spec.n_experts, spec.mlp_bias
+        h, ff, e, bias = spec.d_model, spec.expert_d_ff, spec.n_experts, spec.mlp_bias
         self.up = ExpertDense(e, h, ff, bias)
         self.gate = ExpertDense(e, h, ff, bias) if spec.gated_mlp else None
         self.act = Activation(spec.mlp_act, spec.gated_mlp)
@@ -324,7 +331,8 @@ class MoE(nn.Module):
         self.router = Router(spec.d_model, spec.n_experts)
         self.experts = Experts(spec)
         if spec.n_shared_experts:
-            self.shared = MLP(spec.with_(d_ff=spec.d_ff * spec.n_shared_experts, dropout=0.0))
+            self.shared = MLP(spec.with_(dropout=0.0),
+                              d_ff=spec.expert_d_ff * spec.n_shared_experts)
 
     def forward(self, x):
         b, s, h = x.shape
@@ -356,19 +364,32 @@ class MoE(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, spec: ModelSpec):
+    """Block `index` of `spec`: a dense MLP or a mixture of experts by its kind (dense-first
+    models), global or sliding-window attention (`window`, which picks the mask)."""
+
+    def __init__(self, spec: ModelSpec, index: int = 0):
         super().__init__()
+        kind = block_kind(spec, index)
+        self.window = kind.window
         self.pre = spec.norm_position == "pre"
         self.attn_norm = Norm(spec.d_model, spec.norm)
         self.attn = Attention(spec)
+        if spec.sandwich_norm:  # Gemma: a norm on each sublayer's output
+            self.attn_post_norm = Norm(spec.d_model, spec.norm)
         self.mlp_norm = Norm(spec.d_model, spec.norm)
-        if spec.is_moe:
+        if kind.moe:
             self.moe = MoE(spec)
         else:
             self.mlp = MLP(spec)
+        if spec.sandwich_norm:
+            self.mlp_post_norm = Norm(spec.d_model, spec.norm)
 
-    def forward(self, x, rope, mask, cache=None):
+    def forward(self, x, rope, masks, cache=None):
         ffn = self.moe if hasattr(self, "moe") else self.mlp
+        mask = masks.get(self.window) if masks is not None else None
+        if hasattr(self, "attn_post_norm"):
+            x = x + self.attn_post_norm(self.attn(self.attn_norm(x), rope, mask, cache))
+            return x + self.mlp_post_norm(ffn(self.mlp_norm(x)))
         if self.pre:
             x = x + self.attn(self.attn_norm(x), rope, mask, cache)
             return x + ffn(self.mlp_norm(x))
@@ -384,7 +405,7 @@ class Reference(nn.Module):
         self.spec = spec
         h = spec.d_model
         self.embed = Embeddings(spec)
-        self.blocks = nn.ModuleList(Block(spec) for _ in range(spec.n_layers))
+        self.blocks = nn.ModuleList(Block(spec, i) for i in range(spec.n_layers))
         if spec.final_norm:
             self.final_norm = Norm(h, spec.norm)
         if spec.pooler:
@@ -406,9 +427,9 @@ class Reference(nn.Module):
         pos = torch.arange(start, start + s, device=ids.device)
         types = torch.zeros_like(ids) if hasattr(self.embed, "token_types") else None
         x = self.embed(ids, pos, types)
-        rope, mask = self._constants(pos, start + s, x.dtype)
+        rope, masks = self._constants(pos, start + s, x.dtype)
         for i, block in enumerate(self.blocks):
-            x = block(x, rope, mask, None if caches is None else caches[i])
+            x = block(x, rope, masks, None if caches is None else caches[i])
         if hasattr(self, "final_norm"):
             x = self.final_norm(x)
         if not self.spec.lm_head:
@@ -418,7 +439,9 @@ class Reference(nn.Module):
         return self.loss(logits, labels) if labels is not None else logits
 
     def _constants(self, pos, kv_len, dtype):
-        """Rotary cos/sin for `pos` and the causal mask bias; remembered as constants."""
+        """Rotary cos/sin for `pos` and the causal mask biases, by window (None: global; a
+        sliding-window block's mask also hides keys `window` or more positions back);
+        remembered as constants."""
         self.constants = []
         rope = None
         if self.spec.position == "rotary":
@@ -428,21 +451,53 @@ class Reference(nn.Module):
             ang = torch.cat([ang, ang], dim=-1)  # [s, d]
             rope = (ang.cos().to(dtype), ang.sin().to(dtype))
             self.constants += list(rope)
-        mask = None
+        masks = {}  # window (None: global) -> additive mask
         s = pos.shape[0]
-        if self.spec.causal and s > 1:
+        windows = {getattr(block, "window", None) for block in self.blocks}
+        for window in sorted(windows, key=lambda w: -1 if w is None else w):
+            if not self.spec.causal or (s == 1 and (window is None or kv_len <= window)):
+                continue
             # query i (absolute kv_len - s + i) sees keys 0 … kv_len - s + i
             mask = torch.full((s, kv_len), float("-inf"), device=pos.device, dtype=dtype)
             mask = torch.triu(mask, diagonal=kv_len - s + 1)
+            if window is not None:  # … and only the last `window` of them
+                mask = mask + torch.tril(torch.full_like(mask, float("-inf")),
+                                         diagonal=kv_len - s - window)
             g = self.spec.n_heads // self.spec.kv_heads
-            mask = mask.repeat(g, 1)  # rows follow the folded [g·s] query axis
-            self.constants.append(mask)
-        return rope, mask
+            masks[window] = mask.repeat(g, 1)  # rows follow the folded [g·s] query axis
+            self.constants.append(masks[window])
+        return rope, masks
+
+
+def check_reference(spec: ModelSpec, seq_len: int | None = None) -> None:
+    """InputError (one line) when the reference cannot run `spec` as the analytic model
+    counts it: MLA and the multi-token prediction modules are not built here yet, and a
+    sliding window shorter than the sequence would be masked, not skipped (its FLOPs and
+    saved scores would be those of global attention)."""
+    if spec.is_mla:
+        raise InputError("model", f"{clip_name(spec)}: MLA (multi-head latent attention, "
+                                  "kv_lora_rank) is not in the torch reference yet")
+    if spec.n_mtp_layers:
+        raise InputError("model", f"{clip_name(spec)}: multi-token prediction modules "
+                                  "(n_mtp_layers) are not in the torch reference yet; set "
+                                  "n_mtp_layers=0")
+    if (seq_len is not None and spec.sliding_window is not None
+            and seq_len > spec.sliding_window):
+        raise InputError("seq_len", f"{seq_len:,} exceeds sliding_window="
+                                    f"{spec.sliding_window:,}: the torch reference masks the "
+                                    "window instead of skipping it; use seq_len ≤ "
+                                    f"{spec.sliding_window:,}")
+
+
+def clip_name(spec: ModelSpec) -> str:
+    return spec.name if len(spec.name) <= 60 else spec.name[:59] + "…"
 
 
 def build_reference(spec: ModelSpec, *, device: str | torch.device = "cpu",
                     dtype: torch.dtype = torch.float32, seed: int = 0) -> Reference:
-    """A `Reference` for `spec` on `device` ("meta" allocates nothing) in `dtype`."""
+    """A `Reference` for `spec` on `device` ("meta" allocates nothing) in `dtype`;
+    InputError for what the reference does not build (check_reference)."""
+    check_reference(spec)
     with torch.device(device):
         if torch.device(device).type != "meta":
             torch.manual_seed(seed)

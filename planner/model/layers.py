@@ -13,6 +13,11 @@ Counting convention (stated once, used everywhere):
 - Attention QKᵀ and softmax·V are counted in full by default, as PaLM's MFU and
   `FlopCounterMode` do; `causal_attention="half"` halves them for causal models (F4).
 
+Blocks need not be alike (F19–F24): `block_kind_counts` says how many blocks of each kind a
+model has (a dense or a mixture-of-experts MLP, global or sliding-window attention), and the
+table gives every block the rows of its kind; multi-token prediction modules are rows after the
+head (`mtp.{k}.*`, training only).
+
 The per-op formula functions (linear_flops, attention_matmul_flops, ...) take numpy arrays, so
 callers can evaluate a grid at once; `layer_table` is one configuration (scalars), and
 `planner.plan.memory` / `planner.plan.steptime` build their grids from it at batch 1, since
@@ -22,7 +27,7 @@ linear in the batch for a fixed sequence length.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -97,9 +102,10 @@ def activation_flops(*, n_tokens, d_ff, act: str, gated: bool):
     return (ACTIVATION_FLOPS_PER_ELEMENT[act] + (1 if gated else 0)) * n_tokens * d_ff
 
 
-def norm_params(spec: ModelSpec) -> int:
-    """LayerNorm has a scale and a bias (2h); RMSNorm only a scale (h)."""
-    return (2 if spec.norm == "layernorm" else 1) * spec.d_model
+def norm_params(spec: ModelSpec, width: int | None = None) -> int:
+    """LayerNorm has a scale and a bias (2h); RMSNorm only a scale (h). `width`: a norm over
+    something other than h (MLA's latents, one q/k head)."""
+    return (2 if spec.norm == "layernorm" else 1) * (spec.d_model if width is None else width)
 
 
 # ---- the structure: which rows exist ------------------------------------------------------------
@@ -110,58 +116,202 @@ class LayerDef:
     name: str  # relative to the block ("attn.q") inside blocks, absolute outside ("lm_head")
     kind: str  # embedding, norm, linear, attention, softmax, activation, router, loss
     n_params: int
-    block: bool  # True: repeated in every block as `blocks.{i}.{name}`
+    block: bool  # True: repeated in every block of its kind as `blocks.{i}.{name}`
     active_frac: float = 1.0  # share of the parameters each token uses (MoE experts)
+    group: str = ""  # prefix of an outer row built from block rows ("mtp.0."): the row's
+    # table name is group + name, its formulas are those of `name`
+
+    @property
+    def full_name(self) -> str:
+        return self.group + self.name
 
 
-def layer_structure(spec: ModelSpec) -> list[LayerDef]:
-    """The rows of the table: embeddings, one block template (the same for every block), then
-    the head."""
+@dataclass(frozen=True)
+class BlockKind:
+    """What can differ between the blocks of one model (F19, F23): a dense MLP of d_ff or a
+    mixture of experts, and global attention or a sliding window of `window` keys."""
+
+    moe: bool = False
+    window: int | None = None
+
+
+def block_kind(spec: ModelSpec, index: int) -> BlockKind:
+    """The kind of block `index` (0-based; index n_layers is the MTP modules' block)."""
+    moe = spec.is_moe and index >= spec.n_dense_layers
+    return BlockKind(moe=moe, window=spec.sliding_window if _is_local(spec, index) else None)
+
+
+def _is_local(spec: ModelSpec, index):
+    """Sliding-window blocks: all when global_attn_every = 0, else all but every n-th."""
+    if spec.sliding_window is None:
+        return np.zeros_like(index, dtype=bool) if isinstance(index, np.ndarray) else False
+    g = spec.global_attn_every
+    if g == 0:
+        return np.ones_like(index, dtype=bool) if isinstance(index, np.ndarray) else True
+    return (index + 1) % g != 0
+
+
+def block_kind_counts(spec: ModelSpec) -> list[tuple[BlockKind, int, int]]:
+    """(kind, number of blocks of that kind, index of its first block), in order of first
+    appearance; one entry for a model whose blocks are all alike. Counted arithmetically, so
+    10^5 layers cost nothing. DeepSeek-V3: (dense, 3, 0), (MoE, 58, 3)."""
+    segments = ([(False, 0, spec.n_dense_layers), (True, spec.n_dense_layers, spec.n_layers)]
+                if spec.is_moe else [(False, 0, spec.n_layers)])
+    out: list[tuple[BlockKind, int, int]] = []
+    for moe, lo, hi in segments:
+        if hi <= lo:
+            continue
+        n_global, first_global, first_local = _global_in(spec, lo, hi)
+        if n_global:
+            out.append((BlockKind(moe=moe), n_global, first_global))
+        if hi - lo - n_global:
+            out.append((BlockKind(moe=moe, window=spec.sliding_window), hi - lo - n_global,
+                        first_local))
+    return sorted(out, key=lambda entry: entry[2])
+
+
+def _global_in(spec: ModelSpec, lo: int, hi: int) -> tuple[int, int, int]:
+    """(global blocks in [lo, hi), the first global one, the first local one)."""
+    if spec.sliding_window is None:
+        return hi - lo, lo, lo
+    g = spec.global_attn_every
+    if g == 0:
+        return 0, lo, lo
+    # block i is global when (i + 1) % g == 0: i + 1 runs over the multiples of g in (lo, hi]
+    first_global = -(-(lo + 1) // g) * g - 1
+    first_local = lo if (lo + 1) % g else lo + 1
+    return hi // g - lo // g, first_global, first_local
+
+
+def block_kind_index(spec: ModelSpec) -> np.ndarray:
+    """Per block, the index of its kind in block_kind_counts(spec)."""
+    kinds = [k for k, _, _ in block_kind_counts(spec)]
+    idx = np.arange(spec.n_layers)
+    moe = idx >= spec.n_dense_layers if spec.is_moe else np.zeros(spec.n_layers, dtype=bool)
+    local = _is_local(spec, idx)
+    out = np.zeros(spec.n_layers, dtype=int)
+    for i, kind in enumerate(kinds):
+        out[(moe == kind.moe) & (local == (kind.window is not None))] = i
+    return out
+
+
+def block_structure(spec: ModelSpec, kind: BlockKind | None = None) -> list[LayerDef]:
+    """The rows of one block of `kind` (default: block 0's), in execution order."""
+    kind = block_kind(spec, 0) if kind is None else kind
+    attn = _mla_rows(spec) if spec.is_mla else _attention_rows(spec)
+    mlp = _mlp_rows(spec, moe=kind.moe)
+    attn_norm = LayerDef("attn_norm", "norm", norm_params(spec), block=True)
+    mlp_norm = LayerDef("mlp_norm", "norm", norm_params(spec), block=True)
+    if spec.norm_position == "post":
+        return [*attn, attn_norm, *mlp, mlp_norm]
+    if spec.sandwich_norm:  # Gemma: norm in, sublayer, norm out, residual add
+        post = [LayerDef(f"{n}_post_norm", "norm", norm_params(spec), block=True)
+                for n in ("attn", "mlp")]
+        return [attn_norm, *attn, post[0], mlp_norm, *mlp, post[1]]
+    return [attn_norm, *attn, mlp_norm, *mlp]
+
+
+def _attention_rows(spec: ModelSpec) -> list[LayerDef]:
     h, hd = spec.d_model, spec.d_head
     q_out, kv_out = spec.n_heads * hd, spec.kv_heads * hd
-    rows = [LayerDef("embed.tokens", "embedding", spec.vocab_size * h, block=False)]
-    if spec.position == "learned":
-        rows.append(LayerDef("embed.positions", "embedding",
-                             (spec.max_seq_len + spec.position_offset) * h, block=False))
-    if spec.n_token_types:
-        rows.append(LayerDef("embed.token_types", "embedding", spec.n_token_types * h,
-                             block=False))
-    if spec.embedding_norm:
-        rows.append(LayerDef("embed.norm", "norm", norm_params(spec), block=False))
-
-    attn = [
+    rows = [
         LayerDef("attn.q", "linear", h * q_out + (q_out if spec.qkv_bias else 0), block=True),
         LayerDef("attn.k", "linear", h * kv_out + (kv_out if spec.qkv_bias else 0), block=True),
         LayerDef("attn.v", "linear", h * kv_out + (kv_out if spec.qkv_bias else 0), block=True),
+    ]
+    if spec.qk_norm:  # one scale of head_dim shared by every head (Qwen3, Gemma 3)
+        rows += [LayerDef("attn.q_norm", "norm", norm_params(spec, hd), block=True),
+                 LayerDef("attn.k_norm", "norm", norm_params(spec, hd), block=True)]
+    return rows + _attention_core_rows(spec, q_out)
+
+
+def _attention_core_rows(spec: ModelSpec, out_in: int) -> list[LayerDef]:
+    return [
         LayerDef("attn.scores", "attention", 0, block=True),
         LayerDef("attn.softmax", "softmax", 0, block=True),
         LayerDef("attn.context", "attention", 0, block=True),
-        LayerDef("attn.out", "linear", q_out * h + (h if spec.attn_out_bias else 0), block=True),
+        LayerDef("attn.out", "linear", out_in * spec.d_model
+                 + (spec.d_model if spec.attn_out_bias else 0), block=True),
     ]
-    mlp = _mlp_rows(spec)
-    attn_norm = LayerDef("attn_norm", "norm", norm_params(spec), block=True)
-    mlp_norm = LayerDef("mlp_norm", "norm", norm_params(spec), block=True)
-    if spec.norm_position == "pre":
-        rows += [attn_norm, *attn, mlp_norm, *mlp]
-    else:
-        rows += [*attn, attn_norm, *mlp, mlp_norm]
 
+
+def _mla_rows(spec: ModelSpec) -> list[LayerDef]:
+    """F21: multi-head latent attention (DeepSeek-V2, Sec. 2.1; DeepSeek-V3 config): the query
+    through a low-rank bottleneck with a norm (q_a, q_a_norm, q_b), the keys and values from
+    one latent of kv_lora_rank plus a rotary key shared by all heads (kv_a, kv_a_norm), the
+    latent decompressed to per-head keys and values (kv_b), the output from heads · v_head_dim.
+    (DeepSeek's norms are RMSNorms: a scale only.)"""
+    h, H = spec.d_model, spec.n_heads
+    q_lora, kv_lora = spec.q_lora_rank, int(spec.kv_lora_rank or 0)
+    nope, rope, v = int(spec.qk_nope_head_dim or 0), int(spec.qk_rope_head_dim or 0), spec.d_value
+    rows = ([LayerDef("attn.q_a", "linear", h * q_lora, block=True),
+             LayerDef("attn.q_a_norm", "norm", norm_params(spec, q_lora), block=True),
+             LayerDef("attn.q_b", "linear", q_lora * H * (nope + rope), block=True)]
+            if q_lora else [LayerDef("attn.q", "linear", h * H * (nope + rope), block=True)])
+    rows += [LayerDef("attn.kv_a", "linear", h * (kv_lora + rope), block=True),
+             LayerDef("attn.kv_a_norm", "norm", norm_params(spec, kv_lora), block=True),
+             LayerDef("attn.kv_b", "linear", kv_lora * H * (nope + v), block=True)]
+    return rows + _attention_core_rows(spec, H * v)
+
+
+def outer_structure(spec: ModelSpec) -> tuple[list[LayerDef], list[LayerDef]]:
+    """(rows before the blocks: embeddings; rows after: final norm, pooler, head, loss, then
+    the multi-token prediction modules, F24)."""
+    h = spec.d_model
+    before = [LayerDef("embed.tokens", "embedding", spec.vocab_size * h, block=False)]
+    if spec.position == "learned":
+        before.append(LayerDef("embed.positions", "embedding",
+                               (spec.max_seq_len + spec.position_offset) * h, block=False))
+    if spec.n_token_types:
+        before.append(LayerDef("embed.token_types", "embedding", spec.n_token_types * h,
+                               block=False))
+    if spec.embedding_norm:
+        before.append(LayerDef("embed.norm", "norm", norm_params(spec), block=False))
+
+    after: list[LayerDef] = []
     if spec.final_norm:
-        rows.append(LayerDef("final_norm", "norm", norm_params(spec), block=False))
+        after.append(LayerDef("final_norm", "norm", norm_params(spec), block=False))
     if spec.pooler:
-        rows.append(LayerDef("pooler", "linear", h * h + h, block=False))
+        after.append(LayerDef("pooler", "linear", h * h + h, block=False))
     if spec.lm_head:
-        rows.append(LayerDef("lm_head", "linear",
-                             0 if spec.tied_embeddings else spec.vocab_size * h, block=False))
-        rows.append(LayerDef("loss", "loss", 0, block=False))  # cross-entropy (training only)
-    return rows
+        after.append(LayerDef("lm_head", "linear",
+                               0 if spec.tied_embeddings else spec.vocab_size * h, block=False))
+        after.append(LayerDef("loss", "loss", 0, block=False))  # cross-entropy (training only)
+    for j in range(spec.n_mtp_layers):
+        after += _mtp_rows(spec, f"mtp.{j}.")
+    return before, after
 
 
-def _mlp_rows(spec: ModelSpec) -> list[LayerDef]:
-    h, ff = spec.d_model, spec.d_ff
-    bias_ff, bias_h = (ff, h) if spec.mlp_bias else (0, 0)
+def _mtp_rows(spec: ModelSpec, group: str) -> list[LayerDef]:
+    """F24: one multi-token prediction module (DeepSeek-V3, Sec. 2.2): RMSNorm of the next
+    token's embedding (enorm) and of the previous depth's hidden state (hnorm), their
+    concatenation projected 2h -> h (eh_proj), one transformer block (a MoE block when the
+    model's last blocks are), a final norm, and the LM head and embedding it shares with the
+    main model (0 parameters here, FLOPs counted), then its own cross-entropy."""
+    h = spec.d_model
+    block = [replace(r, block=False, group=group)
+             for r in block_structure(spec, block_kind(spec, spec.n_layers))]
+    return [LayerDef("enorm", "norm", norm_params(spec), False, group=group),
+            LayerDef("hnorm", "norm", norm_params(spec), False, group=group),
+            LayerDef("eh_proj", "linear", 2 * h * h, False, group=group),
+            *block,
+            LayerDef("final_norm", "norm", norm_params(spec), False, group=group),
+            LayerDef("lm_head", "linear", 0, False, group=group),
+            LayerDef("loss", "loss", 0, False, group=group)]
 
-    def ffn(prefix: str, n: int, frac: float) -> list[LayerDef]:
+
+def layer_structure(spec: ModelSpec, kind: BlockKind | None = None) -> list[LayerDef]:
+    """The rows of the table with one block: embeddings, the rows of a block of `kind`
+    (default: block 0's kind), then the head and the MTP modules."""
+    before, after = outer_structure(spec)
+    return [*before, *block_structure(spec, kind), *after]
+
+
+def _mlp_rows(spec: ModelSpec, *, moe: bool) -> list[LayerDef]:
+    h = spec.d_model
+
+    def ffn(prefix: str, n: int, frac: float, ff: int) -> list[LayerDef]:
+        bias_ff, bias_h = (ff, h) if spec.mlp_bias else (0, 0)
         rows = [LayerDef(f"{prefix}.up", "linear", n * (h * ff + bias_ff), True, frac)]
         if spec.gated_mlp:
             rows.append(LayerDef(f"{prefix}.gate", "linear", n * (h * ff + bias_ff), True, frac))
@@ -169,13 +319,34 @@ def _mlp_rows(spec: ModelSpec) -> list[LayerDef]:
         rows.append(LayerDef(f"{prefix}.down", "linear", n * (ff * h + bias_h), True, frac))
         return rows
 
-    if not spec.is_moe:
-        return ffn("mlp", 1, 1.0)
+    if not moe:
+        return ffn("mlp", 1, 1.0, spec.d_ff)
+    ff = spec.expert_d_ff
     rows = [LayerDef("moe.router", "router", h * spec.n_experts, block=True)]
-    rows += ffn("moe.experts", spec.n_experts, spec.experts_top_k / spec.n_experts)
+    rows += ffn("moe.experts", spec.n_experts, spec.experts_top_k / spec.n_experts, ff)
     if spec.n_shared_experts:
-        rows += ffn("moe.shared", spec.n_shared_experts, 1.0)
+        rows += ffn("moe.shared", spec.n_shared_experts, 1.0, ff)
     return rows
+
+
+def ffn_width(spec: ModelSpec, name: str) -> int:
+    """Inner size of an MLP row: d_ff for the dense MLP, moe_d_ff for routed and shared
+    experts."""
+    return spec.d_ff if name.startswith("mlp.") else spec.expert_d_ff
+
+
+def norm_width(spec: ModelSpec, name: str) -> int:
+    """Elements per token a norm row normalizes: h, the query or key latent of MLA, or every
+    query (key) head for a per-head QK-norm."""
+    if name == "attn.q_a_norm":
+        return int(spec.q_lora_rank or 0)
+    if name == "attn.kv_a_norm":
+        return int(spec.kv_lora_rank or 0)
+    if name == "attn.q_norm":
+        return spec.n_heads * spec.d_head
+    if name == "attn.k_norm":
+        return spec.kv_heads * spec.d_head
+    return spec.d_model
 
 
 # ---- the numbers: FLOPs and bytes per row --------------------------------------------------------
@@ -186,27 +357,67 @@ class _Shape:
     batch: np.ndarray
     q_len: np.ndarray  # tokens processed per sequence in this pass
     kv_len: np.ndarray  # keys each query attends to
+    decode: bool = False  # one new token per sequence against a KV cache
 
     @property
     def n_tokens(self) -> np.ndarray:
         return self.batch * self.q_len
 
 
-def _row_fwd_flops(spec: ModelSpec, row: LayerDef, shp: _Shape, causal_half: bool):
-    """Forward FLOPs of one row (F1–F5)."""
-    h, hd, ff = spec.d_model, spec.d_head, spec.d_ff
+def window_keys(*, kv_len, window: int | None):
+    """F23: keys one query of a block attends to: the context, or at most the window in a
+    sliding-window block (Beltagy et al. 2020; Gemma 2, Sec. 2). Gemma 2 at 8,192 tokens:
+    local blocks min(8192, 4096) = 4,096 keys, global blocks 8,192."""
+    return kv_len if window is None else np.minimum(kv_len, window)
+
+
+def linear_dims(spec: ModelSpec, name: str) -> tuple[int, int]:
+    """(d_in, d_out) of a block's or an MTP module's projection row (F1, F21, F24)."""
+    h, H, hd = spec.d_model, spec.n_heads, spec.d_head
+    if name.startswith(("mlp.", "moe.")):
+        ff = ffn_width(spec, name)
+        return (ff, h) if name.endswith(".down") else (h, ff)
+    kv_lora, rope = int(spec.kv_lora_rank or 0), int(spec.qk_rope_head_dim or 0)
+    nope = int(spec.qk_nope_head_dim or 0)
+    dims = {
+        "attn.q": (h, H * hd), "attn.k": (h, spec.kv_heads * hd),
+        "attn.v": (h, spec.kv_heads * hd), "attn.out": (H * spec.d_value, h),
+        "attn.q_a": (h, int(spec.q_lora_rank or 0)), "attn.q_b": (int(spec.q_lora_rank or 0),
+                                                                 H * hd),
+        "attn.kv_a": (h, kv_lora + rope), "attn.kv_b": (kv_lora, H * (nope + spec.d_value)),
+        "eh_proj": (2 * h, h), "pooler": (h, h), "lm_head": (h, spec.vocab_size),
+        "moe.router": (h, spec.n_experts),
+    }
+    return dims[name]
+
+
+def attention_head_dims(spec: ModelSpec, *, decode: bool) -> tuple[int, int]:
+    """(head size of QKᵀ, head size of softmax·V). Standard attention: d_head both. MLA
+    (F21) in training and prefill runs on decompressed heads: nope + rope and v_head_dim
+    (DeepSeek-V3: 192 and 128). MLA decode is counted with the absorbed weights, as serving
+    engines run it (DeepSeek-V2 Sec. 2.1.3; FlashMLA, vLLM, SGLang): each query head is moved
+    into the latent space, scores against kv_lora_rank + qk_rope_head_dim cached elements
+    (576) and the context is taken in the latent (512), both per cached token; kv_b's two
+    halves act on the one new token (its FLOPs are those of kv_b on one token)."""
+    if spec.is_mla and decode:
+        kv_lora = int(spec.kv_lora_rank or 0)
+        return kv_lora + int(spec.qk_rope_head_dim or 0), kv_lora
+    return spec.d_head, spec.d_value
+
+
+def _row_fwd_flops(spec: ModelSpec, row: LayerDef, shp: _Shape, causal_half: bool,
+                   kind: BlockKind | None = None):
+    """Forward FLOPs of one row (F1–F5, F21, F23, F24)."""
+    h = spec.d_model
     T = shp.n_tokens
     name = row.name
     if row.kind == "embedding":
         return 0.0 * T  # a lookup; NB: the position add (T·h) is not counted
     if row.kind == "norm":
-        return norm_flops(n_tokens=T, d_model=h, norm=spec.norm)
+        return norm_flops(n_tokens=T, d_model=norm_width(spec, name), norm=spec.norm)
     if row.kind in ("attention", "softmax"):
-        kw = dict(batch=shp.batch, q_len=shp.q_len, kv_len=shp.kv_len, n_heads=spec.n_heads)
-        half = causal_half and spec.causal
-        if row.kind == "softmax":
-            return softmax_flops(**kw) * (0.5 if half else 1.0)
-        return attention_matmul_flops(**kw, head_dim=hd, causal_half=half)
+        return _attention_flops(spec, row, shp, causal_half and spec.causal,
+                                None if kind is None else kind.window)
     if name == "pooler":  # dense + tanh on the first token of each sequence
         return linear_flops(n_tokens=shp.batch, d_in=h, d_out=h)
     if name == "lm_head":
@@ -217,18 +428,38 @@ def _row_fwd_flops(spec: ModelSpec, row: LayerDef, shp: _Shape, causal_half: boo
         return linear_flops(n_tokens=T, d_in=h, d_out=spec.n_experts)
     routed = _tokens_through(spec, name, T)
     if name.endswith(".act"):
-        return activation_flops(n_tokens=routed, d_ff=ff, act=spec.mlp_act, gated=spec.gated_mlp)
-    if name.startswith(("mlp.", "moe.")):
-        return linear_flops(n_tokens=routed, d_in=h, d_out=ff)  # up, gate, down: h·ff each
-    d_out = {"attn.q": spec.n_heads * hd, "attn.k": spec.kv_heads * hd,
-             "attn.v": spec.kv_heads * hd, "attn.out": h}[name]
-    return linear_flops(n_tokens=T, d_in=h if name != "attn.out" else spec.n_heads * hd,
-                        d_out=d_out)
+        return activation_flops(n_tokens=routed, d_ff=ffn_width(spec, name), act=spec.mlp_act,
+                                gated=spec.gated_mlp)
+    if name.startswith(("mlp.", "moe.")):  # up, gate, down: h·ff each
+        return linear_flops(n_tokens=routed, d_in=h, d_out=ffn_width(spec, name))
+    d_in, d_out = linear_dims(spec, name)
+    return linear_flops(n_tokens=T, d_in=d_in, d_out=d_out)
+
+
+def _attention_flops(spec: ModelSpec, row: LayerDef, shp: _Shape, half: bool,
+                     window: int | None):
+    """QKᵀ, softmax or softmax·V of one block (F3-F5). A sliding-window block attends to
+    min(context, window) keys per query (F23); counted causally ("half") its prefill covers the
+    band, T·W − W²/2 query-key pairs when T > W (the triangle T²/2 otherwise), so the share
+    of the T × min(T, W) rectangle is 1 − min(T, W) / (2T)."""
+    kw = dict(batch=shp.batch, q_len=shp.q_len, n_heads=spec.n_heads)
+    qk_dim, v_dim = attention_head_dims(spec, decode=shp.decode)
+    head_dim = v_dim if row.name == "attn.context" else qk_dim
+    if window is None:
+        if row.kind == "softmax":
+            return softmax_flops(**kw, kv_len=shp.kv_len) * (0.5 if half else 1.0)
+        return attention_matmul_flops(**kw, kv_len=shp.kv_len, head_dim=head_dim,
+                                      causal_half=half)
+    keys = window_keys(kv_len=shp.kv_len, window=window)
+    share = 1.0 - keys / (2.0 * shp.kv_len) if half else 1.0
+    if row.kind == "softmax":
+        return softmax_flops(**kw, kv_len=keys) * share
+    return attention_matmul_flops(**kw, kv_len=keys, head_dim=head_dim) * share
 
 
 def _row_activation_bytes(spec: ModelSpec, row: LayerDef, shp: _Shape, *, a: float,
                           recompute: Recompute, flash: bool, first_in_block: bool,
-                          fused_swiglu: bool = False):
+                          fused_swiglu: bool = False, kind: BlockKind | None = None):
     """Bytes one row saves for backward (F14–F17; Korthikanti et al. 2022, Sec. 4.1).
 
     Each row saves the inputs its backward needs; a tensor shared by several rows (the norm
@@ -236,10 +467,11 @@ def _row_activation_bytes(spec: ModelSpec, row: LayerDef, shp: _Shape, *, a: flo
     flash attention, a GPT block sums to s·b·h·(34 + 5·a·s/h) bytes at 2 bytes per element,
     Korthikanti's Eq. 2.
     """
-    h, hd, ff = spec.d_model, spec.d_head, spec.d_ff
+    h, hd = spec.d_model, spec.d_head
     T, b = shp.n_tokens, shp.batch
     drop = spec.dropout > 0
-    scores = b * spec.n_heads * shp.q_len * shp.kv_len
+    keys = window_keys(kv_len=shp.kv_len, window=None if kind is None else kind.window)
+    scores = b * spec.n_heads * shp.q_len * keys
     name = row.name
     if row.block and recompute == "full":
         # Only the block input is kept; everything else is recomputed (Korthikanti Sec. 4.2).
@@ -250,10 +482,12 @@ def _row_activation_bytes(spec: ModelSpec, row: LayerDef, shp: _Shape, *, a: flo
         return ids + mask
     if row.kind == "norm":
         mask = T * h * DROPOUT_MASK_BYTES if (drop and name == "embed.norm") else 0
-        return T * h * a + mask  # the norm's input
-    if name == "attn.q":
-        return T * h * a  # normed input, shared with k and v
-    if name in ("attn.k", "attn.v", "moe.shared.up") or name.endswith(".gate"):
+        return T * norm_width(spec, name) * a + mask  # the norm's input
+    if name in ("attn.q", "attn.q_a"):
+        return T * h * a  # normed input, shared with k and v (MLA: with kv_a)
+    if name in ("attn.q_b", "attn.kv_b", "eh_proj"):
+        return T * linear_dims(spec, name)[0] * a  # the normed latent (eh_proj: [e; h])
+    if name in ("attn.k", "attn.v", "attn.kv_a", "moe.shared.up") or name.endswith(".gate"):
         return 0.0 * T  # input already counted on the row that first reads it
     if name == "attn.scores":
         return T * (spec.n_heads + spec.kv_heads) * hd * a  # q and k
@@ -264,9 +498,9 @@ def _row_activation_bytes(spec: ModelSpec, row: LayerDef, shp: _Shape, *, a: flo
         return scores * a + extra  # softmax output (+ dropout mask and output)
     if name == "attn.context":
         lse = b * spec.n_heads * shp.q_len * LOGSUMEXP_BYTES if flash else 0.0
-        return T * spec.kv_heads * hd * a + lse  # v (+ log-sum-exp of the fused kernel)
+        return T * spec.kv_heads * spec.d_value * a + lse  # v (+ log-sum-exp of fused kernel)
     if name == "attn.out":
-        return T * spec.n_heads * hd * a + (T * h * DROPOUT_MASK_BYTES if drop else 0)
+        return T * spec.n_heads * spec.d_value * a + (T * h * DROPOUT_MASK_BYTES if drop else 0)
     if name == "moe.router":
         # normed input (shared with the shared experts) + the fp32 router probabilities the
         # softmax saves (T·E·4 bytes; HF Mixtral and Megatron both route in fp32; measured in
@@ -275,6 +509,7 @@ def _row_activation_bytes(spec: ModelSpec, row: LayerDef, shp: _Shape, *, a: flo
     routed = _tokens_through(spec, name, T)
     if name.endswith(".up"):
         return routed * h * a  # normed input (gathered per expert for routed experts)
+    ff = ffn_width(spec, name)
     if name.endswith(".act"):
         # GELU saves its input; eager SwiGLU saves gate output, SiLU output and up output; a
         # fused SwiGLU kernel (Megatron's bias_swiglu, Transformer Engine, torch.compile)
@@ -313,11 +548,32 @@ def _last_embedding_row(spec: ModelSpec) -> str:
     return "embed.norm" if spec.embedding_norm else names[-1]
 
 
-def _row_kv_bytes(spec: ModelSpec, row: LayerDef, shp: _Shape, kv_bytes: float):
-    """F18: KV cache of one layer, b · kv_len · n_kv_heads · head_dim · bytes, for K and for V."""
-    if row.name in ("attn.k", "attn.v"):
-        return shp.batch * shp.kv_len * spec.kv_heads * spec.d_head * kv_bytes
+def _row_kv_bytes(spec: ModelSpec, row: LayerDef, shp: _Shape, kv_bytes: float,
+                  kind: BlockKind | None = None):
+    """F18: KV cache of one layer, b · kv_len · n_kv_heads · head_dim · bytes, for K and for V.
+    F21: with MLA the cache is the latent and the shared rotary key, b · kv_len ·
+    (kv_lora_rank + qk_rope_head_dim) · bytes, on the kv_a row that produces them. F23: a
+    sliding-window block keeps only its last `window` tokens (HF's hybrid cache, vLLM)."""
+    keys = window_keys(kv_len=shp.kv_len, window=None if kind is None else kind.window)
+    if spec.is_mla:
+        if row.name == "attn.kv_a":
+            return shp.batch * keys * spec.kv_cache_elements_per_token * kv_bytes
+    elif row.name in ("attn.k", "attn.v"):
+        return shp.batch * keys * spec.kv_heads * spec.d_head * kv_bytes
     return 0.0 * shp.batch
+
+
+def kv_cache_bytes(spec: ModelSpec, *, context_len, bytes_per_element: float):
+    """F18, F21, F23: KV cache of one sequence of `context_len` tokens over all blocks:
+    Σ over block kinds of blocks · min(context, window) · kv_cache_elements_per_token · bytes.
+    DeepSeek-V3 (MLA) in bf16: 61 · (512 + 64) · 2 = 70,272 bytes per token. Gemma 2 2B at
+    8,192 tokens: 13 global blocks of 8,192 and 13 local ones of 4,096 tokens, each
+    2 · 4 · 256 elements per token."""
+    total = 0.0
+    for kind, count, _ in block_kind_counts(spec):
+        keys = window_keys(kv_len=context_len, window=kind.window)
+        total = total + count * keys * spec.kv_cache_elements_per_token * bytes_per_element
+    return total
 
 
 def _weight_bytes_per_param(row: LayerDef, policy: PrecisionPolicy) -> float:
@@ -363,7 +619,11 @@ def layer_table(
 
     Columns: layer, block, kind, n_params, n_active_params, fwd_flops, bwd_flops, weight_bytes,
     grad_bytes, optimizer_bytes, activation_bytes, kv_cache_bytes (+ decode_flops in inference),
-    is_matmul. Formulas: docs/formulas.md F1–F18.
+    is_matmul. Formulas: docs/formulas.md F1–F18, F19–F24 (block kinds, MLA, windows, MTP).
+
+    A model whose blocks differ (dense-first MoE, local and global attention) gets every
+    block's own rows; `block` is the block index. The multi-token prediction modules are rows
+    `mtp.{j}.*` after the head, in training only.
     """
     spec = model(model_or_name)
     if mode not in ("train", "inference"):
@@ -381,22 +641,26 @@ def layer_table(
     train = mode == "train"
     opt_bytes = (optimizer_state_bytes(optimizer) + policy.master_bytes) if train else 0.0
 
-    structure = [r for r in layer_structure(spec) if train or r.kind != "loss"]
+    before, after = outer_structure(spec)
+    if not train:  # the loss and the multi-token prediction modules are training-only (F24)
+        after = [r for r in after if r.kind != "loss" and not r.group]
+    kinds = block_kind_counts(spec)
+    templates = [block_structure(spec, kind) for kind, _, _ in kinds]
+    mtp_kind = block_kind(spec, spec.n_layers)
     full = _Shape(np.asarray(batch_size, float), np.asarray(seq_len, float),
                   np.asarray(seq_len, float))
-    decode = _Shape(full.batch, np.asarray(1.0), full.kv_len)
-    first_block_row = next(r.name for r in structure if r.block)
+    decode = _Shape(full.batch, np.asarray(1.0), full.kv_len, decode=True)
+    first_block_row = templates[0][0].name
     half = causal_attention == "half"
 
-    template = []
-    for row in structure:
-        fwd = float(_row_fwd_flops(spec, row, full, half))
+    def numbers(row: LayerDef, kind: BlockKind | None) -> dict[str, Any]:
+        fwd = float(_row_fwd_flops(spec, row, full, half, kind))
         act = float(_row_activation_bytes(
             spec, row, full, a=policy.activation_bytes, recompute=recompute,
             flash=flash_attention, first_in_block=row.name == first_block_row,
-            fused_swiglu=fused_swiglu)) if train else 0.0
-        template.append(dict(
-            layer=row.name, block=row.block, kind=row.kind, n_params=row.n_params,
+            fused_swiglu=fused_swiglu, kind=kind)) if train else 0.0
+        return dict(
+            layer=row.full_name, block=row.block, kind=row.kind, n_params=row.n_params,
             n_active_params=row.n_params * row.active_frac, fwd_flops=fwd,
             bwd_flops=2.0 * fwd if train else 0.0,
             weight_bytes=row.n_params * _weight_bytes_per_param(row, policy),
@@ -404,34 +668,49 @@ def layer_table(
             optimizer_bytes=row.n_params * opt_bytes,
             activation_bytes=act,
             # An encoder neither decodes nor keeps a KV cache: its decode column is NaN.
-            kv_cache_bytes=float(_row_kv_bytes(spec, row, full, kv_bytes))
+            kv_cache_bytes=float(_row_kv_bytes(spec, row, full, kv_bytes, kind))
             if spec.causal and not train else 0.0,
             # NB: one query per sequence reads every cached key: nothing to halve in decode.
-            decode_flops=float(_row_fwd_flops(spec, row, decode, False))
+            decode_flops=float(_row_fwd_flops(spec, row, decode, False, kind))
             if spec.causal else float("nan"),
-        ))
-    df = _expand_blocks(pd.DataFrame(template), spec.n_layers)
+        )
+
+    template = ([numbers(r, None) for r in before]
+                + [numbers(r, kind) for (kind, _, _), rows in zip(kinds, templates, strict=True)
+                   for r in rows]
+                + [numbers(r, mtp_kind if r.group else None) for r in after])
+    df = _expand_blocks(pd.DataFrame(template), n_before=len(before),
+                        block_rows=[len(t) for t in templates],
+                        kind_of_block=block_kind_index(spec))
     df["is_matmul"] = df["kind"].isin(MATMUL_KINDS)
     if train:
         df = df.drop(columns="decode_flops")
     return df
 
 
-def _expand_blocks(template: pd.DataFrame, n_layers: int) -> pd.DataFrame:
-    """Repeat the block rows n_layers times (named blocks.{i}.*), keeping the outer rows.
+def _expand_blocks(template: pd.DataFrame, *, n_before: int, block_rows: list[int],
+                   kind_of_block: np.ndarray) -> pd.DataFrame:
+    """The table from its template (outer rows before, one block per kind, outer rows after):
+    block i gets the rows of kind kind_of_block[i], named blocks.{i}.*, `block` = i.
 
     One positional take, not n_layers concatenations: 10^5 layers (MAX_N_LAYERS) take ~1 s."""
-    is_block = template["block"].to_numpy(dtype=bool)
-    first, n_block = int(np.argmax(is_block)), int(is_block.sum())
-    before, block, after = (template.iloc[:first], template.iloc[first:first + n_block],
-                            template.iloc[first + n_block:])
-    blocks = block.iloc[np.tile(np.arange(n_block), n_layers)].reset_index(drop=True)
-    names = block["layer"].tolist()
-    blocks["layer"] = [f"blocks.{i}.{name}" for i in range(n_layers) for name in names]
-    blocks["block"] = np.repeat(np.arange(n_layers), n_block)
-    out = pd.concat([before.assign(block=-1), blocks, after.assign(block=-1)],
-                    ignore_index=True)
-    out["block"] = out["block"].astype(int)
+    lens = np.asarray(block_rows, dtype=int)
+    starts = n_before + np.concatenate([[0], np.cumsum(lens)[:-1]])
+    per_block = lens[kind_of_block]
+    n_layers, n_rows = len(kind_of_block), int(per_block.sum())
+    block_of_row = np.repeat(np.arange(n_layers), per_block)
+    within = np.arange(n_rows) - np.repeat(np.cumsum(per_block) - per_block, per_block)
+    take = np.repeat(starts[kind_of_block], per_block) + within
+    after = np.arange(n_before + int(lens.sum()), len(template))
+    out = template.iloc[np.concatenate([np.arange(n_before), take, after])].reset_index(
+        drop=True)
+    names = template["layer"].tolist()
+    out["layer"] = (names[:n_before]
+                    + [f"blocks.{b}.{names[i]}" for b, i in zip(block_of_row.tolist(),
+                                                                take.tolist(), strict=True)]
+                    + [names[i] for i in after])
+    out["block"] = np.concatenate([np.full(n_before, -1), block_of_row,
+                                   np.full(len(after), -1)]).astype(int)
     return out
 
 

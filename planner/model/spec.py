@@ -39,11 +39,18 @@ MAX_NAME_CHARS = 200  # a model's label in reports and messages
 class ModelSpec(BaseModel):
     """Shape of a transformer: enough to count every parameter, FLOP and byte per layer.
 
-    The four families people plan for are all expressed with these fields:
+    The families people plan for are all expressed with these fields:
     BERT (encoder, learned positions, token types, post-LN, GELU, pooler), GPT-2/3 and OPT
     (decoder, learned positions, pre-LN with bias, GELU/ReLU, tied embeddings), Llama/Mistral/Qwen2
-    (RMSNorm, SwiGLU, rotary, grouped-query attention, untied head, optional qkv bias) and
-    Mixtral-style mixture-of-experts (`n_experts`, `experts_top_k`, `n_shared_experts`).
+    (RMSNorm, SwiGLU, rotary, grouped-query attention, untied head, optional qkv bias),
+    Mixtral-style mixture-of-experts (`n_experts`, `experts_top_k`, `n_shared_experts`), and the
+    current shapes: fine-grained experts with their own inner size after dense first blocks
+    (`moe_d_ff`, `n_dense_layers`: DeepSeek-V3, Qwen3-MoE), multi-head latent attention
+    (`kv_lora_rank` and friends: DeepSeek-V2/V3), multi-token prediction modules
+    (`n_mtp_layers`), per-head query/key norms (`qk_norm`: Qwen3, Gemma 3), Gemma's extra norms
+    on each sublayer's output (`sandwich_norm`) and sliding-window attention layers
+    (`sliding_window`, `global_attn_every`: Gemma 2/3, Phi-3). Every new field's default is the
+    behaviour without it. Formulas: docs/formulas.md F19-F24.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -62,7 +69,9 @@ class ModelSpec(BaseModel):
         default=None, gt=0, le=MAX_D_MODEL,
         description="Per-head size; None means d_model / n_heads.",
     )
-    d_ff: int = Field(gt=0, le=MAX_D_FF, description="MLP inner size (per expert for MoE).")
+    d_ff: int = Field(gt=0, le=MAX_D_FF,
+                      description="Dense MLP inner size; also each expert's unless moe_d_ff is "
+                                  "given.")
     vocab_size: int = Field(gt=0, le=MAX_VOCAB_SIZE,
                             description="Rows of the token embedding (and LM head).")
     max_seq_len: int = Field(gt=0, le=MAX_SEQ_LEN,
@@ -92,7 +101,56 @@ class ModelSpec(BaseModel):
                            description="Routed experts per MoE layer (1 = dense).")
     experts_top_k: int = Field(default=1, gt=0, description="Experts each token is routed to.")
     n_shared_experts: int = Field(default=0, ge=0, le=MAX_N_EXPERTS,
-                                  description="Always-on experts (DeepSeek).")
+                                  description="Always-on experts (DeepSeek), of moe_d_ff each.")
+    moe_d_ff: int | None = Field(
+        default=None, gt=0, le=MAX_D_FF,
+        description="Inner size of each routed and shared expert when it differs from the "
+                    "dense MLP's d_ff (DeepSeek-V3: 2048 against 18432); None = d_ff.")
+    n_dense_layers: int = Field(
+        default=0, ge=0, le=MAX_N_LAYERS,
+        description="Mixture-of-experts models: the first k blocks have a dense MLP of d_ff, "
+                    "the rest are MoE (DeepSeek-V3 first_k_dense_replace = 3).")
+    q_lora_rank: int | None = Field(
+        default=None, gt=0, le=MAX_D_MODEL,
+        description="MLA: rank of the compressed query (DeepSeek-V3 1536); None = the query "
+                    "is projected from h directly (DeepSeek-V2-Lite).")
+    kv_lora_rank: int | None = Field(
+        default=None, gt=0, le=MAX_D_MODEL,
+        description="MLA (multi-head latent attention, DeepSeek-V2/V3): rank of the "
+                    "compressed key-value latent, the part of each token's KV cache that is "
+                    "not rotary (512); None = standard attention.")
+    qk_nope_head_dim: int | None = Field(
+        default=None, gt=0, le=MAX_D_MODEL,
+        description="MLA: per-head query/key size without rotary embedding (128).")
+    qk_rope_head_dim: int | None = Field(
+        default=None, gt=0, le=MAX_D_MODEL,
+        description="MLA: per-head query size with rotary embedding; the rotary key of this "
+                    "size is shared by all heads and cached (64).")
+    v_head_dim: int | None = Field(
+        default=None, gt=0, le=MAX_D_MODEL,
+        description="MLA: per-head value size (128).")
+    qk_norm: bool = Field(
+        default=False,
+        description="RMSNorm over each query and key head (Qwen3, Gemma 3): 2 x head_dim "
+                    "parameters per block.")
+    sandwich_norm: bool = Field(
+        default=False,
+        description="An extra norm on the output of attention and of the MLP before the "
+                    "residual add (Gemma 2/3 post_attention/post_feedforward_layernorm).")
+    sliding_window: int | None = Field(
+        default=None, gt=0, le=MAX_SEQ_LEN,
+        description="Keys a local-attention query attends to (Gemma 2: 4096, Gemma 3: 1024 "
+                    "or 512); None = every block attends to the whole context.")
+    global_attn_every: int = Field(
+        default=0, ge=0, le=MAX_N_LAYERS,
+        description="With sliding_window: blocks n, 2n, ... (1-based) attend globally, the "
+                    "others over the window (Gemma 2: 2, Gemma 3: 6); 0 = every block is "
+                    "local (Phi-3-mini, Mistral 7B v0.1).")
+    n_mtp_layers: int = Field(
+        default=0, ge=0, le=MAX_N_LAYERS,
+        description="Multi-token prediction modules after the model (DeepSeek-V3: 1), each "
+                    "2 norms, a 2h -> h projection, one block, a norm, and the shared LM head; "
+                    "training only.")
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0, allow_inf_nan=False,
                            description="Dropout probability.")
     source_url: str = Field(default="", description="Where the configuration was read.")
@@ -123,7 +181,8 @@ class ModelSpec(BaseModel):
 
     @model_validator(mode="after")
     def _check_shapes(self) -> ModelSpec:
-        if self.head_dim is None and self.d_model % self.n_heads != 0:
+        self._check_new_shapes()
+        if not self.is_mla and self.head_dim is None and self.d_model % self.n_heads != 0:
             raise ValueError(
                 f"n_heads: {self.n_heads} heads do not divide d_model={self.d_model}; "
                 "choose n_heads dividing d_model or give head_dim explicitly"
@@ -147,16 +206,90 @@ class ModelSpec(BaseModel):
                              f"{MAX_N_PARAMS:.0e} are supported (MAX_N_PARAMS)")
         return self
 
+    def _check_new_shapes(self) -> None:
+        """The current-architecture fields: each only where it means something."""
+        mla = ("qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim")
+        if self.kv_lora_rank is not None:
+            missing = [f for f in mla if getattr(self, f) is None]
+            if missing:
+                raise ValueError(f"{missing[0]}: required with kv_lora_rank (multi-head latent "
+                                 "attention)")
+            if self.head_dim is not None:
+                raise ValueError("head_dim: not used with MLA (kv_lora_rank); its head sizes are "
+                                 "qk_nope_head_dim, qk_rope_head_dim and v_head_dim")
+            if self.n_kv_heads not in (None, self.n_heads):
+                raise ValueError(f"n_kv_heads: MLA decompresses a key and a value for each of "
+                                 f"the {self.n_heads} heads; leave it unset")
+            if self.position != "rotary":
+                raise ValueError("position: MLA caches a rotary key; use 'rotary'")
+            if self.qkv_bias or self.qk_norm:
+                field = "qkv_bias" if self.qkv_bias else "qk_norm"
+                raise ValueError(f"{field}: not supported with MLA (DeepSeek's projections "
+                                 "have neither)")
+        else:
+            for f in ("q_lora_rank", *mla):
+                if getattr(self, f) is not None:
+                    raise ValueError(f"{f}: only with kv_lora_rank (multi-head latent "
+                                     "attention)")
+        if not self.is_moe:
+            if self.moe_d_ff is not None:
+                raise ValueError("moe_d_ff: only for mixture-of-experts models (n_experts > 1)")
+            if self.n_dense_layers:
+                raise ValueError("n_dense_layers: only for mixture-of-experts models "
+                                 "(n_experts > 1)")
+        if self.n_dense_layers >= self.n_layers > 0 and self.is_moe:
+            raise ValueError(f"n_dense_layers: {self.n_dense_layers} leaves no MoE block of "
+                             f"n_layers={self.n_layers}; it must be below n_layers")
+        if self.global_attn_every and self.sliding_window is None:
+            raise ValueError("global_attn_every: needs sliding_window (the local blocks' span)")
+        if self.sandwich_norm and self.norm_position != "pre":
+            raise ValueError("sandwich_norm: only with norm_position='pre' (Gemma 2/3)")
+        if self.n_mtp_layers and (self.arch != "decoder" or not self.lm_head):
+            raise ValueError("n_mtp_layers: multi-token prediction needs a decoder with an "
+                             "lm_head")
+
     # ---- derived shapes ------------------------------------------------------------------
     @property
     def kv_heads(self) -> int:
-        """Key/value heads actually used (n_heads when not grouped)."""
+        """Key/value heads actually used (n_heads when not grouped; n_heads for MLA, whose
+        keys and values are decompressed per head)."""
         return self.n_kv_heads if self.n_kv_heads is not None else self.n_heads
 
     @property
     def d_head(self) -> int:
-        """Per-head size."""
+        """Per-head query/key size (MLA: qk_nope_head_dim + qk_rope_head_dim)."""
+        if self.is_mla:
+            return int(self.qk_nope_head_dim or 0) + int(self.qk_rope_head_dim or 0)
         return self.head_dim if self.head_dim is not None else self.d_model // self.n_heads
+
+    @property
+    def d_value(self) -> int:
+        """Per-head value size (MLA: v_head_dim; otherwise d_head)."""
+        return int(self.v_head_dim or 0) if self.is_mla else self.d_head
+
+    @property
+    def is_mla(self) -> bool:
+        """Multi-head latent attention (DeepSeek-V2/V3)."""
+        return self.kv_lora_rank is not None
+
+    @property
+    def expert_d_ff(self) -> int:
+        """Inner size of each routed and shared expert."""
+        return self.moe_d_ff if self.moe_d_ff is not None else self.d_ff
+
+    @property
+    def n_moe_layers(self) -> int:
+        """Blocks with a mixture-of-experts MLP (the MTP modules' blocks not included)."""
+        return self.n_layers - self.n_dense_layers if self.is_moe else 0
+
+    @property
+    def kv_cache_elements_per_token(self) -> int:
+        """F18/F21: elements one token adds to one global-attention block's KV cache: K and
+        V of every KV head, 2 · n_kv_heads · head_dim; with MLA the latent and the shared
+        rotary key, kv_lora_rank + qk_rope_head_dim (DeepSeek-V3: 512 + 64 = 576)."""
+        if self.is_mla:
+            return int(self.kv_lora_rank or 0) + int(self.qk_rope_head_dim or 0)
+        return 2 * self.kv_heads * self.d_head
 
     @property
     def is_moe(self) -> bool:
@@ -174,8 +307,17 @@ class ModelSpec(BaseModel):
 
     @property
     def n_active_params(self) -> int:
-        """Parameters used per token: routed experts count top_k / n_experts of theirs."""
+        """Parameters used per token: routed experts count top_k / n_experts of theirs (the
+        MTP modules included, as in n_params)."""
         return round(_param_total(self, active=True))
+
+    @property
+    def n_mtp_params(self) -> int:
+        """Parameters of the multi-token prediction modules alone (part of n_params; they
+        share the token embedding and LM head with the model, which they do not count)."""
+        from planner.model.layers import outer_structure  # layers imports this module
+
+        return sum(r.n_params for r in outer_structure(self)[1] if r.group)
 
     def with_(self, **changes: Any) -> ModelSpec:
         """A validated copy with some fields changed (e.g. fewer layers for a CPU run)."""
@@ -183,12 +325,24 @@ class ModelSpec(BaseModel):
 
 
 def _param_total(spec: ModelSpec, *, active: bool) -> float:
-    from planner.model.layers import layer_structure  # layers imports this module
+    from planner.model.layers import (  # layers imports this module
+        block_kind_counts,
+        block_structure,
+        outer_structure,
+    )
 
+    def frac(row: Any) -> float:
+        return row.active_frac if active else 1.0
+
+    before, after = outer_structure(spec)
     total = 0.0
-    for row in layer_structure(spec):
-        n = row.n_params * (row.active_frac if active else 1.0)
-        total += n * spec.n_layers if row.block else n
+    for row in before:
+        total += row.n_params * frac(row)
+    for kind, count, _first in block_kind_counts(spec):
+        for row in block_structure(spec, kind):
+            total += row.n_params * frac(row) * count
+    for row in after:
+        total += row.n_params * frac(row)
     return total
 
 
@@ -267,6 +421,18 @@ _PRESETS: dict[str, dict[str, Any]] = {
     "llama-3.1-405b": dict(_LLAMA, n_layers=126, d_model=16384, n_heads=128, n_kv_heads=8,
                            d_ff=53248, vocab_size=128256, max_seq_len=131072,
                            source_url=_HF + "meta-llama/Llama-3.1-405B/blob/main/config.json"),
+    # Llama 3.1 and 3.3 keep Llama 3's shapes with a 128k context (rope_scaling "llama3",
+    # no parameters); 3.3 70B is 3.1 70B's architecture.
+    "llama-3.1-8b": dict(_LLAMA, n_layers=32, d_model=4096, n_heads=32, n_kv_heads=8,
+                         d_ff=14336, vocab_size=128256, max_seq_len=131072,
+                         source_url=_HF + "meta-llama/Llama-3.1-8B/blob/main/config.json"),
+    "llama-3.1-70b": dict(_LLAMA, n_layers=80, d_model=8192, n_heads=64, n_kv_heads=8,
+                          d_ff=28672, vocab_size=128256, max_seq_len=131072,
+                          source_url=_HF + "meta-llama/Llama-3.1-70B/blob/main/config.json"),
+    "llama-3.3-70b": dict(_LLAMA, n_layers=80, d_model=8192, n_heads=64, n_kv_heads=8,
+                          d_ff=28672, vocab_size=128256, max_seq_len=131072,
+                          source_url=_HF + "meta-llama/Llama-3.3-70B-Instruct/blob/main/"
+                                           "config.json"),
     "mistral-7b": dict(_LLAMA, n_layers=32, d_model=4096, n_heads=32, n_kv_heads=8, d_ff=14336,
                        vocab_size=32000, max_seq_len=32768,
                        source_url=_HF + "mistralai/Mistral-7B-v0.1/blob/main/config.json"),
@@ -274,6 +440,31 @@ _PRESETS: dict[str, dict[str, Any]] = {
                          d_ff=14336, vocab_size=32000, max_seq_len=32768, n_experts=8,
                          experts_top_k=2,
                          source_url=_HF + "mistralai/Mixtral-8x7B-v0.1/blob/main/config.json"),
+    # Mixtral 8x22B: tokenizer v3 (vocabulary 32,768), as the Instruct config.json and
+    # litgpt's config give it; 8 experts of 3 · 6144 · 16384, top-2.
+    "mixtral-8x22b": dict(_LLAMA, n_layers=56, d_model=6144, n_heads=48, n_kv_heads=8,
+                          d_ff=16384, vocab_size=32768, max_seq_len=65536, n_experts=8,
+                          experts_top_k=2,
+                          source_url=_HF + "mistralai/Mixtral-8x22B-v0.1/blob/main/config.json"),
+    # Qwen3-235B-A22B: 94 MoE blocks of 128 experts (moe_intermediate_size 1536), top-8, no
+    # shared expert, no dense block (mlp_only_layers = []; intermediate_size 12288 unused),
+    # 64 query and 4 KV heads of 128 with per-head q/k RMSNorm.
+    "qwen3-235b-a22b": dict(_LLAMA, n_layers=94, d_model=4096, n_heads=64, n_kv_heads=4,
+                            head_dim=128, d_ff=12288, moe_d_ff=1536, vocab_size=151936,
+                            max_seq_len=40960, n_experts=128, experts_top_k=8, qk_norm=True,
+                            source_url=_HF + "Qwen/Qwen3-235B-A22B/blob/main/config.json"),
+    # DeepSeek-V3: 61 blocks, the first 3 dense (18432), then 256 routed experts of 2048, top-8,
+    # plus 1 shared; MLA with q_lora 1536, kv_lora 512, heads of 128 + 64 (rotary), values 128;
+    # one multi-token prediction module (num_nextn_predict_layers = 1). n_params counts the
+    # main model (671,026,404,352) and the MTP module's own 11,610,067,968 (sharing the
+    # embedding and head): 682.6 B; the hub's "685B" also counts the MTP's stored copies of
+    # embedding and head (README_WEIGHTS.md).
+    "deepseek-v3": dict(_LLAMA, n_layers=61, d_model=7168, n_heads=128, d_ff=18432,
+                        moe_d_ff=2048, n_dense_layers=3, vocab_size=129280, max_seq_len=163840,
+                        n_experts=256, experts_top_k=8, n_shared_experts=1, q_lora_rank=1536,
+                        kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64,
+                        v_head_dim=128, n_mtp_layers=1,
+                        source_url=_HF + "deepseek-ai/DeepSeek-V3/blob/main/config.json"),
     "qwen2-7b": dict(_LLAMA, n_layers=28, d_model=3584, n_heads=28, n_kv_heads=4, d_ff=18944,
                      vocab_size=152064, max_seq_len=131072, qkv_bias=True,
                      source_url=_HF + "Qwen/Qwen2-7B/blob/main/config.json"),
@@ -367,6 +558,176 @@ def _hf_qwen2(cfg: dict[str, Any]) -> dict[str, Any]:
     return dict(_hf_llama_like(cfg), qkv_bias=True, attn_out_bias=False)
 
 
+def _hf_qwen3(cfg: dict[str, Any]) -> dict[str, Any]:
+    # transformers Qwen3Attention: q/k/v/o biases = attention_bias, RMSNorm over each query and
+    # key head (q_norm, k_norm), head_dim 128 unless given.
+    if cfg.get("use_sliding_window", False) is not False:
+        raise InputError("use_sliding_window", "only false is supported for Qwen3 (released "
+                                               "configs; windows from max_window_layers on are "
+                                               "not modelled)")
+    types = cfg.get("layer_types")
+    if types is not None and (not isinstance(types, list)
+                              or any(t != "full_attention" for t in types)):
+        raise InputError("layer_types", "only full_attention blocks are supported for Qwen3, "
+                                        f"got {_describe(types)}")
+    out = dict(_hf_llama_like(cfg), qk_norm=True)
+    out.setdefault("head_dim", 128)
+    return out
+
+
+def _hf_qwen3_moe(cfg: dict[str, Any]) -> dict[str, Any]:
+    # transformers Qwen3MoeDecoderLayer: a MoE block unless the block is in mlp_only_layers or
+    # (index + 1) is not a multiple of decoder_sparse_step; experts of moe_intermediate_size,
+    # no shared expert, a bias-free router.
+    step = cfg.get("decoder_sparse_step", 1)
+    if step != 1:
+        raise InputError("decoder_sparse_step", f"{_describe(step)} is not supported; only 1 "
+                                                "(every block MoE, as released)")
+    # config.json says num_experts; transformers 5 writes it back as num_local_experts
+    experts = cfg["num_local_experts"] if "num_experts" not in cfg and (
+        "num_local_experts" in cfg) else cfg["num_experts"]
+    return dict(_hf_qwen3(cfg), n_experts=experts,
+                experts_top_k=cfg["num_experts_per_tok"], moe_d_ff=cfg["moe_intermediate_size"],
+                n_dense_layers=_dense_prefix(cfg.get("mlp_only_layers", []), "mlp_only_layers"))
+
+
+def _dense_prefix(value: Any, key: str) -> int:
+    """k for a list of dense block indices [0, 1, ..., k − 1]; InputError otherwise."""
+    if not isinstance(value, list) or any(
+            isinstance(v, bool) or not isinstance(v, int) for v in value):
+        raise InputError(key, f"must be a list of block indices, got {_describe(value)}")
+    if value != list(range(len(value))):
+        raise InputError(key, "only dense blocks first ([0, 1, ..., k−1]) are supported")
+    return len(value)
+
+
+def _hf_deepseek_v3(cfg: dict[str, Any]) -> dict[str, Any]:
+    # deepseek-ai/DeepSeek-V3 config.json; transformers DeepseekV3: MLA (q_a, q_a_layernorm,
+    # q_b or q_proj; kv_a_proj_with_mqa, kv_a_layernorm, kv_b; o_proj), dense MLP of
+    # intermediate_size in the first first_k_dense_replace blocks, then MoE blocks of
+    # n_routed_experts experts and n_shared_experts shared ones of moe_intermediate_size.
+    # Group-limited routing (n_group, topk_group), the scoring function and the FP8
+    # quantization_config change no shape and are not read.
+    act = cfg.get("hidden_act", "silu")
+    if act not in ("silu", "swish"):
+        raise InputError("hidden_act", f"{_describe(act)} not supported for DeepSeek (use silu)")
+    if cfg.get("attention_bias", False) is not False:
+        raise InputError("attention_bias", "only false is supported for DeepSeek MLA (as "
+                                           "released)")
+    n_heads = cfg["num_attention_heads"]
+    kv = cfg.get("num_key_value_heads", n_heads)
+    if kv != n_heads:
+        raise InputError("num_key_value_heads", f"{_describe(kv)} must equal "
+                                                f"num_attention_heads={n_heads:,}: MLA "
+                                                "decompresses a key and a value per head")
+    if cfg.get("moe_layer_freq", 1) != 1:
+        raise InputError("moe_layer_freq", f"{_describe(cfg['moe_layer_freq'])} is not "
+                                           "supported; only 1 (every block after the dense "
+                                           "ones is MoE)")
+    return dict(
+        arch="decoder", norm="rmsnorm", norm_position="pre", mlp_act="silu", gated_mlp=True,
+        position="rotary", n_layers=cfg["num_hidden_layers"], d_model=cfg["hidden_size"],
+        n_heads=n_heads, d_ff=cfg["intermediate_size"], moe_d_ff=cfg["moe_intermediate_size"],
+        n_experts=cfg["n_routed_experts"], experts_top_k=cfg["num_experts_per_tok"],
+        n_shared_experts=cfg.get("n_shared_experts", 1),
+        n_dense_layers=cfg.get("first_k_dense_replace", 3),
+        q_lora_rank=cfg.get("q_lora_rank"), kv_lora_rank=cfg["kv_lora_rank"],
+        qk_nope_head_dim=cfg["qk_nope_head_dim"], qk_rope_head_dim=cfg["qk_rope_head_dim"],
+        v_head_dim=cfg["v_head_dim"], vocab_size=cfg["vocab_size"],
+        max_seq_len=cfg.get("max_position_embeddings", 4096),
+        tied_embeddings=cfg.get("tie_word_embeddings", False),
+        n_mtp_layers=cfg.get("num_nextn_predict_layers", 0),
+    )
+
+
+def _hf_gemma2(cfg: dict[str, Any], *, qk_norm: bool = False, every_default: int = 2,
+               max_seq_default: int = 8192) -> dict[str, Any]:
+    # transformers Gemma2/Gemma3Text: four RMSNorms per block (input, post_attention,
+    # pre_feedforward, post_feedforward), GeGLU (gelu_pytorch_tanh), head_dim 256 unless
+    # given, tied embeddings, sliding-window blocks (layer_types, or every n-th global).
+    # The embedding scale √h, query_pre_attn_scalar and the logit soft-capping have no
+    # parameters and are element-wise (not counted, F5).
+    key = "hidden_activation" if "hidden_activation" in cfg else "hidden_act"
+    n_heads = cfg["num_attention_heads"]
+    bias = cfg.get("attention_bias", False)
+    return dict(
+        arch="decoder", norm="rmsnorm", norm_position="pre",
+        mlp_act=_activation(cfg, key, "gelu_pytorch_tanh"), gated_mlp=True, position="rotary",
+        sandwich_norm=True, qk_norm=qk_norm, n_layers=cfg["num_hidden_layers"],
+        d_model=cfg["hidden_size"], n_heads=n_heads,
+        n_kv_heads=cfg.get("num_key_value_heads", n_heads), head_dim=cfg.get("head_dim", 256),
+        d_ff=cfg["intermediate_size"], vocab_size=cfg["vocab_size"],
+        max_seq_len=cfg.get("max_position_embeddings", max_seq_default),
+        tied_embeddings=cfg.get("tie_word_embeddings", True), qkv_bias=bias,
+        attn_out_bias=bias, **_hf_window(cfg, every_default=every_default,
+                                         window_default=4096),
+    )
+
+
+def _hf_gemma3_text(cfg: dict[str, Any]) -> dict[str, Any]:
+    # Gemma 3 = Gemma 2's block with per-head q/k RMSNorm; 5 local blocks per global one.
+    return _hf_gemma2(cfg, qk_norm=True, every_default=6, max_seq_default=131072)
+
+
+def _hf_phi3(cfg: dict[str, Any]) -> dict[str, Any]:
+    # transformers Phi3: fused qkv_proj and gate_up_proj (the same parameters as separate
+    # projections), no biases, and a sliding window on every block when sliding_window is set
+    # (Phi-3-mini-4k: 2047).
+    out = dict(_hf_llama_like(cfg), qkv_bias=False, attn_out_bias=False,
+               dropout=cfg.get("resid_pdrop", 0.0))
+    return dict(out, **_hf_window(cfg, every_default=0, window_default=None))
+
+
+def _hf_window(cfg: dict[str, Any], *, every_default: int, window_default: int | None
+               ) -> dict[str, Any]:
+    """sliding_window and global_attn_every from `layer_types` (a list of
+    "sliding_attention" / "full_attention" per block), else `sliding_window` with
+    `sliding_window_pattern` (Gemma 3) or the model type's pattern; {} for all-global."""
+    window = _hf_int(cfg, "sliding_window", window_default, maximum=MAX_SEQ_LEN)
+    types = cfg.get("layer_types")
+    if types is None:
+        if window is None:
+            return {}
+        every = _hf_int(cfg, "sliding_window_pattern", every_default, minimum=0,
+                        maximum=MAX_N_LAYERS)
+        return dict(sliding_window=window, global_attn_every=every)
+    kinds = ("sliding_attention", "full_attention")
+    if not isinstance(types, list) or any(not isinstance(t, str) or t not in kinds
+                                          for t in types):
+        raise InputError("layer_types", "must be a list of \"sliding_attention\" and "
+                                        f"\"full_attention\", got {_describe(types)}")
+    n_layers = cfg["num_hidden_layers"]
+    if len(types) != n_layers:
+        raise InputError("layer_types", f"has {len(types):,} entries for "
+                                        f"num_hidden_layers={n_layers:,}")
+    local = [t == "sliding_attention" for t in types]
+    if not any(local):
+        return {}
+    if window is None:
+        raise InputError("sliding_window", "required by the sliding_attention blocks of "
+                                           "layer_types")
+    if all(local):
+        return dict(sliding_window=window, global_attn_every=0)
+    every = local.index(False) + 1
+    if local != [(i + 1) % every != 0 for i in range(n_layers)]:
+        raise InputError("layer_types", "only n − 1 sliding_attention blocks then one "
+                                        "full_attention block, repeated, is supported")
+    return dict(sliding_window=window, global_attn_every=every)
+
+
+def _hf_int(cfg: dict[str, Any], key: str, default: int | None, *, minimum: int = 1,
+            maximum: int) -> int | None:
+    """A size a reader reads itself (absent or null: `default`), checked like _HF_INT_KEYS."""
+    value = cfg.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, dict | list):
+        raise InputError(key, f"must be a whole number, got {_describe(value)}")
+    if isinstance(value, int) and not isinstance(value, bool) and value > maximum:
+        raise InputError(key, f"must be ≤ {maximum:,}, got {_describe(value)}")
+    return check_int(value, key, minimum=minimum, maximum=maximum)
+
+
 def _hf_gpt2(cfg: dict[str, Any]) -> dict[str, Any]:
     d_model = cfg["n_embd"]
     return dict(
@@ -443,14 +804,35 @@ _OPT_KEYS = dict(n_layers="num_hidden_layers", d_model="hidden_size",
                  max_seq_len="max_position_embeddings", tied_embeddings="tie_word_embeddings",
                  qkv_bias="enable_bias", attn_out_bias="enable_bias", mlp_bias="enable_bias")
 
+_QWEN3_KEYS = dict(_LLAMA_KEYS, n_experts="num_experts", moe_d_ff="moe_intermediate_size",
+                   n_dense_layers="mlp_only_layers")
+_DEEPSEEK_KEYS = dict(_LLAMA_KEYS, n_experts="n_routed_experts",
+                      moe_d_ff="moe_intermediate_size", n_dense_layers="first_k_dense_replace",
+                      n_mtp_layers="num_nextn_predict_layers")
+_GEMMA_KEYS = dict(_LLAMA_KEYS, mlp_act="hidden_activation",
+                   global_attn_every="sliding_window_pattern")
+_PHI3_KEYS = dict(_LLAMA_KEYS, dropout="resid_pdrop")
+
+# Model types that hold a supported model inside another: where to find it.
+_HF_NESTED = {"gemma3": "'gemma3' is the multimodal Gemma 3 (a vision tower, not modelled, "
+                        "around a language model); give its text_config, model_type "
+                        "gemma3_text"}
+
+# In the order support was added (the first seven before issue 10), alphabetical within.
 _HF_READERS: dict[str, tuple[Any, dict[str, str]]] = {
+    "bert": (_hf_bert, _BERT_KEYS),
+    "gpt2": (_hf_gpt2, _GPT2_KEYS),
     "llama": (_hf_llama_like, _LLAMA_KEYS),
     "mistral": (_hf_llama_like, _LLAMA_KEYS),
     "mixtral": (_hf_mixtral, _LLAMA_KEYS),
-    "qwen2": (_hf_qwen2, _LLAMA_KEYS),
-    "gpt2": (_hf_gpt2, _GPT2_KEYS),
-    "bert": (_hf_bert, _BERT_KEYS),
     "opt": (_hf_opt, _OPT_KEYS),
+    "qwen2": (_hf_qwen2, _LLAMA_KEYS),
+    "deepseek_v3": (_hf_deepseek_v3, _DEEPSEEK_KEYS),
+    "gemma2": (_hf_gemma2, _GEMMA_KEYS),
+    "gemma3_text": (_hf_gemma3_text, _GEMMA_KEYS),
+    "phi3": (_hf_phi3, _PHI3_KEYS),
+    "qwen3": (_hf_qwen3, _LLAMA_KEYS),
+    "qwen3_moe": (_hf_qwen3_moe, _QWEN3_KEYS),
 }
 
 # Size keys the readers compute with, with their (minimum, maximum): a string ("4096") would be
@@ -464,6 +846,15 @@ _HF_INT_KEYS: dict[str, tuple[int, int]] = {
     "type_vocab_size": (0, MAX_VOCAB_SIZE),
     **dict.fromkeys(("max_position_embeddings", "n_positions"), (1, MAX_SEQ_LEN)),
     **dict.fromkeys(("num_local_experts", "num_experts_per_tok"), (1, MAX_N_EXPERTS)),
+    # the current shapes (qwen3_moe, deepseek_v3, gemma3_text)
+    "moe_intermediate_size": (1, MAX_D_FF),
+    **dict.fromkeys(("num_experts", "n_routed_experts"), (1, MAX_N_EXPERTS)),
+    "n_shared_experts": (0, MAX_N_EXPERTS),
+    **dict.fromkeys(("first_k_dense_replace", "num_nextn_predict_layers"), (0, MAX_N_LAYERS)),
+    **dict.fromkeys(("decoder_sparse_step", "moe_layer_freq"), (1, MAX_N_LAYERS)),
+    "sliding_window_pattern": (0, MAX_N_LAYERS),
+    **dict.fromkeys(("q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim",
+                     "v_head_dim"), (1, MAX_D_MODEL)),
 }
 # Switches: JSON true/false only ("false" as a string is truthy in Python).
 _HF_BOOL_KEYS = frozenset({"tie_word_embeddings", "attention_bias", "mlp_bias",
@@ -508,14 +899,19 @@ def _with_hf_keys(err: ValidationError, keys: dict[str, str]) -> InputError:
 
 
 def supported_hf_model_types() -> list[str]:
-    return sorted(_HF_READERS)
+    """The model_types model_from_hf_config reads, in the order support was added."""
+    return list(_HF_READERS)
 
 
 def model_from_hf_config(source: str | Path | dict[str, Any], *, name: str | None = None
                          ) -> ModelSpec:
     """A ModelSpec from a Hugging Face `config.json` (a path, a JSON string or a dict).
 
-    Supported `model_type`s: bert, gpt2, llama, mistral, mixtral, opt, qwen2. Any problem
+    Supported `model_type`s: bert, gpt2, llama, mistral, mixtral, opt, qwen2, deepseek_v3,
+    gemma2, gemma3_text, phi3, qwen3, qwen3_moe ("gemma3", the multimodal config, is refused
+    with a pointer to its text_config). DeepSeek-V3's q_lora_rank missing or null means no
+    query compression (V2-Lite), num_nextn_predict_layers missing means no MTP module. Any
+    problem
     (unreadable, non-UTF-8 or oversized file, missing key, unsupported type, a value of the
     wrong type or out of range, impossible shape) raises InputError (a ValueError) naming the
     config key; a missing key or null takes the model type's default.
@@ -537,6 +933,8 @@ def _model_from_hf_config(source: str | Path | dict[str, Any], *, name: str | No
     if not isinstance(model_type, str):
         raise InputError("model_type", f"must be a string such as \"llama\", got "
                                        f"{_describe(model_type)}; supported: {supported}")
+    if model_type in _HF_NESTED:
+        raise InputError("model_type", _HF_NESTED[model_type])
     if model_type not in _HF_READERS:
         raise InputError("model_type", f"{clip(model_type)} is not supported; supported: "
                                        f"{supported}")

@@ -80,6 +80,10 @@ def kv_cache_bytes_per_device(*, kv_bytes_per_token, context_len, batch_size, tp
     Tensor parallelism splits the K key/value heads; beyond t = K each head is replicated
     (Pope et al. 2022, "Efficiently Scaling Transformer Inference", Sec. 3.3). Llama-2-70B
     (80 layers, 8 KV heads of 128, fp16): 2 · 80 · 8 · 128 · 2 = 327,680 bytes per token.
+    MLA (F21) caches one latent per token that every head reads, so K = 1 (the profiles'
+    n_kv_heads) and each tensor-parallel device holds it whole: DeepSeek-V3 in bf16,
+    61 · (512 + 64) · 2 = 70,272 bytes per token on every device. Sliding-window blocks (F23)
+    make kv_bytes_per_token the average over the context (planner.plan.steptime).
     """
     return batch_size * context_len * kv_bytes_per_token / np.minimum(tp, n_kv_heads)
 

@@ -41,7 +41,15 @@ from planner.hardware.kernels import (
     gemm_size,
     tile_frac,
 )
-from planner.model.layers import CausalCounting, Recompute, layer_table
+from planner.model.layers import (
+    BlockKind,
+    CausalCounting,
+    Recompute,
+    block_kind_counts,
+    kv_cache_bytes,
+    layer_table,
+    window_keys,
+)
 from planner.model.ops import (
     FUSED_ATTENTION_OP,
     OpKind,
@@ -211,14 +219,29 @@ def experts_touched_frac(*, route_frac, n_tokens):
     return 1.0 - (1.0 - np.asarray(route_frac, dtype=float)) ** np.asarray(n_tokens, dtype=float)
 
 
-def _weight_read_bytes(spec: ModelSpec, row, linear_weight_bytes: float) -> float:
+def _weight_read_bytes(spec: ModelSpec, row, name: str, linear_weight_bytes: float) -> float:
     """Weight bytes an op reads per pass: a lookup table reads only the rows it needs (counted
-    as traffic); a tied LM head reads the token embedding it shares."""
+    as traffic); a tied LM head, and an MTP module's head (F24), read the matrix they share."""
     if row.kind == "embedding":
         return 0.0
-    if row.layer == "lm_head" and spec.tied_embeddings:
+    if name == "lm_head" and row.n_params == 0:
         return spec.vocab_size * spec.d_model * linear_weight_bytes
     return float(row.weight_bytes)
+
+
+def _op_name(row) -> str:
+    """A table row's op name: relative to its block (blocks.3.attn.q -> attn.q) or to its
+    multi-token prediction module (mtp.0.attn.q_a -> attn.q_a); outer rows as they are."""
+    if row.block >= 0 or row.layer.startswith("mtp."):
+        return row.layer.split(".", 2)[-1]
+    return row.layer
+
+
+def _kv_proj_names(spec: ModelSpec) -> tuple[str, ...]:
+    """Ops split over min(t, K) devices instead of t (kv_proj): the K and V projections; with
+    MLA the two down-projections q_a and kv_a, whose latents every head needs, so that
+    tensor parallelism replicates them (K = 1, planner.model.ops.gemm_shape)."""
+    return ("attn.q_a", "attn.kv_a") if spec.is_mla else ("attn.k", "attn.v")
 
 
 def _route_frac(spec: ModelSpec, name: str) -> float:
@@ -249,8 +272,9 @@ def _ops_from_rows(spec: ModelSpec, rows: pd.DataFrame, *, flops_col: str, q_len
     """One dict per op; with fused attention the scores, softmax and context rows are one op."""
     ops: list[dict] = []
     core: dict | None = None
+    kv_proj_names = _kv_proj_names(spec)
     for row in rows.itertuples(index=False):
-        name = row.layer.split(".", 2)[-1] if row.block >= 0 else row.layer
+        name = _op_name(row)
         flops = float(getattr(row, flops_col))
         q = q_len
         if name in ("lm_head", "loss") and head_tokens is not None:
@@ -270,9 +294,9 @@ def _ops_from_rows(spec: ModelSpec, rows: pd.DataFrame, *, flops_col: str, q_len
         traffic, kv = io_bytes(spec, name, row.kind, q_len=q, kv_len=kv_len, a=a,
                                 decode=decode)
         op = _op_dict(spec, name, op_kind(row.kind), kv_len=kv_len, q_len=q,
-                      flops=flops, weight_bytes=_weight_read_bytes(spec, row, w),
+                      flops=flops, weight_bytes=_weight_read_bytes(spec, row, name, w),
                       traffic_bytes=traffic, kv_bytes=kv, count=count,
-                      route_frac=_route_frac(spec, name), kv_proj=name in ("attn.k", "attn.v"))
+                      route_frac=_route_frac(spec, name), kv_proj=name in kv_proj_names)
         if q != q_len:  # the head of a prefill runs on its last token only: fewer GEMM rows
             op["rows_per_token"] *= q / q_len
         ops.append(op)
@@ -280,13 +304,43 @@ def _ops_from_rows(spec: ModelSpec, rows: pd.DataFrame, *, flops_col: str, q_len
 
 
 def _elementwise_ops(spec: ModelSpec, *, q_len: float, kv_len: float, a: float,
-                     count: float, fp8: bool) -> list[dict]:
+                     count: float, fp8: bool, kind: BlockKind | None = None) -> list[dict]:
     """The block's unlisted element-wise kernels (planner.model.ops.unlisted_elementwise) as
     memory-only ops for one sequence of q_len tokens."""
     return [_op_dict(spec, name, OpKind.MEMORY, kv_len=kv_len, q_len=q_len, flops=0.0,
                      weight_bytes=0.0, traffic_bytes=elements * q_len * a, kv_bytes=0.0,
                      count=count, route_frac=0.0, kv_proj=False)
-            for name, elements in unlisted_elementwise(spec, fp8=fp8)]
+            for name, elements in unlisted_elementwise(spec, fp8=fp8, kind=kind)]
+
+
+def _block_ops(spec: ModelSpec, table: pd.DataFrame, *, count_of: Callable[[int], float],
+               kv_len: float, q_len: float, a: float, fp8: bool, **kw: Any) -> list[dict]:
+    """The ops of every kind of block (planner.model.layers.block_kind_counts): the rows of
+    the kind's first block in `table` and its element-wise kernels, each op with count
+    count_of(number of blocks of the kind). A sliding-window kind reads its window of keys
+    (F23). One kind (every model whose blocks are alike): exactly the ops of block 0."""
+    ops: list[dict] = []
+    for kind, n_blocks, first in block_kind_counts(spec):
+        keys = float(window_keys(kv_len=kv_len, window=kind.window))
+        count = count_of(n_blocks)
+        ops += _ops_from_rows(spec, table[table["block"] == first], count=count, kv_len=keys,
+                              q_len=q_len, a=a, **kw)
+        ops += _elementwise_ops(spec, q_len=q_len, kv_len=keys, a=a, count=count, fp8=fp8,
+                                kind=kind)
+    return ops
+
+
+def _block_average(spec: ModelSpec, table: pd.DataFrame, column: str,
+                   rows: Callable[[pd.DataFrame], pd.DataFrame] | None = None) -> float:
+    """Σ over block kinds of (blocks of the kind / L) · the column's sum over its first
+    block's rows: the average block (dense-first MoE: 3/61 of a dense block and 58/61 of a
+    MoE block for DeepSeek-V3). One kind: block 0's sum × 1.0, unchanged."""
+    total = 0.0
+    for _kind, n_blocks, first in block_kind_counts(spec):
+        block = table[table["block"] == first]
+        block = rows(block) if rows is not None else block
+        total += n_blocks / spec.n_layers * float(block[column].sum())
+    return total
 
 
 def _profile(ops: list[dict], *, tokens_per_seq: float, attn_seq_len: float,
@@ -310,11 +364,18 @@ def _profile(ops: list[dict], *, tokens_per_seq: float, attn_seq_len: float,
 
 @dataclass(frozen=True)
 class TrainingProfile:
-    """Everything the training search needs from the model, per sequence of `seq_len` tokens."""
+    """Everything the training search needs from the model, per sequence of `seq_len` tokens.
 
-    block: OpProfile  # one transformer block
+    A model whose blocks differ (dense-first MoE, sliding-window and global attention:
+    planner.model.layers.block_kind_counts) is described by its AVERAGE block: `block` holds
+    the ops of every kind with count = blocks of the kind / n_layers, and every block_* byte
+    total is averaged the same way, so n_layers × block is the whole stack exactly. The busiest
+    pipeline stage of such a model can hold more than ceil(L/p) average blocks: `block_kinds`
+    gives each kind's own numbers for that."""
+
+    block: OpProfile  # the average transformer block (one block when all are alike)
     first: OpProfile  # embedding side (first pipeline stage)
-    last: OpProfile  # head side (last pipeline stage)
+    last: OpProfile  # head side (last pipeline stage; with the MTP modules, F24)
     block_fwd_passes: np.ndarray  # [recompute, op]: forward passes, 1 + 1 if recomputed
     block_weight_bytes: float
     block_grad_bytes: float
@@ -332,14 +393,60 @@ class TrainingProfile:
     grad_bytes: float  # bytes per stored gradient element
     n_layers: int
     d_model: int
-    n_kv_heads: int
+    n_kv_heads: int  # heads the KV cache and the kv_proj ops split over (MLA: 1, the latent)
     seq_len: int
     head_dim: int = 128  # of the K/V heads (context-parallel exchange, P22)
+    block_kinds: tuple[BlockKindShare, ...] = ()  # per kind of block, in block order
+    moe: MoeShape | None = None  # routed-expert sizes for expert parallelism; None: dense
 
     def grad_reduce_bytes_per_grad_byte(self, reduce_dtype: str) -> float:
         """Bytes on the wire per stored gradient byte when gradients are reduced in
         `reduce_dtype` (fp32 reduction of bf16 gradients: 2)."""
         return dtype_bytes(reduce_dtype) / self.grad_bytes if self.grad_bytes else 0.0
+
+
+@dataclass(frozen=True)
+class BlockKindShare:
+    """One kind of block of a training profile (planner.model.layers.BlockKind): how many,
+    where the first is, and one such block's resident bytes per sequence."""
+
+    moe: bool
+    window: int | None  # sliding-window span, None = global attention
+    n_blocks: int
+    first_block: int
+    weight_bytes: float
+    grad_bytes: float
+    optimizer_bytes: float
+    activation_bytes: np.ndarray  # [recompute]
+
+
+@dataclass(frozen=True)
+class MoeShape:
+    """What expert parallelism needs per MoE block (F19): n_moe_layers blocks, each routing
+    every token to experts_top_k of n_experts routed experts (plus n_shared_experts always-on
+    ones, computed where the token is). One direction of the token all-to-all carries
+    dispatch_bytes_per_token = top_k · h · activation bytes per token and MoE block (the
+    combine sends the same back); expert_weight_bytes is one MoE block's routed experts'
+    weights (what expert parallelism shards). DeepSeek-V3 in bf16: 8 · 7168 · 2 = 114,688 B
+    per token per block, over 58 blocks; experts 256 · 3 · 7168 · 2048 · 2 B = 22.5 GB."""
+
+    n_moe_layers: int
+    n_experts: int
+    experts_top_k: int
+    n_shared_experts: int
+    dispatch_bytes_per_token: float
+    expert_weight_bytes: float
+
+
+def _moe_shape(spec: ModelSpec, table: pd.DataFrame, a: float) -> MoeShape | None:
+    """The MoeShape of `spec` from a layer table (None for a dense model)."""
+    if not spec.is_moe:
+        return None
+    experts = table[table["layer"].str.startswith(f"blocks.{spec.n_dense_layers}.moe.experts")]
+    return MoeShape(n_moe_layers=spec.n_moe_layers, n_experts=spec.n_experts,
+                    experts_top_k=spec.experts_top_k, n_shared_experts=spec.n_shared_experts,
+                    dispatch_bytes_per_token=float(spec.experts_top_k * spec.d_model * a),
+                    expert_weight_bytes=float(experts["weight_bytes"].sum()))
 
 
 def _outer_split(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -348,12 +455,18 @@ def _outer_split(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return outer[first_names], outer[~first_names]
 
 
+def _kv_split_heads(spec: ModelSpec) -> int:
+    """Heads the KV cache and the kv_proj ops are split over: n_kv_heads, or 1 for MLA, whose
+    cached latent serves every head and is kept whole on every tensor-parallel device."""
+    return 1 if spec.is_mla else spec.kv_heads
+
+
 @lru_cache(maxsize=32)
 def training_profile(spec: ModelSpec, *, seq_len: int, precision: str, optimizer: str,
                      flash_attention: bool, causal_attention: CausalCounting,
                      fused_swiglu: bool = False) -> TrainingProfile:
     """The training ops and byte totals of `spec` for one sequence
-    (planner.model.layers, batch 1)."""
+    (planner.model.layers, batch 1); the average block for a model whose blocks differ."""
     policy = precision_policy(precision, mode="train")
     a = policy.activation_bytes
     fp8 = policy.compute_dtype == "fp8"
@@ -370,47 +483,64 @@ def training_profile(spec: ModelSpec, *, seq_len: int, precision: str, optimizer
         spec, seq_len=seq_len, batch_size=1, mode="train", precision=precision,
         optimizer=optimizer, recompute="none", flash_attention=flash_attention,
         causal_attention=executed_causal)
-    block_rows = table[table["block"] == 0]
     first_rows, last_rows = _outer_split(table)
-    kw: dict[str, Any] = dict(flops_col="fwd_flops", q_len=float(seq_len),
-                              kv_len=float(seq_len), a=a, w=policy.linear_weight_bytes,
-                              flash=flash_attention, decode=False)
+    kw: dict[str, Any] = dict(flops_col="fwd_flops", q_len=float(seq_len), a=a,
+                              w=policy.linear_weight_bytes, flash=flash_attention,
+                              decode=False)
     pkw: dict[str, Any] = dict(tokens_per_seq=seq_len, attn_seq_len=seq_len,
                                attn_causal=executed_causal == "half")
+    L = spec.n_layers
+
+    def share(n_blocks: int) -> float:
+        return n_blocks / L
+
     ex_first, ex_last = _outer_split(executed)
-    block = _profile(_ops_from_rows(spec, executed[executed["block"] == 0], count=1.0, **kw)
-                     + _elementwise_ops(spec, q_len=seq_len, kv_len=seq_len, a=a, count=1.0,
-                                        fp8=fp8), **pkw)
-    first = _profile(_ops_from_rows(spec, ex_first, count=1.0, **kw), **pkw)
-    last = _profile(_ops_from_rows(spec, ex_last, count=1.0, **kw), **pkw)
+    block = _profile(_block_ops(spec, executed, count_of=share, kv_len=float(seq_len),
+                                fp8=fp8, **kw), **pkw)
+    first = _profile(_ops_from_rows(spec, ex_first, count=1.0, kv_len=float(seq_len), **kw),
+                     **pkw)
+    last = _profile(_ops_from_rows(spec, ex_last, count=1.0, kv_len=float(seq_len), **kw),
+                    **pkw)
 
     attention_core = np.array([n in ("attn.scores", "attn.softmax", "attn.context")
                                for n in block.names])
     fwd_passes = np.ones((len(RECOMPUTE_OPTIONS), len(block.names)))
     fwd_passes[1] += attention_core  # selective: the attention core's forward again
     fwd_passes[2] += 1.0  # full: the whole block's forward again (Korthikanti 2022, Sec. 4)
-    model_block = _profile(_ops_from_rows(spec, block_rows, count=1.0, **kw)
-                           + _elementwise_ops(spec, q_len=seq_len, kv_len=seq_len, a=a,
-                                              count=1.0, fp8=fp8), **pkw)
-    extra_fwd = (fwd_passes - 1.0) @ model_block.flops * spec.n_layers
+    model_block = _profile(_block_ops(spec, table, count_of=share, kv_len=float(seq_len),
+                                      fp8=fp8, **kw), **pkw)
+    extra_fwd = (fwd_passes - 1.0) @ (model_block.flops * model_block.count) * L
 
     def state(rows: pd.DataFrame) -> tuple[float, float, float]:
         return (float(rows["weight_bytes"].sum()), float(rows["grad_bytes"].sum()),
                 float(rows["optimizer_bytes"].sum()))
 
-    kv_rows = block_rows[block_rows["layer"].str.endswith((".attn.k", ".attn.v"))]
+    kv_names = tuple("." + n for n in _kv_proj_names(spec))
 
+    def kv_rows(rows: pd.DataFrame) -> pd.DataFrame:
+        return rows[rows["layer"].str.endswith(kv_names)]
+
+    kinds = tuple(
+        BlockKindShare(moe=kind.moe, window=kind.window, n_blocks=n, first_block=i,
+                       **dict(zip(("weight_bytes", "grad_bytes", "optimizer_bytes"),
+                                  state(table[table["block"] == i]), strict=True)),
+                       activation_bytes=np.array([
+                           float(tables[r].loc[tables[r]["block"] == i,
+                                               "activation_bytes"].sum())
+                           for r in RECOMPUTE_OPTIONS]))
+        for kind, n, i in block_kind_counts(spec))
     fwd = float(table["fwd_flops"].sum())
     return TrainingProfile(
         block=block, first=first, last=last, block_fwd_passes=fwd_passes,
-        block_weight_bytes=float(block_rows["weight_bytes"].sum()),
-        block_grad_bytes=float(block_rows["grad_bytes"].sum()),
-        block_optimizer_bytes=float(block_rows["optimizer_bytes"].sum()),
-        block_kv_state_bytes=state(kv_rows), first_state_bytes=state(first_rows),
-        last_state_bytes=state(last_rows),
-        block_activation_bytes=np.array([
-            float(tables[r].loc[tables[r]["block"] == 0, "activation_bytes"].sum())
-            for r in RECOMPUTE_OPTIONS]),
+        block_weight_bytes=_block_average(spec, table, "weight_bytes"),
+        block_grad_bytes=_block_average(spec, table, "grad_bytes"),
+        block_optimizer_bytes=_block_average(spec, table, "optimizer_bytes"),
+        block_kv_state_bytes=(_block_average(spec, table, "weight_bytes", kv_rows),
+                              _block_average(spec, table, "grad_bytes", kv_rows),
+                              _block_average(spec, table, "optimizer_bytes", kv_rows)),
+        first_state_bytes=state(first_rows), last_state_bytes=state(last_rows),
+        block_activation_bytes=np.array([_block_average(spec, tables[r], "activation_bytes")
+                                         for r in RECOMPUTE_OPTIONS]),
         first_activation_bytes=float(first_rows["activation_bytes"].sum()),
         last_activation_bytes=float(last_rows["activation_bytes"].sum()),
         model_flops_per_seq=3.0 * fwd,
@@ -418,35 +548,40 @@ def training_profile(spec: ModelSpec, *, seq_len: int, precision: str, optimizer
         tp_collectives_per_layer=np.array([TP_COLLECTIVES_PER_LAYER[r]
                                            for r in RECOMPUTE_OPTIONS], dtype=float),
         activation_bytes=a, grad_bytes=policy.grad_bytes, n_layers=spec.n_layers,
-        d_model=spec.d_model, n_kv_heads=spec.kv_heads, seq_len=seq_len,
-        head_dim=spec.d_head,
+        d_model=spec.d_model, n_kv_heads=_kv_split_heads(spec), seq_len=seq_len,
+        head_dim=spec.d_head, block_kinds=kinds, moe=_moe_shape(spec, table, a),
     )
 
 
 @dataclass(frozen=True)
 class InferenceProfile:
     """Serving ops for one sequence: the prefill of the prompt and one decode step at the
-    average context (prompt + output / 2)."""
+    average context (prompt + output / 2). Block ops run count = blocks of their kind times
+    per pass (n_layers when all blocks are alike)."""
 
     prefill: OpProfile
     decode: OpProfile
     weight_bytes: float
-    kv_proj_weight_bytes: float  # the K and V projections' share of weight_bytes
-    kv_bytes_per_token: float  # all layers, K and V
+    kv_proj_weight_bytes: float  # the K and V projections' share of weight_bytes (MLA: q_a, kv_a)
+    # KV cache per token of context, all layers (F18, F21): K and V, or MLA's latent; with
+    # sliding-window blocks (F23) averaged over the full context prompt + output
+    kv_bytes_per_token: float
     prefill_model_flops_per_seq: float
     decode_model_flops_per_token: float  # at the average context
     activation_bytes: float
     n_layers: int
     d_model: int
-    n_kv_heads: int
+    n_kv_heads: int  # heads the KV cache and the kv_proj ops split over (MLA: 1, the latent)
     n_heads: int
+    moe: MoeShape | None = None  # routed-expert sizes for expert parallelism; None: dense
 
 
 @lru_cache(maxsize=32)
 def inference_profile(spec: ModelSpec, *, prompt_len: int, output_len: int, precision: str,
                       kv_cache_precision: str | None) -> InferenceProfile:
     """Prefill and decode ops of `spec` for one request
-    (planner.model.layers, inference, batch 1)."""
+    (planner.model.layers, inference, batch 1). MLA decodes with absorbed weights over the
+    cached latent (F21); the multi-token prediction modules are not served (F24)."""
     policy = precision_policy(precision, mode="inference")
     a = policy.activation_bytes
     kv_b = dtype_bytes(kv_cache_precision) if kv_cache_precision else a
@@ -462,15 +597,12 @@ def inference_profile(spec: ModelSpec, *, prompt_len: int, output_len: int, prec
 
     def build(table: pd.DataFrame, *, flops_col: str, q_len: float, kv_len: float,
               decode: bool, head_tokens: float | None, kv_scale: float) -> OpProfile:
-        block_rows = table[table["block"] == 0]
         outer = table[table["block"] < 0]
-        kw: dict[str, Any] = dict(flops_col=flops_col, q_len=q_len, kv_len=kv_len, a=a,
-                  w=policy.linear_weight_bytes, flash=True, decode=decode,
-                  head_tokens=head_tokens)
-        ops = (_ops_from_rows(spec, block_rows, count=float(spec.n_layers), **kw)
-               + _elementwise_ops(spec, q_len=q_len, kv_len=kv_len, a=a,
-                                  count=float(spec.n_layers), fp8=False)
-               + _ops_from_rows(spec, outer, count=1.0, **kw))
+        kw: dict[str, Any] = dict(flops_col=flops_col, q_len=q_len, a=a,
+                                  w=policy.linear_weight_bytes, flash=True, decode=decode,
+                                  head_tokens=head_tokens)
+        ops = (_block_ops(spec, table, count_of=float, kv_len=kv_len, fp8=False, **kw)
+               + _ops_from_rows(spec, outer, count=1.0, kv_len=kv_len, **kw))
         return _profile(ops, tokens_per_seq=q_len, kv_scale=kv_scale, attn_seq_len=kv_len,
                         attn_causal=spec.causal and not decode)
 
@@ -478,15 +610,20 @@ def inference_profile(spec: ModelSpec, *, prompt_len: int, output_len: int, prec
                     kv_len=float(prompt_len), decode=False, head_tokens=1.0, kv_scale=1.0)
     decode = build(dec, flops_col="decode_flops", q_len=1.0, kv_len=float(avg_context),
                    decode=True, head_tokens=None, kv_scale=kv_b)
-    kv_proj = pre["layer"].str.endswith((".attn.k", ".attn.v"))
+    kv_proj = pre["layer"].str.endswith(tuple("." + n for n in _kv_proj_names(spec)))
+    if spec.sliding_window is None:
+        kv_per_token = float(pre["kv_cache_bytes"].sum()) / prompt_len
+    else:  # not linear in the context: its average over the whole context (F23)
+        context = prompt_len + output_len
+        kv_per_token = kv_cache_bytes(spec, context_len=context, bytes_per_element=kv_b) / context
     return InferenceProfile(
         prefill=prefill, decode=decode, weight_bytes=float(pre["weight_bytes"].sum()),
         kv_proj_weight_bytes=float(pre.loc[kv_proj, "weight_bytes"].sum()),
-        kv_bytes_per_token=float(pre["kv_cache_bytes"].sum()) / prompt_len,
+        kv_bytes_per_token=kv_per_token,
         prefill_model_flops_per_seq=float(pre["fwd_flops"].sum()),
         decode_model_flops_per_token=float(dec["decode_flops"].sum()),
         activation_bytes=a, n_layers=spec.n_layers, d_model=spec.d_model,
-        n_kv_heads=spec.kv_heads, n_heads=spec.n_heads,
+        n_kv_heads=_kv_split_heads(spec), n_heads=spec.n_heads, moe=_moe_shape(spec, pre, a),
     )
 
 
