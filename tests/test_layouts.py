@@ -132,3 +132,55 @@ def test_fp4_training_needs_an_fp4_peak():
     assert df.loc["nvidia_b200_hgx", "feasible"]
     assert df.loc["nvidia_b200_hgx", "peak_dtype"] == "fp4"
     assert df.loc["nvidia_h100_sxm", "reason"].startswith("no dense fp4 peak in the catalog")
+
+
+def _deepseek(**pins) -> TrainingJob:
+    return TrainingJob(model="deepseek-v3", n_tokens=14.8e12, seq_len=4096,
+                       global_batch_size=3840, n_devices=2048, precision="fp8", **pins)
+
+
+def test_expert_parallel_all_to_all_of_deepseek_v3():
+    # P29: one 4,096-token sequence per rank (tp 1, cp 1), top-8 of 7,168-wide tokens in
+    # bf16: 4,096 x 8 x 7,168 x 2 = 469,762,048 B per all-to-all, over 64 ranks (beyond one
+    # 8-GPU node: the scale-out tier); 2 in forward and 2 in backward per MoE block; the
+    # average block carries 58/61 of a MoE block
+    from planner.plan.search import device_columns, expert_parallel_seconds
+
+    job = _deepseek()
+    prof = training_profile(job.model, seq_len=4096, precision="fp8", optimizer="adamw",
+                            flash_attention=True, causal_attention="full", fused_swiglu=True)
+    msg = 4096 * 8 * 7168 * 2
+    assert msg == 469_762_048 and prof.moe.dispatch_bytes_per_token * 4096 == msg
+    dev = device_columns(CATALOG.get("nvidia_h800_sxm"), job)
+    a2a = planner.collective_time_s("nvidia_h800_sxm", "all_to_all", msg, 64, "scale_out")
+    got = expert_parallel_seconds(job, prof, dev, tp=1.0, cp=1.0, ep=64.0, n=2048.0, mb=1.0,
+                                  rc=0)
+    assert float(np.ravel(got)[0]) == pytest.approx(4 * a2a * 58 / 61, rel=1e-9)
+
+
+def test_expert_parallelism_splits_the_experts_state():
+    # DeepSeek-V3's routed experts: 256 x 3 x 7,168 x 2,048 weights x 2 B = 22.55 GB per MoE
+    # block; a 16-stage pipeline holds ceil(61/16) = 4 average blocks, 4 x 58/61 MoE blocks =
+    # 85.77 GB of experts; ep 64 keeps 1/64 of them: 84.43 GB less per device
+    per_block = 256 * 3 * 7168 * 2048 * 2
+    assert per_block == pytest.approx(22.55e9, rel=1e-3)
+    stage = 4 * 58 / 61 * per_block
+    rows = {}
+    for ep in (1, 64):
+        grid = search(_deepseek(tp=1, pp=16, ep=ep, zero_stage=1, micro_batch_size=1,
+                                recompute="full", virtual_stages=1), CATALOG,
+                      devices=["nvidia_h800_sxm"])
+        rows[ep] = grid.iloc[0]
+    saved = rows[1]["weight_mem_bytes"] - rows[64]["weight_mem_bytes"]
+    assert saved == pytest.approx(stage * 63 / 64, rel=1e-6)
+    assert rows[1]["ep_comm_time_s"] == 0 and rows[64]["ep_comm_time_s"] > 0
+
+
+def test_deepseek_v3_on_2048_h800_gets_a_feasible_plan_with_ep_and_pp():
+    row = rank(_deepseek(), CATALOG, devices=["nvidia_h800_sxm"]).iloc[0]
+    assert row["feasible"], row["reason"]
+    assert row["ep"] > 1 and row["pp"] > 1
+    # DeepSeek's own layout (PP16, EP64, ZeRO-1, no TP) is feasible with recomputation
+    own = rank(_deepseek(tp=1, pp=16, ep=64, zero_stage=1), CATALOG,
+               devices=["nvidia_h800_sxm"]).iloc[0]
+    assert own["feasible"], own["reason"]

@@ -8,10 +8,16 @@ from pathlib import Path
 import pandas as pd
 
 from planner.cli.args import check_output_path, positive_int
-from planner.model.layers import layer_table, totals
+from planner.model.layers import (
+    block_kind_index,
+    block_kind_summary,
+    first_block_of_each_kind,
+    layer_table,
+    totals,
+)
 from planner.model.precision import POLICIES
 from planner.model.seed import seed_example
-from planner.model.spec import list_models, model
+from planner.model.spec import ModelSpec, list_models, model
 from planner.report.tables import to_csv
 from planner.units import bytes_str, si
 
@@ -73,11 +79,13 @@ def _layers(args: argparse.Namespace) -> int:
     df = layer_table(spec, seq_len=seq_len, batch_size=args.batch_size, mode=args.mode,
                      precision=args.precision, recompute=args.recompute,
                      flash_attention=args.flash_attention)
-    shown = df if args.all else df[df["block"] <= 0]
+    shown, note, kinds_line = blocks_shown(df, spec, show_all=args.all)
     print(f"{spec.name}: {spec.n_params:,} parameters, {args.mode}, seq_len={seq_len}, "
           f"batch_size={args.batch_size}, precision={args.precision}"
-          + ("" if args.all else f"  (block 0 of {spec.n_layers} shown; --all for every block)"))
-    print(_display(shown).to_string(index=False))
+          + ("" if args.all else f"  ({note} of {spec.n_layers} shown; --all for every block)"))
+    if kinds_line:
+        print(kinds_line)
+    print(with_block_kinds(_display(shown), shown, spec).to_string(index=False))
     t = totals(df)
     print(f"\ntotal: forward {si(t['fwd_flops'], 'FLOP')}, backward {si(t['bwd_flops'], 'FLOP')}, "
           f"weights {bytes_str(t['weight_bytes'])}, gradients {bytes_str(t['grad_bytes'])}, "
@@ -86,6 +94,37 @@ def _layers(args: argparse.Namespace) -> int:
     if csv_path is not None:
         print(f"wrote {to_csv(df, csv_path)}")
     return 0
+
+
+def blocks_shown(df: pd.DataFrame, spec: ModelSpec, *, show_all: bool
+                 ) -> tuple[pd.DataFrame, str, str]:
+    """(the rows to print, what they show: "block 0" or "blocks 0 and 3 (the first of each
+    kind)", a line counting the blocks of each kind or "" when all blocks are alike)."""
+    summary = block_kind_summary(spec)
+    shown = df if show_all else first_block_of_each_kind(df, spec)
+    if len(summary) == 1:
+        return shown, "block 0", ""
+    firsts = [str(first) for _, _, first in summary]
+    note = (f"blocks {', '.join(firsts[:-1])} and {firsts[-1]} (the first of each kind)")
+    kinds = ", ".join(f"{count:,} {label} (first: block {first})"
+                      for label, count, first in summary)
+    return shown, note, f"blocks by kind: {kinds}"
+
+
+def with_block_kinds(display: pd.DataFrame, rows: pd.DataFrame, spec: ModelSpec
+                     ) -> pd.DataFrame:
+    """`display` (rows of `rows`, same order) with a "block kind" column after "layer" when
+    the model's blocks are not all alike ("" outside the blocks); unchanged otherwise."""
+    summary = block_kind_summary(spec)
+    if len(summary) == 1:
+        return display
+    labels = [label for label, _, _ in summary]
+    kind_of = block_kind_index(spec)
+    blocks = rows["block"].to_numpy()
+    column = ["" if b < 0 or b >= len(kind_of) else labels[kind_of[b]] for b in blocks]
+    out = display.copy()
+    out.insert(1, "block kind", column)
+    return out
 
 
 def _display(df: pd.DataFrame) -> pd.DataFrame:

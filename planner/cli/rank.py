@@ -85,6 +85,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     train.add_argument("--tp", type=positive_int, help="pin tensor parallelism")
     train.add_argument("--pp", type=positive_int, help="pin pipeline parallelism")
     train.add_argument("--cp", type=positive_int, help="pin context parallelism")
+    train.add_argument("--ep", type=positive_int, help="pin expert parallelism (MoE)")
     train.add_argument("--virtual-stages", type=positive_int, metavar="V",
                        help="pin interleaved pipeline chunks per stage (1 = plain 1F1B)")
     train.add_argument("--zero", type=int, choices=[0, 1, 2, 3], help="pin the ZeRO stage")
@@ -150,6 +151,7 @@ def _given(**fields: Any) -> dict[str, Any]:
 TRAINING_FLAGS = {"--train-tokens": "train_tokens", "--seq-len": "seq_len",
                   "--global-batch": "global_batch", "--optimizer": "optimizer",
                   "--deadline": "deadline", "--pp": "pp", "--zero": "zero", "--cp": "cp",
+                  "--ep": "ep",
                   "--virtual-stages": "virtual_stages",
                   "--recompute": "recompute", "--micro-batch": "micro_batch",
                   "--goodput": "goodput", "--restart-s": "restart_s",
@@ -213,7 +215,7 @@ def build_job(args: argparse.Namespace) -> TrainingJob | InferenceJob:
     fields = _given(n_tokens=args.train_tokens, seq_len=args.seq_len,
                     global_batch_size=args.global_batch, optimizer=args.optimizer,
                     n_devices=args.devices, deadline_s=deadline, tp=args.tp, pp=args.pp,
-                    cp=args.cp, virtual_stages=args.virtual_stages,
+                    cp=args.cp, virtual_stages=args.virtual_stages, ep=args.ep,
                     zero_stage=args.zero, recompute=args.recompute,
                     micro_batch_size=args.micro_batch, goodput_frac=args.goodput,
                     restart_s=args.restart_s, checkpoint_write_s=args.checkpoint_write_s,
@@ -328,7 +330,7 @@ FIELD_FLAGS = {
     "n_tokens": "--train-tokens", "seq_len": "--seq-len", "global_batch_size": "--global-batch",
     "optimizer": "--optimizer", "n_devices": "--devices", "max_devices": "--devices",
     "deadline_s": "--deadline", "tp": "--tp", "pp": "--pp", "zero_stage": "--zero",
-    "cp": "--cp", "virtual_stages": "--virtual-stages",
+    "cp": "--cp", "virtual_stages": "--virtual-stages", "ep": "--ep",
     "recompute": "--recompute", "micro_batch_size": "--micro-batch", "goodput_frac": "--goodput",
     "restart_s": "--restart-s", "checkpoint_write_s": "--checkpoint-write-s",
     "interruptions_per_device_hour": "--interruptions-per-device-hour",

@@ -195,6 +195,34 @@ def block_kind_index(spec: ModelSpec) -> np.ndarray:
     return out
 
 
+def block_kind_summary(spec: ModelSpec) -> list[tuple[str, int, int]]:
+    """(label, number of blocks, index of the first) per kind, in block_kind_counts' order.
+    The label names what differs between the kinds: "dense" / "MoE", "global" /
+    "sliding window 4,096", both joined by ", " where both differ; "" for a model whose
+    blocks are all alike. DeepSeek-V3: ("dense", 3, 0), ("MoE", 58, 3)."""
+    counts = block_kind_counts(spec)
+    moe_differs = len({kind.moe for kind, _, _ in counts}) > 1
+    window_differs = len({kind.window for kind, _, _ in counts}) > 1
+
+    def label(kind: BlockKind) -> str:
+        parts = []
+        if moe_differs:
+            parts.append("MoE" if kind.moe else "dense")
+        if window_differs:
+            parts.append("global" if kind.window is None else f"sliding window {kind.window:,}")
+        return ", ".join(parts)
+
+    return [(label(kind), count, first) for kind, count, first in counts]
+
+
+def first_block_of_each_kind(table: pd.DataFrame, spec: ModelSpec) -> pd.DataFrame:
+    """The rows of `table` (a layer_table or validate() result of `spec`) outside the blocks
+    (block -1) and those of the first block of each kind: block 0 alone when all blocks are
+    alike; blocks 0 and 3 of DeepSeek-V3 (dense, MoE)."""
+    firsts = [first for _, _, first in block_kind_counts(spec)]
+    return table[(table["block"] < 0) | table["block"].isin(firsts)]
+
+
 def block_structure(spec: ModelSpec, kind: BlockKind | None = None) -> list[LayerDef]:
     """The rows of one block of `kind` (default: block 0's), in execution order."""
     kind = block_kind(spec, 0) if kind is None else kind

@@ -92,7 +92,8 @@ def _train_reason_text(job: TrainingJob, table: _DeviceTable, row: pd.Series) ->
     code = TrainReason(TRAIN_REASONS.index(str(row["reason"])))
     i = table.position[str(row["device"])]
     extra = (f" cp={row['cp']}" if row["cp"] > 1 else "") + (
-        f" v={row['virtual_stages']}" if row["virtual_stages"] > 1 else "")
+        f" v={row['virtual_stages']}" if row["virtual_stages"] > 1 else "") + (
+        f" ep={row['ep']}" if row["ep"] > 1 else "")
     layout = (f"tp={row['tp']} pp={row['pp']}{extra} dp={row['dp']} zero={row['zero_stage']} "
               f"micro-batch={row['micro_batch_size']} recompute={row['recompute']}")
     if code is TrainReason.NO_TRAINING_STACK:
@@ -116,6 +117,9 @@ def _train_reason_text(job: TrainingJob, table: _DeviceTable, row: pd.Series) ->
         return (f"interleaved pipeline ({layout}): {row['n_micro_batches']:g} micro-batches "
                 f"is not a multiple of pp={row['pp']} (Megatron-LM's interleaved schedule "
                 "requires it)")
+    if code is TrainReason.EP_NOT_DIVIDING:
+        return (f"ep={row['ep']} does not divide the {row['dp']} data-parallel ranks ({layout}); "
+                "the expert-parallel group is taken from them")
     if code is TrainReason.NO_LINK_BW:
         return (f"needs a link the catalog has no bandwidth for ({layout} on "
                 f"{row['n_devices']} devices; scale-up domain {int(table.domain[i])})"

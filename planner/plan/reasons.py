@@ -25,10 +25,11 @@ class TrainReason(IntEnum):
     BATCH_NOT_DIVISIBLE = 6
     ZERO_WITH_PP = 7
     INTERLEAVE_MICRO_BATCHES = 8
-    NO_LINK_BW = 9
-    NO_FIT = 10
-    NON_FINITE = 11
-    DEADLINE = 12
+    EP_NOT_DIVIDING = 9
+    NO_LINK_BW = 10
+    NO_FIT = 11
+    NON_FINITE = 12
+    DEADLINE = 13
 
     @property
     def text(self) -> str:
@@ -66,6 +67,7 @@ TRAIN_REASONS = (
     "ZeRO-2/3 with pipeline parallelism (DeepSpeed refuses it; Megatron-LM shards only the "
     "optimizer state, ZeRO-1)",
     "interleaved pipeline with micro-batches not a multiple of pp (Megatron-LM requires it)",
+    "ep does not divide the data-parallel size (experts are split over data-parallel ranks)",
     "link bandwidth unknown",
     "does not fit in memory",
     NON_FINITE_TEXT,

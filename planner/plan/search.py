@@ -345,6 +345,7 @@ class _TrainAxes:
     pp: np.ndarray
     cp: np.ndarray
     vs: np.ndarray  # virtual stages (interleaved chunks) per pipeline stage
+    ep: np.ndarray  # expert-parallel degree (1 for a dense model)
     zero: np.ndarray
     mb: np.ndarray
     rc: np.ndarray  # indices into RECOMPUTE_OPTIONS
@@ -360,8 +361,8 @@ class _TrainAxes:
             return v.reshape(shape)
 
         return dict(n=on(1, self.n), tp=on(1, self.tp), pp=on(1, self.pp), cp=on(1, self.cp),
-                    vs=on(1, self.vs), zero=on(2, self.zero), mb=on(3, self.mb),
-                    rc=on(4, self.rc))
+                    vs=on(1, self.vs), ep=on(1, self.ep), zero=on(2, self.zero),
+                    mb=on(3, self.mb), rc=on(4, self.rc))
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -421,6 +422,20 @@ def _virtual_stages(job: TrainingJob, pp: int) -> list[int]:
     return sorted(out)
 
 
+def _expert_parallel(job: TrainingJob, dp: int) -> list[int]:
+    """ep searched for a MoE model: the powers of two dividing both its routed experts and
+    the data-parallel size (the expert-parallel group is taken from the data-parallel ranks,
+    Megatron-LM); 1 for a dense model; a pinned ep is kept (and refused by the search's
+    reasons when it does not divide dp)."""
+    if job.ep:
+        return [job.ep]
+    spec = job.model
+    if not spec.is_moe:
+        return [1]
+    return [e for e in _powers_of_two(min(dp, spec.n_experts))
+            if spec.n_experts % e == 0 and dp % e == 0]
+
+
 def _train_axes(job: TrainingJob, table: _DeviceTable) -> _TrainAxes:
     spec = job.model
     max_domain = int(np.nanmax(table.domain))
@@ -445,11 +460,12 @@ def _train_axes(job: TrainingJob, table: _DeviceTable) -> _TrainAxes:
                if d <= job.global_batch_size]
         shapes = sorted({(t * p * c * d, t, p, c) for t in tp_vals for p in pp_vals
                          for c in cp_vals for d in dps if min_n <= t * p * c * d <= limit})
-    layouts = [(n, t, p, c, v) for n, t, p, c in shapes for v in _virtual_stages(job, p)]
+    layouts = [(n, t, p, c, v, e) for n, t, p, c in shapes for v in _virtual_stages(job, p)
+               for e in _expert_parallel(job, n // (t * p * c))]
     if not layouts:  # pinned tp × pp × cp above every searched count: keep the pins, say why
-        layouts = [(t * p * c, t, p, c, v) for t in tp_vals for p in pp_vals for c in cp_vals
-                   for v in _virtual_stages(job, p)]
-    n, tp, pp, cp, vs = (np.array(v, dtype=float) for v in zip(*layouts, strict=True))
+        layouts = [(t * p * c, t, p, c, v, job.ep or 1) for t in tp_vals for p in pp_vals
+                   for c in cp_vals for v in _virtual_stages(job, p)]
+    n, tp, pp, cp, vs, ep = (np.array(v, dtype=float) for v in zip(*layouts, strict=True))
     zero = [job.zero_stage] if job.zero_stage is not None else [0, 1, 2, 3]
     mb = ([job.micro_batch_size] if job.micro_batch_size
           else _powers_of_two(min(MAX_MICRO_BATCH, job.global_batch_size)))
@@ -457,7 +473,7 @@ def _train_axes(job: TrainingJob, table: _DeviceTable) -> _TrainAxes:
           else [i for i, r in enumerate(RECOMPUTE_OPTIONS)
                 if not (r == "selective" and job.flash_attention)])
     pairs, pair_index = np.unique(np.stack([tp, cp], axis=1), axis=0, return_inverse=True)
-    return _TrainAxes(n, tp, pp, cp, vs, np.array(zero, dtype=float),
+    return _TrainAxes(n, tp, pp, cp, vs, ep, np.array(zero, dtype=float),
                       np.array(mb, dtype=float), np.array(rc, dtype=int), pairs[:, 0],
                       pairs[:, 1], pair_index.reshape(-1))
 
@@ -517,7 +533,7 @@ def tp_link_bw(*, tp, n, dev: DeviceColumns):
 
 
 def evaluate_training(job: TrainingJob, prof: TrainingProfile, dev: DeviceColumns, *, n, tp,
-                      pp, zero, mb, rc, cp=1, vs=1, op_times=None) -> TrainingBreakdown:
+                      pp, zero, mb, rc, cp=1, vs=1, ep=1, op_times=None) -> TrainingBreakdown:
     """All quantities of training candidates; every argument broadcasts (scalars work too).
 
     `dev` holds the device numbers (planner.plan.search._device_columns); `rc` indexes
@@ -545,8 +561,19 @@ def evaluate_training(job: TrainingJob, prof: TrainingProfile, dev: DeviceColumn
                                   first_bytes=first_g, last_bytes=last_g, n_layers=L, pp=pp) / tp
     o_full = pipeline_stage_bytes(block_bytes=prof.block_optimizer_bytes + kv_o * replicas,
                                   first_bytes=first_o, last_bytes=last_o, n_layers=L, pp=pp) / tp
-    w, g, o = zero_sharded_bytes(weight_bytes=w_full, grad_bytes=g_full,
-                                 optimizer_bytes=o_full, dp=dpc, zero_stage=zero)
+    # expert parallelism (P29): the routed experts' share of the stage's state is split over
+    # ep ranks and sharded by ZeRO over the dp·cp/ep ranks that hold the same experts
+    ep = np.asarray(ep, dtype=float)
+    e_w, e_g, e_o = expert_state_bytes(prof, pp=pp) / tp if prof.moe else (0.0, 0.0, 0.0)
+    keep = 1.0 / ep
+    w_full, g_full, o_full = (w_full - e_w * (1 - keep), g_full - e_g * (1 - keep),
+                              o_full - e_o * (1 - keep))
+    w, g, o = zero_sharded_bytes(weight_bytes=w_full - e_w * keep,
+                                 grad_bytes=g_full - e_g * keep,
+                                 optimizer_bytes=o_full - e_o * keep, dp=dpc, zero_stage=zero)
+    we, ge, oe = zero_sharded_bytes(weight_bytes=e_w * keep, grad_bytes=e_g * keep,
+                                    optimizer_bytes=e_o * keep, dp=dpc / ep, zero_stage=zero)
+    w, g, o = w + we, g + ge, o + oe
     buffer = zero3_gather_buffer_bytes(block_weight_bytes=block_w, tp=tp, dp=dpc,
                                        zero_stage=zero)
     act = activation_bytes_per_device(
@@ -569,6 +596,8 @@ def evaluate_training(job: TrainingJob, prof: TrainingProfile, dev: DeviceColumn
                * collective_s(dev, CollectiveOp.ALL_REDUCE, n_bytes=message, n_ranks=tp,
                               link_bw=tp_link_bw(tp=tp, n=n, dev=dev), scale_out=tp_out))
     cp_comm = blocks * context_parallel_seconds(prof, dev, tp=tp, cp=cp, n=n, mb=mb, rc=rc)
+    ep_comm = blocks * expert_parallel_seconds(job, prof, dev, tp=tp, cp=cp, ep=ep, n=n, mb=mb,
+                                               rc=rc)
     pp_out = n > dev.scaleup_domain_size
     vs = np.asarray(vs, dtype=float)
     # each micro-batch crosses v stage boundaries per device forward and v backward (P23)
@@ -577,7 +606,7 @@ def evaluate_training(job: TrainingJob, prof: TrainingProfile, dev: DeviceColumn
                                       link_bw=np.where(pp_out, dev.scaleout_bw_bytes_per_s,
                                                        neighbour_link_bw(dev)),
                                       scale_out=pp_out)
-    micro = stage + tp_comm + cp_comm + pp_comm
+    micro = stage + tp_comm + cp_comm + ep_comm + pp_comm
     span = pipeline_step_time_s(stage_micro_batch_s=micro, pp=pp, n_micro_batches=m,
                                 virtual_stages=vs)
     # data parallel and ZeRO (P13), overlapped with compute (A3); gradients are reduced in
@@ -607,13 +636,51 @@ def evaluate_training(job: TrainingJob, prof: TrainingProfile, dev: DeviceColumn
         step_time_s=step, time_s=time,
         compute_time_s=pipeline_step_time_s(stage_micro_batch_s=stage, pp=pp,
                                             n_micro_batches=m, virtual_stages=vs),
-        tp_comm_time_s=m * tp_comm, cp_comm_time_s=m * cp_comm, pp_comm_time_s=m * pp_comm,
+        tp_comm_time_s=m * tp_comm, cp_comm_time_s=m * cp_comm, ep_comm_time_s=m * ep_comm,
+        pp_comm_time_s=m * pp_comm,
         dp_comm_exposed_s=dp_exposed, optimizer_time_s=optimizer, goodput_frac=goodput,
         bubble_frac=pipeline_bubble_frac(pp=pp, n_micro_batches=m, virtual_stages=vs),
         tokens_per_s=gb * seq / step,
         mfu=prof.model_flops_per_seq * gb / (step * n * dev.peak_flops_per_s),
         hfu=prof.hardware_flops_per_seq[rc] * gb / (step * n * dev.peak_flops_per_s),
     )
+
+
+def expert_state_bytes(prof: TrainingProfile, *, pp) -> np.ndarray:
+    """(weights, gradients, optimizer state) of the routed experts on the largest pipeline
+    stage, before any split: ceil(L/p) average blocks' share of the n_moe_layers blocks'
+    experts, the gradients and optimizer state in the block's own ratio to its weights."""
+    moe = prof.moe
+    assert moe is not None
+    per_block = moe.expert_weight_bytes * moe.n_moe_layers / prof.n_layers
+    w = np.ceil(prof.n_layers / np.asarray(pp, dtype=float)) * per_block
+    ratio_g = prof.block_grad_bytes / prof.block_weight_bytes
+    ratio_o = prof.block_optimizer_bytes / prof.block_weight_bytes
+    return np.stack(np.broadcast_arrays(w, w * ratio_g, w * ratio_o))
+
+
+def expert_parallel_seconds(job: TrainingJob, prof: TrainingProfile, dev: DeviceColumns, *,
+                            tp, cp, ep, n, mb, rc):
+    """P29: expert-parallel all-to-alls of one (average) block for one micro-batch. Each MoE
+    block dispatches every local token's top-k copies to the experts' ranks and combines them
+    back: 2 all-to-alls in forward, 2 in backward, 2 more under full recompute (GShard,
+    Lepikhin et al. 2020; Megatron-Core MoE), of b_μ · (s/c) / t tokens (sequence-parallel
+    tokens per rank) × top_k · h · a bytes × the capacity factor, over ep ranks (stride t·c:
+    the scale-up link while t·c·ep tiles the domain, else the scale-out network), not
+    overlapped. The average block carries n_moe/L of them. DeepSeek-V3 (top-8, h 7,168, bf16),
+    one 4,096-token sequence per rank: 4,096 · 114,688 B = 470 MB per all-to-all."""
+    moe = prof.moe
+    if moe is None:
+        return np.zeros(np.broadcast_shapes(np.shape(tp), np.shape(ep), np.shape(mb)))
+    tokens = np.asarray(mb, dtype=float) * prof.seq_len / (np.asarray(cp, dtype=float) * tp)
+    n_bytes = tokens * moe.dispatch_bytes_per_token * job.moe_capacity_factor
+    group = tp * np.asarray(cp, dtype=float) * ep
+    inside = tp_tiles_domain(tp=group, n=n, domain=dev.scaleup_domain_size)
+    link = np.where(inside, group_link_bw(dev, group), dev.scaleout_bw_bytes_per_s)
+    passes = np.where(np.asarray(rc) == RECOMPUTE_OPTIONS.index("full"), 6.0, 4.0)
+    one = collective_s(dev, CollectiveOp.ALL_TO_ALL, n_bytes=n_bytes, n_ranks=ep, link_bw=link,
+                       scale_out=~inside)
+    return passes * one * moe.n_moe_layers / prof.n_layers
 
 
 def context_parallel_seconds(prof: TrainingProfile, dev: DeviceColumns, *, tp, cp, n, mb, rc):
@@ -664,7 +731,8 @@ def _not_finite(time_s, money: Mapping[str, Any]) -> np.ndarray:
 
 
 def _train_reasons(job: TrainingJob, dev: DeviceColumns, q: Any, *, n, tp, pp,
-                   zero, tp_pinned: bool, money: Mapping[str, Any], vs=1) -> np.ndarray:
+                   zero, tp_pinned: bool, money: Mapping[str, Any], vs=1,
+                   ep=1) -> np.ndarray:
     m = q.n_micro_batches
     r = TrainReason
     code = np.where(q.time_s > (job.deadline_s or np.inf), r.DEADLINE, r.OK)
@@ -677,6 +745,7 @@ def _train_reasons(job: TrainingJob, dev: DeviceColumns, q: Any, *, n, tp, pp,
     code = np.where((np.asarray(vs) > 1) & (np.fmod(m, pp) != 0), r.INTERLEAVE_MICRO_BATCHES,
                     code)
     code = np.where((m < 1) | (m != np.floor(m)), r.BATCH_NOT_DIVISIBLE, code)
+    code = np.where(np.fmod(q.dp, ep) != 0, r.EP_NOT_DIVIDING, code)
     code = np.where(~train_tp_divides_heads(job.model, tp), r.TP_HEADS, code)
     if tp_pinned:
         code = np.where(tp > dev.scaleup_domain_size, r.TP_BEYOND_DOMAIN, code)
@@ -721,10 +790,12 @@ def _train_chunks(job: TrainingJob, table: _DeviceTable, cost: CostOptions):
                 prof, dev, tp=tp_unique, mb=grid["mb"], rc=grid["rc"], cp=cp_unique))
             q = evaluate_training(job, prof, dev, n=n, tp=tp, pp=grid["pp"],
                                   zero=grid["zero"], mb=grid["mb"], rc=grid["rc"],
-                                  cp=grid["cp"], vs=grid["vs"], op_times=op_times)
+                                  cp=grid["cp"], vs=grid["vs"], ep=grid["ep"],
+                                  op_times=op_times)
             money = costs(n_devices=n, time_s=q.time_s, prices=dev.prices, options=cost)
             code = _train_reasons(job, dev, q, n=n, tp=tp, pp=grid["pp"], zero=grid["zero"],
-                                  vs=grid["vs"], tp_pinned=job.tp is not None, money=money)
+                                  vs=grid["vs"], ep=grid["ep"], tp_pinned=job.tp is not None,
+                                  money=money)
         domain = dev.scaleup_domain_size
         valid = (((tp <= domain) & tp_tiles_domain(tp=tp, n=n, domain=domain))
                  | (job.tp is not None))
@@ -927,7 +998,8 @@ def _train_frame(chunk: _TrainChunk, axes: _TrainAxes, table: _DeviceTable,
     cols.update(
         n_devices=axes.n[index[1]].astype(int), tp=axes.tp[index[1]].astype(int),
         pp=axes.pp[index[1]].astype(int), cp=axes.cp[index[1]].astype(int),
-        virtual_stages=axes.vs[index[1]].astype(int), dp=g(q.dp).astype(int),
+        virtual_stages=axes.vs[index[1]].astype(int), ep=axes.ep[index[1]].astype(int),
+        dp=g(q.dp).astype(int),
         micro_batch_size=axes.mb[index[3]].astype(int),
         n_micro_batches=g(q.n_micro_batches),
         zero_stage=axes.zero[index[2]].astype(int),
@@ -939,6 +1011,7 @@ def _train_frame(chunk: _TrainChunk, axes: _TrainAxes, table: _DeviceTable,
         activation_mem_bytes=g(q.activation_mem_bytes),
         step_time_s=g(q.step_time_s), compute_time_s=g(q.compute_time_s),
         tp_comm_time_s=g(q.tp_comm_time_s), cp_comm_time_s=g(q.cp_comm_time_s),
+        ep_comm_time_s=g(q.ep_comm_time_s),
         pp_comm_time_s=g(q.pp_comm_time_s),
         dp_comm_exposed_s=g(q.dp_comm_exposed_s), optimizer_time_s=g(q.optimizer_time_s),
         bubble_frac=g(q.bubble_frac), goodput_frac=g(q.goodput_frac), time_s=g(q.time_s),
@@ -1115,19 +1188,19 @@ def candidate_evaluator(job: TrainingJob, catalog: Any = None, *,
 
     def evaluate(device_id: str, n_devices: int, tp: int, pp: int, zero_stage: int,
                  micro_batch_size: int, recompute: str, cp: int = 1,
-                 virtual_stages: int = 1) -> dict[str, Any]:
+                 virtual_stages: int = 1, ep: int = 1) -> dict[str, Any]:
         dev = per_device[device_id]
         rc = RECOMPUTE_OPTIONS.index(recompute)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             q = evaluate_training(job, prof, dev, n=float(n_devices), tp=float(tp),
                                   pp=float(pp), zero=float(zero_stage),
                                   mb=float(micro_batch_size), rc=rc, cp=float(cp),
-                                  vs=float(virtual_stages))
+                                  vs=float(virtual_stages), ep=float(ep))
             money = costs(n_devices=n_devices, time_s=q.time_s, prices=dev.prices,
                           options=cost)
             code = _scalar(_train_reasons(job, dev, q, n=float(n_devices), tp=float(tp),
                                           pp=float(pp), zero=float(zero_stage),
-                                          vs=float(virtual_stages),
+                                          vs=float(virtual_stages), ep=float(ep),
                                           tp_pinned=job.tp is not None, money=money))
         code = int(code)
         return dict(feasible=code == 0, reason=TRAIN_REASONS[code],

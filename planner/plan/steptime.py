@@ -758,6 +758,7 @@ class TrainingBreakdown:
     compute_time_s: Any  # (m + p − 1) stage times, bubble included (P11)
     tp_comm_time_s: Any
     cp_comm_time_s: Any  # context-parallel K/V exchange, exposed (P22)
+    ep_comm_time_s: Any  # expert-parallel all-to-alls, exposed (P29)
     pp_comm_time_s: Any
     dp_comm_exposed_s: Any
     optimizer_time_s: Any

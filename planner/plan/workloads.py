@@ -111,7 +111,8 @@ FIELD_RULES: dict[str, Callable[[Any, str], Any]] = {
     "restart_s": number_rule(minimum=0.0, maximum=MAX_RESTART_S),
     "other_overhead_frac": number_rule(minimum=0.0, maximum=MAX_OTHER_OVERHEAD_FRAC),
     "max_devices": _DEVICES, "n_devices": _DEVICES, "tp": _DEVICES, "pp": _DEVICES,
-    "cp": _DEVICES, "virtual_stages": _DEVICES,
+    "cp": _DEVICES, "virtual_stages": _DEVICES, "ep": _DEVICES,
+    "moe_capacity_factor": number_rule(minimum=1.0, maximum=8.0),
     "global_batch_size": _SEQUENCES, "micro_batch_size": _SEQUENCES, "batch_size": _SEQUENCES,
     "max_batch_size": _SEQUENCES, "concurrent_requests": _SEQUENCES,
     "seq_len": _LENGTH, "prompt_len": _LENGTH, "output_len": _LENGTH,
@@ -251,6 +252,14 @@ class TrainingJob(_Job):
         default=None, ge=1,
         description="Context-parallel degree (pinned): each sequence split over cp devices, "
         "K/V all-gathered per layer (Llama 3); searched for sequences of 8k tokens and more.")
+    ep: int | None = Field(
+        default=None, ge=1,
+        description="Expert-parallel degree of a MoE model (pinned): its routed experts split "
+        "over ep of the data-parallel ranks, tokens exchanged by all-to-all (P29).")
+    moe_capacity_factor: float = Field(
+        default=1.0, ge=1.0, le=8.0,
+        description="Routed tokens per expert over the balanced share on the busiest rank "
+        "(1 = dropless and balanced); scales the all-to-all and the expert work (P29).")
     virtual_stages: int | None = Field(
         default=None, ge=1,
         description="Interleaved 1F1B: model chunks per pipeline stage (pinned); the bubble "
@@ -337,6 +346,13 @@ class TrainingJob(_Job):
             raise InputError("cp", f"{self.cp} does not split seq_len={self.seq_len} into 2·cp "
                              "equal chunks (load-balanced causal context parallelism); allowed: "
                              "cp with seq_len divisible by 2·cp")
+        if self.ep is not None and self.ep > 1:
+            if not spec.is_moe:
+                raise InputError("ep", f"{spec.name} has no experts; allowed: ep = 1 for a "
+                                 "dense model")
+            if spec.n_experts % self.ep:
+                raise InputError("ep", f"{self.ep} does not divide the {spec.n_experts} "
+                                 "experts; allowed: a divisor of n_experts")
         if self.virtual_stages is not None and self.virtual_stages > 1:
             stages = self.pp or 1
             if stages == 1 and self.pp is not None:
