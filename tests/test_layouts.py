@@ -184,3 +184,18 @@ def test_deepseek_v3_on_2048_h800_gets_a_feasible_plan_with_ep_and_pp():
     own = rank(_deepseek(tp=1, pp=16, ep=64, zero_stage=1), CATALOG,
                devices=["nvidia_h800_sxm"]).iloc[0]
     assert own["feasible"], own["reason"]
+
+
+def test_overlapped_expert_all_to_alls_are_hidden_behind_the_computation():
+    # A23: with overlap_expert_comm the all-to-alls cost only what exceeds the micro-batch's
+    # computation; DeepSeek-V3's are shorter than it, so nothing stays exposed
+    pins = dict(tp=4, pp=2, ep=32, zero_stage=1, micro_batch_size=1, recompute="none",
+                virtual_stages=1)
+    exposed = search(_deepseek(**pins), CATALOG, devices=["nvidia_h800_sxm"]).iloc[0]
+    hidden = search(_deepseek(overlap_expert_comm=True, **pins), CATALOG,
+                    devices=["nvidia_h800_sxm"]).iloc[0]
+    assert exposed["ep_comm_time_s"] > 0 and hidden["ep_comm_time_s"] == 0
+    # the per-micro-batch all-to-all time sits in every one of the m + p - 1 pipeline slots
+    m = exposed["n_micro_batches"]
+    assert hidden["step_time_s"] == pytest.approx(
+        exposed["step_time_s"] - exposed["ep_comm_time_s"] * (m + 2 - 1) / m, rel=1e-9)

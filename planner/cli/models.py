@@ -38,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=list(POLICIES), default="bf16")
     p.add_argument("--recompute", choices=["none", "selective", "full"], default="none")
     p.add_argument("--flash-attention", action="store_true", help="fused attention kernel")
-    p.add_argument("--all", action="store_true", help="print every block, not only the first")
+    p.add_argument("--all", action="store_true",
+                   help="print every block, not only the first block of each kind")
     p.add_argument("--csv", metavar="PATH", help="write the full table (SI units) as CSV")
     p.set_defaults(handler=_layers)
 
@@ -79,10 +80,10 @@ def _layers(args: argparse.Namespace) -> int:
     df = layer_table(spec, seq_len=seq_len, batch_size=args.batch_size, mode=args.mode,
                      precision=args.precision, recompute=args.recompute,
                      flash_attention=args.flash_attention)
-    shown, note, kinds_line = blocks_shown(df, spec, show_all=args.all)
+    shown, note, kinds_line = blocks_shown(df, spec, show_all=args.all, of=spec.n_layers)
     print(f"{spec.name}: {spec.n_params:,} parameters, {args.mode}, seq_len={seq_len}, "
           f"batch_size={args.batch_size}, precision={args.precision}"
-          + ("" if args.all else f"  ({note} of {spec.n_layers} shown; --all for every block)"))
+          + ("" if args.all else f"  ({note}; --all for every block)"))
     if kinds_line:
         print(kinds_line)
     print(with_block_kinds(_display(shown), shown, spec).to_string(index=False))
@@ -96,16 +97,19 @@ def _layers(args: argparse.Namespace) -> int:
     return 0
 
 
-def blocks_shown(df: pd.DataFrame, spec: ModelSpec, *, show_all: bool
+def blocks_shown(df: pd.DataFrame, spec: ModelSpec, *, show_all: bool, of: int | None = None
                  ) -> tuple[pd.DataFrame, str, str]:
-    """(the rows to print, what they show: "block 0" or "blocks 0 and 3 (the first of each
-    kind)", a line counting the blocks of each kind or "" when all blocks are alike)."""
+    """(the rows to print; what they show: "block 0 [of N] shown" or "blocks 0 and 3 [of N]
+    shown, the first of each kind"; a line counting the blocks of each kind, "" when all
+    blocks are alike)."""
     summary = block_kind_summary(spec)
     shown = df if show_all else first_block_of_each_kind(df, spec)
+    total = "" if of is None else f" of {of}"
     if len(summary) == 1:
-        return shown, "block 0", ""
+        return shown, f"block 0{total} shown", ""
     firsts = [str(first) for _, _, first in summary]
-    note = (f"blocks {', '.join(firsts[:-1])} and {firsts[-1]} (the first of each kind)")
+    note = (f"blocks {', '.join(firsts[:-1])} and {firsts[-1]}{total} shown, the first of "
+            "each kind")
     kinds = ", ".join(f"{count:,} {label} (first: block {first})"
                       for label, count, first in summary)
     return shown, note, f"blocks by kind: {kinds}"

@@ -11,6 +11,7 @@ import sys
 import pandas as pd
 
 from planner.cli.args import check_output_path, positive_int
+from planner.cli.models import blocks_shown, with_block_kinds
 from planner.measure.validate import (
     block_activations,
     calibrate,
@@ -45,7 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=positive_int, default=3, help="timed steps after 1 warm-up")
     p.add_argument("--no-timing", action="store_true",
                    help="skip calibration and step timing (FLOPs and bytes only)")
-    p.add_argument("--all", action="store_true", help="print every block, not only block 0")
+    p.add_argument("--all", action="store_true",
+                   help="print every block, not only the first block of each kind")
     p.add_argument("--csv", metavar="PATH", help="write the per-layer table as CSV")
     p.add_argument("--summary-csv", metavar="PATH", help="write the summary as CSV")
     p.add_argument("--save-ceilings", metavar="PATH.toml",
@@ -311,11 +313,14 @@ def _validate(args: argparse.Namespace) -> int:
         bar.close()
     s = df.attrs["summary"]
     changed = f" with {', '.join(args.set)}" if args.set else ""
+    run = spec.with_(n_layers=args.layers) if args.layers is not None else spec
+    shown, note, kinds_line = blocks_shown(df, run, show_all=args.all)
     print(f"{s['model']}{changed}: {s['n_layers']} blocks, {s['mode']}, seq_len={s['seq_len']}, "
           f"batch_size={s['batch_size']}, {s['dtype']} on {s['device']} ({s['device_name']})"
-          + ("" if args.all else "  (block 0 shown; --all for every block)"))
-    shown = df if args.all else df[df["block"] <= 0]
-    print(_display(shown, args.mode).to_string(index=False))
+          + ("" if args.all else f"  ({note}; --all for every block)"))
+    if kinds_line:
+        print(kinds_line)
+    print(with_block_kinds(_display(shown, args.mode), shown, run).to_string(index=False))
     if args.mode == "train" and args.device != "meta":
         blocks = block_activations(df)
         print("\nsaved activations per block (rows + 'other'):")

@@ -606,6 +606,8 @@ def evaluate_training(job: TrainingJob, prof: TrainingProfile, dev: DeviceColumn
                                       link_bw=np.where(pp_out, dev.scaleout_bw_bytes_per_s,
                                                        neighbour_link_bw(dev)),
                                       scale_out=pp_out)
+    if job.overlap_expert_comm:  # hidden behind the computation, the rest exposed (A23)
+        ep_comm = np.maximum(ep_comm - stage, 0.0)
     micro = stage + tp_comm + cp_comm + ep_comm + pp_comm
     span = pipeline_step_time_s(stage_micro_batch_s=micro, pp=pp, n_micro_batches=m,
                                 virtual_stages=vs)

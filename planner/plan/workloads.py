@@ -120,6 +120,7 @@ FIELD_RULES: dict[str, Callable[[Any, str], Any]] = {
     "deadline_s": _SECONDS, "ttft_s": _SECONDS, "tpot_s": _SECONDS,
     "requests_per_s": number_rule(positive=True),
     "flash_attention": check_bool, "fused_swiglu": check_bool,
+    "overlap_expert_comm": check_bool,
 }
 
 
@@ -260,6 +261,11 @@ class TrainingJob(_Job):
         default=1.0, ge=1.0, le=8.0,
         description="Routed tokens per expert over the balanced share on the busiest rank "
         "(1 = dropless and balanced); scales the all-to-all and the expert work (P29).")
+    overlap_expert_comm: bool = Field(
+        default=False,
+        description="Hide the expert all-to-alls behind the micro-batch's computation "
+        "(DeepSeek-V3's DualPipe overlaps a forward and a backward chunk, Sec. 3.2.1); "
+        "False counts them exposed (A23).")
     virtual_stages: int | None = Field(
         default=None, ge=1,
         description="Interleaved 1F1B: model chunks per pipeline stage (pinned); the bubble "
