@@ -56,7 +56,7 @@ def test_recalled_megatron_rows_are_kept_out_of_the_headline():
 # shared/reference/measured_runs_2026.csv: the training rows the planner can describe
 MEASURED_2026 = {
     "torchtitan 2024-25": 8,
-    "Megatron-Bridge 2025-26": 5,  # + 2 GB300 rows (CP, interleaving, NVFP4: 2026-12-03)
+    "Megatron-Bridge 2025-26": 6,  # + GB300 rows (CP, interleaving, NVFP4) and DeepSeek-V3 EP64
     "MaxText 2025": 3,
     "MLPerf Training v5.x": 3,  # + v5.1 GB200 x5120 NVFP4
     "Gaudi 2 (Intel)": 1,

@@ -60,7 +60,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="run the step on N processes (2-4 on a laptop); --batch-size is per "
                         "data-parallel rank")
     d.add_argument("--tp", type=positive_int, default=1, metavar="N",
-                   help="tensor-parallel ranks (divides N, heads and d_ff; default 1)")
+                   help="tensor-parallel ranks (divides N, heads and d_ff; dense models only: "
+                        "a MoE model runs data parallel; default 1)")
     d.add_argument("--collectives-csv", metavar="PATH", default=None,
                    help="a `planner calibrate --collectives --csv` file to predict with "
                         "(default: measure all_reduce first, ~20 s)")

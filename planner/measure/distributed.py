@@ -3,10 +3,11 @@ parallel over `tp` ranks, on real torch.distributed process groups (gloo on a CP
 term by term with the planner's prediction for that local "cluster".
 
 Each rank runs the reference model (planner.measure.torch_models) of its shard: under TP the
-attention heads, KV heads and MLP width are split tp ways (Megatron's column/row-parallel
+attention heads, KV heads and dense MLP width are split tp ways (Megatron's column/row-parallel
 layers, Shoeybi et al. 2019 §3: an all-reduce of the block's output after attention and after
 the MLP in the forward, and of the input gradient before each in the backward); embeddings,
-norms and the LM head are replicated. After the backward the data-parallel ranks all-reduce
+norms and the LM head are replicated. A mixture-of-experts model's experts (moe_d_ff, router,
+shared experts) are not sharded: it runs with tp 1 only (data parallel), tp > 1 is refused. After the backward the data-parallel ranks all-reduce
 one persistent flat fp32 gradient buffer that the gradients are views of (DDP's
 gradient_as_bucket_view; no overlap with the backward: each term is timed alone), then
 AdamW steps.
@@ -56,16 +57,22 @@ FP32_BYTES = 4
 
 
 def shard_spec(spec: ModelSpec, tp: int) -> ModelSpec:
-    """One tensor-parallel rank's model: heads, KV heads and MLP width split `tp` ways."""
+    """One tensor-parallel rank's model: heads, KV heads and MLP width split `tp` ways.
+
+    Dense MLPs only: the experts of a mixture-of-experts model (moe_d_ff, the router, shared
+    experts) are not sharded here, so tp > 1 with a MoE model is refused before anything else
+    is checked (tp 1, pure data parallelism, runs it)."""
     if tp == 1:
         return spec
+    if spec.is_moe:
+        raise InputError("tp", f"{tp} with a mixture-of-experts model ({spec.n_experts} "
+                               f"experts of moe_d_ff = {spec.expert_d_ff}): the measured step "
+                               "shards attention heads and dense MLPs (d_ff), not experts; "
+                               "use tp 1 (data parallel) for a MoE model")
     for field, value in (("n_heads", spec.n_heads), ("n_kv_heads", spec.kv_heads),
                          ("d_ff", spec.d_ff)):
         if value % tp:
             raise InputError("tp", f"{tp} does not divide {field} = {value}")
-    if spec.is_moe:
-        raise InputError("tp", "the measured step splits dense MLPs only; use tp 1 for a "
-                               "mixture-of-experts model")
     return spec.with_(n_heads=spec.n_heads // tp, n_kv_heads=spec.kv_heads // tp,
                       head_dim=spec.d_head, d_ff=spec.d_ff // tp,
                       name=f"{spec.name} (1/{tp} tp shard)")
@@ -278,6 +285,11 @@ def validate_distributed(model: ModelSpec | str, *, seq_len: int, batch_size: in
     if n_layers is not None:
         spec = spec.with_(n_layers=check_int(n_layers, "n_layers", minimum=1))
     shard = shard_spec(spec, tp)
+    # What the torch reference does not build (MLA, multi-token prediction, a window shorter
+    # than the sequence): refused here in one line, not inside a spawned rank.
+    from planner.measure.torch_models import check_reference
+
+    check_reference(spec, seq_len)
     table = layer_table(shard, seq_len=seq_len, batch_size=batch_size, mode="train",
                         precision="fp32")
     check_fits_in_memory(table, copies=n)

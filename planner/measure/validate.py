@@ -112,19 +112,23 @@ def validate(
     # function `validate`, which shadows the submodule of the same name.
     from planner.measure.calibration import measure_ceilings, predict_times
     from planner.measure.counters import measure_inference, measure_train
+    from planner.measure.torch_models import check_reference
 
     spec = find_model(model)
     dtype = dtype or ("bf16" if isinstance(device, str) and device.startswith("cuda")
                       else "fp32")
     _check(mode, device, dtype, seq_len, batch_size, n_layers, repeats, warmup)
+    if n_layers is not None:
+        spec = spec.with_(n_layers=n_layers)
+    # What the torch reference does not build (MLA, multi-token prediction, a sliding window
+    # shorter than the sequence) is refused now, in one line, before any calibration.
+    check_reference(spec, seq_len)
     if device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
             raise ValueError("device: 'cuda' requested but torch.cuda.is_available() is False; "
                              "use cpu or meta")
-    if n_layers is not None:
-        spec = spec.with_(n_layers=n_layers)
     # The analytic side first: it rejects impossible sizes (e.g. seq_len beyond learned
     # positions) with a ValueError before torch builds anything.
     analytic = layer_table(spec, seq_len=seq_len, batch_size=batch_size, mode=mode,

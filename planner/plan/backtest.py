@@ -51,16 +51,16 @@ DATA_FILE = "training_runs.csv"
 METRICS = ("device_hours", "mfu", "tflops_per_device", "tokens_per_s_per_device",
            "time_to_train_minutes")
 FLOPS_CONVENTIONS = ("narayanan2021_eq3", "llmfoundry_mfu", "palm_appendix_b")
-_INT_FIELDS = ("n_devices", "tp", "pp", "cp", "virtual_stages", "dp", "zero_stage",
+_INT_FIELDS = ("n_devices", "tp", "pp", "cp", "virtual_stages", "ep", "dp", "zero_stage",
                "micro_batch_size", "global_batch_seqs", "seq_len")
 
 _CARRIED = ("run_id", "run", "family", "model", "device", "n_devices", "tp", "pp", "cp",
-            "virtual_stages", "dp",
+            "virtual_stages", "ep", "dp",
             "zero_stage", "recompute", "micro_batch_size", "flash_attention", "metric",
             "published", "steady_state", "headline", "confidence", "source")
 COLUMNS = [
     "run_id", "run", "family", "model", "device", "n_devices", "tp", "pp", "cp",
-    "virtual_stages", "dp", "zero_stage",
+    "virtual_stages", "ep", "dp", "zero_stage",
     "recompute", "micro_batch_size", "flash_attention", "metric", "published", "predicted",
     "signed_error_frac", "abs_error_frac", "steady_state", "goodput_frac", "step_time_s",
     "engine_mfu", "headline", "confidence", "feasible", "reason", "source",
@@ -267,7 +267,7 @@ def _select_candidate(rows: pd.DataFrame, run: pd.Series) -> tuple[pd.Series | N
     if rows.empty:
         return None, "the engine returned no candidate"
     match = rows
-    for col in ("n_devices", "tp", "pp", "cp", "virtual_stages", "dp", "zero_stage",
+    for col in ("n_devices", "tp", "pp", "cp", "virtual_stages", "ep", "dp", "zero_stage",
                 "micro_batch_size"):
         pin = _pin(run[col])
         if pin is not None and col in match.columns:
@@ -298,6 +298,7 @@ def _predict(run: pd.Series, catalog: Any) -> dict[str, Any]:
         model=spec, n_tokens=n_tokens, seq_len=seq_len, global_batch_size=batch,
         precision=run["precision"], n_devices=_pin(run["n_devices"]), tp=_pin(run["tp"]),
         pp=_pin(run["pp"]), cp=_pin(run["cp"]), virtual_stages=_pin(run["virtual_stages"]),
+        ep=_pin(run["ep"]) if backtest_model(run["model"]).is_moe else None,
         micro_batch_size=_pin(run["micro_batch_size"]),
         zero_stage=_pin(run["zero_stage"]), recompute=_pin(run["recompute"]),
         flash_attention=bool(run["flash_attention"]))
@@ -323,7 +324,7 @@ def _predict(run: pd.Series, catalog: Any) -> dict[str, Any]:
     return out | dict(
         predicted=predicted, step_time_s=float(best["step_time_s"]),
         engine_mfu=float(best.get("mfu", math.nan)),
-        **{col: _pin(best[col]) for col in ("tp", "pp", "cp", "virtual_stages", "dp",
+        **{col: _pin(best[col]) for col in ("tp", "pp", "cp", "virtual_stages", "ep", "dp",
                                              "zero_stage", "recompute", "micro_batch_size")
            if col in best.index})
 

@@ -349,9 +349,10 @@ class _TrainAxes:
     zero: np.ndarray
     mb: np.ndarray
     rc: np.ndarray  # indices into RECOMPUTE_OPTIONS
-    tp_values: np.ndarray  # distinct (tp, cp) pairs: tp ...
-    cp_values: np.ndarray  # ... and cp
-    tp_index: np.ndarray  # each layout's pair
+    tp_values: np.ndarray  # distinct (tp, cp, ep) triples: tp ...
+    cp_values: np.ndarray  # ... cp ...
+    ep_values: np.ndarray  # ... and ep
+    tp_index: np.ndarray  # each layout's triple
 
     def shaped(self) -> dict[str, np.ndarray]:
         """The axis values shaped for the 5-axis grid (axis 0 is the device)."""
@@ -472,14 +473,14 @@ def _train_axes(job: TrainingJob, table: _DeviceTable) -> _TrainAxes:
     rc = ([RECOMPUTE_OPTIONS.index(job.recompute)] if job.recompute
           else [i for i, r in enumerate(RECOMPUTE_OPTIONS)
                 if not (r == "selective" and job.flash_attention)])
-    pairs, pair_index = np.unique(np.stack([tp, cp], axis=1), axis=0, return_inverse=True)
+    keys, key_index = np.unique(np.stack([tp, cp, ep], axis=1), axis=0, return_inverse=True)
     return _TrainAxes(n, tp, pp, cp, vs, ep, np.array(zero, dtype=float),
-                      np.array(mb, dtype=float), np.array(rc, dtype=int), pairs[:, 0],
-                      pairs[:, 1], pair_index.reshape(-1))
+                      np.array(mb, dtype=float), np.array(rc, dtype=int), keys[:, 0],
+                      keys[:, 1], keys[:, 2], key_index.reshape(-1))
 
 
 def micro_batch_times(prof: TrainingProfile, dev: DeviceColumns, *, tp, mb,
-                      rc, cp=1) -> tuple[Any, Any, Any]:
+                      rc, cp=1, ep=1) -> tuple[Any, Any, Any]:
     """(one block, embedding side, head side): forward + backward (+ recompute) time of one
     micro-batch of `mb` sequences on one of `tp` × `cp` devices (P6); arguments broadcast.
     Context parallelism gives each rank 1/cp of every sequence's tokens and, with causal load
@@ -487,7 +488,7 @@ def micro_batch_times(prof: TrainingProfile, dev: DeviceColumns, *, tp, mb,
     at the full length's kernel rate)."""
     mb = np.asarray(mb, dtype=float) / np.asarray(cp, dtype=float)
     kw = dict(batch=mb, tp=tp, kv_split=np.minimum(tp, prof.n_kv_heads), rates=dev.rates,
-              backward=True)
+              backward=True, ep=ep)
     outer = dict(kw, rates=dev.outer_rates)
     return (ops_time_s(prof.block, fwd_passes=prof.block_fwd_passes[rc], **kw),
             ops_time_s(prof.first, **outer), ops_time_s(prof.last, **outer))
@@ -522,6 +523,15 @@ def neighbour_link_bw(dev: DeviceColumns):
     bandwidth on a switch."""
     return np.where(np.isnan(dev.torus_dims), dev.scaleup_bw_bytes_per_s,
                     dev.ici_link_bw_bytes_per_s)
+
+
+def group_fits_domain(*, group, n, domain):
+    """P9d: a context- or expert-parallel group stays on the scale-up network when it fits in
+    one domain and the job is whole groups (n a multiple of the group): its groups are placed
+    inside domains, a domain's spare devices left out of the job (MLPerf's GB200 NVL72 runs
+    use 64 of each rack's 72 GPUs: 2,496 = 39 × 64). Tensor parallelism keeps P9b's tiling."""
+    group = np.asarray(group, dtype=float)
+    return (group <= domain) & (np.fmod(np.asarray(n, dtype=float), group) == 0)
 
 
 def tp_link_bw(*, tp, n, dev: DeviceColumns):
@@ -583,7 +593,7 @@ def evaluate_training(job: TrainingJob, prof: TrainingProfile, dev: DeviceColumn
     mem = w + g + o + buffer + act
     # compute per micro-batch (P6, P12)
     if op_times is None:
-        op_times = micro_batch_times(prof, dev, tp=tp, mb=mb, rc=rc, cp=cp)
+        op_times = micro_batch_times(prof, dev, tp=tp, mb=mb, rc=rc, cp=cp, ep=ep)
     t_layer, t_first, t_last = op_times
     stage = stage_time_s(layer_s=t_layer, first_s=t_first, last_s=t_last, n_layers=L, pp=pp)
     # communication per micro-batch: tensor parallel (P7, P9), context parallel (P22) and
@@ -677,7 +687,7 @@ def expert_parallel_seconds(job: TrainingJob, prof: TrainingProfile, dev: Device
     tokens = np.asarray(mb, dtype=float) * prof.seq_len / (np.asarray(cp, dtype=float) * tp)
     n_bytes = tokens * moe.dispatch_bytes_per_token * job.moe_capacity_factor
     group = tp * np.asarray(cp, dtype=float) * ep
-    inside = tp_tiles_domain(tp=group, n=n, domain=dev.scaleup_domain_size)
+    inside = group_fits_domain(group=group, n=n, domain=dev.scaleup_domain_size)
     link = np.where(inside, group_link_bw(dev, group), dev.scaleout_bw_bytes_per_s)
     passes = np.where(np.asarray(rc) == RECOMPUTE_OPTIONS.index("full"), 6.0, 4.0)
     one = collective_s(dev, CollectiveOp.ALL_TO_ALL, n_bytes=n_bytes, n_ranks=ep, link_bw=link,
@@ -696,7 +706,7 @@ def context_parallel_seconds(prof: TrainingProfile, dev: DeviceColumns, *, tp, c
     kv_bytes = (2.0 * mb * prof.seq_len * np.maximum(prof.n_kv_heads / tp, 1.0)
                 * prof.head_dim * prof.activation_bytes)
     group = tp * np.asarray(cp, dtype=float)
-    inside = tp_tiles_domain(tp=group, n=n, domain=dev.scaleup_domain_size)
+    inside = group_fits_domain(group=group, n=n, domain=dev.scaleup_domain_size)
     link = np.where(inside, group_link_bw(dev, group), dev.scaleout_bw_bytes_per_s)
     gathers = np.where(np.asarray(rc) == RECOMPUTE_OPTIONS.index("full"), 2.0, 1.0)
     kw = dict(n_bytes=kv_bytes, n_ranks=cp, link_bw=link, scale_out=~inside)
@@ -779,17 +789,19 @@ def _train_chunks(job: TrainingJob, table: _DeviceTable, cost: CostOptions):
     per_device = int(np.prod(axes.shape))
     step = max(1, CHUNK_CANDIDATES // per_device)
     n, tp = grid["n"], grid["tp"]
-    # op times depend on the layout only through (tp, cp): once per distinct pair, then
-    # gathered to the layouts
+    # op times depend on the layout only through (tp, cp, ep): once per distinct triple,
+    # then gathered to the layouts
     tp_unique = axes.tp_values.reshape(1, -1, 1, 1, 1)
     cp_unique = axes.cp_values.reshape(1, -1, 1, 1, 1)
+    ep_unique = axes.ep_values.reshape(1, -1, 1, 1, 1)
     for start in range(0, len(table.ids), step):
         sl = slice(start, min(start + step, len(table.ids)))
         dev = _device_columns(table, sl, 5)
         shape = (sl.stop - sl.start, *axes.shape)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             op_times = tuple(np.take(t, axes.tp_index, axis=1) for t in micro_batch_times(
-                prof, dev, tp=tp_unique, mb=grid["mb"], rc=grid["rc"], cp=cp_unique))
+                prof, dev, tp=tp_unique, mb=grid["mb"], rc=grid["rc"], cp=cp_unique,
+                ep=ep_unique))
             q = evaluate_training(job, prof, dev, n=n, tp=tp, pp=grid["pp"],
                                   zero=grid["zero"], mb=grid["mb"], rc=grid["rc"],
                                   cp=grid["cp"], vs=grid["vs"], ep=grid["ep"],

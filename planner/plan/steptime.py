@@ -714,7 +714,7 @@ def _pass_time_s(profile: OpProfile, *, batch_, split, kv_split_, rates: DeviceR
 
 
 def ops_time_s(profile: OpProfile, *, batch, tp, kv_split, rates: DeviceRates,
-               fwd_passes=None, backward: bool = False):
+               fwd_passes=None, backward: bool = False, ep=1):
     """Σ over ops of count · (fwd_passes · t_fwd + t_bwd) (P6) for `batch` sequences on one
     of `tp` devices; t_bwd only with `backward`.
 
@@ -723,7 +723,10 @@ def ops_time_s(profile: OpProfile, *, batch, tp, kv_split, rates: DeviceRates,
     twice its forward FLOPs and bytes at the same GEMM rate, the fused attention at its
     backward rate (K2). `kv_split` = min(t, K) divides KV-cache reads and the K and V
     projections (their heads are replicated beyond t = K), `tp` every other op. A
-    routed-expert op reads only the experts its tokens touch (P6b).
+    routed-expert op reads only the experts its tokens touch (P6b). With `ep` expert-parallel
+    ranks a routed-expert op runs 1/ep of the experts on the tokens of ep ranks (P29b): its
+    time is that of ep times the batch, divided by ep (the same FLOPs, ep times the rows per
+    expert GEMM, 1/ep of the experts' weights).
     """
     batch_, tp_, kv_split_ = (np.expand_dims(np.asarray(v, dtype=float), -1)
                               for v in (batch, tp, kv_split))
@@ -731,10 +734,17 @@ def ops_time_s(profile: OpProfile, *, batch, tp, kv_split, rates: DeviceRates,
     split = np.where(profile.kv_proj, kv_split_, tp_) if profile.kv_proj.any() else tp_
     kw: dict[str, Any] = dict(batch_=batch_, split=split, kv_split_=kv_split_, rates=rates,
                               index=index)
-    fwd = _pass_time_s(profile, backward=False, **kw)
-    total = fwd * (1.0 if fwd_passes is None else fwd_passes)
-    if backward:
-        total = total + _pass_time_s(profile, backward=True, **kw)
+
+    def passes(**changes: Any) -> Any:
+        args = {**kw, **changes}
+        t = _pass_time_s(profile, backward=False, **args) * (
+            1.0 if fwd_passes is None else fwd_passes)
+        return t + _pass_time_s(profile, backward=True, **args) if backward else t
+
+    total = passes()
+    if profile.route_frac.any() and np.any(np.asarray(ep) > 1):
+        ep_ = np.expand_dims(np.asarray(ep, dtype=float), -1)
+        total = np.where(profile.route_frac > 0, passes(batch_=batch_ * ep_) / ep_, total)
     return (total * profile.count).sum(axis=-1)
 
 
