@@ -211,3 +211,24 @@ def test_expert_parallelism_gives_each_expert_gemm_the_tokens_of_ep_ranks():
     one = search(_deepseek(ep=1, **pins), CATALOG, devices=["nvidia_h800_sxm"]).iloc[0]
     many = search(_deepseek(ep=64, **pins), CATALOG, devices=["nvidia_h800_sxm"]).iloc[0]
     assert many["compute_time_s"] < 0.9 * one["compute_time_s"]
+
+
+def test_without_sequence_parallelism_the_norm_and_linear_inputs_stay_whole():
+    # P3b (Korthikanti et al. 2022, Eq. 2 vs 4): Llama-2-7B at 4,096 tokens saves 32.16 s·h
+    # bytes per block with flash attention (34 s·b·h less dropout, with a fused SwiGLU), of
+    # which 8 s·h (2 norm inputs, the q and up inputs, 2 bytes each) are not split by t
+    # without sequence parallelism: at t = 8, (32.16 - 8)/8 + 8 = 11.02 s·h instead of 4.02
+    prof = training_profile(planner.model("llama-2-7b"), seq_len=4096, precision="bf16",
+                            optimizer="adamw", flash_attention=True, causal_attention="full",
+                            fused_swiglu=True)
+    sh = 4096 * 4096
+    assert prof.block_activation_bytes[0] / sh == pytest.approx(32.15625)
+    assert prof.block_sp_activation_bytes[0] / sh == pytest.approx(8.0)
+    rows = {}
+    for sp in (True, False):
+        job = TrainingJob(model="llama-2-7b", n_tokens=1e10, seq_len=4096, global_batch_size=64,
+                          n_devices=8, tp=8, pp=1, zero_stage=1, micro_batch_size=1,
+                          recompute="none", sequence_parallel=sp)
+        rows[sp] = search(job, CATALOG, devices=["nvidia_h100_sxm"]).iloc[0]
+    extra = rows[False]["activation_mem_bytes"] - rows[True]["activation_mem_bytes"]
+    assert extra == pytest.approx(32 * 8.0 * sh * 7 / 8, rel=1e-9)  # 32 blocks, R(t-1)/t

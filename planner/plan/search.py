@@ -586,8 +586,13 @@ def evaluate_training(job: TrainingJob, prof: TrainingProfile, dev: DeviceColumn
     w, g, o = w + we, g + ge, o + oe
     buffer = zero3_gather_buffer_bytes(block_weight_bytes=block_w, tp=tp, dp=dpc,
                                        zero_stage=zero)
+    # P3b: without sequence parallelism the norms' and column-parallel linears' inputs stay
+    # whole on every tp rank: (L − R)/t + R = (L + R(t − 1))/t
+    layer_act = prof.block_activation_bytes[rc]
+    if not job.sequence_parallel:
+        layer_act = layer_act + prof.block_sp_activation_bytes[rc] * (tp - 1.0)
     act = activation_bytes_per_device(
-        layer_bytes=prof.block_activation_bytes[rc], first_bytes=prof.first_activation_bytes,
+        layer_bytes=layer_act, first_bytes=prof.first_activation_bytes,
         last_bytes=prof.last_activation_bytes, n_layers=L, pp=pp, tp=tp, micro_batch_size=mb,
         n_micro_batches=np.maximum(m, 1.0), cp=cp, virtual_stages=vs)
     mem = w + g + o + buffer + act

@@ -330,6 +330,18 @@ def _block_ops(spec: ModelSpec, table: pd.DataFrame, *, count_of: Callable[[int]
     return ops
 
 
+# The rows whose saved activation a tensor-parallel group holds whole without sequence
+# parallelism: the norms' inputs and the input of the first (column-parallel) linear of each
+# sublayer (q, with k and v sharing it; up, with gate sharing it; MLA's down-projections; the
+# router). Korthikanti et al. 2022, Sec. 4.2.2: the 10·s·b·h of Eq. 2 not divided by t.
+_SP_ROW_SUFFIXES = (".attn.q", ".attn.q_a", ".attn.kv_a", ".mlp.up", ".moe.router")
+
+
+def _sequence_parallel_rows(block: pd.DataFrame) -> pd.DataFrame:
+    names = block["layer"].astype(str)
+    return block[(block["kind"] == "norm") | names.str.endswith(_SP_ROW_SUFFIXES)]
+
+
 def _block_average(spec: ModelSpec, table: pd.DataFrame, column: str,
                    rows: Callable[[pd.DataFrame], pd.DataFrame] | None = None) -> float:
     """Σ over block kinds of (blocks of the kind / L) · the column's sum over its first
@@ -384,6 +396,9 @@ class TrainingProfile:
     first_state_bytes: tuple[float, float, float]  # weights, gradients, optimizer state
     last_state_bytes: tuple[float, float, float]
     block_activation_bytes: np.ndarray  # [recompute]
+    # [recompute] of which tensor parallelism splits only with sequence parallelism: the
+    # inputs of the norms and of the column-parallel linears (Korthikanti 2022, Eq. 2 vs 4)
+    block_sp_activation_bytes: np.ndarray
     first_activation_bytes: float
     last_activation_bytes: float
     model_flops_per_seq: float  # forward + backward, no recompute (MFU numerator)
@@ -541,6 +556,9 @@ def training_profile(spec: ModelSpec, *, seq_len: int, precision: str, optimizer
         first_state_bytes=state(first_rows), last_state_bytes=state(last_rows),
         block_activation_bytes=np.array([_block_average(spec, tables[r], "activation_bytes")
                                          for r in RECOMPUTE_OPTIONS]),
+        block_sp_activation_bytes=np.array([
+            _block_average(spec, tables[r], "activation_bytes", _sequence_parallel_rows)
+            for r in RECOMPUTE_OPTIONS]),
         first_activation_bytes=float(first_rows["activation_bytes"].sum()),
         last_activation_bytes=float(last_rows["activation_bytes"].sum()),
         model_flops_per_seq=3.0 * fwd,

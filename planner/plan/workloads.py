@@ -120,7 +120,7 @@ FIELD_RULES: dict[str, Callable[[Any, str], Any]] = {
     "deadline_s": _SECONDS, "ttft_s": _SECONDS, "tpot_s": _SECONDS,
     "requests_per_s": number_rule(positive=True),
     "flash_attention": check_bool, "fused_swiglu": check_bool,
-    "overlap_expert_comm": check_bool,
+    "overlap_expert_comm": check_bool, "sequence_parallel": check_bool,
 }
 
 
@@ -261,6 +261,11 @@ class TrainingJob(_Job):
         default=1.0, ge=1.0, le=8.0,
         description="Routed tokens per expert over the balanced share on the busiest rank "
         "(1 = dropless and balanced); scales the all-to-all and the expert work (P29).")
+    sequence_parallel: bool = Field(
+        default=True,
+        description="Megatron sequence parallelism with tensor parallelism (Korthikanti et al. "
+        "2022): norms and dropouts split over tp; False keeps their activations whole on each "
+        "tp rank (P3b).")
     overlap_expert_comm: bool = Field(
         default=False,
         description="Hide the expert all-to-alls behind the micro-batch's computation "
