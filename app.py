@@ -21,7 +21,8 @@ from pydantic import ValidationError
 import planner
 from planner.errors import ECHO_MAX_CHARS, InputError, clip, one_line
 from planner.hardware.catalog import decode_catalog_bytes
-from planner.model.spec import MAX_CONFIG_BYTES
+from planner.model.layers import block_kind_summary, first_block_of_each_kind
+from planner.model.spec import MAX_CONFIG_BYTES, supported_hf_model_types
 from planner.report import plots
 from planner.units import (
     GB,
@@ -185,8 +186,8 @@ def sidebar_model() -> planner.ModelSpec | None:
             upload = st.sidebar.file_uploader("Hugging Face config.json", type=["json"],
                                               key="model_upload")
             if upload is None:
-                st.sidebar.info("Upload a config.json (bert, gpt2, llama, mistral, mixtral, "
-                                "opt, qwen2).")
+                st.sidebar.info("Upload a Hugging Face config.json; model_type one of "
+                                f"{', '.join(supported_hf_model_types())}.")
                 return None
             cfg = parse_config_json(upload.name, upload.getvalue())
             spec = planner.model_from_hf_config(cfg, name=Path(upload.name).stem
@@ -280,9 +281,16 @@ def page_model(spec: planner.ModelSpec | None, work: dict[str, Any]) -> None:
                                work["mode"], work["precision"], recompute, flash)
     model_metrics(spec, table, work["mode"])
 
-    every = st.toggle(f"Chart all {spec.n_layers} blocks (default: the outer layers and block 0;"
-                      " every block is the same)", value=False, key="model_all_blocks")
-    charted = table if every else table[table["block"] <= 0]
+    kinds = block_kind_summary(spec)
+    if len(kinds) == 1:
+        default = "the outer layers and block 0; every block is the same"
+    else:
+        default = ("the outer layers and the first block of each kind: "
+                   + ", ".join(f"{label} (block {first}, {count:,} such)"
+                               for label, count, first in kinds))
+    every = st.toggle(f"Chart all {spec.n_layers} blocks (default: {default})", value=False,
+                      key="model_all_blocks")
+    charted = table if every else first_block_of_each_kind(table, spec)
     left, right = st.columns(2)
     left.plotly_chart(plots.layer_flops_figure(charted), key="model_flops_fig")
     right.plotly_chart(plots.layer_bytes_figure(charted), key="model_bytes_fig")
@@ -608,7 +616,8 @@ def page_validate(spec: planner.ModelSpec | None, work: dict[str, Any]) -> None:
         return
     if stored[0] != inputs:
         st.caption("The inputs changed since the last run; press the button to measure again.")
-    show_validation(stored[1])
+    ran_name, ran_layers = stored[0][:2]
+    show_validation(stored[1], planner.model(ran_name).with_(n_layers=ran_layers))
 
 
 def show_ceilings(summary: dict[str, Any]) -> None:
@@ -653,7 +662,8 @@ def run_validation(name: str, n_layers: int, seq_len: int, batch: int, mode: str
     return result
 
 
-def show_validation(result: pd.DataFrame) -> None:
+def show_validation(result: pd.DataFrame, spec: planner.ModelSpec) -> None:
+    """The result of a validate() run of `spec` (the preset at the run's n_layers)."""
     summary = result.attrs.get("summary", {})
     st.markdown(f"**{summary.get('model', '')}**, {summary.get('n_layers', '')} layers, "
                 f"{summary.get('mode', '')} on {summary.get('device_name', '')} "
@@ -669,8 +679,8 @@ def show_validation(result: pd.DataFrame) -> None:
     quantities = [c.removesuffix("_analytic") for c in result if c.endswith("_analytic")]
     quantity = st.selectbox("Quantity", quantities, key="val_quantity")
     rows = result[result[f"{quantity}_analytic"].notna() | result[f"{quantity}_measured"].notna()]
-    if "block" in rows:
-        rows = rows[rows["block"] <= 0]  # outer layers and the first block: all blocks alike
+    if "block" in rows:  # outer layers and the first block of each kind (dense, MoE, ...)
+        rows = first_block_of_each_kind(rows, spec)
     st.plotly_chart(plots.validation_figure(rows, quantity=quantity), key="val_fig")
     show_table(result, key="val_layers", file_name="validation.csv", height=360)
     show_ceilings(summary)

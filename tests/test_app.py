@@ -117,6 +117,29 @@ def test_model_serving_mode_shows_kv_cache():
     assert "Decode step" in metrics(at)
 
 
+def test_model_page_charts_the_first_block_of_each_kind():
+    # DeepSeek-V3: 3 dense blocks, then 58 MoE blocks; the charts show blocks 0 and 3.
+    at = open_page("Model")
+    at.selectbox(key="model_preset").set_value("deepseek-v3").run()
+    assert_clean(at)
+    assert at.toggle(key="model_all_blocks").label == (
+        "Chart all 61 blocks (default: the outer layers and the first block of each kind: "
+        "dense (block 0, 3 such), MoE (block 3, 58 such))")
+    flops_chart = at.get("plotly_chart")[0].proto.spec
+    assert "blocks.0.mlp.up" in flops_chart and "blocks.3.moe.router" in flops_chart
+    assert "blocks.1." not in flops_chart and "blocks.4." not in flops_chart
+
+
+def test_model_upload_names_every_supported_model_type():
+    at = open_page("Model")
+    at.radio(key="model_source").set_value("Upload config.json").run()
+    assert_clean(at)
+    text = " ".join(i.value for i in at.info)
+    for model_type in ("bert", "gpt2", "llama", "mistral", "mixtral", "opt", "qwen2",
+                       "deepseek_v3", "gemma2", "gemma3_text", "phi3", "qwen3", "qwen3_moe"):
+        assert model_type in text
+
+
 def test_model_uploaded_config_json():
     cfg = dict(model_type="gpt2", n_layer=2, n_embd=128, n_head=4, vocab_size=1000,
                n_positions=256, _name_or_path="tiny-gpt2")

@@ -169,6 +169,55 @@ def test_shard_spec_splits_heads_and_mlp():
         shard_spec(spec, 3)
 
 
+MOE_TP = ("with a mixture-of-experts model ({} experts of width {}): the measured step shards "
+          "attention heads and dense MLPs (d_ff), not experts (moe_d_ff); use tp 1 (data "
+          "parallel) for a MoE model")
+
+
+@pytest.mark.parametrize(("name", "tp", "experts", "moe_d_ff"), [
+    ("mixtral-8x7b", 2, 8, 14336),  # experts of d_ff (moe_d_ff unset)
+    ("qwen3-235b-a22b", 2, 128, 1536),  # experts of their own moe_d_ff (d_ff 12288 unused)
+    ("qwen3-235b-a22b", 3, 128, 1536),  # refused as MoE, before "3 does not divide n_heads"
+    ("deepseek-v3", 2, 256, 2048),  # dense-first: its 3 dense blocks would split, experts not
+])
+def test_shard_spec_refuses_experts_first_and_keeps_tp_1(name, tp, experts, moe_d_ff):
+    # The shard splits d_ff but not moe_d_ff (nor the router or shared experts): a MoE model
+    # with tp > 1 is refused in one line, naming the experts; with tp 1 it is the model itself.
+    spec = planner.model(name)
+    with pytest.raises(InputError) as err:
+        shard_spec(spec, tp)
+    assert str(err.value) == f"tp: {tp} " + MOE_TP.format(experts, moe_d_ff)
+    assert shard_spec(spec, 1) is spec
+
+
+def test_validate_distributed_refuses_moe_tp_and_mla_before_measuring(monkeypatch):
+    from planner.measure import collectives, distributed
+
+    def fail(*_args, **_kwargs):
+        raise AssertionError("measured before refusing")
+
+    monkeypatch.setattr(distributed, "calibrate_collectives", fail)
+    monkeypatch.setattr(distributed, "spawn_ranks", fail)
+    monkeypatch.setattr(collectives, "spawn_ranks", fail)
+    tiny_moe = planner.model("mixtral-8x7b").with_(n_layers=1, d_model=64, n_heads=4,
+                                                   n_kv_heads=2, d_ff=128, vocab_size=256)
+    with pytest.raises(InputError, match=r"^tp: 2 with a mixture-of-experts model \(8 "):
+        planner.validate_distributed(tiny_moe, seq_len=16, batch_size=1, nproc=2, tp=2)
+    # MLA (DeepSeek-V3) is not in the torch reference: refused here, not in a spawned rank.
+    with pytest.raises(InputError, match=r"^model: deepseek-v3: MLA .* not in the torch "
+                                         r"reference yet$"):
+        planner.validate_distributed("deepseek-v3", seq_len=16, batch_size=1, nproc=2, tp=1,
+                                     n_layers=4)
+
+
+def test_cli_validate_nproc_tp_refuses_moe_in_one_line(capsys):
+    assert main(["validate", "mixtral-8x7b", "--layers", "1", "--nproc", "2", "--tp", "2",
+                 "--set", "d_model=64", "--set", "n_heads=4", "--set", "n_kv_heads=2",
+                 "--set", "d_ff=128", "--set", "vocab_size=256"]) == 2
+    err = capsys.readouterr().err
+    assert err == "planner: error: tp: 2 " + MOE_TP.format(8, 128) + "\n"
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     (dict(n_ranks=1), "n_ranks: must be ≥ 2"),
     (dict(n_ranks=True), "n_ranks: must be a whole number"),

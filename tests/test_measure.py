@@ -59,7 +59,8 @@ def test_reference_has_exactly_the_analytic_parameter_count_for_every_preset(nam
 
 def test_reference_refuses_mla_mtp_and_windows_beyond_the_sequence():
     # MLA and multi-token prediction are not built in torch yet: one line, naming the model
-    # (validate reaches measure_train / measure_inference, which check first).
+    # (measure_train / measure_inference check first; validate() checks before calibrating,
+    # tests/test_validate.py).
     small = model("deepseek-v3").with_(n_layers=2, n_dense_layers=1, d_model=64, n_heads=4,
                                        d_ff=128, moe_d_ff=32, n_experts=4, experts_top_k=2,
                                        vocab_size=256, q_lora_rank=32, kv_lora_rank=16,

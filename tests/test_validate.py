@@ -592,3 +592,68 @@ def test_moe_decode_reads_only_the_experts_that_get_tokens():
                               seq_len=16, batch_size=2, act_bytes=4).set_index("layer")
     w = table.set_index("layer").at["blocks.0.moe.experts.up", "weight_bytes"]
     assert rows.at["blocks.0.moe.experts.up", "decode_s"] == pytest.approx(0.4375 * w / 1e9)
+
+
+# ---- shapes the torch reference does not build: refused first, before any calibration --------
+@pytest.fixture
+def no_measuring(monkeypatch):
+    """Fail the test if validate() calibrates or measures anything."""
+    from planner.measure import calibration, counters
+
+    def fail(*_args, **_kwargs):
+        raise AssertionError("measured before refusing")
+
+    for module, name in ((calibration, "measure_ceilings"), (counters, "measure_train"),
+                         (counters, "measure_inference")):
+        monkeypatch.setattr(module, name, fail)
+
+
+@pytest.mark.parametrize(("spec", "seq_len", "message"), [
+    # Full size: refused before the memory check (terabytes) and the calibration.
+    (lambda: model("deepseek-v3"), 8,
+     r"^model: deepseek-v3: MLA \(multi-head latent attention, kv_lora_rank\) is not in the "
+     r"torch reference yet$"),
+    (lambda: _tiny("qwen3-235b-a22b").with_(head_dim=16, moe_d_ff=32, n_experts=4,
+                                            experts_top_k=2, n_mtp_layers=1), 8,
+     r"^model: qwen3-235b-a22b: multi-token prediction modules \(n_mtp_layers\) are not in "
+     r"the torch reference yet; set n_mtp_layers=0$"),
+    (lambda: _tiny().with_(sliding_window=16, global_attn_every=2), 32,
+     r"^seq_len: 32 exceeds sliding_window=16: the torch reference masks the window"),
+])
+@pytest.mark.parametrize("mode", ["train", "inference"])
+def test_validate_refuses_what_the_reference_cannot_build_before_calibrating(
+        no_measuring, spec, seq_len, message, mode):
+    from planner.errors import InputError
+
+    with pytest.raises(InputError, match=message):
+        validate(spec(), seq_len=seq_len, batch_size=1, mode=mode, time_it=True)
+
+
+@pytest.mark.parametrize("argv", [["validate", "deepseek-v3"],
+                                  ["validate", "deepseek-v3", "--layers", "4", "--device",
+                                   "meta"]])
+def test_cli_validate_refuses_mla_in_one_line_exit_2(no_measuring, argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last == ("planner: error: model: deepseek-v3: MLA (multi-head latent attention, "
+                    "kv_lora_rank) is not in the torch reference yet")
+    assert err.count("planner: error:") == 1
+
+
+def test_cli_validate_shows_the_first_block_of_each_kind(capsys):
+    # Qwen3-MoE shape with one dense block first: block 0 dense, block 1 MoE.
+    argv = ["validate", "qwen3-235b-a22b", "--layers", "2", "--seq-len", "16",
+            "--batch-size", "1", "--no-timing"]
+    for change in ("n_dense_layers=1", "d_model=64", "n_heads=4", "n_kv_heads=2",
+                   "head_dim=16", "d_ff=128", "moe_d_ff=32", "n_experts=4", "experts_top_k=2",
+                   "vocab_size=256"):
+        argv += ["--set", change]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("(blocks 0 and 1 shown, the first of each kind; --all for every "
+                             "block)")
+    assert lines[1] == "blocks by kind: 1 dense (first: block 0), 1 MoE (first: block 1)"
+    rows = {line.split()[0]: line.split() for line in lines[3:] if line.split()}
+    assert rows["blocks.0.mlp.up"][1] == "dense"
+    assert rows["blocks.1.moe.router"][1] == "MoE"

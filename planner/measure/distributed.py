@@ -7,10 +7,10 @@ attention heads, KV heads and dense MLP width are split tp ways (Megatron's colu
 layers, Shoeybi et al. 2019 §3: an all-reduce of the block's output after attention and after
 the MLP in the forward, and of the input gradient before each in the backward); embeddings,
 norms and the LM head are replicated. A mixture-of-experts model's experts (moe_d_ff, router,
-shared experts) are not sharded: it runs with tp 1 only (data parallel), tp > 1 is refused. After the backward the data-parallel ranks all-reduce
-one persistent flat fp32 gradient buffer that the gradients are views of (DDP's
-gradient_as_bucket_view; no overlap with the backward: each term is timed alone), then
-AdamW steps.
+shared experts) are not sharded: it runs with tp 1 only (data parallel), tp > 1 is refused.
+After the backward the data-parallel ranks all-reduce one persistent flat fp32 gradient buffer
+that the gradients are views of (DDP's gradient_as_bucket_view; no overlap with the backward:
+each term is timed alone), then AdamW steps.
 
 Predicted, per term (docs/validation.md, "A measured multi-process step"):
 * forward, backward, optimizer: the roofline of `planner.measure.calibration.predict_times` for
@@ -66,9 +66,9 @@ def shard_spec(spec: ModelSpec, tp: int) -> ModelSpec:
         return spec
     if spec.is_moe:
         raise InputError("tp", f"{tp} with a mixture-of-experts model ({spec.n_experts} "
-                               f"experts of moe_d_ff = {spec.expert_d_ff}): the measured step "
-                               "shards attention heads and dense MLPs (d_ff), not experts; "
-                               "use tp 1 (data parallel) for a MoE model")
+                               f"experts of width {spec.expert_d_ff}): the measured step "
+                               "shards attention heads and dense MLPs (d_ff), not experts "
+                               "(moe_d_ff); use tp 1 (data parallel) for a MoE model")
     for field, value in (("n_heads", spec.n_heads), ("n_kv_heads", spec.kv_heads),
                          ("d_ff", spec.d_ff)):
         if value % tp:
