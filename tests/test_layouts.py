@@ -232,3 +232,18 @@ def test_without_sequence_parallelism_the_norm_and_linear_inputs_stay_whole():
         rows[sp] = search(job, CATALOG, devices=["nvidia_h100_sxm"]).iloc[0]
     extra = rows[False]["activation_mem_bytes"] - rows[True]["activation_mem_bytes"]
     assert extra == pytest.approx(32 * 8.0 * sh * 7 / 8, rel=1e-9)  # 32 blocks, R(t-1)/t
+
+
+def test_405b_pretraining_is_ranked_on_thousands_of_mi300x_trainium2_and_multislice_v5p():
+    # every one of them has a scale-out network in the catalog now (AMD, AWS EFA, TPU DCN),
+    # so none stops at one scale-up domain; v5p's largest slice is 6,144 chips, beyond which
+    # slices join over the data-centre network
+    job = TrainingJob(model="llama-3.1-405b", n_tokens=15.6e12, seq_len=8192,
+                      global_batch_size=2048, n_devices=8192)
+    df = rank(job, CATALOG, devices=["amd_mi300x", "aws_trainium2",
+                                     "google_tpu_v5p"]).set_index("device")
+    assert df["feasible"].all(), df["reason"]
+    assert (df["n_devices"] == 8192).all()
+    assert 0.2 < df.loc["google_tpu_v5p", "mfu"] < 0.7
+    assert df.loc["google_tpu_v5p", "goodput_frac"] == pytest.approx(
+        float(job.goodput(8192)))
