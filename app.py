@@ -388,10 +388,20 @@ def plan_job(spec: planner.ModelSpec, work: dict[str, Any]) -> Any:
                                      step=1.0, key="plan_deadline_d",
                                      help="With a deadline each device gets the cheapest "
                                      "layout that meets it.")
+        f1, f2, f3 = st.columns(3)
+        adapter = f1.selectbox("Fine-tuning", ["none", "lora", "qlora"], key="plan_adapter",
+                               help="LoRA adapters on a frozen base, or QLoRA (4-bit base); "
+                               "none trains every weight (docs/planning.md P30-P32).")
+        lora_rank = f2.number_input("LoRA rank", min_value=1, value=16, step=8,
+                                    key="plan_lora_rank", disabled=adapter == "none")
+        offload = f3.checkbox("Optimizer in host memory", key="plan_offload",
+                              help="ZeRO-Offload: gradients and optimizer state on the CPU.")
+        tuning = dict(adapter=adapter, lora_rank=int(lora_rank)) if adapter != "none" else {}
         return planner.TrainingJob(
             model=spec, n_tokens=float(tokens_b) * 1e9, seq_len=work["seq_len"],
             global_batch_size=int(batch), precision=work["precision"],
-            deadline_s=float(deadline_d) * SECONDS_PER_DAY if deadline_d > 0 else None)
+            deadline_s=float(deadline_d) * SECONDS_PER_DAY if deadline_d > 0 else None,
+            optimizer_offload=bool(offload), **tuning)
     c1, c2, c3, c4, c5 = st.columns(5)
     prompt = c1.number_input("Prompt (tokens)", min_value=1, value=1024, step=128,
                              key="plan_prompt_len")

@@ -59,6 +59,8 @@ MEASURED_2026 = {
     "Megatron-Bridge 2025-26": 6,  # + GB300 rows (CP, interleaving, NVFP4) and DeepSeek-V3 EP64
     "MaxText 2025": 3,
     "MLPerf Training v5.x": 3,  # + v5.1 GB200 x5120 NVFP4
+    # Llama 2 70B LoRA fine-tuning (adapter="lora", P30-P32: 2026-12-04)
+    "MLPerf Training v5.x LoRA": 4,
     "Gaudi 2 (Intel)": 1,
 }
 
@@ -84,7 +86,11 @@ def test_measured_2026_rows_load_with_a_catalog_device_a_preset_and_a_source():
     # MLPerf: n_tokens are the runs' samples at run_stop, a whole number of global batches
     mlperf = new[new["metric"] == "time_to_train_minutes"]
     steps = mlperf["n_tokens"] / (mlperf["global_batch_seqs"] * mlperf["seq_len"])
-    assert np.allclose(steps, steps.round()) and set(steps.round()) == {259, 240, 255}
+    assert np.allclose(steps, steps.round())
+    assert set(steps.round()) == {259, 240, 255, 384, 108}  # LoRA: 3,072 / 8 and 6,912 / 64
+    lora = new[new["adapter"] != "none"]
+    assert set(lora["adapter"]) == {"lora"} and (lora["lora_rank"] == 16).all()
+    assert set(lora["lora_targets"]) == {"attention"}  # MLPerf: linear_qkv and linear_proj
 
 
 @pytest.mark.parametrize("name", sorted(set(RUNS["model"])))

@@ -79,7 +79,19 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     train.add_argument("--seq-len", type=positive_int, help="tokens per sequence")
     train.add_argument("--global-batch", type=positive_int, metavar="SEQS",
                        help="sequences per optimizer step")
-    train.add_argument("--optimizer", default=None, help="adamw (default), adam or sgd")
+    train.add_argument("--optimizer", default=None,
+                       help="adamw (default), adam, sgd or adamw8bit (8-bit moments)")
+    train.add_argument("--adapter", choices=["none", "lora", "qlora"], default=None,
+                       help="fine-tune a frozen base: LoRA adapters, or QLoRA (4-bit NF4 "
+                            "base); default none (every weight trains)")
+    train.add_argument("--lora-rank", type=positive_int, metavar="R",
+                       help="LoRA rank (default 16; with --adapter)")
+    train.add_argument("--lora-targets", metavar="NAMES",
+                       help="comma-separated layers with adapters: all-linear (default), "
+                            "attention, mlp or row names such as attn.q,attn.v")
+    train.add_argument("--optimizer-offload", action="store_true", default=None,
+                       help="ZeRO-Offload: gradients and optimizer state in host memory, the "
+                            "update on the CPU (a PCIe transfer per step)")
     train.add_argument("--deadline", metavar="TIME",
                        help="finish within TIME (e.g. 30d, 12h): cheapest layout meeting it")
     train.add_argument("--tp", type=positive_int, help="pin tensor parallelism")
@@ -150,6 +162,8 @@ def _given(**fields: Any) -> dict[str, Any]:
 # Flags that belong to one mode only (--tp, --precision, --compute-frac, --devices: both).
 TRAINING_FLAGS = {"--train-tokens": "train_tokens", "--seq-len": "seq_len",
                   "--global-batch": "global_batch", "--optimizer": "optimizer",
+                  "--adapter": "adapter", "--lora-rank": "lora_rank",
+                  "--lora-targets": "lora_targets", "--optimizer-offload": "optimizer_offload",
                   "--deadline": "deadline", "--pp": "pp", "--zero": "zero", "--cp": "cp",
                   "--ep": "ep",
                   "--virtual-stages": "virtual_stages",
@@ -214,7 +228,10 @@ def build_job(args: argparse.Namespace) -> TrainingJob | InferenceJob:
     deadline = parse_duration_s(args.deadline) if args.deadline else None
     fields = _given(n_tokens=args.train_tokens, seq_len=args.seq_len,
                     global_batch_size=args.global_batch, optimizer=args.optimizer,
-                    n_devices=args.devices, deadline_s=deadline, tp=args.tp, pp=args.pp,
+                    adapter=args.adapter, lora_rank=args.lora_rank,
+                    lora_targets=args.lora_targets.split(",") if args.lora_targets else None,
+                    optimizer_offload=args.optimizer_offload, n_devices=args.devices,
+                    deadline_s=deadline, tp=args.tp, pp=args.pp,
                     cp=args.cp, virtual_stages=args.virtual_stages, ep=args.ep,
                     zero_stage=args.zero, recompute=args.recompute,
                     micro_batch_size=args.micro_batch, goodput_frac=args.goodput,
@@ -311,6 +328,11 @@ def _header(job: TrainingJob | InferenceJob, objective: str, cost: CostOptions) 
                 f"tokens, seq {job.seq_len}, batch {job.global_batch_size} seqs "
                 f"({job.n_steps:,} steps), {job.precision}, goodput "
                 f"{'from scale' if job.goodput_frac is None else f'{job.goodput_frac:g}'}")
+        if job.adapter != "none":
+            what += (f", {job.adapter} r={job.lora_rank} on {','.join(job.lora_targets)} "
+                     "(base frozen; MFU counts 6N as full training)")
+        if job.optimizer_offload:
+            what += ", optimizer offloaded to the host"
         if job.deadline_s:
             what += f", deadline {duration_str(job.deadline_s)}"
     else:
@@ -329,6 +351,8 @@ FIELD_FLAGS = {
     "model": "--model", "precision": "--precision", "compute_frac": "--compute-frac",
     "n_tokens": "--train-tokens", "seq_len": "--seq-len", "global_batch_size": "--global-batch",
     "optimizer": "--optimizer", "n_devices": "--devices", "max_devices": "--devices",
+    "adapter": "--adapter", "lora_rank": "--lora-rank", "lora_targets": "--lora-targets",
+    "optimizer_offload": "--optimizer-offload",
     "deadline_s": "--deadline", "tp": "--tp", "pp": "--pp", "zero_stage": "--zero",
     "cp": "--cp", "virtual_stages": "--virtual-stages", "ep": "--ep",
     "recompute": "--recompute", "micro_batch_size": "--micro-batch", "goodput_frac": "--goodput",

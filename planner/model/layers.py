@@ -35,9 +35,12 @@ import pandas as pd
 
 from planner.errors import InputError, check_bool, check_int, clip
 from planner.model.precision import (
+    ADAPTERS,
+    Adapter,
     Mode,
     PrecisionPolicy,
     dtype_bytes,
+    frozen_linear_weight_bytes,
     optimizer_state_bytes,
     precision_policy,
 )
@@ -46,7 +49,7 @@ from planner.model.spec import MAX_SEQ_LEN, ModelSpec, model
 Recompute = Literal["none", "selective", "full"]
 CausalCounting = Literal["full", "half"]
 
-MATMUL_KINDS = frozenset({"linear", "attention", "router"})
+MATMUL_KINDS = frozenset({"linear", "attention", "router", "lora"})
 
 # NB: element-wise FLOPs per element are conventions, not measurements (docs/formulas.md F5).
 LAYERNORM_FLOPS_PER_ELEMENT = 7  # mean, subtract, square, sum, normalize, scale, shift
@@ -57,6 +60,17 @@ INDEX_BYTES = 8  # int64 token / position ids saved by embedding backward
 DROPOUT_MASK_BYTES = 1  # torch saves a bool mask per element
 LOGITS_BYTES = 4  # fp32 log-probabilities saved by cross-entropy
 LOGSUMEXP_BYTES = 4  # fp32 log-sum-exp per query row saved by fused attention
+# LoRA (Hu et al. 2021, arXiv 2106.09685): which linear rows of a block get an adapter. Aliases
+# expand per model (MLA's q_a/q_b/kv_a/kv_b, MoE experts); any block linear's row name works too.
+# The default is PEFT's "all-linear" (every linear layer but the output layer; QLoRA, Dettmers
+# et al. 2023, Sec. 4, found adapters on every linear layer needed to match full fine-tuning).
+# NB: the MoE router is never adapted.
+LORA_TARGET_ALIASES = ("all-linear", "attention", "mlp")
+DEFAULT_LORA_TARGETS: tuple[str, ...] = ("all-linear",)
+DEFAULT_LORA_RANK = 16
+MAX_LORA_RANK = 65536
+# Readers of the attention block's normed input (one saved tensor, F14)
+_ATTN_INPUT_READERS = frozenset({"attn.q", "attn.k", "attn.v", "attn.q_a", "attn.kv_a"})
 # Largest batch layer_table accepts (sequences); with seq_len ≤ MAX_SEQ_LEN and the ModelSpec
 # bounds every FLOP and byte count of a table stays below 1e45, far from float64's 1.8e308.
 MAX_BATCH_SIZE = 10**9
@@ -328,6 +342,73 @@ def _mtp_rows(spec: ModelSpec, group: str) -> list[LayerDef]:
             LayerDef("loss", "loss", 0, False, group=group)]
 
 
+def block_linear_names(spec: ModelSpec) -> tuple[str, ...]:
+    """The linear rows of every kind of block, in order (the rows LoRA can adapt)."""
+    names: dict[str, None] = {}
+    for kind, _, _ in block_kind_counts(spec):
+        names.update((r.name, None) for r in block_structure(spec, kind) if r.kind == "linear")
+    return tuple(names)
+
+
+def lora_target_names(spec: ModelSpec, targets: Any) -> frozenset[str]:
+    """The block-relative linear rows that `targets` adapt: aliases (LORA_TARGET_ALIASES:
+    "all-linear" every block linear, "attention" the attn.* ones, "mlp" the MLP's and the
+    experts') or row names (block_linear_names). InputError names `lora_targets` otherwise.
+    Llama: "all-linear" = q, k, v, out, up, gate, down; "attention" = q, k, v, out."""
+    if isinstance(targets, str):
+        targets = (targets,)
+    if not isinstance(targets, (tuple, list)) or not targets:
+        raise InputError("lora_targets", f"{clip(targets)}; allowed: a non-empty tuple of "
+                         f"{', '.join(LORA_TARGET_ALIASES)} or linear row names")
+    linears = block_linear_names(spec)
+    out: set[str] = set()
+    for target in targets:
+        key = str(target).strip().lower()
+        if key == "all-linear":
+            out.update(linears)
+        elif key == "attention":
+            out.update(n for n in linears if n.startswith("attn."))
+        elif key == "mlp":
+            out.update(n for n in linears if n.startswith(("mlp.", "moe.")))
+        elif key in linears:
+            out.add(key)
+        else:
+            raise InputError("lora_targets", f"unknown {clip(target)} for {spec.name}; "
+                             f"allowed: {', '.join(LORA_TARGET_ALIASES + linears)}")
+    return frozenset(out)
+
+
+def lora_adapter_count(spec: ModelSpec, name: str) -> int:
+    """Adapters on one linear row: one per expert of a routed-experts row (E), per shared
+    expert (n_shared_experts), else 1."""
+    if name.startswith("moe.experts"):
+        return spec.n_experts
+    if name.startswith("moe.shared"):
+        return spec.n_shared_experts
+    return 1
+
+
+def lora_params(spec: ModelSpec, name: str, *, rank: int) -> int:
+    """P30: trainable parameters of the LoRA adapter on linear row `name` (k → n):
+    A (k × r) and B (r × n), r·(k + n) per adapted matrix (Hu et al. 2021, Sec. 4.1).
+    Llama-2-7B attn.q (4096 → 4096) at r = 16: 16 · 8192 = 131,072."""
+    d_in, d_out = linear_dims(spec, name)
+    return lora_adapter_count(spec, name) * rank * (d_in + d_out)
+
+
+def _with_lora_rows(spec: ModelSpec, rows: list[LayerDef], targets: frozenset[str],
+                    rank: int) -> list[LayerDef]:
+    """`rows` with a row `{name}.lora` (kind "lora") after every adapted linear row."""
+    out: list[LayerDef] = []
+    for row in rows:
+        out.append(row)
+        if row.kind == "linear" and row.name in targets:
+            out.append(LayerDef(f"{row.name}.lora", "lora", lora_params(spec, row.name,
+                                                                        rank=rank),
+                                row.block, row.active_frac, row.group))
+    return out
+
+
 def layer_structure(spec: ModelSpec, kind: BlockKind | None = None) -> list[LayerDef]:
     """The rows of the table with one block: embeddings, the rows of a block of `kind`
     (default: block 0's kind), then the head and the MTP modules."""
@@ -433,9 +514,19 @@ def attention_head_dims(spec: ModelSpec, *, decode: bool) -> tuple[int, int]:
     return spec.d_head, spec.d_value
 
 
+def lora_flops(spec: ModelSpec, name: str, *, n_tokens, rank: int):
+    """P30: forward FLOPs of the LoRA adapter on linear row `name` (k → n) for n_tokens
+    tokens: x·A then (x·A)·B, 2·tokens·r·(k + n) (routed experts: the tokens routed through).
+
+    # [T, k] @ [k, r] -> [T, r];  [T, r] @ [r, n] -> [T, n]
+    """
+    d_in, d_out = linear_dims(spec, name)
+    return 2.0 * tokens_through(spec, name, n_tokens) * rank * (d_in + d_out)
+
+
 def _row_fwd_flops(spec: ModelSpec, row: LayerDef, shp: _Shape, causal_half: bool,
-                   kind: BlockKind | None = None):
-    """Forward FLOPs of one row (F1–F5, F21, F23, F24)."""
+                   kind: BlockKind | None = None, lora_rank: int = 0):
+    """Forward FLOPs of one row (F1–F5, F21, F23, F24; a LoRA adapter, P30)."""
     h = spec.d_model
     T = shp.n_tokens
     name = row.name
@@ -454,7 +545,9 @@ def _row_fwd_flops(spec: ModelSpec, row: LayerDef, shp: _Shape, causal_half: boo
         return float(SOFTMAX_FLOPS_PER_ELEMENT) * T * spec.vocab_size  # log-softmax over logits
     if row.kind == "router":
         return linear_flops(n_tokens=T, d_in=h, d_out=spec.n_experts)
-    routed = _tokens_through(spec, name, T)
+    if row.kind == "lora":
+        return lora_flops(spec, name.removesuffix(".lora"), n_tokens=T, rank=lora_rank)
+    routed = tokens_through(spec, name, T)
     if name.endswith(".act"):
         return activation_flops(n_tokens=routed, d_ff=ffn_width(spec, name), act=spec.mlp_act,
                                 gated=spec.gated_mlp)
@@ -487,14 +580,25 @@ def _attention_flops(spec: ModelSpec, row: LayerDef, shp: _Shape, half: bool,
 
 def _row_activation_bytes(spec: ModelSpec, row: LayerDef, shp: _Shape, *, a: float,
                           recompute: Recompute, flash: bool, first_in_block: bool,
-                          fused_swiglu: bool = False, kind: BlockKind | None = None):
+                          fused_swiglu: bool = False, kind: BlockKind | None = None,
+                          trainable: frozenset[str] | None = None, lora_rank: int = 0):
     """Bytes one row saves for backward (F14–F17; Korthikanti et al. 2022, Sec. 4.1).
 
     Each row saves the inputs its backward needs; a tensor shared by several rows (the norm
     output feeding q, k and v) is counted once, on the first. Without recompute, dropout and
     flash attention, a GPT block sums to s·b·h·(34 + 5·a·s/h) bytes at 2 bytes per element,
     Korthikanti's Eq. 2.
+
+    With a frozen base (P31) `trainable` names the linear rows that carry an adapter (None:
+    every weight trains). A linear row's input is kept only for a weight gradient: a frozen
+    linear's backward is dgrad = dy·Wᵀ, which needs W and not x, so an input no trainable row
+    reads is not saved; an adapted row's input is (LoRA's A needs it), and its adapter row
+    keeps the [T, r] product x·A that B's gradient needs. Norms, attention, activations and
+    the loss save what they do in full training (the gradient still flows through them).
     """
+    def reads(*names: str) -> bool:  # does a trainable row read this input?
+        return trainable is None or any(n in trainable for n in names)
+
     h, hd = spec.d_model, spec.d_head
     T, b = shp.n_tokens, shp.batch
     drop = spec.dropout > 0
@@ -511,10 +615,14 @@ def _row_activation_bytes(spec: ModelSpec, row: LayerDef, shp: _Shape, *, a: flo
     if row.kind == "norm":
         mask = T * h * DROPOUT_MASK_BYTES if (drop and name == "embed.norm") else 0
         return T * norm_width(spec, name) * a + mask  # the norm's input
+    if row.kind == "lora":  # x·A, [tokens, r], for B's weight gradient (P31)
+        return tokens_through(spec, name.removesuffix(".lora"), T) * lora_rank * a
     if name in ("attn.q", "attn.q_a"):
-        return T * h * a  # normed input, shared with k and v (MLA: with kv_a)
+        # normed input, shared with k and v (MLA: with kv_a)
+        return T * h * a if reads(*_ATTN_INPUT_READERS) else 0.0 * T
     if name in ("attn.q_b", "attn.kv_b", "eh_proj"):
-        return T * linear_dims(spec, name)[0] * a  # the normed latent (eh_proj: [e; h])
+        # the normed latent (eh_proj: [e; h])
+        return T * linear_dims(spec, name)[0] * a if reads(name) else 0.0 * T
     if name in ("attn.k", "attn.v", "attn.kv_a", "moe.shared.up") or name.endswith(".gate"):
         return 0.0 * T  # input already counted on the row that first reads it
     if name == "attn.scores":
@@ -528,15 +636,20 @@ def _row_activation_bytes(spec: ModelSpec, row: LayerDef, shp: _Shape, *, a: flo
         lse = b * spec.n_heads * shp.q_len * LOGSUMEXP_BYTES if flash else 0.0
         return T * spec.kv_heads * spec.d_value * a + lse  # v (+ log-sum-exp of fused kernel)
     if name == "attn.out":
-        return T * spec.n_heads * spec.d_value * a + (T * h * DROPOUT_MASK_BYTES if drop else 0)
+        return (T * spec.n_heads * spec.d_value * a if reads(name) else 0.0 * T) + (
+            T * h * DROPOUT_MASK_BYTES if drop else 0)
     if name == "moe.router":
         # normed input (shared with the shared experts) + the fp32 router probabilities the
         # softmax saves (T·E·4 bytes; HF Mixtral and Megatron both route in fp32; measured in
-        # tests/test_measure.py, docs/validation.md)
-        return T * h * a + T * spec.n_experts * 4.0
-    routed = _tokens_through(spec, name, T)
+        # tests/test_measure.py, docs/validation.md); a frozen router (P31) still saves the
+        # probabilities: the gradient flows through the routing weights
+        shared = reads("moe.router", "moe.shared.up", "moe.shared.gate")
+        return (T * h * a if shared else 0.0 * T) + T * spec.n_experts * 4.0
+    routed = tokens_through(spec, name, T)
     if name.endswith(".up"):
-        return routed * h * a  # normed input (gathered per expert for routed experts)
+        # normed input (gathered per expert for routed experts)
+        prefix = name.removesuffix(".up")
+        return routed * h * a if reads(name, prefix + ".gate") else 0.0 * T
     ff = ffn_width(spec, name)
     if name.endswith(".act"):
         # GELU saves its input; eager SwiGLU saves gate output, SiLU output and up output; a
@@ -547,21 +660,22 @@ def _row_activation_bytes(spec: ModelSpec, row: LayerDef, shp: _Shape, *, a: flo
         # Routed experts: the routing-weight multiply Σ_k w_k·y_k also saves the expert
         # outputs y (T·k·h), which the router's gradient needs (measured, docs/validation.md).
         combine = routed * h * a if name.startswith("moe.experts") else 0.0
-        return routed * ff * a + combine + (T * h * DROPOUT_MASK_BYTES if drop else 0)
+        own = routed * ff * a if reads(name) else 0.0 * T
+        return own + combine + (T * h * DROPOUT_MASK_BYTES if drop else 0)
     if name == "pooler":
         # tanh output + the first-token input, which is a view x[:, 0]: autograd saves the
         # view, so the whole last hidden state [b, s, h] stays alive (measured with
         # saved_tensors_hooks, docs/validation.md; HF BertPooler does the same)
         return T * h * a + b * h * a
     if name == "lm_head":
-        return T * h * a
+        return T * h * a if reads(name) else 0.0 * T
     if name == "loss":
         # NB: cross-entropy saves the log-softmax of the logits, upcast to fp32 (torch autocast).
         return T * spec.vocab_size * LOGITS_BYTES
     raise AssertionError(f"no activation rule for row {name!r}")  # pragma: no cover
 
 
-def _tokens_through(spec: ModelSpec, name: str, n_tokens):
+def tokens_through(spec: ModelSpec, name: str, n_tokens):
     """Token-passes through an MLP row: routed experts see each token top_k times (balanced
     routing, NB), the shared experts n_shared_experts times, a dense MLP once."""
     if name.startswith("moe.experts"):
@@ -604,7 +718,16 @@ def kv_cache_bytes(spec: ModelSpec, *, context_len, bytes_per_element: float):
     return total
 
 
-def _weight_bytes_per_param(row: LayerDef, policy: PrecisionPolicy) -> float:
+def _weight_bytes_per_param(row: LayerDef, policy: PrecisionPolicy,
+                            adapter: str = "none") -> float:
+    """Bytes per stored weight: matmul layers at the policy's linear bytes, norms and
+    embeddings at its other bytes; a LoRA adapter trains in the policy's 16-bit weights (bf16
+    in mixed precision); under QLoRA every linear but the LM head is NF4 (P31: Hugging Face's
+    bitsandbytes integration keeps the output layer in 16 bits; NB: the router too here)."""
+    if row.kind == "lora":
+        return policy.weight_bytes
+    if row.kind == "linear" and row.name != "lm_head":
+        return frozen_linear_weight_bytes(policy, adapter)
     return policy.linear_weight_bytes if row.kind in ("linear", "router") else policy.weight_bytes
 
 
@@ -634,6 +757,9 @@ def layer_table(
     fused_swiglu: bool = False,
     causal_attention: CausalCounting = "full",
     kv_cache_dtype: str | None = None,
+    adapter: Adapter = "none",
+    lora_rank: int = DEFAULT_LORA_RANK,
+    lora_targets: Any = DEFAULT_LORA_TARGETS,
 ) -> pd.DataFrame:
     """One row per layer with parameters, FLOPs and bytes, in SI units.
 
@@ -652,6 +778,14 @@ def layer_table(
     A model whose blocks differ (dense-first MoE, local and global attention) gets every
     block's own rows; `block` is the block index. The multi-token prediction modules are rows
     `mtp.{j}.*` after the head, in training only.
+
+    Fine-tuning with a frozen base (mode="train", docs/planning.md P30-P31): adapter="lora"
+    adds a row `{name}.lora` (kind "lora", r·(k + n) parameters, P30) after every linear row
+    `lora_targets` names (lora_target_names), trained in full mixed precision (weights,
+    gradients, optimizer state and master copy); every base row keeps its weights only, no
+    gradients or optimizer state, and a frozen linear's backward is its input gradient alone
+    (bwd_flops = 1 × forward instead of 2 ×). adapter="qlora" also stores the base linears in
+    4-bit NF4 (0.51587 bytes per weight, Dettmers et al. 2023) and computes in bf16.
     """
     spec = model(model_or_name)
     if mode not in ("train", "inference"):
@@ -664,6 +798,11 @@ def layer_table(
     fused_swiglu = check_bool(fused_swiglu, "fused_swiglu")
     seq_len, batch_size = _validate_sizes(spec, seq_len, batch_size)
     policy = precision_policy(precision, mode=mode)
+    if adapter not in ADAPTERS:
+        raise InputError("adapter", f"{clip(adapter)}; allowed: {', '.join(ADAPTERS)}")
+    frozen = adapter != "none" and mode == "train"
+    lora_rank = check_int(lora_rank, "lora_rank", maximum=MAX_LORA_RANK)
+    trainable = lora_target_names(spec, lora_targets) if frozen else None
     kv_bytes = dtype_bytes(kv_cache_dtype, field="kv_cache_dtype") if kv_cache_dtype else (
         policy.activation_bytes)
     train = mode == "train"
@@ -674,6 +813,9 @@ def layer_table(
         after = [r for r in after if r.kind != "loss" and not r.group]
     kinds = block_kind_counts(spec)
     templates = [block_structure(spec, kind) for kind, _, _ in kinds]
+    if trainable is not None:
+        templates = [_with_lora_rows(spec, rows, trainable, lora_rank) for rows in templates]
+        after = _with_lora_rows(spec, after, trainable, lora_rank)
     mtp_kind = block_kind(spec, spec.n_layers)
     full = _Shape(np.asarray(batch_size, float), np.asarray(seq_len, float),
                   np.asarray(seq_len, float))
@@ -682,18 +824,24 @@ def layer_table(
     half = causal_attention == "half"
 
     def numbers(row: LayerDef, kind: BlockKind | None) -> dict[str, Any]:
-        fwd = float(_row_fwd_flops(spec, row, full, half, kind))
+        fwd = float(_row_fwd_flops(spec, row, full, half, kind, lora_rank))
         act = float(_row_activation_bytes(
             spec, row, full, a=policy.activation_bytes, recompute=recompute,
             flash=flash_attention, first_in_block=row.name == first_block_row,
-            fused_swiglu=fused_swiglu, kind=kind)) if train else 0.0
+            fused_swiglu=fused_swiglu, kind=kind, trainable=trainable,
+            lora_rank=lora_rank)) if train else 0.0
+        # a frozen base row (P31) keeps no gradient or optimizer state, and a frozen matmul's
+        # backward is its input gradient alone (1 × forward, F2)
+        fixed = frozen and row.kind != "lora"
+        bwd = (1.0 if fixed and row.kind in ("linear", "router") else 2.0) * fwd
         return dict(
             layer=row.full_name, block=row.block, kind=row.kind, n_params=row.n_params,
             n_active_params=row.n_params * row.active_frac, fwd_flops=fwd,
-            bwd_flops=2.0 * fwd if train else 0.0,
-            weight_bytes=row.n_params * _weight_bytes_per_param(row, policy),
-            grad_bytes=row.n_params * policy.grad_bytes if train else 0.0,
-            optimizer_bytes=row.n_params * opt_bytes,
+            bwd_flops=bwd if train else 0.0,
+            weight_bytes=row.n_params * _weight_bytes_per_param(
+                row, policy, adapter if frozen else "none"),
+            grad_bytes=row.n_params * policy.grad_bytes if train and not fixed else 0.0,
+            optimizer_bytes=0.0 if fixed else row.n_params * opt_bytes,
             activation_bytes=act,
             # An encoder neither decodes nor keeps a KV cache: its decode column is NaN.
             kv_cache_bytes=float(_row_kv_bytes(spec, row, full, kv_bytes, kind))

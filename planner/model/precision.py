@@ -25,7 +25,24 @@ OPTIMIZER_STATE_BYTES_PER_PARAM: dict[str, float] = {
     "adam": 8.0,
     # SGD with momentum keeps one fp32 buffer.
     "sgd": 4.0,
+    # 8-bit AdamW (bitsandbytes): both moments block-wise quantized to 8 bits, 2 bytes per
+    # parameter instead of 8 (Dettmers et al. 2022, "8-bit Optimizers via Block-wise
+    # Quantization", arXiv 2110.02861, Sec. 2). NB: one fp32 absmax per 2,048-element block
+    # (2 · 4 / 2048 = 0.004 bytes per parameter) is not counted.
+    "adamw8bit": 2.0,
 }
+
+# Fine-tuning with a frozen base (planner.model.layers, docs/planning.md P30-P32).
+Adapter = Literal["none", "lora", "qlora"]
+ADAPTERS: tuple[str, ...] = ("none", "lora", "qlora")
+# QLoRA stores the frozen base's linear weights as 4-bit NormalFloat in blocks of 64 with
+# double-quantized constants (an 8-bit constant per 64 weights, an fp32 one per 256 of those):
+# 8/64 + 32/(64 · 256) = 0.127 bits per parameter on top of the 4 (Dettmers et al. 2023,
+# "QLoRA", arXiv 2305.14314, Sec. 3, "Double Quantization"): (4 + 0.126953125) / 8 =
+# 0.515869140625 bytes per parameter.
+NF4_BITS_PER_PARAM = 4.0
+NF4_CONSTANT_BITS_PER_PARAM = 8.0 / 64.0 + 32.0 / (64.0 * 256.0)
+NF4_BYTES_PER_PARAM = (NF4_BITS_PER_PARAM + NF4_CONSTANT_BITS_PER_PARAM) / 8.0
 
 Mode = Literal["train", "inference"]
 
@@ -115,6 +132,26 @@ def dtype_bytes(dtype: str, *, field: str = "dtype") -> float:
     if key not in DTYPE_BYTES:
         raise InputError(field, f"unknown dtype {clip(dtype)}; allowed: {', '.join(DTYPE_BYTES)}")
     return DTYPE_BYTES[key]
+
+
+def frozen_linear_weight_bytes(policy: PrecisionPolicy, adapter: str) -> float:
+    """Bytes per weight of a frozen base's matmul layer: 4-bit NF4 with its constants under
+    QLoRA (0.51587 bytes, Dettmers et al. 2023), else the policy's (bf16: 2)."""
+    return NF4_BYTES_PER_PARAM if adapter == "qlora" else policy.linear_weight_bytes
+
+
+def resident_bytes_per_param(policy: PrecisionPolicy, *, optimizer: str, adapter: str = "none",
+                             optimizer_offload: bool = False) -> float:
+    """A lower bound of the device-resident bytes per base parameter, for pruning device
+    counts: weights + gradients + optimizer moments (no master copy) when every parameter
+    trains; the weights alone when the gradients and the optimizer live on the host
+    (optimizer_offload, P32) or when the base is frozen (an adapter: its NF4 or 16-bit
+    weights; the adapters are ~1 % of it)."""
+    if adapter != "none":
+        return frozen_linear_weight_bytes(policy, adapter)
+    if optimizer_offload:
+        return policy.linear_weight_bytes
+    return policy.linear_weight_bytes + policy.grad_bytes + optimizer_state_bytes(optimizer)
 
 
 def optimizer_state_bytes(optimizer: str) -> float:

@@ -52,16 +52,17 @@ METRICS = ("device_hours", "mfu", "tflops_per_device", "tokens_per_s_per_device"
            "time_to_train_minutes")
 FLOPS_CONVENTIONS = ("narayanan2021_eq3", "llmfoundry_mfu", "palm_appendix_b")
 _INT_FIELDS = ("n_devices", "tp", "pp", "cp", "virtual_stages", "ep", "dp", "zero_stage",
-               "micro_batch_size", "global_batch_seqs", "seq_len")
+               "micro_batch_size", "global_batch_seqs", "seq_len", "lora_rank")
 
 _CARRIED = ("run_id", "run", "family", "model", "device", "n_devices", "tp", "pp", "cp",
             "virtual_stages", "ep", "dp",
-            "zero_stage", "recompute", "micro_batch_size", "flash_attention", "metric",
-            "published", "steady_state", "headline", "confidence", "source")
+            "zero_stage", "recompute", "micro_batch_size", "flash_attention", "adapter",
+            "metric", "published", "steady_state", "headline", "confidence", "source")
 COLUMNS = [
     "run_id", "run", "family", "model", "device", "n_devices", "tp", "pp", "cp",
     "virtual_stages", "ep", "dp", "zero_stage",
-    "recompute", "micro_batch_size", "flash_attention", "metric", "published", "predicted",
+    "recompute", "micro_batch_size", "flash_attention", "adapter", "metric", "published",
+    "predicted",
     "signed_error_frac", "abs_error_frac", "steady_state", "goodput_frac", "step_time_s",
     "engine_mfu", "headline", "confidence", "feasible", "reason", "source",
 ]
@@ -152,7 +153,9 @@ def load_training_runs() -> pd.DataFrame:
     """The curated published runs (planner/data/training_runs.csv), one row per number.
 
     Integer configuration fields are pandas nullable integers (<NA> = not published, searched);
-    `steady_state` and `headline` are booleans.
+    `steady_state` and `headline` are booleans. A fine-tuning run names its `adapter` ("lora",
+    "qlora"; blank = full training, "none"), `lora_rank` and `lora_targets` (names separated
+    by ";", e.g. "attention").
     """
     with resources.files("planner").joinpath("data", DATA_FILE).open(encoding="utf-8") as f:
         df = pd.read_csv(f, keep_default_na=False, na_values=[""])
@@ -162,10 +165,24 @@ def load_training_runs() -> pd.DataFrame:
     df["published"] = df["published"].astype(float)
     for col in ("steady_state", "headline", "flash_attention"):
         df[col] = df[col].map({"true": True, "false": False, True: True, False: False})
-    for col in ("recompute", "flops_convention", "assumptions", "tp", "pp", "dp"):
+    for col in ("recompute", "flops_convention", "assumptions", "tp", "pp", "dp",
+                "lora_targets"):
         if df[col].dtype == object:
             df[col] = df[col].where(df[col].notna(), None)
+    df["adapter"] = df["adapter"].fillna("none").astype(str)
     return df
+
+
+def _fine_tuning(run: pd.Series) -> dict[str, Any]:
+    """The run's adapter fields as TrainingJob keywords (none for full training)."""
+    if run["adapter"] == "none":
+        return {}
+    out: dict[str, Any] = dict(adapter=run["adapter"])
+    if _pin(run["lora_rank"]) is not None:
+        out["lora_rank"] = _pin(run["lora_rank"])
+    if _pin(run["lora_targets"]) is not None:
+        out["lora_targets"] = tuple(str(run["lora_targets"]).split(";"))
+    return out
 
 
 # ---- publishers' FLOP conventions (per optimizer step) -----------------------------------------
@@ -301,7 +318,7 @@ def _predict(run: pd.Series, catalog: Any) -> dict[str, Any]:
         ep=_pin(run["ep"]) if backtest_model(run["model"]).is_moe else None,
         micro_batch_size=_pin(run["micro_batch_size"]),
         zero_stage=_pin(run["zero_stage"]), recompute=_pin(run["recompute"]),
-        flash_attention=bool(run["flash_attention"]))
+        flash_attention=bool(run["flash_attention"]), **_fine_tuning(run))
     if run["steady_state"]:
         job_kwargs["goodput_frac"] = 1.0  # throughput is steady state: no restarts, no evals
     job = TrainingJob(**job_kwargs)

@@ -41,7 +41,7 @@ from planner.hardware.kernels import (
     kernel_rates,
     op_overhead_s,
 )
-from planner.model.precision import Mode, optimizer_state_bytes, precision_policy
+from planner.model.precision import Mode, precision_policy, resident_bytes_per_param
 from planner.plan.cost import CostOptions, DevicePrices, PriceColumns, costs, device_prices
 from planner.plan.memory import (
     activation_bytes_per_device,
@@ -64,11 +64,12 @@ from planner.plan.steptime import (
     data_parallel_seconds,
     inference_profile,
     ops_time_s,
+    optimizer_offload_seconds,
     optimizer_step_bytes,
     pipeline_bubble_frac,
     pipeline_step_time_s,
     stage_time_s,
-    training_profile,
+    training_profile_for,
 )
 from planner.plan.workloads import InferenceJob, TrainingJob
 from planner.units import SECONDS_PER_HOUR
@@ -453,9 +454,9 @@ def _train_axes(job: TrainingJob, table: _DeviceTable) -> _TrainAxes:
         # pruned: no more data-parallel ranks than sequences in a step (each needs one), and
         # no count too small to hold the weights, gradients and optimizer state fully
         # sharded on the largest device (P1 with ZeRO-3: a lower bound for every layout)
-        policy = precision_policy(job.precision)
-        state = spec.n_params * (policy.linear_weight_bytes + policy.grad_bytes
-                                 + optimizer_state_bytes(job.optimizer))
+        state = spec.n_params * resident_bytes_per_param(
+            precision_policy(job.precision), optimizer=job.optimizer, adapter=job.adapter,
+            optimizer_offload=job.optimizer_offload)
         min_n = state / max(float(np.nanmax(table.memory)), 1.0)
         dps = [d for d in _device_counts(limit, np.unique(table.domain))
                if d <= job.global_batch_size]
@@ -584,6 +585,8 @@ def evaluate_training(job: TrainingJob, prof: TrainingProfile, dev: DeviceColumn
     we, ge, oe = zero_sharded_bytes(weight_bytes=e_w * keep, grad_bytes=e_g * keep,
                                     optimizer_bytes=e_o * keep, dp=dpc / ep, zero_stage=zero)
     w, g, o = w + we, g + ge, o + oe
+    if job.optimizer_offload:  # P32: gradients and optimizer state live in host memory
+        g, o = g * 0.0, o * 0.0
     buffer = zero3_gather_buffer_bytes(block_weight_bytes=block_w, tp=tp, dp=dpc,
                                        zero_stage=zero)
     # P3b: without sequence parallelism the norms' and column-parallel linears' inputs stay
@@ -634,16 +637,19 @@ def evaluate_training(job: TrainingJob, prof: TrainingProfile, dev: DeviceColumn
         out_bw=dev.scaleout_bw_bytes_per_s)
     dp_out = tp * dpc > dev.scaleup_domain_size
     grad_reduce = g_full * prof.grad_reduce_bytes_per_grad_byte(job.grad_reduce_dtype)
+    w_upd = prof.updated_weight_bytes(g_full)  # the trained weights (all, or the adapters)
     t_step_comm, t_micro_comm = data_parallel_seconds(
-        weight_bytes=w_full, grad_bytes=grad_reduce, zero_stage=zero,
+        weight_bytes=w_full, updated_weight_bytes=w_upd, grad_bytes=grad_reduce, zero_stage=zero,
         collective=lambda op, nb: collective_s(dev, op, n_bytes=nb, n_ranks=dpc, link_bw=dp_bw,
                                                scale_out=dp_out))
     backward_window = stage * (2.0 / 3.0)
     dp_exposed = (np.maximum(t_step_comm - backward_window, 0.0)
                   + m * np.maximum(t_micro_comm - stage, 0.0))
     shard = np.where(np.asarray(zero) >= 1, dpc, 1.0)
-    optimizer = dev.rates.memory_seconds(optimizer_step_bytes(
-        weight_bytes=w_full / shard, grad_bytes=g_full / shard, optimizer_bytes=o_full / shard))
+    optimizer = (optimizer_offload_seconds(grad_bytes=g_full / shard, weight_bytes=w_upd / shard)
+                 if job.optimizer_offload else dev.rates.memory_seconds(optimizer_step_bytes(
+                     weight_bytes=w_upd / shard, grad_bytes=g_full / shard,
+                     optimizer_bytes=o_full / shard)))
     step = span + dp_exposed + optimizer
     goodput = job.goodput(n)  # P24-P28: a function of the device count
     time = job.n_steps * step / goodput
@@ -785,10 +791,7 @@ class _TrainChunk:
 
 
 def _train_chunks(job: TrainingJob, table: _DeviceTable, cost: CostOptions):
-    prof = training_profile(job.model, seq_len=job.seq_len, precision=job.precision,
-                            optimizer=job.optimizer, flash_attention=job.flash_attention,
-                            causal_attention=job.causal_attention,
-                            fused_swiglu=job.fused_swiglu)
+    prof = training_profile_for(job)
     axes = _train_axes(job, table)
     grid = axes.shaped()
     per_device = int(np.prod(axes.shape))
@@ -1198,10 +1201,7 @@ def candidate_evaluator(job: TrainingJob, catalog: Any = None, *,
     """
     cost = _check(job, "time", cost)
     table = _table_for(job, catalog, devices, None, cost)
-    prof = training_profile(job.model, seq_len=job.seq_len, precision=job.precision,
-                            optimizer=job.optimizer, flash_attention=job.flash_attention,
-                            causal_attention=job.causal_attention,
-                            fused_swiglu=job.fused_swiglu)
+    prof = training_profile_for(job)
     per_device = {device_id: _device_columns(table, slice(i, i + 1), 1)
                   for i, device_id in enumerate(table.ids)}
 

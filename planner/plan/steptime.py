@@ -42,12 +42,15 @@ from planner.hardware.kernels import (
     tile_frac,
 )
 from planner.model.layers import (
+    DEFAULT_LORA_RANK,
+    DEFAULT_LORA_TARGETS,
     BlockKind,
     CausalCounting,
     Recompute,
     block_kind_counts,
     kv_cache_bytes,
     layer_table,
+    tokens_through,
     window_keys,
 )
 from planner.model.ops import (
@@ -127,7 +130,8 @@ def data_parallel_bw_bytes_per_s(*, tp, dp, domain, up_bw, out_bw):
 Collective = Callable[[CollectiveOp, Any], Any]  # (op, message bytes) -> seconds
 
 
-def data_parallel_seconds(*, weight_bytes, grad_bytes, zero_stage, collective: Collective):
+def data_parallel_seconds(*, weight_bytes, grad_bytes, zero_stage, collective: Collective,
+                          updated_weight_bytes=None):
     """P13: (per-step seconds, per-micro-batch seconds) of data-parallel traffic, each
     collective priced at its own message size (K5) by `collective(op, n_bytes)`.
 
@@ -140,14 +144,40 @@ def data_parallel_seconds(*, weight_bytes, grad_bytes, zero_stage, collective: C
     `weight_bytes` is the device's full (tensor/pipeline-sharded) weight share, `grad_bytes`
     its gradients in the dtype they are reduced in (fp32 for Megatron's main_grad and FSDP2's
     default reduce_dtype; Llama 3 reduce-scatters in fp32: Dubey et al. 2024, Sec. 3.3.2).
+    `updated_weight_bytes` (default `weight_bytes`): the weights a step changes, which ZeRO-1/2
+    all-gather after it; with a frozen base only the adapters' (P31), while ZeRO-3 still
+    gathers every weight for compute.
     """
     z = np.asarray(zero_stage)
     ar = collective(CollectiveOp.ALL_REDUCE, grad_bytes)
     rs_g = collective(CollectiveOp.REDUCE_SCATTER, grad_bytes)
     ag_w = collective(CollectiveOp.ALL_GATHER, weight_bytes)
-    per_step = np.where(z == 0, ar, np.where(z == 1, rs_g + ag_w, np.where(z == 2, ag_w, 0.0)))
+    ag_u = ag_w if updated_weight_bytes is None else collective(CollectiveOp.ALL_GATHER,
+                                                                updated_weight_bytes)
+    per_step = np.where(z == 0, ar, np.where(z == 1, rs_g + ag_u, np.where(z == 2, ag_u, 0.0)))
     per_micro = np.where(z == 2, rs_g, np.where(z == 3, 2.0 * ag_w + rs_g, 0.0))
     return per_step, per_micro
+
+
+# P32: the host link a device offloads its optimizer over. The catalog has no host-link field;
+# this is a rule: PCIe Gen5 x16, 32 GT/s × 16 lanes × 128/130 encoding / 8 bits = 63.0 GB/s
+# per direction (PCI-SIG PCIe 5.0 base specification), rounded to the 64 GB/s vendors quote
+# for H100/H200/B200/MI300X hosts. NB: A100 and V100 hosts are PCIe Gen4/Gen3 (32 and 16 GB/s),
+# Grace-based GH200/GB200 reach their CPU over NVLink-C2C (450 GB/s per direction).
+HOST_LINK_BYTES_PER_S = 64e9
+
+
+def optimizer_offload_seconds(*, grad_bytes, weight_bytes,
+                              host_link_bytes_per_s=HOST_LINK_BYTES_PER_S):
+    """P32: the optimizer step of ZeRO-Offload (Ren et al. 2021, "ZeRO-Offload", arXiv
+    2101.06840, Sec. 4): the device sends its gradients to the host, the host runs the update
+    on its fp32 master weights and moments, and the device receives the updated 16-bit weights
+    back: (G + W) / host link bandwidth, the two transfers one after the other (the update
+    needs every gradient before the new weights exist). Llama-2-7B LoRA (r = 16, all-linear):
+    G = W = 39,976,960 · 2 = 79.95 MB, 159.9 MB / 64 GB/s = 2.50 ms. NB: the host's update
+    itself (DeepSpeed CPU-Adam) is not counted, nor the overlap of the gradient copy with
+    backward that ZeRO-Offload can do."""
+    return (np.asarray(grad_bytes, dtype=float) + weight_bytes) / host_link_bytes_per_s
 
 
 def optimizer_step_bytes(*, weight_bytes, grad_bytes, optimizer_bytes):
@@ -176,7 +206,8 @@ class OpProfile:
     which of n (split_n) or k (split_k) tensor parallelism divides; split_flops False for an
     op every tensor-parallel device computes whole (the MoE router). attn_seq_len: the keys
     each query attends to (the fused-attention rate's index); attn_causal: the kernel skips
-    the masked half (causal model with flash attention).
+    the masked half (causal model with flash attention). bwd_mult: the backward's FLOPs and
+    bytes over the forward's, per op (2 by F2; 1 for a frozen matmul, P31).
     """
 
     names: tuple[str, ...]
@@ -198,6 +229,9 @@ class OpProfile:
     batched_heads: np.ndarray  # heads of a batched per-head GEMM (eager attention), else 0
     attn_seq_len: float
     attn_causal: bool
+    # backward FLOPs and bytes per forward's (F2: 2, the input and the weight gradient; a
+    # frozen matmul or a QLoRA dequantization 1, P31); None: 2 for every op
+    bwd_mult: np.ndarray | None = None
 
     @property
     def is_gemm(self) -> np.ndarray:
@@ -266,15 +300,75 @@ def _op_dict(spec: ModelSpec, name: str, kind: OpKind, *, kv_len: float, q_len: 
         batched_heads=float(spec.n_heads) if shape and shape.split is TpSplit.HEADS else 0.0)
 
 
+@dataclass(frozen=True)
+class FineTuning:
+    """How a frozen-base fine-tuning job prices its ops (P30-P31): `adapter` ("lora" or
+    "qlora"), the LoRA rank, and the bytes per weight of the 16-bit copy a QLoRA linear is
+    dequantized to before its GEMM (bf16: 2)."""
+
+    adapter: str
+    lora_rank: int
+    compute_weight_bytes: float = 2.0
+
+    @property
+    def quantized(self) -> bool:
+        return self.adapter == "qlora"
+
+
+def _lora_ops(spec: ModelSpec, row: Any, *, q_len: float, kv_len: float, a: float,
+              count: float, rank: int, kv_proj_names: tuple[str, ...]) -> list[dict]:
+    """P30: the two GEMMs of the LoRA adapter on linear row `base` (k → n), from its table row
+    `{base}.lora`: A, [T, k] @ [k, r], and B, [T, r] @ [r, n], the FLOPs and the adapter's
+    weights split between them in proportion k : n. Tensor parallelism splits the adapter as
+    its base's Megatron layer does: under a column-parallel base A is replicated and B split
+    by n; under a row-parallel base A is split by k and B replicated (NB: the all-reduce of
+    the [T, r] partial product is not counted). Traffic: A reads x and writes x·A; B reads
+    x·A and the base output and writes their sum (an add fused in the GEMM's epilogue).
+    A rank under one tensor-core tile (r < 128, A25) makes both memory-bound: r FLOPs per
+    byte of x (16 at r = 16, against an H100's 989 TFLOP/s / 3.35 TB/s ≈ 295), so they are
+    priced as their traffic at the copy rate (K3), not at K1's GEMM rate with K1b's padding
+    of r to a 128-wide tile, which would charge 8× the FLOPs; from r = 128 they are GEMMs.
+    Their FLOPs are counted either way (HFU, MFU). NB: LoRA dropout (a masked copy of x) is
+    not counted."""
+    base = _op_name(row).removesuffix(".lora")
+    shape = gemm_shape(spec, base, kv_len=kv_len, tokens_per_seq=q_len)
+    k, n = shape.k, shape.n
+    tokens = float(tokens_through(spec, base, q_len))
+    column, row_split = shape.split is TpSplit.COLUMN, shape.split is TpSplit.ROW
+    kind = OpKind.GEMM if rank >= GEMM_TILE else OpKind.MEMORY
+    common = dict(kind=kind, kv_bytes=0.0, count=count, route_frac=_route_frac(spec, base),
+                  rows_per_token=shape.rows_per_token, batched_heads=0.0, bwd_mult=2.0)
+    fwd, weights = float(row.fwd_flops), float(row.weight_bytes)
+    lora_a = dict(common, name=base + ".lora_a", flops=fwd * k / (k + n),
+                  weight_bytes=weights * k / (k + n), traffic_bytes=tokens * (k + rank) * a,
+                  gemm_n=float(rank), gemm_k=k, split_n=False, split_k=row_split,
+                  split_flops=row_split, kv_proj=False)
+    lora_b = dict(common, name=base + ".lora_b", flops=fwd * n / (k + n),
+                  weight_bytes=weights * n / (k + n), traffic_bytes=tokens * (rank + 2.0 * n) * a,
+                  gemm_n=n, gemm_k=float(rank), split_n=column, split_k=False,
+                  split_flops=column, kv_proj=column and base in kv_proj_names)
+    return [lora_a, lora_b]
+
+
 def _ops_from_rows(spec: ModelSpec, rows: pd.DataFrame, *, flops_col: str, q_len: float,
                    kv_len: float, a: float, w: float, flash: bool, decode: bool, count: float,
-                   head_tokens: float | None = None) -> list[dict]:
-    """One dict per op; with fused attention the scores, softmax and context rows are one op."""
+                   head_tokens: float | None = None,
+                   tuning: FineTuning | None = None) -> list[dict]:
+    """One dict per op; with fused attention the scores, softmax and context rows are one op.
+
+    With `tuning` (a frozen base, P31): a frozen matmul's backward moves 1 × its forward
+    (bwd_mult 1: the input gradient only), a LoRA row becomes its two GEMMs (_lora_ops), and
+    under QLoRA every NF4 linear first runs a dequantization kernel, a memory op that reads
+    the 4-bit weights and writes the 16-bit copy the GEMM then reads (again in backward)."""
     ops: list[dict] = []
     core: dict | None = None
     kv_proj_names = _kv_proj_names(spec)
     for row in rows.itertuples(index=False):
         name = _op_name(row)
+        if row.kind == "lora" and tuning is not None:
+            ops += _lora_ops(spec, row, q_len=q_len, kv_len=kv_len, a=a, count=count,
+                             rank=tuning.lora_rank, kv_proj_names=kv_proj_names)
+            continue
         flops = float(getattr(row, flops_col))
         q = q_len
         if name in ("lm_head", "loss") and head_tokens is not None:
@@ -293,10 +387,22 @@ def _ops_from_rows(spec: ModelSpec, rows: pd.DataFrame, *, flops_col: str, q_len
             continue
         traffic, kv = io_bytes(spec, name, row.kind, q_len=q, kv_len=kv_len, a=a,
                                 decode=decode)
+        weights = _weight_read_bytes(spec, row, name, w)
+        frozen = tuning is not None and row.kind in ("linear", "router")
+        dequant = frozen and tuning is not None and tuning.quantized and row.kind == "linear" \
+            and name != "lm_head"
+        if dequant and tuning is not None:  # P31: read NF4, write the 16-bit copy
+            copy = row.n_params * tuning.compute_weight_bytes
+            ops.append(_op_dict(spec, name + ".dequant", OpKind.MEMORY, kv_len=kv_len, q_len=q,
+                                flops=0.0, weight_bytes=weights + copy, traffic_bytes=0.0,
+                                kv_bytes=0.0, count=count, route_frac=_route_frac(spec, name),
+                                kv_proj=name in kv_proj_names, bwd_mult=1.0))
+            weights = copy
         op = _op_dict(spec, name, op_kind(row.kind), kv_len=kv_len, q_len=q,
-                      flops=flops, weight_bytes=_weight_read_bytes(spec, row, name, w),
+                      flops=flops, weight_bytes=weights,
                       traffic_bytes=traffic, kv_bytes=kv, count=count,
-                      route_frac=_route_frac(spec, name), kv_proj=name in kv_proj_names)
+                      route_frac=_route_frac(spec, name), kv_proj=name in kv_proj_names,
+                      bwd_mult=1.0 if frozen else 2.0)
         if q != q_len:  # the head of a prefill runs on its last token only: fewer GEMM rows
             op["rows_per_token"] *= q / q_len
         ops.append(op)
@@ -371,6 +477,7 @@ def _profile(ops: list[dict], *, tokens_per_seq: float, attn_seq_len: float,
         split_flops=col("split_flops", bool), batched_heads=col("batched_heads"),
         attn_seq_len=float(attn_seq_len),
         attn_causal=bool(attn_causal),
+        bwd_mult=np.array([o.get("bwd_mult", 2.0) for o in ops], dtype=float),
     )
 
 
@@ -413,6 +520,15 @@ class TrainingProfile:
     head_dim: int = 128  # of the K/V heads (context-parallel exchange, P22)
     block_kinds: tuple[BlockKindShare, ...] = ()  # per kind of block, in block order
     moe: MoeShape | None = None  # routed-expert sizes for expert parallelism; None: dense
+    # the trained weights' bytes per gradient byte (1 in every training policy); with a frozen
+    # base only the adapters train, so only they are updated and re-gathered (P31)
+    trained_weight_bytes_per_grad_byte: float = 1.0
+
+    def updated_weight_bytes(self, grad_bytes: Any) -> Any:
+        """Bytes of the weights an optimizer step writes (P14) and ZeRO-1/2 all-gather (P13)
+        on a device holding `grad_bytes` of gradients: the trained weights only (all of them
+        in full training; the adapters alone with a frozen base, P31)."""
+        return grad_bytes * self.trained_weight_bytes_per_grad_byte
 
     def grad_reduce_bytes_per_grad_byte(self, reduce_dtype: str) -> float:
         """Bytes on the wire per stored gradient byte when gradients are reduced in
@@ -476,19 +592,41 @@ def _kv_split_heads(spec: ModelSpec) -> int:
     return 1 if spec.is_mla else spec.kv_heads
 
 
+def training_profile_for(job: Any) -> TrainingProfile:
+    """training_profile of a planner.plan.workloads.TrainingJob (its model, lengths,
+    precision, optimizer, attention and fine-tuning fields)."""
+    return training_profile(job.model, seq_len=job.seq_len, precision=job.precision,
+                            optimizer=job.optimizer, flash_attention=job.flash_attention,
+                            causal_attention=job.causal_attention,
+                            fused_swiglu=job.fused_swiglu, adapter=job.adapter,
+                            lora_rank=job.lora_rank, lora_targets=tuple(job.lora_targets))
+
+
 @lru_cache(maxsize=32)
 def training_profile(spec: ModelSpec, *, seq_len: int, precision: str, optimizer: str,
                      flash_attention: bool, causal_attention: CausalCounting,
-                     fused_swiglu: bool = False) -> TrainingProfile:
+                     fused_swiglu: bool = False, adapter: str = "none",
+                     lora_rank: int = DEFAULT_LORA_RANK,
+                     lora_targets: tuple[str, ...] = DEFAULT_LORA_TARGETS) -> TrainingProfile:
     """The training ops and byte totals of `spec` for one sequence
-    (planner.model.layers, batch 1); the average block for a model whose blocks differ."""
+    (planner.model.layers, batch 1); the average block for a model whose blocks differ.
+
+    With an adapter ("lora", "qlora"; P30-P31) the base is frozen: its rows keep weights only,
+    its matmuls' backward is the input gradient alone, the LoRA adapters are GEMMs of their
+    own, QLoRA dequantizes its NF4 weights before every GEMM. MFU keeps the model-FLOPs
+    convention of full training (3 × forward: "6N" counts a frozen base as if it trained,
+    P18); HFU counts the FLOPs executed (forward + the backward actually run + recompute)."""
     policy = precision_policy(precision, mode="train")
     a = policy.activation_bytes
     fp8 = policy.compute_dtype == "fp8"
+    tune: dict[str, Any] = dict(adapter=adapter, lora_rank=lora_rank, lora_targets=lora_targets)
+    tuning = (FineTuning(adapter=adapter, lora_rank=lora_rank,
+                         compute_weight_bytes=policy.weight_bytes)
+              if adapter != "none" else None)
     tables = {r: layer_table(spec, seq_len=seq_len, batch_size=1, mode="train",
                              precision=precision, optimizer=optimizer, recompute=r,
                              flash_attention=flash_attention, causal_attention=causal_attention,
-                             fused_swiglu=fused_swiglu)
+                             fused_swiglu=fused_swiglu, **tune)
               for r in RECOMPUTE_OPTIONS}
     table = tables["none"]
     # The FLOPs the kernels execute: a fused causal kernel skips the masked blocks, an eager
@@ -497,11 +635,11 @@ def training_profile(spec: ModelSpec, *, seq_len: int, precision: str, optimizer
     executed = table if executed_causal == causal_attention else layer_table(
         spec, seq_len=seq_len, batch_size=1, mode="train", precision=precision,
         optimizer=optimizer, recompute="none", flash_attention=flash_attention,
-        causal_attention=executed_causal)
+        causal_attention=executed_causal, **tune)
     first_rows, last_rows = _outer_split(table)
     kw: dict[str, Any] = dict(flops_col="fwd_flops", q_len=float(seq_len), a=a,
                               w=policy.linear_weight_bytes, flash=flash_attention,
-                              decode=False)
+                              decode=False, tuning=tuning)
     pkw: dict[str, Any] = dict(tokens_per_seq=seq_len, attn_seq_len=seq_len,
                                attn_causal=executed_causal == "half")
     L = spec.n_layers
@@ -545,6 +683,9 @@ def training_profile(spec: ModelSpec, *, seq_len: int, precision: str, optimizer
                            for r in RECOMPUTE_OPTIONS]))
         for kind, n, i in block_kind_counts(spec))
     fwd = float(table["fwd_flops"].sum())
+    bwd = float(table["bwd_flops"].sum())  # 2 × fwd in full training (F2); less when frozen
+    grads = float(table["grad_bytes"].sum())
+    trained = float(table.loc[table["grad_bytes"] > 0, "weight_bytes"].sum())
     return TrainingProfile(
         block=block, first=first, last=last, block_fwd_passes=fwd_passes,
         block_weight_bytes=_block_average(spec, table, "weight_bytes"),
@@ -562,12 +703,13 @@ def training_profile(spec: ModelSpec, *, seq_len: int, precision: str, optimizer
         first_activation_bytes=float(first_rows["activation_bytes"].sum()),
         last_activation_bytes=float(last_rows["activation_bytes"].sum()),
         model_flops_per_seq=3.0 * fwd,
-        hardware_flops_per_seq=3.0 * fwd + extra_fwd,
+        hardware_flops_per_seq=fwd + bwd + extra_fwd,
         tp_collectives_per_layer=np.array([TP_COLLECTIVES_PER_LAYER[r]
                                            for r in RECOMPUTE_OPTIONS], dtype=float),
         activation_bytes=a, grad_bytes=policy.grad_bytes, n_layers=spec.n_layers,
         d_model=spec.d_model, n_kv_heads=_kv_split_heads(spec), seq_len=seq_len,
         head_dim=spec.d_head, block_kinds=kinds, moe=_moe_shape(spec, table, a),
+        trained_weight_bytes_per_grad_byte=trained / grads if grads else 0.0,
     )
 
 
@@ -721,7 +863,10 @@ def _pass_time_s(profile: OpProfile, *, batch_, split, kv_split_, rates: DeviceR
     flops = profile.flops * batch_ / np.where(profile.split_flops, split, 1.0)
     moved = (weights + profile.traffic_bytes * batch_) / split \
         + profile.kv_bytes * batch_ / kv_split_
-    mult = 2.0 if backward else 1.0  # backward: the input and the weight gradient (F2)
+    # backward: the input and the weight gradient (F2), the input gradient alone for a frozen
+    # matmul (P31)
+    bwd = 2.0 if profile.bwd_mult is None else profile.bwd_mult
+    mult = bwd if backward else 1.0
     # a fused attention backward executes 2.5× its forward FLOPs, the count its rate uses (K2)
     flops_mult = np.where(profile.is_attention, ATTENTION_BWD_FLOPS_FACTOR, mult) \
         if backward else 1.0

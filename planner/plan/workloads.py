@@ -33,6 +33,9 @@ Defaults that are assumptions, each documented in docs/planning.md ("Assumptions
   shared/reference/README.md §4).
 - flash_attention = True: fused attention (FlashAttention, Dao et al. 2022) is the default in
   every current training and serving stack; it removes the s² activation term.
+- adapter = "none" (every weight trains); with "lora"/"qlora", lora_rank = 16 and
+  lora_targets = ("all-linear",), PEFT's shortcut and QLoRA's recommendation (A24, P30-P31);
+  optimizer_offload = False (P32).
 """
 
 from __future__ import annotations
@@ -60,8 +63,21 @@ from planner.errors import (
     int_rule,
     number_rule,
 )
-from planner.model.layers import MAX_BATCH_SIZE, Recompute
-from planner.model.precision import dtype_bytes, optimizer_state_bytes, precision_policy
+from planner.model.layers import (
+    DEFAULT_LORA_RANK,
+    DEFAULT_LORA_TARGETS,
+    MAX_BATCH_SIZE,
+    MAX_LORA_RANK,
+    Recompute,
+    lora_target_names,
+)
+from planner.model.precision import (
+    ADAPTERS,
+    Adapter,
+    dtype_bytes,
+    optimizer_state_bytes,
+    precision_policy,
+)
 from planner.model.spec import MAX_SEQ_LEN, ModelSpec, model
 from planner.plan.goodput import (
     DEFAULT_CHECKPOINT_WRITE_S,
@@ -102,6 +118,27 @@ _DEVICES = int_rule(1, MAX_DEVICES_LIMIT)
 _SEQUENCES = int_rule(1, MAX_SEQUENCES)
 _LENGTH = int_rule(1, MAX_SEQ_LEN)
 _SECONDS = number_rule(positive=True)
+
+
+def _adapter_rule(value: Any, field: str) -> str:
+    """adapter: one of ADAPTERS, any case."""
+    key = str(value).strip().lower() if isinstance(value, str) else None
+    if key not in ADAPTERS:
+        raise InputError(field, f"{clip(value)}; allowed: {', '.join(ADAPTERS)}")
+    return key
+
+
+def _targets_rule(value: Any, field: str) -> tuple[str, ...]:
+    """lora_targets: a name or a non-empty sequence of names (checked against the model in
+    TrainingJob, planner.model.layers.lora_target_names)."""
+    items = (value,) if isinstance(value, str) else value
+    if not isinstance(items, (tuple, list)) or not items or not all(
+            isinstance(v, str) and v.strip() for v in items):
+        raise InputError(field, f"{clip(value)}; allowed: a non-empty list of all-linear, "
+                         "attention, mlp or linear row names (attn.q, mlp.down, ...)")
+    return tuple(v.strip().lower() for v in items)
+
+
 # field -> its type-and-range rule (planner.errors), applied before pydantic's own checks
 FIELD_RULES: dict[str, Callable[[Any, str], Any]] = {
     "compute_frac": _FRACTION, "usable_memory_frac": _FRACTION, "goodput_frac": _FRACTION,
@@ -121,6 +158,8 @@ FIELD_RULES: dict[str, Callable[[Any, str], Any]] = {
     "requests_per_s": number_rule(positive=True),
     "flash_attention": check_bool, "fused_swiglu": check_bool,
     "overlap_expert_comm": check_bool, "sequence_parallel": check_bool,
+    "adapter": _adapter_rule, "lora_rank": int_rule(1, MAX_LORA_RANK),
+    "lora_targets": _targets_rule, "optimizer_offload": check_bool,
 }
 
 
@@ -230,7 +269,29 @@ class TrainingJob(_Job):
         f"(global_batch_size × seq_len), at most {MAX_N_TOKENS:.0e}.")
     seq_len: int = Field(gt=0, description="Tokens per sequence.")
     global_batch_size: int = Field(gt=0, description="Sequences per optimizer step.")
-    optimizer: str = Field(default="adamw", description="adamw, adam or sgd.")
+    optimizer: str = Field(
+        default="adamw", description="adamw, adam, sgd, or adamw8bit (bitsandbytes' 8-bit "
+        "AdamW: 2 bytes of moments per parameter instead of 8; Dettmers et al. 2022).")
+    adapter: Adapter = Field(
+        default="none",
+        description="Fine-tune with a frozen base (P30-P31): 'lora' trains low-rank adapters "
+        "(Hu et al. 2021) on lora_targets, the base keeps its weights only (no gradients, no "
+        "optimizer state); 'qlora' also stores the base's linears in 4-bit NF4 (Dettmers et "
+        "al. 2023) and computes in bf16; 'none' trains every weight.")
+    lora_rank: int = Field(
+        default=DEFAULT_LORA_RANK, ge=1, le=MAX_LORA_RANK,
+        description="LoRA rank r: an adapter on a k → n linear has r·(k + n) parameters "
+        "(P30); needs adapter 'lora' or 'qlora'.")
+    lora_targets: tuple[str, ...] = Field(
+        default=DEFAULT_LORA_TARGETS,
+        description="Linear layers that get an adapter: 'all-linear' (default, PEFT's: every "
+        "block linear, attention and MLP), 'attention', 'mlp', or row names such as attn.q, "
+        "attn.v, mlp.down; needs adapter 'lora' or 'qlora'.")
+    optimizer_offload: bool = Field(
+        default=False,
+        description="ZeRO-Offload (Ren et al. 2021): gradients and optimizer state in host "
+        "memory and the update on the host CPU; device memory drops, each step moves the "
+        "gradients out and the weights back over PCIe (P32).")
     fused_swiglu: bool = Field(
         default=True,
         description="A fused SwiGLU kernel saves only its input for backward (Megatron-LM, "
@@ -364,6 +425,7 @@ class TrainingJob(_Job):
             if spec.n_experts % self.ep:
                 raise InputError("ep", f"{self.ep} does not divide the {spec.n_experts} "
                                  "experts; allowed: a divisor of n_experts")
+        self._check_fine_tuning()
         if self.virtual_stages is not None and self.virtual_stages > 1:
             stages = self.pp or 1
             if stages == 1 and self.pp is not None:
@@ -378,6 +440,27 @@ class TrainingJob(_Job):
                 raise ValueError(f"n_devices: {self.n_devices} is not divisible by tp×pp×cp="
                                  f"{layout}")
         return self
+
+    def _check_fine_tuning(self) -> None:
+        """The adapter fields: LoRA settings only with an adapter, targets the model has, a
+        rank that stays low (≤ d_model), QLoRA in a 16/32-bit compute policy."""
+        if self.adapter == "none":  # a non-default LoRA setting would be ignored: refuse it
+            for field, default in (("lora_rank", DEFAULT_LORA_RANK),
+                                   ("lora_targets", DEFAULT_LORA_TARGETS)):
+                if getattr(self, field) != default:
+                    raise InputError(field, "needs adapter='lora' or 'qlora'; allowed: leave "
+                                     "it unset for full training")
+            return
+        lora_target_names(self.model, self.lora_targets)
+        if self.lora_rank > self.model.d_model:
+            raise InputError("lora_rank", f"{self.lora_rank} exceeds d_model="
+                             f"{self.model.d_model}: not a low-rank adapter; allowed: 1 to "
+                             f"{self.model.d_model}")
+        if self.adapter == "qlora" and precision_policy(self.precision).compute_dtype not in (
+                "bf16", "fp16", "fp32"):
+            raise InputError("adapter", f"'qlora' dequantizes its NF4 weights to bf16 for "
+                             f"compute; precision {self.precision!r} is not allowed with it; "
+                             "allowed: bf16, fp16, fp32")
 
     @property
     def tokens_per_step(self) -> int:
