@@ -338,7 +338,7 @@ def _safe_name(name: str) -> str:
 # ---- Plan page ----------------------------------------------------------------------------------
 OBJECTIVES = {"time": "fastest", "cost": "cheapest", "energy": "least energy"}
 RANKING_FIRST = ["rank", "device", "kind", "feasible", "reason", "n_devices", "tp", "cp", "pp",
-                 "virtual_stages", "dp",
+                 "virtual_stages", "ep", "dp",
                  "zero_stage", "recompute", "micro_batch_size", "batch_size", "replicas",
                  "time_s", "cost_usd", "energy_j", "mfu", "ttft_s", "tpot_s", "pareto",
                  "cost_price_provider", "cost_price_date", "cost_note"]
@@ -568,6 +568,8 @@ def plan_layout(ranking: pd.DataFrame, query: tuple[Any, ...]) -> None:
             facts["CP"] = f"{row['cp']}"
         if row["virtual_stages"] > 1:
             facts["interleaved chunks"] = f"{row['virtual_stages']}"
+        if row["ep"] > 1:
+            facts["EP"] = f"{row['ep']}"
         facts |= {"ZeRO": f"{row['zero_stage']}", "recompute": f"{row['recompute']}",
                   "micro-batch × count": f"{row['micro_batch_size']} × "
                                          f"{int(row['n_micro_batches'])}",

@@ -247,3 +247,99 @@ def test_405b_pretraining_is_ranked_on_thousands_of_mi300x_trainium2_and_multisl
     assert 0.2 < df.loc["google_tpu_v5p", "mfu"] < 0.7
     assert df.loc["google_tpu_v5p", "goodput_frac"] == pytest.approx(
         float(job.goodput(8192)))
+
+
+def _llama3_131k(**changes) -> TrainingJob:
+    pins = dict(model="llama-3.1-405b", n_tokens=8e11, seq_len=131072, global_batch_size=128,
+                n_devices=16384, tp=8, cp=16, pp=16, zero_stage=1, micro_batch_size=1,
+                recompute="full", virtual_stages=2)
+    return TrainingJob(**{**pins, **changes})
+
+
+def _row(job: TrainingJob, device: str = "nvidia_h100_sxm"):
+    return search(job, CATALOG, devices=[device]).iloc[0]
+
+
+def test_every_communication_term_is_in_the_step():
+    # P11: step = (m + (p-1)/v) x (stage + tp + cp + ep + pp per micro-batch) + dp + optimizer;
+    # the *_time_s columns hold m x the per-micro-batch terms
+    r = _row(_llama3_131k())
+    m, p, v = r["n_micro_batches"], r["pp"], r["virtual_stages"]
+    slots = (m + (p - 1) / v) / m
+    comm = r["tp_comm_time_s"] + r["cp_comm_time_s"] + r["ep_comm_time_s"] + r["pp_comm_time_s"]
+    assert r["cp_comm_time_s"] > 0
+    assert r["step_time_s"] == pytest.approx(
+        r["compute_time_s"] + slots * comm + r["dp_comm_exposed_s"] + r["optimizer_time_s"],
+        rel=1e-9)
+    # P23: each micro-batch crosses v stage boundaries each way: v = 4 doubles v = 2's sends
+    four = _row(_llama3_131k(virtual_stages=4))
+    assert four["pp_comm_time_s"] == pytest.approx(2 * r["pp_comm_time_s"], rel=1e-9)
+
+
+def test_zero_shards_over_the_data_and_context_parallel_ranks():
+    # P22: Megatron's distributed optimizer shards over d x c ranks: halving d and doubling c
+    # (same n) keeps the optimizer state per device
+    a = _row(_llama3_131k(cp=8, n_devices=8192))   # d = 8, c = 8: 64 ranks
+    b = _row(_llama3_131k(cp=16, n_devices=8192))  # d = 4, c = 16: 64 ranks
+    assert (a["dp"], b["dp"]) == (8, 4)
+    assert a["optimizer_mem_bytes"] == pytest.approx(b["optimizer_mem_bytes"], rel=1e-9)
+
+
+def test_all_to_all_scales_with_capacity_recompute_and_tensor_parallel_tokens():
+    # P29: bytes x the capacity factor; 6 all-to-alls under full recompute, 4 without;
+    # each tp rank sends its 1/t of the (sequence-parallel) tokens
+    from planner.plan.search import device_columns, expert_parallel_seconds
+
+    job = _deepseek()
+    prof = training_profile(job.model, seq_len=4096, precision="fp8", optimizer="adamw",
+                            flash_attention=True, causal_attention="full", fused_swiglu=True)
+    dev = device_columns(CATALOG.get("nvidia_h800_sxm"), job)
+
+    def t(j=job, **kw):
+        args = dict(tp=1.0, cp=1.0, ep=8.0, n=2048.0, mb=1.0, rc=0) | kw
+        return float(np.ravel(expert_parallel_seconds(j, prof, dev, **args))[0])
+
+    a2a = planner.collective_time_s("nvidia_h800_sxm", "all_to_all", 4096 * 114_688, 8,
+                                    "scale_up")
+    assert t() == pytest.approx(4 * a2a * 58 / 61, rel=1e-9)  # ep 8 inside one node
+    assert t(rc=2) == pytest.approx(1.5 * t(), rel=1e-9)
+    big = job.model_copy(update={"moe_capacity_factor": 1.25})
+    a2a_cf = planner.collective_time_s("nvidia_h800_sxm", "all_to_all", 1.25 * 4096 * 114_688,
+                                       8, "scale_up")
+    assert t(big) == pytest.approx(4 * a2a_cf * 58 / 61, rel=1e-9)
+    a2a_tp = planner.collective_time_s("nvidia_h800_sxm", "all_to_all", 1024 * 114_688, 2,
+                                       "scale_up")
+    assert t(tp=4.0, ep=2.0) == pytest.approx(4 * a2a_tp * 58 / 61, rel=1e-9)
+
+
+def test_zero3_gathers_only_the_ranks_share_of_the_experts():
+    # P2b with P29: the gather buffer holds 2 blocks' weights, the experts' 1/ep of them:
+    # DeepSeek-V3's average block carries 58/61 x 22.55 GB of experts
+    pins = dict(tp=1, pp=16, zero_stage=3, micro_batch_size=1, recompute="full",
+                virtual_stages=1)
+    rows = {ep: _row(_deepseek(ep=ep, **pins), "nvidia_h800_sxm") for ep in (1, 64)}
+    experts = 58 / 61 * 256 * 3 * 7168 * 2048 * 2
+    buffer_gap = rows[1]["activation_mem_bytes"] - rows[64]["activation_mem_bytes"]
+    assert buffer_gap == pytest.approx(2 * experts * 63 / 64, rel=1e-6)
+
+
+def test_a_pinned_virtual_stage_count_keeps_only_the_pipelines_it_fits():
+    job = TrainingJob(model="llama-2-7b", n_tokens=1e10, seq_len=4096, global_batch_size=64,
+                      virtual_stages=4, max_devices=64)
+    grid = search(job, CATALOG, devices=["nvidia_h100_sxm"])
+    assert (grid["virtual_stages"] == 4).all() and (grid["pp"] > 1).all()
+    assert (grid["pp"] * 4 <= 32).all()
+
+
+def test_evaluate_training_broadcasts_tp_for_a_moe_model():
+    # the public evaluate_training takes arrays: Mixtral's expert state must split per tp value
+    from planner.plan.search import device_columns, evaluate_training
+
+    job = TrainingJob(model="mixtral-8x7b", n_tokens=1e10, seq_len=4096, global_batch_size=64)
+    prof = training_profile(job.model, seq_len=4096, precision="bf16", optimizer="adamw",
+                            flash_attention=True, causal_attention="full", fused_swiglu=True)
+    dev = device_columns(CATALOG.get("nvidia_h100_sxm"), job)
+    tp = np.array([1.0, 2.0, 4.0])
+    q = evaluate_training(job, prof, dev, n=8.0, tp=tp, pp=1.0, zero=0.0, mb=1.0, rc=0)
+    w = np.asarray(q.weight_mem_bytes)
+    assert w == pytest.approx(w[0] / tp, rel=0.02)  # weights ÷ t (replicated norms aside)

@@ -278,9 +278,10 @@ def _notes(df: pd.DataFrame) -> list[str]:
                                                         df["cost_note"], scale, strict=True)]
 
 
-def _layout(tp: int, cp: int, pp: int, vs: int, dp: int) -> str:
-    """t×c×p×d, the pipeline with its interleaved chunks ("16v7")."""
-    return f"{tp}×{cp}×{pp}{f'v{vs}' if vs > 1 else ''}×{dp}"
+def _layout(tp: int, cp: int, pp: int, vs: int, dp: int, ep: int = 1) -> str:
+    """t×c×p×d, the pipeline with its interleaved chunks ("16v7"), the data-parallel size
+    with its expert-parallel share ("256e32")."""
+    return f"{tp}×{cp}×{pp}{f'v{vs}' if vs > 1 else ''}×{dp}{f'e{ep}' if ep > 1 else ''}"
 
 
 def _training_screen(df: pd.DataFrame) -> pd.DataFrame:
@@ -289,8 +290,9 @@ def _training_screen(df: pd.DataFrame) -> pd.DataFrame:
         "device": df["device"].astype(str),
         "kind": df["kind"].astype(str),
         "devices": df["n_devices"],
-        "tp×cp×pp×dp": [_layout(t, c, p, v, d) for t, c, p, v, d in zip(
-            df["tp"], df["cp"], df["pp"], df["virtual_stages"], df["dp"], strict=True)],
+        "tp×cp×pp×dp": [_layout(t, c, p, v, d, e) for t, c, p, v, d, e in zip(
+            df["tp"], df["cp"], df["pp"], df["virtual_stages"], df["dp"], df["ep"],
+            strict=True)],
         "zero": df["zero_stage"], "mb": df["micro_batch_size"],
         "recompute": df["recompute"].astype(str),
         "goodput": [_fmt(v, lambda x: f"{100 * x:.1f}%") for v in df["goodput_frac"]],

@@ -411,9 +411,10 @@ def _virtual_stages(job: TrainingJob, pp: int) -> list[int]:
     stages by trimming the first and last, Dubey et al. 2024, Sec. 3.3.2: uneven chunks are
     timed at the slowest stage's ceil(L/p) layers, P12). A few values, not all eight: the
     bubble falls as 1/v, so the gain from 4 to 8 is small next to the grid it would cost."""
-    if job.virtual_stages:
-        return [job.virtual_stages]
     L = job.model.n_layers
+    if job.virtual_stages:  # a pinned v applies to the pipelined layouts it fits
+        v = job.virtual_stages
+        return [v] if v == 1 or (pp > 1 and pp * v <= L) else []
     if pp <= 1:
         return [1]
     out = {1} | {v for v in (2, 4) if pp * v <= L}
@@ -467,6 +468,10 @@ def _train_axes(job: TrainingJob, table: _DeviceTable) -> _TrainAxes:
     if not layouts:  # pinned tp × pp × cp above every searched count: keep the pins, say why
         layouts = [(t * p * c, t, p, c, v, job.ep or 1) for t in tp_vals for p in pp_vals
                    for c in cp_vals for v in _virtual_stages(job, p)]
+    if not layouts:
+        raise InputError("virtual_stages", f"{job.virtual_stages} chunks fit no pipeline depth "
+                         f"of the {spec.n_layers} layers; allowed: pp > 1 with pp × "
+                         "virtual_stages ≤ n_layers")
     n, tp, pp, cp, vs, ep = (np.array(v, dtype=float) for v in zip(*layouts, strict=True))
     zero = [job.zero_stage] if job.zero_stage is not None else [0, 1, 2, 3]
     mb = ([job.micro_batch_size] if job.micro_batch_size
@@ -575,7 +580,8 @@ def evaluate_training(job: TrainingJob, prof: TrainingProfile, dev: DeviceColumn
     # expert parallelism (P29): the routed experts' share of the stage's state is split over
     # ep ranks and sharded by ZeRO over the dp·cp/ep ranks that hold the same experts
     ep = np.asarray(ep, dtype=float)
-    e_w, e_g, e_o = expert_state_bytes(prof, pp=pp) / tp if prof.moe else (0.0, 0.0, 0.0)
+    e_w, e_g, e_o = ((x / tp for x in expert_state_bytes(prof, pp=pp)) if prof.moe
+                     else (0.0, 0.0, 0.0))
     keep = 1.0 / ep
     w_full, g_full, o_full = (w_full - e_w * (1 - keep), g_full - e_g * (1 - keep),
                               o_full - e_o * (1 - keep))
@@ -587,8 +593,11 @@ def evaluate_training(job: TrainingJob, prof: TrainingProfile, dev: DeviceColumn
     w, g, o = w + we, g + ge, o + oe
     if job.optimizer_offload:  # P32: gradients and optimizer state live in host memory
         g, o = g * 0.0, o * 0.0
-    buffer = zero3_gather_buffer_bytes(block_weight_bytes=block_w, tp=tp, dp=dpc,
-                                       zero_stage=zero)
+    # ZeRO-3 gathers one block's weights at a time: its experts only the rank's 1/ep share
+    block_experts = (prof.moe.expert_weight_bytes * prof.moe.n_moe_layers / L
+                     if prof.moe else 0.0)
+    buffer = zero3_gather_buffer_bytes(block_weight_bytes=block_w - block_experts * (1 - keep),
+                                       tp=tp, dp=dpc, zero_stage=zero)
     # P3b: without sequence parallelism the norms' and column-parallel linears' inputs stay
     # whole on every tp rank: (L − R)/t + R = (L + R(t − 1))/t
     layer_act = prof.block_activation_bytes[rc]
@@ -645,11 +654,17 @@ def evaluate_training(job: TrainingJob, prof: TrainingProfile, dev: DeviceColumn
     backward_window = stage * (2.0 / 3.0)
     dp_exposed = (np.maximum(t_step_comm - backward_window, 0.0)
                   + m * np.maximum(t_micro_comm - stage, 0.0))
-    shard = np.where(np.asarray(zero) >= 1, dpc, 1.0)
-    optimizer = (optimizer_offload_seconds(grad_bytes=g_full / shard, weight_bytes=w_upd / shard)
+    # the share of the stage's state this rank updates: with ZeRO ≥ 1 the non-expert part over
+    # dp·cp ranks and the experts over dp·cp/ep (P2, P29)
+    sharded = np.asarray(zero) >= 1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        own = np.where(sharded, ((g_full - e_g * keep) / dpc + e_g * keep * ep / dpc)
+                       / g_full, 1.0)
+        own = np.where(np.isfinite(own), own, np.where(sharded, 1.0 / dpc, 1.0))
+    optimizer = (optimizer_offload_seconds(grad_bytes=g_full * own, weight_bytes=w_upd * own)
                  if job.optimizer_offload else dev.rates.memory_seconds(optimizer_step_bytes(
-                     weight_bytes=w_upd / shard, grad_bytes=g_full / shard,
-                     optimizer_bytes=o_full / shard)))
+                     weight_bytes=w_upd * own, grad_bytes=g_full * own,
+                     optimizer_bytes=o_full * own)))
     step = span + dp_exposed + optimizer
     goodput = job.goodput(n)  # P24-P28: a function of the device count
     time = job.n_steps * step / goodput

@@ -321,7 +321,8 @@ class TrainingJob(_Job):
     moe_capacity_factor: float = Field(
         default=1.0, ge=1.0, le=8.0,
         description="Routed tokens per expert over the balanced share on the busiest rank "
-        "(1 = dropless and balanced); scales the all-to-all and the expert work (P29).")
+        "(1 = dropless and balanced); scales the all-to-all bytes (P29; the busiest rank's "
+        "extra expert work is not modelled, A23).")
     sequence_parallel: bool = Field(
         default=True,
         description="Megatron sequence parallelism with tensor parallelism (Korthikanti et al. "
