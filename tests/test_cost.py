@@ -148,7 +148,7 @@ def test_an_estimated_price_and_an_estimated_system_power_are_said():
                 contract="on-demand", usd_per_hour=5.0, date="2026-01-01", source="test",
                 estimate=True)
     p = device_prices([_device("a", prices=[est])], CostOptions())
-    assert "estimated price: estimate: B200 rate x 1.2" in p.note[0]
+    assert "estimated price (B200 rate x 1.2)" in p.note[0]
     # no system power in the catalog: 1.8 x TDP (A13), so 700 W -> 1,260 W system
     assert p.system_w[0] == pytest.approx(1260.0)
     assert "system power estimated as 1.8 x TDP" in p.note[0]

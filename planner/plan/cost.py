@@ -282,7 +282,10 @@ def device_prices(devices: Sequence[Any], options: CostOptions) -> DevicePrices:
             note.append("no purchase price in the catalog")
         used = price if options.basis == "cloud" else buy
         if used is not None and used.estimate:
-            note.append(f"estimated price: {used.basis}")
+            basis = used.basis
+            for prefix in ("estimate:", "Estimate:"):  # the basis usually says it already
+                basis = basis.removeprefix(prefix).strip()
+            note.append(f"estimated price ({basis})")
         if d.tdp_w is None and d.system_power_w is None:
             if options.basis == "ownership" and buy is not None:
                 note.append("ownership cost excludes electricity and facility: power unknown "
