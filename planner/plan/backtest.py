@@ -315,7 +315,7 @@ def _predict(run: pd.Series, catalog: Any) -> dict[str, Any]:
         model=spec, n_tokens=n_tokens, seq_len=seq_len, global_batch_size=batch,
         precision=run["precision"], n_devices=_pin(run["n_devices"]), tp=_pin(run["tp"]),
         pp=_pin(run["pp"]), cp=_pin(run["cp"]), virtual_stages=_pin(run["virtual_stages"]),
-        ep=_pin(run["ep"]) if backtest_model(run["model"]).is_moe else None,
+        ep=_pin(run["ep"]) if spec.is_moe else None,
         micro_batch_size=_pin(run["micro_batch_size"]),
         zero_stage=_pin(run["zero_stage"]), recompute=_pin(run["recompute"]),
         flash_attention=bool(run["flash_attention"]), **_fine_tuning(run))

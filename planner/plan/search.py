@@ -583,14 +583,15 @@ def evaluate_training(job: TrainingJob, prof: TrainingProfile, dev: DeviceColumn
     e_w, e_g, e_o = ((x / tp for x in expert_state_bytes(prof, pp=pp)) if prof.moe
                      else (0.0, 0.0, 0.0))
     keep = 1.0 / ep
-    w_full, g_full, o_full = (w_full - e_w * (1 - keep), g_full - e_g * (1 - keep),
-                              o_full - e_o * (1 - keep))
-    w, g, o = zero_sharded_bytes(weight_bytes=w_full - e_w * keep,
-                                 grad_bytes=g_full - e_g * keep,
-                                 optimizer_bytes=o_full - e_o * keep, dp=dpc, zero_stage=zero)
+    g_stage = g_full  # the stage's gradients before the expert split (the optimizer share)
+    w, g, o = zero_sharded_bytes(weight_bytes=w_full - e_w, grad_bytes=g_full - e_g,
+                                 optimizer_bytes=o_full - e_o, dp=dpc, zero_stage=zero)
     we, ge, oe = zero_sharded_bytes(weight_bytes=e_w * keep, grad_bytes=e_g * keep,
                                     optimizer_bytes=e_o * keep, dp=dpc / ep, zero_stage=zero)
     w, g, o = w + we, g + ge, o + oe
+    # this rank's unsharded state: the non-expert part and 1/ep of the experts
+    w_full, g_full, o_full = (w_full - e_w * (1 - keep), g_full - e_g * (1 - keep),
+                              o_full - e_o * (1 - keep))
     if job.optimizer_offload:  # P32: gradients and optimizer state live in host memory
         g, o = g * 0.0, o * 0.0
     # ZeRO-3 gathers one block's weights at a time: its experts only the rank's 1/ep share
@@ -654,12 +655,11 @@ def evaluate_training(job: TrainingJob, prof: TrainingProfile, dev: DeviceColumn
     backward_window = stage * (2.0 / 3.0)
     dp_exposed = (np.maximum(t_step_comm - backward_window, 0.0)
                   + m * np.maximum(t_micro_comm - stage, 0.0))
-    # the share of the stage's state this rank updates: with ZeRO ≥ 1 the non-expert part over
-    # dp·cp ranks and the experts over dp·cp/ep (P2, P29)
+    # the share of its state this rank updates: with ZeRO ≥ 1 the non-expert part over dp·cp
+    # ranks and its experts over dp·cp/ep, together 1/(dp·cp) of the stage's (P2, P29)
     sharded = np.asarray(zero) >= 1
     with np.errstate(divide="ignore", invalid="ignore"):
-        own = np.where(sharded, ((g_full - e_g * keep) / dpc + e_g * keep * ep / dpc)
-                       / g_full, 1.0)
+        own = np.where(sharded, g_stage / (dpc * g_full), 1.0)
         own = np.where(np.isfinite(own), own, np.where(sharded, 1.0 / dpc, 1.0))
     optimizer = (optimizer_offload_seconds(grad_bytes=g_full * own, weight_bytes=w_upd * own)
                  if job.optimizer_offload else dev.rates.memory_seconds(optimizer_step_bytes(
