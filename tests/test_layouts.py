@@ -343,3 +343,15 @@ def test_evaluate_training_broadcasts_tp_for_a_moe_model():
     q = evaluate_training(job, prof, dev, n=8.0, tp=tp, pp=1.0, zero=0.0, mb=1.0, rc=0)
     w = np.asarray(q.weight_mem_bytes)
     assert w == pytest.approx(w[0] / tp, rel=0.02)  # weights ÷ t (replicated norms aside)
+
+
+def test_the_context_parallel_exchange_is_charged_once_per_block_and_micro_batch():
+    # P22 in the step: Llama 3 405B at 131k, t8 c16 p16 d8, full recompute: ceil(126/16) = 8
+    # blocks per stage, m = 128 / (8 x 1) = 16 micro-batches, each block 2 all-gathers and 1
+    # reduce-scatter of 67,108,864 B over 16 ranks on the scale-out tier
+    r = _row(_llama3_131k())
+    msg = 67_108_864
+    ag = planner.collective_time_s("nvidia_h100_sxm", "all_gather", msg, 16, "scale_out")
+    rs = planner.collective_time_s("nvidia_h100_sxm", "reduce_scatter", msg, 16, "scale_out")
+    assert r["n_micro_batches"] == 16
+    assert r["cp_comm_time_s"] == pytest.approx(16 * 8 * (2 * ag + rs), rel=1e-9)
