@@ -465,11 +465,72 @@ def plan_cost_options() -> Any:
                      power_frac=power / 100)
 
 
+DEFAULT_FIT_DEVICE = "nvidia_h100_sxm"
+
+
+@st.cache_data(show_spinner="Fitting the model...", max_entries=64)
+def cached_fits(spec_json: str, device: str, n_devices: int, precision: str, prompt_len: int,
+                output_len: int, catalog_name: str, catalog_text: str) -> dict[str, Any]:
+    spec = planner.ModelSpec.model_validate_json(spec_json)
+    catalog = cached_catalog(catalog_name, catalog_text) if catalog_text else cached_catalog()
+    return planner.fits(spec, device, n_devices, precision, prompt_len=prompt_len,
+                        output_len=output_len, catalog=catalog).to_dict()
+
+
+def plan_fits(spec: planner.ModelSpec, catalog: Any) -> None:
+    """The Plan page's first question: does the model fit for serving on N of one device?"""
+    if not spec.causal or not spec.lm_head:
+        st.caption(f"{spec.name} generates no tokens (an encoder, or no LM head): this check "
+                   "is for serving a causal LM.")
+        return
+    ids = catalog.ids()
+    c1, c2, c3, c4, c5 = st.columns([3, 1, 2, 2, 2])
+    device = c1.selectbox("Device", ids, key="fits_device", format_func=device_name,
+                          index=ids.index(DEFAULT_FIT_DEVICE) if DEFAULT_FIT_DEVICE in ids
+                          else 0)
+    n = c2.number_input("Devices", min_value=1, max_value=1024, value=1, step=1,
+                        key="fits_n_devices", help="one replica: tensor parallel, or tp × pp "
+                        "pipeline stages where that holds more sequences")
+    policies = list(planner.PRECISION_POLICIES)
+    precision = c3.selectbox("Precision", policies, index=policies.index("bf16"),
+                             key="fits_precision")
+    # defaults within the model's context (GPT-2: 768 + 256); keyed per model, so they reset
+    output_default = max(1, min(256, spec.max_seq_len // 4))
+    prompt = c4.number_input("Prompt (tokens)", min_value=1, step=128,
+                             value=max(1, min(1024, spec.max_seq_len - output_default)),
+                             key=f"fits_prompt_len_{spec.name}")
+    output = c5.number_input("Output (tokens)", min_value=1, value=output_default, step=64,
+                             key=f"fits_output_len_{spec.name}")
+    name, text = catalog_source()
+    if text and catalog is cached_catalog():  # an invalid user file is not used
+        name, text = "", ""
+    r = cached_fits(spec.model_dump_json(), device, int(n), precision, int(prompt),
+                    int(output), name, text)
+    cols = st.columns(6)
+    cols[0].metric("Fits", "✓ yes" if r["fits"] else "✗ no",
+                   help=f"tp={r['tp']}, pp={r['pp']}")
+    cols[1].metric("Max batch", f"{r['max_batch_size']:,}",
+                   help=f"sequences of {r['prompt_len'] + r['output_len']:,} tokens")
+    cols[2].metric("Max context", f"{r['max_context_len']:,} tokens")
+    speed = r["tokens_per_s"]
+    cols[3].metric("Decode", "—" if speed is None else f"{speed:,.0f} tok/s",
+                   help=None if speed is None else
+                   f"at the max batch; {r['tokens_per_s_per_user']:.3g} tok/s per user, TPOT "
+                   f"{duration_str(r['tpot_s'])}, TTFT {duration_str(r['ttft_s'])}")
+    cols[4].metric("Weights / device", bytes_str(r["weight_bytes"]),
+                   help=f"{bytes_str(r['usable_memory_bytes'])} usable per device")
+    cols[5].metric("KV cache / token", bytes_str(r["kv_bytes_per_token"]))
+    if not r["fits"]:
+        st.warning(r["reason"], icon=":material/memory:")
+
+
 def page_plan(spec: planner.ModelSpec | None, work: dict[str, Any]) -> None:
     if spec is None:
         st.warning("Choose a model in the sidebar.")
         return
     catalog = active_catalog()
+    with st.expander("Does it fit on my GPU? (serving)", expanded=True):
+        guarded(plan_fits, spec, catalog)
     job = plan_job(spec, work)
     c1, c2 = st.columns([3, 2])
     all_kinds = sorted({d.kind for d in catalog})

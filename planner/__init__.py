@@ -31,6 +31,7 @@ from planner.model.seed import seed_example
 from planner.model.spec import ModelSpec, list_models, model, model_from_hf_config
 from planner.plan.backtest import backtest, backtest_summary
 from planner.plan.cost import CostOptions
+from planner.plan.fits import FitResult, fits
 from planner.plan.ranking import rank
 from planner.plan.search import pareto_mask, search
 from planner.plan.workloads import (
@@ -76,6 +77,9 @@ __all__ = [
     "rank",
     "search",
     "workload",
+    # does it fit on my GPU? (serving)
+    "FitResult",
+    "fits",
     # measured validation (issue 5)
     "calibrate",
     "validate",

@@ -54,10 +54,14 @@ def test_gemm_rate_h100_by_hand():
     rate = planner.gemm_flops_per_s("nvidia_h100_sxm", 8192, 8192, 8192)
     assert rate == pytest.approx(0.80 * SUSTAINED_TENSOR_FRAC * H100_PEAK)
     assert rate == pytest.approx(600.7e12, rel=1e-3)
-    # a 16-row GEMM (decode) fills 16 of a 128-row tile: 1/8 of the rate at its size (K1b)
+    # a 16-row GEMM (decode) fills its 8-row MMA tiles (K1b): the table's rate at its size,
+    # (16 · 8192²)^(1/3) = 1024: 0.32
     skinny = planner.gemm_flops_per_s("nvidia_h100_sxm", 16, 8192, 8192)
-    # size (16 · 8192²)^(1/3) = 1024: the table's 0.32
-    assert skinny == pytest.approx(H100_PEAK * SUSTAINED_TENSOR_FRAC * 0.32 / 8)
+    assert skinny == pytest.approx(H100_PEAK * SUSTAINED_TENSOR_FRAC * 0.32)
+    # 4 rows use half of an 8-row tile, at the padded GEMM's size (8 · 8192²)^(1/3) = 812.7
+    quarter = planner.gemm_flops_per_s("nvidia_h100_sxm", 4, 8192, 8192)
+    assert quarter == pytest.approx(planner.gemm_flops_per_s("nvidia_h100_sxm", 8, 8192, 8192)
+                                    / 2)
     # between table points the fraction is interpolated in log(size): 2896 = 2048 · √2
     mid = planner.gemm_flops_per_s("nvidia_h100_sxm", 2896, 2896, 2896)
     frac = 0.68 + (0.792 - 0.68) * math.log(2896 / 2048) / math.log(2)
@@ -261,10 +265,13 @@ def test_fused_attention_op_time_from_the_tables_by_hand():
 
 
 def test_a_decode_gemm_pays_the_tile_share_by_hand():
-    """Batch-64 decode of Llama-2-7B's q projection (64 × 4096 × 4096) on an H100 with memory
-    at the full 3.35 TB/s (flat override, so the weights take 10.0 µs): s = 1024, table 0.32,
-    tile 64/128, × σ: 2·64·4096² / (989.4e12 · 0.32 · 0.5 · 0.759) = 17.9 µs, compute-bound;
-    without the tile share it would be the 10.0 µs weight read."""
+    """Llama-2-7B's q projection (m × 4096 × 4096) in decode on an H100 with memory at the full
+    3.35 TB/s (flat override: the 33.55 MB of weights take 10.0 µs). Batch 4: rows padded to
+    the 8-row MMA tile (K1b), s = (8 · 4096²)^(1/3) = 512, table 0.068, half the tile useful:
+    2·4·4096² / (989.4e12 · 0.068 · 0.5 · 0.759) = 5.26 µs of compute, so the weight read
+    (10.0 µs) sets the time. Batch 256: s = (256 · 4096²)^(1/3) = 1625.5, table
+    0.32 + 0.36 · log2(1625.5/1024) = 0.56: 2·256·4096² / (989.4e12 · 0.56 · 0.759) = 20.4 µs,
+    compute-bound."""
     from planner.plan.search import device_columns
     from planner.plan.steptime import inference_profile, ops_time_s
 
@@ -274,12 +281,22 @@ def test_a_decode_gemm_pays_the_tile_share_by_hand():
     job = planner.InferenceJob(model="llama-2-7b", prompt_len=128, output_len=128,
                                efficiency_overrides={"memory_bw_frac": 1.0})
     rates = device_columns(CATALOG.get("nvidia_h100_sxm"), job).rates
-    t = ops_time_s(prof.decode, batch=64, tp=1, kv_split=1, rates=rates,
-                   fwd_passes=np.eye(len(prof.decode.names))[q]) / 32  # per layer
-    expected = 2 * 64 * 4096**2 / (H100_PEAK * 0.32 * 0.5 * SUSTAINED_TENSOR_FRAC)
-    assert t == pytest.approx(expected)
-    assert t == pytest.approx(17.9e-6, rel=2e-3)
-    assert 4096**2 * 2 / 3.35e12 < 0.6 * t  # the weight read alone is far shorter
+
+    def per_layer(batch: int) -> float:
+        return ops_time_s(prof.decode, batch=batch, tp=1, kv_split=1, rates=rates,
+                          fwd_passes=np.eye(len(prof.decode.names))[q]) / 32
+
+    small = per_layer(4)
+    compute = 2 * 4 * 4096**2 / (H100_PEAK * 0.068 * 0.5 * SUSTAINED_TENSOR_FRAC)
+    assert compute == pytest.approx(5.26e-6, rel=2e-3)
+    weights = 4096**2 * 2 / 3.35e12  # 10.02 µs
+    assert small == pytest.approx(weights, rel=5e-3)  # + 4 tokens' 16 kB of activations
+    large = per_layer(256)
+    frac = 0.32 + (0.68 - 0.32) * math.log(256 ** (1 / 3) * 4096 ** (2 / 3) / 1024, 2)
+    assert frac == pytest.approx(0.56, abs=1e-3)
+    expected = 2 * 256 * 4096**2 / (H100_PEAK * frac * SUSTAINED_TENSOR_FRAC)
+    assert large == pytest.approx(expected)
+    assert large == pytest.approx(20.4e-6, rel=3e-3)
 
 
 def test_head_dim_must_be_whole_and_sizes_not_bools():
@@ -305,9 +322,10 @@ def test_user_kernel_tables_are_checked(tmp_path: Path):
 def test_a_matrix_vector_engine_is_not_padded_to_a_tensor_core_tile():
     # K1b with the FPGA rule's tile of 1: a batch-1 decode GEMV (1 x 4096 x 4096, s = 256) on
     # a U280 in fp16 runs at peak x table x sustained = 12.25e12 x 0.05 x 0.759 = 4.649e11
-    # FLOP/s; with a 128-row tile it would be 128x slower (an H100 keeps its 1/128 share)
+    # FLOP/s; a tensor-core device pads the row to its 8-row MMA tile (an H100 keeps 1/8 of
+    # the 8-row GEMM's rate)
     got = planner.gemm_flops_per_s("amd_alveo_u280", 1, 4096, 4096, "fp16")
     assert got == pytest.approx(12.25e12 * 0.05 * 0.759, rel=1e-3)
     h100_one = planner.gemm_flops_per_s("nvidia_h100_sxm", 1, 4096, 4096, "bf16")
-    h100_tile = planner.gemm_flops_per_s("nvidia_h100_sxm", 128, 4096, 4096, "bf16")
-    assert h100_one < h100_tile / 100
+    h100_eight = planner.gemm_flops_per_s("nvidia_h100_sxm", 8, 4096, 4096, "bf16")
+    assert h100_one == pytest.approx(h100_eight / 8)

@@ -387,13 +387,14 @@ def test_pinned_tp_that_does_not_tile_the_domain_crosses_it_over_scale_out():
 
 def test_serving_tp_beyond_the_kv_heads_replicates_them():
     job = InferenceJob(model="llama-2-70b", prompt_len=1024, output_len=256,
-                       concurrent_requests=64, tp=16, batch_size=64)
+                       concurrent_requests=64, tp=16, pp=1, batch_size=64)
     row = search(job, [RACK64]).iloc[0]
     assert row["feasible"]
     # weights: (137,953,296,384 - 2,684,354,560) / 16 + 2,684,354,560 / 8 (bf16, P5)
     assert row["weight_mem_bytes"] == 8_789_853_184
-    # KV cache: 64 * 1280 tokens * 327,680 bytes / min(16, 8) (P4)
-    assert row["kv_cache_mem_bytes"] == 64 * 1280 * 327_680 / 8
+    # paged KV cache (P4, P19b): 64 sequences of 1024 + 256/2 live tokens on average plus half
+    # a 16-token block each, 327,680 bytes per token, over min(16, 8)
+    assert row["kv_cache_mem_bytes"] == 64 * (1024 + 128 + 8) * 327_680 / 8 == 3_040_870_400
 
 
 def test_an_impossible_load_is_an_infeasible_row_not_an_overflow():

@@ -104,7 +104,7 @@ def test_inference_job_defaults_and_load():
     (dict(kv_cache_precision="fp12"), "kv_cache_precision"),
     (dict(precision="fp99"), "precision"),
     (dict(ttft_s=-1.0), "ttft_s"),
-    (dict(output_len=0), "output_len"),
+    (dict(output_len=-1), "output_len"),
 ])
 def test_invalid_inference_jobs_raise_value_error_naming_the_field(changes, field):
     fields = dict(model="llama-2-7b", prompt_len=128, output_len=128)
@@ -113,10 +113,11 @@ def test_invalid_inference_jobs_raise_value_error_naming_the_field(changes, fiel
 
 
 def test_serving_needs_a_causal_lm():
-    message = ("model: bert-base-cased is an encoder without an LM head; serving "
-               "(prefill + decode) needs a causal LM")
+    message = ("output_len: bert-base-cased is an encoder without an LM head; generating "
+               "tokens needs a causal LM (output_len=0 serves it as an encoder)")
     with pytest.raises(ValueError, match=re.escape(message)):
         InferenceJob(model="bert-base-cased", prompt_len=128, output_len=16)
+    assert InferenceJob(model="bert-base-cased", prompt_len=128, output_len=0).output_len == 0
     headless = model("gpt2").with_(lm_head=False, tied_embeddings=False)
     with pytest.raises(ValueError, match="is a decoder without an LM head"):
         InferenceJob(model=headless, prompt_len=128, output_len=16)

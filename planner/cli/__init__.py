@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from planner.errors import clip, one_line
 
 # Sub-command modules, in the order `planner --help` lists them.
-COMMAND_MODULES = ["models", "catalog", "rank", "backtest", "validate"]
+COMMAND_MODULES = ["models", "fits", "catalog", "rank", "backtest", "validate"]
 
 # Longest word (a run without spaces) and longest message printed on the error line.
 WORD_MAX_CHARS = 120

@@ -27,6 +27,18 @@ def positive_int(text: str) -> int:
     return value
 
 
+def nonnegative_int(text: str) -> int:
+    """argparse type: a whole number ≥ 0 (e.g. --output-len 0 for an encoder)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number ≥ 0, got {clip(text)}"
+                                         ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number ≥ 0, got {clip(text)}")
+    return value
+
+
 def check_output_path(path: str | os.PathLike[str], flag: str) -> Path:
     """The file an output flag (`--csv PATH`) will write, checked before any work is done.
 

@@ -1,4 +1,5 @@
-"""`planner backtest`: published training runs against the planner's default predictions."""
+"""`planner backtest`: published training runs (or, with `--kind serving`, published serving
+numbers) against the planner's default predictions."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import math
 import pandas as pd
 
 from planner.cli.args import check_output_path
-from planner.plan.backtest import backtest, backtest_summary
+from planner.plan.backtest import BACKTEST_KINDS, backtest, backtest_summary
 from planner.report.tables import to_csv
 
 
@@ -20,6 +21,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "pinned and the kernel-level rates, and print the signed errors and "
                     "the median absolute error. Device-hours include the default goodput; "
                     "throughput and MFU are steady state.")
+    p.add_argument("--kind", choices=BACKTEST_KINDS, default="training",
+                   help="training (default): published training runs; serving: published "
+                   "serving throughput and latency (gpt-fast, TensorRT-LLM, MLPerf Inference, "
+                   "NIM, Gaudi, JetStream, ML.ENERGY)")
     p.add_argument("--csv", metavar="PATH", help="also write the full table (one row per "
                    "published number, with sources) as CSV")
     p.set_defaults(handler=_backtest)
@@ -39,6 +44,12 @@ def format_value(metric: str, value: float) -> str:
         return f"{value:,.0f} tok/s"
     if metric == "time_to_train_minutes":
         return f"{value:,.1f} min"
+    if metric == "output_tokens_per_s":
+        return f"{value:,.0f} tok/s"
+    if metric == "output_tokens_per_s_per_user":
+        return f"{value:,.1f} tok/s/user"
+    if metric in ("ttft_s", "tpot_s"):
+        return f"{1e3 * value:,.1f} ms"
     return f"{value:.4g}"
 
 
@@ -69,8 +80,55 @@ def display_table(df: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+def serving_display_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The serving backtest for the screen: run, device x count, the layout used, values,
+    signed error and the note (why a prediction is blank, or the engine's verdict)."""
+    def layout(row: pd.Series) -> str:
+        parts = [f"{k}{int(row[k])}" for k in ("tp", "pp") if pd.notna(row[k])
+                 and not (k == "pp" and int(row[k]) == 1)]
+        if pd.notna(row["batch_size"]):
+            parts.append(f"b{int(row['batch_size'])}")
+        return " ".join(parts) or "—"
+
+    return pd.DataFrame({
+        "run": df["run_id"],
+        "device": df["device"] + " x" + df["n_devices"].astype(str),
+        "mode": df["mode"],
+        "layout": df.apply(layout, axis=1),
+        "metric": df["metric"],
+        "published": [format_value(m, v) for m, v in zip(df["metric"], df["published"],
+                                                         strict=True)],
+        "predicted": [format_value(m, v) for m, v in zip(df["metric"], df["predicted"],
+                                                         strict=True)],
+        "error": df["signed_error_frac"].map(_pct),
+        "note": df["note"].fillna(""),
+    })
+
+
+def _serving(df: pd.DataFrame) -> None:
+    print(serving_display_table(df).to_string(index=False))
+    s = backtest_summary(df)
+    print(f"\nmedian |error|: {100 * s['median_abs_error_frac']:.1f}% over {s['n_runs']} "
+          f"published numbers (median signed error {_pct(s['median_signed_error_frac'])}; "
+          "signed error = predicted / published - 1, for times too)")
+    for title, key in (("by family", "by_family"), ("by metric", "by_metric")):
+        print(f"{title}:")
+        for name, g in s[key].items():
+            print(f"  {name}: {100 * g['median_abs_error_frac']:.1f}% (n={g['n']})")
+    if s["n_missing"]:
+        print(f"  {s['n_missing']} rows without a prediction (see the note column)")
+    print("offline = best throughput over the batches that fit; closed = the published "
+          "concurrency; latency = batch 1; docs/backtest.md explains each row")
+
+
 def _backtest(args: argparse.Namespace) -> int:
     csv_path = check_output_path(args.csv, "--csv") if args.csv is not None else None
+    if args.kind == "serving":
+        df = backtest(kind="serving")
+        _serving(df)
+        if csv_path is not None:
+            print(f"wrote {to_csv(df, csv_path)}")
+        return 0
     df = backtest()
     print(display_table(df).to_string(index=False))
     s = backtest_summary(df)

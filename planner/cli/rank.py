@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 from pydantic import ValidationError
 
-from planner.cli.args import check_output_path, positive_int
+from planner.cli.args import check_output_path, nonnegative_int, positive_int
 from planner.errors import InputError, clip, one_line
 from planner.hardware.catalog import CLOUD_CONTRACTS, KINDS, load_catalog
 from planner.model.precision import POLICIES
@@ -95,9 +95,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     train.add_argument("--deadline", metavar="TIME",
                        help="finish within TIME (e.g. 30d, 12h): cheapest layout meeting it")
     train.add_argument("--tp", type=positive_int, help="pin tensor parallelism")
-    train.add_argument("--pp", type=positive_int, help="pin pipeline parallelism")
+    train.add_argument("--pp", type=positive_int,
+                       help="pin pipeline parallelism (training and serving)")
     train.add_argument("--cp", type=positive_int, help="pin context parallelism")
-    train.add_argument("--ep", type=positive_int, help="pin expert parallelism (MoE)")
+    train.add_argument("--ep", type=positive_int,
+                       help="pin expert parallelism (MoE; training and serving)")
     train.add_argument("--virtual-stages", type=positive_int, metavar="V",
                        help="pin interleaved pipeline chunks per stage (1 = plain 1F1B)")
     train.add_argument("--zero", type=int, choices=[0, 1, 2, 3], help="pin the ZeRO stage")
@@ -117,13 +119,35 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     serve = p.add_argument_group("serving")
     serve.add_argument("--serve", action="store_true", help="plan inference instead")
     serve.add_argument("--prompt-len", type=positive_int, help="input tokens per request")
-    serve.add_argument("--output-len", type=positive_int, help="output tokens per request")
+    serve.add_argument("--output-len", type=nonnegative_int,
+                       help="output tokens per request (0: an encoder, one forward pass)")
     serve.add_argument("--requests-per-s", type=float, metavar="RATE", help="arrival rate")
     serve.add_argument("--concurrent", type=positive_int, metavar="N", help="concurrent requests")
-    serve.add_argument("--ttft", type=float, metavar="S", help="time-to-first-token target, s")
-    serve.add_argument("--tpot", type=float, metavar="S", help="time-per-output-token target, s")
-    serve.add_argument("--kv-precision", default=None, help="KV cache dtype (e.g. fp8)")
+    serve.add_argument("--ttft", type=float, metavar="S",
+                       help="time-to-first-token target, s (at --percentile)")
+    serve.add_argument("--tpot", type=float, metavar="S",
+                       help="time-per-output-token target, s (at --percentile)")
+    serve.add_argument("--percentile", type=float, metavar="P",
+                       help="percentile the latency targets apply to (default 99; 50 = median)")
+    serve.add_argument("--kv-precision", default=None,
+                       help="KV cache dtype (default: fp8 under fp8/fp4 serving, else 16-bit)")
+    serve.add_argument("--batch", type=positive_int, help="pin the batch per micro-batch")
     serve.add_argument("--max-batch", type=positive_int, help="largest batch per replica searched")
+    serve.add_argument("--prefill-chunk", type=nonnegative_int, metavar="TOKENS",
+                       help="token budget of a step with chunked prefill (default 8192; 0 = "
+                            "each prompt prefilled alone)")
+    serve.add_argument("--prefix-hit", type=float, metavar="FRAC",
+                       help="share of each prompt found in the prefix cache (default 0)")
+    serve.add_argument("--speculative-tokens", type=nonnegative_int, metavar="K",
+                       help="draft tokens per step (speculative decoding; default 0)")
+    serve.add_argument("--acceptance-rate", type=float, metavar="A",
+                       help="probability a draft token is accepted (with --speculative-tokens)")
+    serve.add_argument("--draft-model", metavar="MODEL",
+                       help="draft model preset, or mtp for the model's own MTP module")
+    serve.add_argument("--disaggregated", action="store_true", default=None,
+                       help="prefill and decode on separate device pools")
+    serve.add_argument("--target-utilization", type=float, metavar="FRAC",
+                       help="share of a replica's capacity the load may use (default 0.8)")
     where = p.add_argument_group("hardware and cost")
     where.add_argument("--objective", choices=OBJECTIVES, default="time")
     where.add_argument("--kinds", help=f"comma-separated device kinds ({','.join(KINDS)})")
@@ -164,8 +188,7 @@ TRAINING_FLAGS = {"--train-tokens": "train_tokens", "--seq-len": "seq_len",
                   "--global-batch": "global_batch", "--optimizer": "optimizer",
                   "--adapter": "adapter", "--lora-rank": "lora_rank",
                   "--lora-targets": "lora_targets", "--optimizer-offload": "optimizer_offload",
-                  "--deadline": "deadline", "--pp": "pp", "--zero": "zero", "--cp": "cp",
-                  "--ep": "ep",
+                  "--deadline": "deadline", "--zero": "zero", "--cp": "cp",
                   "--virtual-stages": "virtual_stages",
                   "--recompute": "recompute", "--micro-batch": "micro_batch",
                   "--goodput": "goodput", "--restart-s": "restart_s",
@@ -174,7 +197,12 @@ TRAINING_FLAGS = {"--train-tokens": "train_tokens", "--seq-len": "seq_len",
 SERVING_FLAGS = {"--prompt-len": "prompt_len", "--output-len": "output_len",
                  "--requests-per-s": "requests_per_s", "--concurrent": "concurrent",
                  "--ttft": "ttft", "--tpot": "tpot", "--kv-precision": "kv_precision",
-                 "--max-batch": "max_batch"}
+                 "--max-batch": "max_batch", "--batch": "batch", "--percentile": "percentile",
+                 "--prefill-chunk": "prefill_chunk", "--prefix-hit": "prefix_hit",
+                 "--speculative-tokens": "speculative_tokens",
+                 "--acceptance-rate": "acceptance_rate", "--draft-model": "draft_model",
+                 "--disaggregated": "disaggregated",
+                 "--target-utilization": "target_utilization"}
 
 
 def _check_mode_flags(args: argparse.Namespace, *, serve: bool, workload_name: str | None
@@ -217,6 +245,14 @@ def build_job(args: argparse.Namespace) -> TrainingJob | InferenceJob:
                         requests_per_s=args.requests_per_s,
                         concurrent_requests=args.concurrent, ttft_s=args.ttft,
                         tpot_s=args.tpot, kv_cache_precision=args.kv_precision, tp=args.tp,
+                        pp=args.pp, ep=args.ep, batch_size=args.batch,
+                        latency_percentile=args.percentile,
+                        prefill_chunk_tokens=args.prefill_chunk,
+                        prefix_cache_hit_frac=args.prefix_hit,
+                        speculative_tokens=args.speculative_tokens,
+                        acceptance_rate=args.acceptance_rate, draft_model=args.draft_model,
+                        disaggregated=args.disaggregated,
+                        target_utilization=args.target_utilization,
                         max_batch_size=args.max_batch, max_devices=args.devices, **common)
         if args.workload:
             return type(job)(**{**job.model_dump(exclude_unset=True), **fields})
@@ -310,10 +346,14 @@ def _serving_screen(df: pd.DataFrame) -> pd.DataFrame:
         "#": df["rank"],
         "device": df["device"].astype(str),
         "kind": df["kind"].astype(str),
-        "devices": df["n_devices"], "tp": df["tp"], "batch": df["batch_size"],
-        "replicas": df["replicas"],
+        "devices": df["n_devices"],
+        "tp×pp×ep": [f"{t}×{p}×{e}" for t, p, e in zip(df["tp"], df["pp"], df["ep"],
+                                                      strict=True)],
+        "batch": df["batch_size"], "replicas": df["replicas"],
         "TTFT": [_fmt(v, duration_str) for v in df["ttft_s"]],
+        "TTFT p99": [_fmt(v, duration_str) for v in df["ttft_p99_s"]],
         "TPOT": [_fmt(v, duration_str) for v in df["tpot_s"]],
+        "TPOT p99": [_fmt(v, duration_str) for v in df["tpot_p99_s"]],
         "latency": [_fmt(v, duration_str) for v in df["time_s"]],
         "$/M tok": [_fmt(v, usd_str) for v in df["cost_usd"]],
         "kWh/M tok": [_fmt(v, lambda j: f"{j / JOULES_PER_KWH:.3g}") for v in df["energy_j"]],
@@ -363,6 +403,11 @@ FIELD_FLAGS = {
     "prompt_len": "--prompt-len", "output_len": "--output-len",
     "requests_per_s": "--requests-per-s", "concurrent_requests": "--concurrent",
     "ttft_s": "--ttft", "tpot_s": "--tpot", "kv_cache_precision": "--kv-precision",
+    "batch_size": "--batch", "latency_percentile": "--percentile",
+    "prefill_chunk_tokens": "--prefill-chunk", "prefix_cache_hit_frac": "--prefix-hit",
+    "speculative_tokens": "--speculative-tokens", "acceptance_rate": "--acceptance-rate",
+    "draft_model": "--draft-model", "disaggregated": "--disaggregated",
+    "target_utilization": "--target-utilization",
     "max_batch_size": "--max-batch", "usd_per_device_hour": "--price",
     "usd_per_kwh": "--usd-per-kwh", "pue": "--pue", "provider": "--provider",
     "power_frac": "--power-frac", "server_cost_factor": "--server-cost-factor",
@@ -399,7 +444,9 @@ def _rank(args: argparse.Namespace) -> int:
     print(_header(job, args.objective, cost))
     print(screen.to_string(index=False))
     if isinstance(job, InferenceJob):
-        print("latency = TTFT + (output − 1) × TPOT; cost and energy per million output tokens "
+        unit = "output" if job.output_len else "input"
+        print("latency = TTFT + (output − 1) × TPOT (means, with the queue's mean wait); p99 "
+              f"from an M/M/c queue per replica; cost and energy per million {unit} tokens "
               "at the load")
     print("* on the time-cost Pareto front. Prices: provider and date in the CSV "
           "(cost_price_provider, cost_price_date). Assumptions: docs/planning.md")

@@ -46,6 +46,12 @@ MAX_CATALOG_FILE_BYTES = 5_000_000
 # the achieved rate of an m-row GEMM is m/128 of the rate at m = 128. NVIDIA "Matrix
 # Multiplication Background User's Guide", sections "Tile quantization" and "Wave quantization".
 GEMM_TILE = 128.0
+# K1b: the row (token) side of a skinny GEMM is padded to 8, not to a whole 128-row tile:
+# tensor cores' smallest MMA is m16n8k16 (PTX ISA, "Warp-level matrix multiply-accumulate
+# instructions"), and small-batch kernels (cuBLASLt, TensorRT-LLM) put the batch on its n8
+# side; a TPU vector register holds 8 sublanes × 128 lanes, so the MXU's streamed batch pads
+# to 8 rows (jax-ml/scaling-book, "All About TPUs"). The weight side keeps the 128-wide tile.
+GEMM_ROW_TILE = 8.0
 
 # Sustained tensor-core rate (K1c): kernel benchmarks (MAMF, size sweeps) time a few hundred
 # iterations; a training or prefill step keeps the tensor cores busy for hours, at the board's
@@ -392,12 +398,26 @@ def gemm_size(m, n, k):
                    * np.asarray(k, dtype=float))
 
 
+def padded_gemm_size(m, n, k, tile=GEMM_TILE):
+    """K1 at K1b's padding: the size of the GEMM the kernel actually computes, the rows raised
+    to the row tile (8, GEMM_ROW_TILE; 1 on a matrix-vector engine) and n to the tile,
+    s = (max(m, 8)·max(n, tile)·k)^(1/3). The table's fraction belongs to that padded GEMM;
+    tile_frac then keeps only its useful share. A batch-1 decode GEMM 1 × 4096 × 4096 on a
+    tensor-core device runs as 8 × 4096 × 4096 (s = 645), not as a 256³ cube: looking the
+    table up at the unpadded size would charge the small-size penalty twice."""
+    tile = np.asarray(tile, dtype=float)
+    return gemm_size(np.maximum(np.asarray(m, dtype=float), np.minimum(tile, GEMM_ROW_TILE)),
+                     np.maximum(np.asarray(n, dtype=float), tile), k)
+
+
 def tile_frac(m, n, tile=GEMM_TILE):
     """K1b: share of the computed tile that is useful when a dimension is under one tile,
-    min(1, m/tile) · min(1, n/tile) (decode: m = batch tokens; tile 128 on tensor cores and
-    matrix units, 1 on a matrix-vector engine, the kernel table's `gemm.tile`)."""
+    min(1, m/r) · min(1, n/tile), r = min(tile, 8) rows (decode: m = batch tokens; tile 128
+    on tensor cores and matrix units, 1 on a matrix-vector engine, the kernel table's
+    `gemm.tile`)."""
     tile = np.asarray(tile, dtype=float)
-    return (np.minimum(1.0, np.asarray(m, dtype=float) / tile)
+    rows = np.minimum(tile, GEMM_ROW_TILE)
+    return (np.minimum(1.0, np.asarray(m, dtype=float) / rows)
             * np.minimum(1.0, np.asarray(n, dtype=float) / tile))
 
 
@@ -636,15 +656,15 @@ def _peak(dev: Any, dtype: str) -> float:
 def gemm_flops_per_s(device: Any, m: float, n: float, k: float, dtype: str = "bf16", *,
                      catalog: Any = None) -> float:
     """Achieved FLOP/s of one (m × k) · (k × n) GEMM on `device` in `dtype` (K1, K1b):
-    dense peak × table fraction at s = (m·n·k)^(1/3) × sustained share (K1c) × tile share
-    min(1, m/128)·min(1, n/128).
+    dense peak × table fraction at the padded size (max(m, 8)·max(n, 128)·k)^(1/3) ×
+    sustained share (K1c) × tile share min(1, m/8)·min(1, n/128).
     The FLOPs are 2·m·n·k; a memory-bound GEMM (decode) is limited by `memory_bytes_per_s`
     in the step-time model, not here."""
     dev, index = _device(device, catalog)
     m, n, k = (_positive(x, v) for x, v in (("m", m), ("n", n), ("k", k)))
     peak = _peak(dev, dtype)
     entry, _ = kernel_entry(dev, index)
-    _, frac = entry.gemm_frac(gemm_size(m, n, k), dtype)
+    _, frac = entry.gemm_frac(padded_gemm_size(m, n, k, entry.gemm.tile), dtype)
     return float(peak * frac * tile_frac(m, n, entry.gemm.tile))
 
 

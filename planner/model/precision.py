@@ -44,6 +44,15 @@ NF4_BITS_PER_PARAM = 4.0
 NF4_CONSTANT_BITS_PER_PARAM = 8.0 / 64.0 + 32.0 / (64.0 * 256.0)
 NF4_BYTES_PER_PARAM = (NF4_BITS_PER_PARAM + NF4_CONSTANT_BITS_PER_PARAM) / 8.0
 
+# NVFP4 serving weights: 4-bit E2M1 values with one FP8 (E4M3) scale per block of 16 (and an
+# fp32 scale per tensor, negligible): (4 + 8/16) / 8 = 0.5625 bytes per weight (NVIDIA,
+# "Introducing NVFP4 for efficient and accurate low-precision inference", 2025; MXFP4 uses an
+# 8-bit scale per 32: 0.53125, within 6 %).
+NVFP4_BYTES_PER_PARAM = (4.0 + 8.0 / 16.0) / 8.0
+# Policies whose serving KV cache defaults to fp8 (what TensorRT-LLM and vLLM deploy with an
+# fp8 or fp4 checkpoint; docs/planning.md P19c).
+FP8_KV_POLICIES = ("fp8-inference", "fp4-inference")
+
 Mode = Literal["train", "inference"]
 
 
@@ -104,7 +113,14 @@ POLICIES: dict[str, PrecisionPolicy] = {
                              "peak on every device; stored activations stay 16-bit"),
         PrecisionPolicy(name="fp8-inference", compute_dtype="fp8", weight_bytes=2,
                         linear_weight_bytes=1, grad_bytes=0, master_bytes=0, activation_bytes=2,
-                        train_ok=False, note="fp8 weights and fp8 matmuls for serving"),
+                        train_ok=False, note="fp8 weights and fp8 matmuls for serving; the KV "
+                        "cache in fp8 unless kv_cache_precision says otherwise"),
+        PrecisionPolicy(name="fp4-inference", compute_dtype="fp4", weight_bytes=2,
+                        linear_weight_bytes=NVFP4_BYTES_PER_PARAM, grad_bytes=0, master_bytes=0,
+                        activation_bytes=2, train_ok=False,
+                        note="NVFP4 / MXFP4 weights and fp4 matmuls for serving (Blackwell, "
+                        "MI355X): 4-bit values plus an fp8 scale per 16 (4.5 bits per weight); "
+                        "the KV cache in fp8 unless kv_cache_precision says otherwise"),
     ]
 }
 

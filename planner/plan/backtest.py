@@ -1,4 +1,5 @@
-"""Backtest: published training runs, each predicted with the planner's default rules.
+"""Backtest: published training runs (and serving numbers, `serving_backtest`), each predicted
+with the planner's default rules.
 
 The runs live in `planner/data/training_runs.csv`, curated from the shared reference data: one
 row per published number, with its source, its confidence, the configuration it was measured
@@ -28,6 +29,12 @@ PaLM's Appendix B (6N + 12·L·H·Q·T). A signed error is then exactly the step
 Values are in the unit their metric names (hours, fraction, TFLOP/s, tokens/s, minutes), the
 one place where the planner keeps a non-SI unit: the point of the table is to be read against
 the papers.
+
+The serving backtest (`backtest(kind="serving")`, `planner/data/serving_runs.csv`) predicts
+each published serving number with `search(InferenceJob(...), devices=[device])`, the published
+layout pinned, in one of three modes: "offline" (the best output tokens/s per device over the
+batches that fit, times the published devices), "closed" (the published concurrency and
+batch) and "latency" (batch 1). Its values are SI (tokens per second, seconds).
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from planner.errors import InputError, clip, one_line
 from planner.model.precision import precision_policy
 from planner.model.spec import GPT2_STYLE, ModelSpec, model
 from planner.units import SECONDS_PER_HOUR, TERA
@@ -47,6 +55,7 @@ from planner.units import SECONDS_PER_HOUR, TERA
 SECONDS_PER_MINUTE = 60.0
 
 DATA_FILE = "training_runs.csv"
+BACKTEST_KINDS = ("training", "serving")
 
 METRICS = ("device_hours", "mfu", "tflops_per_device", "tokens_per_s_per_device",
            "time_to_train_minutes")
@@ -134,6 +143,14 @@ def _build_backtest_models() -> dict[str, ModelSpec]:
         n_kv_heads=1, head_dim=256, d_ff=73728, vocab_size=256000, max_seq_len=2048,
         norm="layernorm", mlp_act="silu", gated_mlp=True, position="rotary",
         tied_embeddings=True, source_url="https://arxiv.org/abs/2204.02311 (Table 1, Sec. 2)")
+    # Qwen3-32B (the serving backtest's ML.ENERGY row): 64 layers, hidden 5120, 64 query and
+    # 8 KV heads of 128 with per-head q/k RMSNorm, SwiGLU of 25,600, vocabulary 151,936,
+    # untied head (Qwen/Qwen3-32B config.json).
+    out["qwen3-32b"] = ModelSpec(
+        name="qwen3-32b", arch="decoder", norm="rmsnorm", norm_position="pre", mlp_act="silu",
+        gated_mlp=True, position="rotary", n_layers=64, d_model=5120, n_heads=64,
+        n_kv_heads=8, head_dim=128, d_ff=25600, vocab_size=151936, max_seq_len=40960,
+        qk_norm=True, source_url="https://huggingface.co/Qwen/Qwen3-32B/blob/main/config.json")
     return out
 
 
@@ -346,8 +363,22 @@ def _predict(run: pd.Series, catalog: Any) -> dict[str, Any]:
            if col in best.index})
 
 
-def backtest(*, catalog: Any = None, runs: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Predict every curated published run with the default rules and compare.
+def backtest(*, kind: str = "training", catalog: Any = None,
+             runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Predict every curated published run of `kind` ("training", the default, or "serving")
+    with the default rules and compare; see `training_backtest` and `serving_backtest` for
+    the columns. `runs` defaults to the curated CSV of that kind; `catalog` to the built-in
+    hardware catalog. Any other `kind` raises InputError naming the field."""
+    if not isinstance(kind, str) or kind not in BACKTEST_KINDS:
+        raise InputError("kind", f"unknown backtest kind {clip(kind)}; allowed: "
+                                 f"{', '.join(BACKTEST_KINDS)}")
+    if kind == "serving":
+        return serving_backtest(catalog=catalog, runs=runs)
+    return training_backtest(catalog=catalog, runs=runs)
+
+
+def training_backtest(*, catalog: Any = None, runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Predict every curated published training run with the default rules and compare.
 
     One row per published number: run_id, run, family, model, device, n_devices, the layout the
     engine used (tp, pp, dp, zero_stage, recompute, micro_batch_size; published values where
@@ -407,6 +438,233 @@ def backtest_summary(df: pd.DataFrame) -> dict[str, Any]:
         "by_metric": groups("metric"),
         "by_family": groups("family"),
     }
+
+
+# ---- serving ------------------------------------------------------------------------------------
+SERVING_DATA_FILE = "serving_runs.csv"
+
+# What a serving row compares (all SI): output tokens per second of the whole system, decode
+# tokens per second seen by one user (1 / TPOT), time to first token, time per output token.
+SERVING_METRICS = ("output_tokens_per_s", "output_tokens_per_s_per_user", "ttft_s", "tpot_s")
+# offline: the best throughput over the batches that fit (under the row's latency limits, if
+# any); closed: a fixed number of users in flight; latency: one request at a time (batch 1).
+SERVING_MODES = ("offline", "closed", "latency")
+# Which statistic a published latency is: the engine's mean columns, or its percentile
+# columns (ttft_p50_s, tpot_p99_s, ...) where the engine gives them.
+SERVING_STATISTICS = ("mean", "median", "p99")
+_PERCENTILE_SUFFIX = {"median": "_p50_s", "p99": "_p99_s"}
+# Largest batch per replica an offline row searches (powers of two up to it); its load is as
+# many concurrent requests, so the load never limits the batch.
+OFFLINE_MAX_BATCH_SIZE = 4096
+
+_SERVING_INT_FIELDS = ("n_devices", "tp", "pp", "batch_size", "concurrency", "prompt_len",
+                       "output_len")
+_SERVING_CARRIED = ("run_id", "family", "model", "device", "n_devices", "mode", "precision",
+                    "prompt_len", "output_len", "metric", "statistic", "published", "confidence",
+                    "source")
+SERVING_COLUMNS = [
+    "run_id", "family", "model", "device", "n_devices", "tp", "pp", "batch_size", "mode",
+    "precision", "prompt_len", "output_len", "metric", "statistic", "published", "predicted",
+    "signed_error_frac", "abs_error_frac", "confidence", "feasible", "note", "source",
+]
+
+
+def load_serving_runs() -> pd.DataFrame:
+    """The curated published serving numbers (planner/data/serving_runs.csv), one row each.
+
+    Integer fields (n_devices, tp, pp, batch_size, concurrency, prompt_len, output_len) are
+    pandas nullable integers (<NA> = not published: searched); ttft_limit_s and tpot_limit_s
+    are the latency limits an offline row must meet (NaN = none) at the percentile
+    limit_percentile (MLPerf: 99); kv_cache_precision is None
+    for the engine's default. Values are SI (seconds, tokens per second).
+    """
+    path = resources.files("planner").joinpath("data", SERVING_DATA_FILE)
+    with path.open(encoding="utf-8") as f:
+        df = pd.read_csv(f, keep_default_na=False, na_values=[""])
+    for col in _SERVING_INT_FIELDS:
+        df[col] = df[col].astype("Int64")
+    for col in ("published", "ttft_limit_s", "tpot_limit_s", "limit_percentile"):
+        df[col] = df[col].astype(float)
+    for col in ("kv_cache_precision", "notes"):
+        df[col] = df[col].astype(object).where(df[col].notna(), None)
+    return df
+
+
+def _serving_job_fields(run: pd.Series) -> dict[str, Any]:
+    """The InferenceJob keywords of a serving row: the published layout pinned, the load of
+    its mode (offline: as many users as the largest batch searched; closed: the published
+    concurrency; latency: one), and its latency limits as targets."""
+    n_devices = int(run["n_devices"])
+    fields: dict[str, Any] = dict(model=backtest_model(run["model"]), precision=run["precision"],
+                                  prompt_len=int(run["prompt_len"]),
+                                  output_len=int(run["output_len"]))
+    if run["kv_cache_precision"] is not None:
+        fields["kv_cache_precision"] = run["kv_cache_precision"]
+    if _pin(run["tp"]) is not None:
+        fields["tp"] = _pin(run["tp"])
+    pp = _pin(run["pp"])
+    if pp is not None and pp > 1:
+        fields["pp"] = pp
+    for target, limit in (("ttft_s", "ttft_limit_s"), ("tpot_s", "tpot_limit_s")):
+        if math.isfinite(float(run[limit])):
+            fields[target] = float(run[limit])
+    # the percentile the limits apply to, where the engine takes one (else its means)
+    if math.isfinite(float(run["limit_percentile"])) and _job_has("latency_percentile"):
+        fields["latency_percentile"] = float(run["limit_percentile"])
+    mode = run["mode"]
+    if mode == "offline":
+        # batch b on replicas of tp·pp devices: OFFLINE_MAX_BATCH_SIZE / b replicas at most
+        fields.update(max_batch_size=OFFLINE_MAX_BATCH_SIZE,
+                      concurrent_requests=OFFLINE_MAX_BATCH_SIZE,
+                      max_devices=OFFLINE_MAX_BATCH_SIZE * n_devices)
+    elif mode == "closed":
+        batch = _pin(run["batch_size"])
+        users = _pin(run["concurrency"]) or batch or 1
+        if batch is not None:
+            fields["batch_size"] = batch
+        fields.update(concurrent_requests=users, max_batch_size=max(users, batch or 1))
+    elif mode == "latency":
+        fields.update(batch_size=1, concurrent_requests=1)
+    else:
+        raise InputError("mode", f"{clip(mode)} in run {run['run_id']}; allowed: "
+                                 f"{', '.join(SERVING_MODES)}")
+    return fields
+
+
+def _job_has(field: str) -> bool:
+    """Whether the engine's InferenceJob takes `field` (the serving model is being extended)."""
+    from planner import InferenceJob
+
+    return field in InferenceJob.model_fields
+
+
+def _replica_devices(rows: pd.DataFrame) -> pd.Series:
+    """Devices per replica of each candidate: tp × pp (pp = 1 where the engine gives none)."""
+    pp = rows["pp"].astype(int) if "pp" in rows.columns else 1
+    return rows["tp"].astype(int) * pp
+
+
+def _select_serving(rows: pd.DataFrame, run: pd.Series) -> tuple[pd.Series | None, str]:
+    """The candidate a serving row is compared with, and a note ("" when feasible).
+
+    offline: among feasible candidates whose replicas tile the published device count, the
+    highest output tokens/s per device; closed: among candidates on the published device
+    count, the highest delivered tokens/s at the load; latency: the shortest request. A
+    closed or latency row whose published layout the engine calls infeasible is still
+    compared (the run did run), with the engine's reason in the note.
+    """
+    if rows.empty:
+        return None, "the engine returned no candidate"
+    n_devices, mode = int(run["n_devices"]), run["mode"]
+    if mode == "offline":
+        per_replica = _replica_devices(rows)
+        match = rows[(per_replica <= n_devices) & (n_devices % per_replica == 0)]
+        objective, best_is_max = "tokens_per_s_per_device", True
+    else:
+        match = rows[rows["n_devices"].astype(int) == n_devices]
+        objective, best_is_max = (("tokens_per_s", True) if mode == "closed"
+                                  else ("time_s", False))
+    if match.empty:
+        return None, f"no candidate on {n_devices} devices with the published layout"
+    value = match[objective].astype(float)
+    finite = match[np.isfinite(value)]
+    feasible = finite[finite["feasible"].astype(bool)]
+
+    def best(frame: pd.DataFrame) -> pd.Series:
+        col = frame[objective].astype(float)
+        return frame.loc[col.idxmax() if best_is_max else col.idxmin()]
+
+    if not feasible.empty:
+        return best(feasible), ""
+    if mode == "offline" or finite.empty:
+        return None, f"engine: no feasible candidate ({match['reason'].iloc[0]})"
+    chosen = best(finite)
+    return chosen, f"engine says infeasible: {chosen['reason']}"
+
+
+def serving_metric(row: pd.Series, *, metric: str, mode: str, n_devices: int,
+                   statistic: str = "mean") -> float:
+    """A published serving quantity from one search candidate (SI units).
+
+    output_tokens_per_s = tokens_per_s_per_device · n_devices for an offline row (the
+    capacity of the published devices) and the delivered tokens_per_s at the load otherwise;
+    output_tokens_per_s_per_user = 1 / tpot_s; ttft_s and tpot_s as the engine gives them,
+    from its percentile column (ttft_p50_s, tpot_p99_s, ...) when `statistic` is "median" or
+    "p99" and the engine has one, else its mean.
+    """
+    if metric == "output_tokens_per_s":
+        if mode == "offline":
+            return float(row["tokens_per_s_per_device"]) * n_devices
+        return float(row["tokens_per_s"])
+
+    def latency(name: str) -> float:
+        column = name.removesuffix("_s") + _PERCENTILE_SUFFIX.get(statistic, "_s")
+        return float(row[column] if column in row.index else row[name])
+
+    if metric == "output_tokens_per_s_per_user":
+        return 1.0 / latency("tpot_s")
+    if metric in ("ttft_s", "tpot_s"):
+        return latency(metric)
+    raise InputError("metric", f"{clip(metric)}; allowed: {', '.join(SERVING_METRICS)}")
+
+
+def _blank(note: str) -> dict[str, Any]:
+    return dict(predicted=math.nan, feasible=False, note=note, tp=None, pp=None,
+                batch_size=None)
+
+
+def _predict_serving(run: pd.Series, catalog: Any) -> dict[str, Any]:
+    from planner import InferenceJob, search  # the engine; imported lazily
+
+    fields = _serving_job_fields(run)
+    if "pp" in fields and not _job_has("pp"):
+        return _blank("InferenceJob has no pp field yet (pipeline-parallel serving)")
+    try:
+        job = InferenceJob(**fields)
+    except ValueError as err:  # e.g. a precision policy the engine does not know yet
+        from pydantic import ValidationError
+
+        return _blank(one_line(err) if isinstance(err, ValidationError) else str(err))
+    rows = search(job, catalog, devices=[run["device"]])
+    best, note = _select_serving(rows, run)
+    if best is None:
+        return _blank(note)
+    predicted = serving_metric(best, metric=run["metric"], mode=run["mode"],
+                               n_devices=int(run["n_devices"]), statistic=run["statistic"])
+    return dict(predicted=predicted, feasible=not note, note=note, tp=int(best["tp"]),
+                pp=int(best["pp"]) if "pp" in best.index else 1,
+                batch_size=int(best["batch_size"]))
+
+
+def serving_backtest(*, catalog: Any = None, runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Predict every curated published serving number (planner/data/serving_runs.csv) with
+    `planner.search(InferenceJob(...), devices=[device])` and compare.
+
+    One row per published number: run_id, family, model, device, n_devices, the layout the
+    engine used (tp, pp, batch_size per replica), mode, precision, prompt_len, output_len,
+    metric, statistic, published, predicted, signed_error_frac = predicted / published − 1
+    (the same convention for times: +10 % on ttft_s means the engine predicts a 10 % longer
+    time), abs_error_frac, confidence, feasible, note (why a prediction is blank, or the
+    engine's reason when it calls the published layout infeasible), source.
+    """
+    if catalog is None:
+        from planner.hardware.catalog import load_catalog
+
+        catalog = load_catalog()
+    runs = load_serving_runs() if runs is None else runs
+    records = []
+    for _, run in runs.iterrows():
+        rec = {col: _pin(run[col]) for col in _SERVING_CARRIED}
+        rec.update(_predict_serving(run, catalog))
+        records.append(rec)
+    df = pd.DataFrame.from_records(records, columns=[c for c in SERVING_COLUMNS
+                                                     if c not in ("signed_error_frac",
+                                                                  "abs_error_frac")])
+    df["predicted"] = df["predicted"].astype(float)
+    df["published"] = df["published"].astype(float)
+    df["signed_error_frac"] = df["predicted"] / df["published"] - 1.0
+    df["abs_error_frac"] = df["signed_error_frac"].abs()
+    return df[SERVING_COLUMNS]
 
 
 POWER_DATA_FILE = "serving_power_runs.csv"

@@ -170,10 +170,17 @@ def _with_scale_note(text: str, row: pd.Series) -> str:
     return text
 
 
+def serving_layout_text(row: pd.Series) -> str:
+    """"tp=4 pp=2 batch=64": a serving row's layout, pp and ep only where above 1."""
+    parts = [f"tp={row['tp']}"]
+    parts += [f"{axis}={row[axis]}" for axis in ("pp", "ep") if int(row.get(axis, 1)) > 1]
+    return " ".join([*parts, f"batch={row['batch_size']}"])
+
+
 def _infer_reason_text(job: InferenceJob, table: _DeviceTable, row: pd.Series) -> str:
     code = InferReason(INFER_REASONS.index(str(row["reason"])))
     i = table.position[str(row["device"])]
-    layout = f"tp={row['tp']} batch={row['batch_size']}"
+    layout = serving_layout_text(row)
     if code is InferReason.NO_PEAK:
         return _no_peak_text(precision_policy(job.precision, mode="inference"))
     if code is InferReason.TP_BEYOND_DOMAIN:
@@ -201,16 +208,23 @@ def _infer_reason_text(job: InferenceJob, table: _DeviceTable, row: pd.Series) -
     if code is InferReason.NON_FINITE:
         return _non_finite_text(row, layout)
     if code is InferReason.TTFT:
-        return (f"misses the time-to-first-token target {job.ttft_s:g} s: best "
-                f"{row['ttft_s']:.3g} s ({layout})")
+        return (f"misses the time-to-first-token target {job.ttft_s:g} s at "
+                f"p{job.latency_percentile:g}: best {_at_percentile(row, 'ttft', job):.3g} s "
+                f"({layout})")
     if code is InferReason.TPOT:
-        return (f"misses the time-per-output-token target {job.tpot_s:g} s: best "
-                f"{row['tpot_s']:.3g} s ({layout})")
+        return (f"misses the time-per-output-token target {job.tpot_s:g} s at "
+                f"p{job.latency_percentile:g}: best {_at_percentile(row, 'tpot', job):.3g} s "
+                f"({layout})")
     if code is InferReason.MAX_DEVICES:
         n = int(row["n_devices"])
         need = f"{n:,}" if n < MAX_DEVICE_COUNT else f"over {MAX_DEVICE_COUNT:.3g}"
         return f"needs {need} devices, more than max_devices={job.max_devices}"
     return code.text
+
+
+def _at_percentile(row: pd.Series, what: str, job: InferenceJob) -> float:
+    """The row's TTFT or TPOT at the job's latency percentile (what the search checked)."""
+    return float(row[f"{what}_at_percentile_s"])
 
 
 def _non_finite_text(row: pd.Series, layout: str) -> str:
@@ -332,11 +346,12 @@ def rank(job: TrainingJob | InferenceJob, catalog: Any = None, *,
                                 device_s=device_s)
         keys = [np.broadcast_to(k, shape) for k in keys]
         mem_ratio = np.broadcast_to(q.mem_per_device_bytes, shape) / np.broadcast_to(
-            _device_columns(table, slice(None), 3).memory_bytes, shape)
+            _device_columns(table, slice(None), len(shape)).memory_bytes, shape)
         closeness = np.where(code == _FIT_CODE_INFER, mem_ratio,
-                             np.where(code == InferReason.TTFT, np.broadcast_to(q.ttft_s, shape),
+                             np.where(code == InferReason.TTFT,
+                                      np.broadcast_to(q.ttft_at_percentile_s, shape),
                                       np.where(code == InferReason.TPOT,
-                                               np.broadcast_to(q.tpot_s, shape),
+                                               np.broadcast_to(q.tpot_at_percentile_s, shape),
                                                np.broadcast_to(q.n_devices, shape))))
         picks, chosen_by = [], []
         per = int(np.prod(shape[1:]))

@@ -51,6 +51,7 @@ from planner.plan.memory import (
     zero3_gather_buffer_bytes,
     zero_sharded_bytes,
 )
+from planner.plan.queueing import busy_quantile, erlang_c, mean_wait_s, wait_quantile_s
 from planner.plan.reasons import INFER_REASONS, TRAIN_REASONS, InferReason, TrainReason
 from planner.plan.steptime import (
     RECOMPUTE_OPTIONS,
@@ -68,6 +69,7 @@ from planner.plan.steptime import (
     optimizer_step_bytes,
     pipeline_bubble_frac,
     pipeline_step_time_s,
+    serving_step_s,
     stage_time_s,
     training_profile_for,
 )
@@ -840,16 +842,43 @@ def _train_chunks(job: TrainingJob, table: _DeviceTable, cost: CostOptions):
                           np.broadcast_to(code, shape)), axes, prof
 
 
-# ---- inference --------------------------------------------------------------------------------
-def _infer_axes(job: InferenceJob, table: _DeviceTable) -> tuple[np.ndarray, np.ndarray]:
+# ---- inference ----------------------------------------------------------------------------------
+MAX_SERVING_PP = 16  # deepest serving pipeline searched (pinned values may exceed it)
+MAX_SERVING_EP = 64  # largest expert-parallel group count searched
+
+
+@dataclass(frozen=True)
+class _InferAxes:
+    """The serving grid's axes (device × tp × pp × ep × batch): the values of each."""
+
+    tp: np.ndarray
+    pp: np.ndarray
+    ep: np.ndarray
+    batch: np.ndarray
+
+    @property
+    def shaped(self) -> dict[str, np.ndarray]:
+        return dict(tp=self.tp.reshape(1, -1, 1, 1, 1), pp=self.pp.reshape(1, 1, -1, 1, 1),
+                    ep=self.ep.reshape(1, 1, 1, -1, 1), batch=self.batch.reshape(1, 1, 1, 1, -1))
+
+
+def _infer_axes(job: InferenceJob, table: _DeviceTable) -> _InferAxes:
     spec = job.model
     max_domain = int(np.nanmax(table.domain))
     tp = [job.tp] if job.tp else _powers_of_two(min(MAX_TP, spec.n_heads, max_domain))
+    pp = [job.pp] if job.pp else _powers_of_two(min(MAX_SERVING_PP, spec.n_layers))
+    if job.ep:
+        ep = [job.ep]
+    elif spec.is_moe:
+        ep = [e for e in _powers_of_two(min(MAX_SERVING_EP, spec.n_experts))
+              if spec.n_experts % e == 0]
+    else:
+        ep = [1]
     limit = job.max_batch_size
     if job.requests_per_s is None:
         limit = min(limit, job.load_concurrency)
     b = [job.batch_size] if job.batch_size else _powers_of_two(limit)
-    return np.array(tp, dtype=float), np.array(b, dtype=float)
+    return _InferAxes(*(np.array(v, dtype=float) for v in (tp, pp, ep, b)))
 
 
 def secondary_memory_read(job: InferenceJob, dev: DeviceColumns, *, weights, kv):
@@ -872,78 +901,349 @@ def secondary_memory_read(job: InferenceJob, dev: DeviceColumns, *, weights, kv)
     return spill, extra
 
 
+def speculation_tokens_per_step(*, speculative_tokens: int, acceptance_rate: float) -> float:
+    """P19e: expected tokens a sequence gains per verify step with γ draft tokens each accepted
+    with probability α (Leviathan et al. 2023, Eq. 1): (1 − α^(γ+1)) / (1 − α). γ = 4,
+    α = 0.8: (1 − 0.8⁵) / 0.2 = 3.3616."""
+    if not speculative_tokens:
+        return 1.0
+    a = acceptance_rate
+    return (1.0 - a ** (speculative_tokens + 1)) / (1.0 - a)
+
+
+@dataclass(frozen=True)
+class _Replica:
+    """What one step of a replica costs (P19a–P19g): `stage(decodes, prefill_tokens)` is the
+    time of one micro-batch through one pipeline stage, communication included; `draft(d)`
+    one draft pass for d sequences."""
+
+    job: InferenceJob
+    prof: InferenceProfile
+    dev: DeviceColumns
+    tp: Any
+    pp: Any
+    ep: Any
+    scale_out: Any
+    draft_prof: InferenceProfile | None
+
+    @property
+    def block_frac(self):
+        return np.ceil(self.prof.n_layers / self.pp) / self.prof.n_layers
+
+    @property
+    def uncached_prompt(self) -> float:
+        """P' = P · (1 − h): the prompt tokens a request prefills (P19f)."""
+        return self.job.prompt_len * (1.0 - self.job.prefix_cache_hit_frac)
+
+    @property
+    def query_tokens(self) -> float:
+        return 1.0 + self.job.speculative_tokens
+
+    def _links(self):
+        dev, tp, pp, ep = self.dev, self.tp, self.pp, self.ep
+        replica = tp * pp * ep
+        tp_link = np.where(self.scale_out, dev.scaleout_bw_bytes_per_s, group_link_bw(dev, tp))
+        group = tp * ep
+        ep_inside = group_fits_domain(group=group, n=replica, domain=dev.scaleup_domain_size)
+        ep_link = np.where(ep_inside, group_link_bw(dev, group), dev.scaleout_bw_bytes_per_s)
+        pp_inside = replica <= dev.scaleup_domain_size
+        pp_link = np.where(pp_inside, neighbour_link_bw(dev), dev.scaleout_bw_bytes_per_s)
+        return tp_link, ep_link, ep_inside, pp_link, pp_inside
+
+    def stage(self, decodes, prefill_tokens):
+        """One micro-batch of `decodes` sequences (each with the verify's query tokens) and
+        `prefill_tokens` prompt tokens through one stage: compute (P19a), 2 tensor-parallel
+        all-reduces per block of the step's tokens, the expert-parallel dispatch and combine
+        (P19i), and the send to the next stage (P19d)."""
+        prof, dev, tp, pp, ep = self.prof, self.dev, self.tp, self.pp, self.ep
+        a, h = prof.activation_bytes, prof.d_model
+        prompts = prefill_tokens / self.uncached_prompt
+        hit = self.job.prefix_cache_hit_frac
+        compute = serving_step_s(
+            prof.parts, decodes=decodes, query_tokens=self.query_tokens,
+            prefill_tokens=prefill_tokens, prefill_prompts=prompts,
+            prefill_attention_frac=1.0 - hit * hit, tp=tp, kv_split=np.minimum(tp, prof.n_kv_heads),
+            rates=dev.rates, ep=ep, block_frac=self.block_frac)
+        tokens = decodes * self.query_tokens + prefill_tokens
+        tp_link, ep_link, ep_inside, pp_link, _ = self._links()
+        layers = np.ceil(prof.n_layers / pp)
+        on = tokens > 0
+        tp_comm = TP_COLLECTIVES_PER_LAYER_INFERENCE * layers * collective_s(
+            dev, CollectiveOp.ALL_REDUCE, n_bytes=np.maximum(tokens, 1.0) * h * a, n_ranks=tp,
+            link_bw=tp_link, scale_out=self.scale_out)
+        comm = np.where(on & (tp > 1), tp_comm, 0.0)
+        if prof.moe is not None:
+            moe = prof.moe
+            n_bytes = np.maximum(tokens, 1.0) / tp * moe.dispatch_bytes_per_token
+            a2a = collective_s(dev, CollectiveOp.ALL_TO_ALL, n_bytes=n_bytes, n_ranks=ep,
+                               link_bw=ep_link, scale_out=~ep_inside)
+            comm = comm + np.where(on & (ep > 1), 2.0 * moe.n_moe_layers * self.block_frac
+                                   * a2a, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            send = np.where(on & (pp > 1), tokens * h * a / tp / pp_link, 0.0)
+        return compute + comm + send
+
+    def cycle(self, decodes, prefill_tokens):
+        """A micro-batch's round trip through the pp stages (pp micro-batches keep every stage
+        busy): pp · stage."""
+        return self.pp * self.stage(decodes, prefill_tokens)
+
+    def draft(self, decodes):
+        """P19e: one draft pass for `decodes` sequences: the model's MTP module (one block and
+        the shared head: block_frac 1/L of the decode step) or a draft model's decode step
+        at the same tensor parallelism, its all-reduces included."""
+        prof, dev, tp = self.prof, self.dev, self.tp
+        if not self.job.speculative_tokens:
+            return 0.0
+        draft = self.draft_prof
+        p = prof if draft is None else draft
+        kv_split = np.minimum(tp, p.n_kv_heads)
+        t = serving_step_s(p.parts, decodes=decodes, query_tokens=1.0, prefill_tokens=0.0,
+                           prefill_prompts=0.0, tp=tp, kv_split=kv_split, rates=dev.rates,
+                           block_frac=1.0 / p.n_layers if draft is None else 1.0)
+        layers = 1.0 if draft is None else float(p.n_layers)
+        tp_link = self._links()[0]
+        comm = TP_COLLECTIVES_PER_LAYER_INFERENCE * layers * collective_s(
+            dev, CollectiveOp.ALL_REDUCE, n_bytes=np.maximum(decodes, 1.0) * p.d_model
+            * p.activation_bytes, n_ranks=tp, link_bw=tp_link, scale_out=self.scale_out)
+        return t + np.where(tp > 1, comm, 0.0)
+
+
+@dataclass(frozen=True)
+class _Service:
+    """A replica's schedule at one occupancy (P19a-P19g): seconds per output token of a
+    sequence, a request's time to first token without queueing, and its residence time."""
+
+    tpot_s: Any
+    ttft_s: Any
+    residence_s: Any
+
+
+def _schedule(r: _Replica, batch) -> _Service:
+    """P19a-P19g at `batch` sequences per micro-batch of a tensor-parallel group."""
+    job = r.job
+    out, P_ = job.output_len, r.uncached_prompt
+    if out == 0:  # an encoder: whole prompts, a batch at a time (P19j)
+        t = r.cycle(0.0, batch * P_)
+        return _Service(tpot_s=np.full(np.shape(t), np.nan), ttft_s=t, residence_s=t)
+    g = job.speculative_tokens
+    E = speculation_tokens_per_step(speculative_tokens=g,
+                                    acceptance_rate=job.acceptance_rate or 0.0)
+    q = r.query_tokens
+    C = float(job.prefill_chunk_tokens)
+    if job.disaggregated:  # P19g: decode pool only; the prompt arrives with its KV cache
+        cycle = r.cycle(batch, 0.0) + g * r.draft(batch)
+        c = C if C > 0 else P_
+        chunk = min(c, P_)
+        prefill = np.ceil(P_ / chunk) * r.cycle(0.0, chunk)
+        ttft = prefill + _kv_transfer_s(r)
+    elif C > 0:  # P19a: chunked prefill, decodes first, prompts fill the rest of the budget
+        demand = batch * P_ * E / out  # prefill tokens per step
+        k = np.maximum(1.0, (batch * q + demand) / C)  # steps per output step
+        cycle = k * (r.cycle(batch / k, demand / k) + g * r.draft(batch / k))
+        room = np.maximum(C - batch * q / k, 1.0)
+        chunk = np.minimum(room, P_)
+        ttft = np.ceil(P_ / room) * (r.cycle(batch / k, chunk) + g * r.draft(batch / k))
+    else:  # no chunking: each prompt alone between decode steps (Orca / early vLLM)
+        prefill = r.cycle(0.0, P_)
+        decode = r.cycle(batch, 0.0) + g * r.draft(batch)
+        cycle = decode + batch * E / out * prefill
+        ttft = prefill + decode
+    tpot = cycle / E
+    return _Service(tpot_s=tpot, ttft_s=ttft, residence_s=ttft + (out - 1) * tpot)
+
+
+def _kv_transfer_s(r: _Replica):
+    """P19g: the prompt's KV cache from the prefill to the decode pool, each device sending
+    its shard (P · kv bytes per token · ceil(L/p)/L / min(t, K)) over its scale-out NIC,
+    exposed. Llama-2-70B fp16, 2,048 tokens at t = 8: 2,048 · 327,680 / 8 = 83.9 MB per GPU,
+    1.68 ms at 50 GB/s."""
+    prof = r.prof
+    shard = (r.job.prompt_len * prof.kv_bytes_per_token * r.block_frac
+             / np.minimum(r.tp, prof.n_kv_heads))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return shard / r.dev.scaleout_bw_bytes_per_s
+
+
+def _prefill_pool(r: _Replica, load_rps):
+    """P19g: prefill instances of the same layout, each prefilling a chunk of the step budget
+    (or one prompt) per stage time with pp chunks in flight, sized to the target
+    utilization: ceil(λ · P' / (ρ · tokens per second of one instance))."""
+    job = r.job
+    c = float(job.prefill_chunk_tokens) if job.prefill_chunk_tokens else r.uncached_prompt
+    rate = c / r.stage(0.0, c)
+    return np.maximum(np.ceil(load_rps * r.uncached_prompt / (job.target_utilization * rate)
+                              - 1e-9), 1.0)
+
+
+def serving_weight_bytes(job: InferenceJob, prof: InferenceProfile, *, tp, pp, ep,
+                         draft_prof: InferenceProfile | None = None):
+    """P5, P19d, P19i: weights per device of the largest pipeline stage. The routed experts
+    are split over the ep groups (each holding 1/ep of them, split over its t devices like
+    the rest); the stage holds ceil(L/p)/L of the model. A speculative draft adds its weights
+    split over t (an MTP module: one block, W/L)."""
+    expert = 0.0 if prof.moe is None else prof.moe.expert_weight_bytes * prof.moe.n_moe_layers
+    w = prof.weight_bytes - expert * (1.0 - 1.0 / np.asarray(ep, dtype=float))
+    per = inference_weight_bytes_per_device(weight_bytes=w, tp=tp,
+                                            kv_weight_bytes=prof.kv_proj_weight_bytes,
+                                            n_kv_heads=prof.n_kv_heads)
+    stage = per * np.ceil(prof.n_layers / np.asarray(pp, dtype=float)) / prof.n_layers
+    if not job.speculative_tokens:
+        return stage
+    draft = (prof.weight_bytes / prof.n_layers if draft_prof is None
+             else draft_prof.weight_bytes)
+    return stage + draft / np.asarray(tp, dtype=float)
+
+
+def serving_kv_bytes(job: InferenceJob, prof: InferenceProfile, *, tp, pp, batch,
+                     draft_prof: InferenceProfile | None = None):
+    """P4, P19b: KV cache per device of the largest stage, paged: the pp micro-batches of
+    `batch` sequences each hold on average P + O/2 live tokens (sequences at every stage of
+    their output), plus half a block of padding (Kwon et al. 2023: waste only in the last
+    block); ceil(L/p)/L of the layers; split over min(t, K). A draft model keeps its own
+    cache (an MTP module: one layer's). An encoder keeps none."""
+    if job.output_len == 0 and prof.kv_bytes_per_token == 0:
+        return np.zeros(np.broadcast_shapes(np.shape(tp), np.shape(pp), np.shape(batch)))
+    live = job.prompt_len + job.output_len / 2.0 + job.kv_block_tokens / 2.0
+    per_token = prof.kv_bytes_per_token
+    if job.speculative_tokens:
+        per_token += (prof.kv_bytes_per_token / prof.n_layers if draft_prof is None
+                      else draft_prof.kv_bytes_per_token)
+    pp = np.asarray(pp, dtype=float)
+    stage = np.ceil(prof.n_layers / pp) / prof.n_layers
+    return kv_cache_bytes_per_device(kv_bytes_per_token=per_token * stage, context_len=live,
+                                     batch_size=np.asarray(batch, dtype=float) * pp, tp=tp,
+                                     n_kv_heads=prof.n_kv_heads)
+
+
 def evaluate_inference(job: InferenceJob, prof: InferenceProfile, dev: DeviceColumns, *, tp,
-                       batch, scale_out=False) -> ServingBreakdown:
-    """All quantities of serving candidates (P4, P5, P6, P9, P19); arguments broadcast.
+                       batch, pp=1, ep=1, scale_out=False,
+                       draft_prof: InferenceProfile | None = None) -> ServingBreakdown:
+    """All quantities of serving candidates (P4, P5, P19-P19k); arguments broadcast.
 
-    Continuous batching (A9; Yu et al. 2022, Orca; Kwon et al. 2023, vLLM): a replica keeps
-    `batch` sequences in flight and decodes them together; each new request's prompt is
-    prefilled on its own, between decode steps. Per request: TTFT = its prefill + one decode
-    step it waits for; every sequence's tokens are delayed by the prefills of the requests
-    that replace finished ones (`batch` prefills per `output_len` steps), so
-    TPOT = t_decode(batch) + batch · t_prefill / output_len; a replica serves
-    batch / (output_len · TPOT) requests per second.
+    A replica is tp · pp · ep devices: ep attention groups of tp devices (tensor parallel)
+    per pipeline stage, pp stages, `batch` sequences per micro-batch of a group and pp
+    micro-batches in flight, so c = batch · pp · ep sequences per replica. Its schedule
+    (P19a: continuous batching with chunked prefill; speculative decoding P19e; prefix
+    caching P19f; disaggregated prefill P19g) gives TPOT and TTFT at an occupancy; replicas
+    are sized at the target utilization with the schedule at full occupancy, and the waiting
+    time and the percentiles come from an M/M/c queue of the c slots (P19h). A closed-loop
+    load (concurrent_requests) keeps each replica at its share of the users, no queue.
     """
-    kv_split = np.minimum(tp, prof.n_kv_heads)
-    kw = dict(tp=tp, kv_split=kv_split, rates=dev.rates)
-    link = np.where(scale_out, dev.scaleout_bw_bytes_per_s, group_link_bw(dev, tp))
-    a, h, L = prof.activation_bytes, prof.d_model, prof.n_layers
-    n_coll = TP_COLLECTIVES_PER_LAYER_INFERENCE * L
-
-    def tp_allreduce(n_bytes):
-        return n_coll * collective_s(dev, CollectiveOp.ALL_REDUCE, n_bytes=n_bytes, n_ranks=tp,
-                                     link_bw=link, scale_out=scale_out)
-
-    weights = inference_weight_bytes_per_device(weight_bytes=prof.weight_bytes, tp=tp,
-                                                kv_weight_bytes=prof.kv_proj_weight_bytes,
-                                                n_kv_heads=prof.n_kv_heads)
-    kv = kv_cache_bytes_per_device(kv_bytes_per_token=prof.kv_bytes_per_token,
-                                   context_len=job.context_len, batch_size=batch, tp=tp,
-                                   n_kv_heads=prof.n_kv_heads)
-    spill, spill_s = secondary_memory_read(job, dev, weights=weights, kv=kv)
-    prefill = (ops_time_s(prof.prefill, batch=1.0, **kw) + tp_allreduce(job.prompt_len * h * a)
-               + spill_s)
-    decode = ops_time_s(prof.decode, batch=batch, **kw) + tp_allreduce(batch * h * a) + spill_s
-    ttft = prefill + decode
-    tpot = decode + batch * prefill / job.output_len
-    latency = ttft + (job.output_len - 1) * tpot
-    replica_rps = batch / (job.output_len * tpot)
-    # at least one replica: a load far below one replica's capacity still needs one
+    r = _Replica(job=job, prof=prof, dev=dev, tp=tp, pp=pp, ep=ep, scale_out=scale_out,
+                 draft_prof=draft_prof)
+    slots = batch * pp * ep
+    full = _schedule(r, batch)
+    n_out = job.output_len
+    out_tokens = n_out if n_out else job.prompt_len  # delivered: outputs (inputs, P19j)
+    replica_rps = slots / full.residence_s  # capacity of one replica
+    percentiles = sorted({50.0, 99.0, job.latency_percentile})
     if job.requests_per_s is not None:
         load_rps = job.requests_per_s
-        replicas = np.maximum(np.ceil(load_rps / replica_rps - 1e-9), 1.0)
+        replicas = np.maximum(np.ceil(load_rps / (job.target_utilization * replica_rps)
+                                      - 1e-9), 1.0)
+        per_replica = load_rps / replicas
+        offered = per_replica * full.residence_s  # Erlangs per replica
+        p_wait = erlang_c(slots, offered)
+        kw = dict(p_wait=p_wait, servers=slots, service_s=full.residence_s,
+                  arrival_per_s=per_replica)
+        wait_mean = mean_wait_s(**kw)
+        at: dict[float, _Service] = {}
+        waits: dict[float, Any] = {}
+        for p in percentiles:
+            busy = busy_quantile(load=offered, servers=slots, percentile=p)
+            at[p] = _schedule(r, busy / (pp * ep))
+            waits[p] = wait_quantile_s(**kw, percentile=p)
+        mean = at[50.0]
     else:
-        replicas = np.maximum(np.ceil(job.load_concurrency / batch - 1e-9), 1.0)
-        load_rps = job.load_concurrency / (job.output_len * tpot)
-    n_devices = replicas * tp
-    delivered = load_rps * job.output_len  # output tokens per second at the load
-    flops_per_request = (prof.prefill_model_flops_per_seq
-                         + (job.output_len - 1) * prof.decode_model_flops_per_token)
+        users = job.load_concurrency
+        replicas = np.maximum(np.ceil(users / slots - 1e-9), 1.0)
+        occupancy = users / replicas
+        mean = _schedule(r, occupancy / (pp * ep))
+        load_rps = users / mean.residence_s
+        offered = np.asarray(occupancy, dtype=float)
+        wait_mean = 0.0
+        at = {p: mean for p in percentiles}
+        waits = {p: 0.0 for p in percentiles}
+    replica_devices = tp * pp * ep
+    prefill_devices = (_prefill_pool(r, load_rps) * replica_devices if job.disaggregated
+                       else 0.0)
+    n_devices = replicas * replica_devices + prefill_devices
+    delivered = load_rps * out_tokens
+    weights = serving_weight_bytes(job, prof, tp=tp, pp=pp, ep=ep, draft_prof=draft_prof)
+    kv = serving_kv_bytes(job, prof, tp=tp, pp=pp, batch=batch, draft_prof=draft_prof)
+    spill, spill_s = secondary_memory_read(job, dev, weights=weights, kv=kv)
+    if np.any(spill_s):  # P19b: every pass reads the spilled weights from the second tier
+        full = _Service(tpot_s=full.tpot_s + spill_s, ttft_s=full.ttft_s + spill_s,
+                        residence_s=full.residence_s + n_out * spill_s)
+        at = {p: _Service(tpot_s=s.tpot_s + spill_s, ttft_s=s.ttft_s + spill_s,
+                          residence_s=s.residence_s + n_out * spill_s) for p, s in at.items()}
+        mean = at[50.0]
+    # a percentile never falls below a lower one: the schedule at a higher occupancy can come
+    # out a little faster (a GEMM crossing into a more efficient size), the quantile cannot
+    ttft: dict[float, Any] = {}
+    tpot: dict[float, Any] = {}
+    for lo, p in zip([None, *percentiles], percentiles, strict=False):
+        ttft[p] = at[p].ttft_s + waits[p]
+        tpot[p] = at[p].tpot_s
+        if lo is not None:
+            ttft[p] = np.maximum(ttft[p], ttft[lo])
+            tpot[p] = np.maximum(tpot[p], tpot[lo])
+    flops_per_request = (prof.prefill_model_flops_per_seq * (1.0 - job.prefix_cache_hit_frac)
+                         + max(n_out - 1, 0) * prof.decode_model_flops_per_token)
+    ones = np.ones(np.broadcast_shapes(np.shape(full.residence_s), np.shape(replicas)))
+    ttft_mean = mean.ttft_s + wait_mean
+    latency = ttft_mean + max(n_out - 1, 0) * (mean.tpot_s if n_out else 0.0)
+    decode_s = (r.cycle(batch, 0.0) + job.speculative_tokens * r.draft(batch) + spill_s
+                if n_out else np.nan)
     return ServingBreakdown(
-        prefill_s=prefill, decode_s=decode, ttft_s=ttft, tpot_s=tpot, latency_s=latency,
-        replicas=replicas, n_devices=n_devices,
-        delivered_tokens_per_s=delivered * np.ones_like(latency),
-        tokens_per_s_per_device=replica_rps * job.output_len / tp,
-        weight_mem_bytes=weights, kv_mem_bytes=kv, mem_per_device_bytes=weights + kv,
-        secondary_mem_bytes=spill * np.ones_like(latency),
-        mfu=replica_rps * flops_per_request / (tp * dev.peak_flops_per_s),
-        hours_per_million_tokens=1e6 / (delivered * SECONDS_PER_HOUR),
+        prefill_s=(r.cycle(0.0, r.uncached_prompt) + spill_s) * ones, decode_s=decode_s * ones,
+        ttft_s=ttft_mean * ones, tpot_s=mean.tpot_s * ones, latency_s=latency * ones,
+        ttft_p50_s=ttft[50.0] * ones, ttft_p99_s=ttft[99.0] * ones,
+        tpot_p50_s=tpot[50.0] * ones, tpot_p99_s=tpot[99.0] * ones,
+        ttft_at_percentile_s=ttft[job.latency_percentile] * ones,
+        tpot_at_percentile_s=tpot[job.latency_percentile] * ones,
+        queue_wait_s=wait_mean * ones, utilization=offered / slots * ones,
+        replicas=replicas * ones, n_devices=n_devices * ones,
+        prefill_devices=prefill_devices * ones,
+        kv_transfer_s=(_kv_transfer_s(r) if job.disaggregated else 0.0) * ones,
+        delivered_tokens_per_s=delivered * ones,
+        tokens_per_s_per_device=replica_rps * out_tokens / replica_devices * ones,
+        weight_mem_bytes=weights * ones, kv_mem_bytes=kv * ones,
+        mem_per_device_bytes=(weights + kv) * ones, secondary_mem_bytes=spill * ones,
+        mfu=replica_rps * flops_per_request / (replica_devices * dev.peak_flops_per_s) * ones,
+        hours_per_million_tokens=1e6 / (delivered * SECONDS_PER_HOUR) * ones,
     )
 
 
-def _infer_reasons(job: InferenceJob, dev: DeviceColumns, q: Any, *, tp,
+def serving_links_known(job: InferenceJob, dev: DeviceColumns, *, tp, pp, ep) -> np.ndarray:
+    """Whether the catalog gives every link a serving layout uses (P19d): the scale-up link
+    for t > 1 (the scale-out one beyond a domain), the links of the pipeline and the expert
+    all-to-all where p or ep > 1, the scale-out NIC for a disaggregated KV transfer."""
+    up = np.isfinite(dev.scaleup_bw_bytes_per_s)
+    out = np.isfinite(dev.scaleout_bw_bytes_per_s)
+    replica = tp * pp * ep
+    inside = replica <= dev.scaleup_domain_size
+    ok = (tp <= 1) | np.where(tp_tiles_domain(tp=tp, n=replica, domain=dev.scaleup_domain_size),
+                              up, out)
+    ok = ok & ((pp <= 1) | np.where(inside, np.isfinite(neighbour_link_bw(dev)), out))
+    ok = ok & ((ep <= 1) | np.where(inside, up, out))
+    return ok & out if job.disaggregated else ok
+
+
+def _infer_reasons(job: InferenceJob, dev: DeviceColumns, q: Any, *, tp, pp, ep,
                    money: Mapping[str, Any]) -> np.ndarray:
     r = InferReason
     code = np.where(q.n_devices > job.max_devices, r.MAX_DEVICES, r.OK)
-    code = np.where(q.tpot_s > (job.tpot_s or np.inf), r.TPOT, code)
-    code = np.where(q.ttft_s > (job.ttft_s or np.inf), r.TTFT, code)
+    code = np.where(q.tpot_at_percentile_s > (job.tpot_s or np.inf), r.TPOT, code)
+    code = np.where(q.ttft_at_percentile_s > (job.ttft_s or np.inf), r.TTFT, code)
     code = np.where(_not_finite(q.latency_s, money), r.NON_FINITE, code)
     usable = job.usable_memory_frac * (dev.memory_bytes + dev.secondary_memory_bytes)
     in_first_tier = q.mem_per_device_bytes - q.secondary_mem_bytes  # KV and the other weights
     code = np.where((q.mem_per_device_bytes > usable)
                     | (in_first_tier > job.usable_memory_frac * dev.memory_bytes),
                     r.NO_FIT, code)
-    code = np.where(np.isnan(q.latency_s), r.NO_LINK_BW, code)
+    code = np.where(~serving_links_known(job, dev, tp=tp, pp=pp, ep=ep), r.NO_LINK_BW, code)
     code = np.where(~infer_tp_divides_heads(job.model, tp), r.TP_HEADS, code)
     code = np.where(tp > dev.scaleup_domain_size, r.TP_BEYOND_DOMAIN, code)
     code = np.where(np.isnan(dev.memory_bw_bytes_per_s), r.NO_MEMORY_BW, code)
@@ -951,33 +1251,48 @@ def _infer_reasons(job: InferenceJob, dev: DeviceColumns, q: Any, *, tp,
     return code.astype(np.int8)
 
 
+def serving_draft_profile(job: InferenceJob) -> InferenceProfile | None:
+    """The draft model's profile (P19e), None without one (no speculation, or the MTP module,
+    which is timed from the target's own profile)."""
+    draft = job.draft
+    if draft is None or draft == "mtp":
+        return None
+    return inference_profile(draft, prompt_len=job.prompt_len, output_len=job.output_len,
+                             precision=job.precision, kv_cache_precision=job.kv_dtype)
+
+
+def serving_profile(job: InferenceJob) -> InferenceProfile:
+    """The job's InferenceProfile (its KV cache dtype by P19c's default)."""
+    return inference_profile(job.model, prompt_len=job.prompt_len, output_len=job.output_len,
+                             precision=job.precision, kv_cache_precision=job.kv_dtype)
+
+
 def _infer_grid(job: InferenceJob, table: _DeviceTable, cost: CostOptions):
-    prof = inference_profile(job.model, prompt_len=job.prompt_len, output_len=job.output_len,
-                             precision=job.precision, kv_cache_precision=job.kv_cache_precision)
-    tp_vals, b_vals = _infer_axes(job, table)
-    tp, batch = tp_vals.reshape(1, -1, 1), b_vals.reshape(1, 1, -1)
-    dev = _device_columns(table, slice(None), 3)
-    shape = (len(table.ids), len(tp_vals), len(b_vals))
+    prof = serving_profile(job)
+    draft = serving_draft_profile(job)
+    axes = _infer_axes(job, table)
+    ax = axes.shaped
+    tp, pp, ep, batch = ax["tp"], ax["pp"], ax["ep"], ax["batch"]
+    dev = _device_columns(table, slice(None), 5)
+    shape = (len(table.ids), len(axes.tp), len(axes.pp), len(axes.ep), len(axes.batch))
+    kw: dict[str, Any] = dict(tp=tp, pp=pp, ep=ep, batch=batch, draft_prof=draft)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        q = evaluate_inference(job, prof, dev, tp=tp, batch=batch)
-        tiles = tp_tiles_domain(tp=tp, n=q.n_devices, domain=dev.scaleup_domain_size)
+        q = evaluate_inference(job, prof, dev, **kw)
+        tiles = tp_tiles_domain(tp=tp, n=tp * pp * ep, domain=dev.scaleup_domain_size)
         if job.tp is not None and not np.all(tiles):
-            # P9b: a pinned t that does not tile the scale-up domain, on more devices than
-            # one domain holds: its collectives cross domains, over the scale-out network
-            # (slower, so the deployment only grows and stays beyond one domain)
-            out = evaluate_inference(job, prof, dev, tp=tp, batch=batch, scale_out=True)
+            # P9b: a pinned t that does not tile the scale-up domain, beyond one domain: its
+            # collectives cross domains over the scale-out network
+            out = evaluate_inference(job, prof, dev, scale_out=True, **kw)
             q = ServingBreakdown(**{f.name: np.where(tiles, getattr(q, f.name),
                                                      getattr(out, f.name))
                                     for f in fields(q)})
         # money and energy per million output tokens: devices busy for the hours it takes
         money = costs(n_devices=q.n_devices, time_s=q.hours_per_million_tokens * SECONDS_PER_HOUR,
                       prices=dev.prices, options=cost)
-        code = _infer_reasons(job, dev, q, tp=tp, money=money)
-    valid = (((tp <= dev.scaleup_domain_size) & tp_tiles_domain(tp=tp, n=q.n_devices,
-                                                      domain=dev.scaleup_domain_size))
-             | (job.tp is not None))
-    return shape, np.broadcast_to(valid, shape), q, money, np.broadcast_to(code, shape), \
-        (tp_vals, b_vals)
+        code = _infer_reasons(job, dev, q, tp=tp, pp=pp, ep=ep, money=money)
+    valid = (((tp <= dev.scaleup_domain_size) & tiles) | (job.tp is not None))
+    valid = valid & (pp <= job.model.n_layers)
+    return shape, np.broadcast_to(valid, shape), q, money, np.broadcast_to(code, shape), axes
 
 
 # ---- rows -------------------------------------------------------------------------------------
@@ -1060,11 +1375,10 @@ def _train_frame(chunk: _TrainChunk, axes: _TrainAxes, table: _DeviceTable,
     return pd.DataFrame(cols)
 
 
-def _infer_frame(shape, q, money, code_all, axes, table: _DeviceTable,
+def _infer_frame(shape, q, money, code_all, axes: _InferAxes, table: _DeviceTable,
                  flat: np.ndarray) -> pd.DataFrame:
     index = np.unravel_index(flat, shape)
     d = index[0]
-    tp_vals, b_vals = axes
 
     def g(v: Any) -> np.ndarray:
         return _gather(v, shape, index)
@@ -1072,20 +1386,27 @@ def _infer_frame(shape, q, money, code_all, axes, table: _DeviceTable,
     code = g(code_all)
     m = {k: g(v) for k, v in money.items()}
     cols = dict(_device_cols(table, d, m))
-    tp = tp_vals[index[1]].astype(int)
+    tp = axes.tp[index[1]].astype(int)
     cols.update(
-        n_devices=g(q.n_devices), tp=tp, pp=np.ones_like(tp), dp=g(q.replicas),
-        batch_size=b_vals[index[2]].astype(int), replicas=g(q.replicas),
+        n_devices=g(q.n_devices), tp=tp, pp=axes.pp[index[2]].astype(int),
+        ep=axes.ep[index[3]].astype(int), dp=g(q.replicas),
+        batch_size=axes.batch[index[4]].astype(int), replicas=g(q.replicas),
+        prefill_devices=g(q.prefill_devices),
         feasible=code == 0, reason=pd.Categorical.from_codes(code, categories=INFER_REASONS),
         mem_per_device_bytes=g(q.mem_per_device_bytes), weight_mem_bytes=g(q.weight_mem_bytes),
         kv_cache_mem_bytes=g(q.kv_mem_bytes), secondary_mem_bytes=g(q.secondary_mem_bytes),
-        ttft_s=g(q.ttft_s), tpot_s=g(q.tpot_s), time_s=g(q.latency_s),
+        ttft_s=g(q.ttft_s), tpot_s=g(q.tpot_s), ttft_p50_s=g(q.ttft_p50_s),
+        ttft_p99_s=g(q.ttft_p99_s), tpot_p50_s=g(q.tpot_p50_s), tpot_p99_s=g(q.tpot_p99_s),
+        ttft_at_percentile_s=g(q.ttft_at_percentile_s),
+        tpot_at_percentile_s=g(q.tpot_at_percentile_s),
+        queue_wait_s=g(q.queue_wait_s), utilization=g(q.utilization),
+        kv_transfer_s=g(q.kv_transfer_s), time_s=g(q.latency_s),
         tokens_per_s=g(q.delivered_tokens_per_s),
         tokens_per_s_per_device=g(q.tokens_per_s_per_device), mfu=g(q.mfu),
         cost_usd=m["cost_usd"], cloud_cost_usd=m["cloud_cost_usd"],
         ownership_cost_usd=m["ownership_cost_usd"], energy_j=m["energy_j"],
     )
-    for col in ("n_devices", "dp", "replicas"):
+    for col in ("n_devices", "dp", "replicas", "prefill_devices"):
         # NB: a load no deployment can serve needs astronomically many devices: clip before
         # the integer cast (an int64 overflow would print a negative count); such a row is
         # infeasible ("needs more than max_devices") and its reason gives the float value.

@@ -26,7 +26,7 @@ remainder is exposed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from typing import Any
 
@@ -38,7 +38,7 @@ from planner.hardware.kernels import (
     GEMM_TILE,
     CollectiveOp,
     KernelRates,
-    gemm_size,
+    padded_gemm_size,
     tile_frac,
 )
 from planner.model.layers import (
@@ -232,6 +232,33 @@ class OpProfile:
     # backward FLOPs and bytes per forward's (F2: 2, the input and the weight gradient; a
     # frozen matmul or a QLoRA dequantization 1, P31); None: 2 for every op
     bwd_mult: np.ndarray | None = None
+    # True for an op outside the blocks (embedding, final norm, LM head); None: none is
+    outer: np.ndarray | None = None
+
+    def subset(self, keep: np.ndarray) -> OpProfile:
+        """The ops where `keep` is True (a boolean array over ops), in order."""
+        keep = np.asarray(keep, dtype=bool)
+        changes: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, np.ndarray):
+                changes[f.name] = value[keep]
+            elif isinstance(value, tuple):
+                changes[f.name] = tuple(v for v, k in zip(value, keep, strict=True) if k)
+        return replace(self, **changes)
+
+    def per_token(self) -> OpProfile:
+        """The same ops for a sequence of one token: FLOPs, activation traffic and KV bytes
+        divided by tokens_per_seq (the weights are read once per pass either way), so that a
+        pass over `batch` sequences is a pass over `batch` tokens (P19a's fused step)."""
+        q = self.tokens_per_seq
+        return replace(self, flops=self.flops / q, traffic_bytes=self.traffic_bytes / q,
+                       kv_bytes=self.kv_bytes / q, tokens_per_seq=1.0)
+
+    @property
+    def is_outer(self) -> np.ndarray:
+        return (np.zeros(len(self.names), dtype=bool) if self.outer is None
+                else self.outer)
 
     @property
     def is_gemm(self) -> np.ndarray:
@@ -478,6 +505,7 @@ def _profile(ops: list[dict], *, tokens_per_seq: float, attn_seq_len: float,
         attn_seq_len=float(attn_seq_len),
         attn_causal=bool(attn_causal),
         bwd_mult=np.array([o.get("bwd_mult", 2.0) for o in ops], dtype=float),
+        outer=np.array([o.get("outer", False) for o in ops], dtype=bool),
     )
 
 
@@ -714,20 +742,38 @@ def training_profile(spec: ModelSpec, *, seq_len: int, precision: str, optimizer
 
 
 @dataclass(frozen=True)
+class ServingParts:
+    """The ops of one serving step, split by how they scale with the step's work (P19a).
+    Every profile but prefill_attention is per token (tokens_per_seq = 1), so a pass over
+    `batch` is a pass over that many tokens: the GEMMs of a fused step see all its tokens as
+    rows and read their weights once. `fused` is False for MLA, whose decode runs absorbed
+    projections different from the prefill's (the two then read their weights apart)."""
+
+    decode_tokens: OpProfile  # per-token ops other than attention and the LM head (decode form)
+    prefill_tokens: OpProfile  # the same for prompt tokens (prefill form; = decode_tokens if fused)
+    decode_attention: OpProfile  # one decode query's attention over the average context
+    prefill_attention: OpProfile  # a whole prompt's (causal) attention, per prompt
+    head: OpProfile  # the LM head for one token (decodes, the last token of each prompt)
+    fused: bool
+
+
+@dataclass(frozen=True)
 class InferenceProfile:
     """Serving ops for one sequence: the prefill of the prompt and one decode step at the
-    average context (prompt + output / 2). Block ops run count = blocks of their kind times
-    per pass (n_layers when all blocks are alike)."""
+    average context (prompt + output / 2), and the same ops split for a fused step (`parts`).
+    Block ops run count = blocks of their kind times per pass (n_layers when all blocks are
+    alike)."""
 
     prefill: OpProfile
-    decode: OpProfile
+    decode: OpProfile  # the prefill's for an encoder (output_len = 0), which never decodes
+    parts: ServingParts
     weight_bytes: float
     kv_proj_weight_bytes: float  # the K and V projections' share of weight_bytes (MLA: q_a, kv_a)
     # KV cache per token of context, all layers (F18, F21): K and V, or MLA's latent; with
     # sliding-window blocks (F23) averaged over the full context prompt + output
     kv_bytes_per_token: float
     prefill_model_flops_per_seq: float
-    decode_model_flops_per_token: float  # at the average context
+    decode_model_flops_per_token: float  # at the average context; 0 for an encoder
     activation_bytes: float
     n_layers: int
     d_model: int
@@ -736,12 +782,35 @@ class InferenceProfile:
     moe: MoeShape | None = None  # routed-expert sizes for expert parallelism; None: dense
 
 
+def _serving_parts(prefill: OpProfile, decode: OpProfile | None, *, fused: bool) -> ServingParts:
+    """Split the prefill and decode ops for P19a's fused step."""
+    def split(prof: OpProfile) -> tuple[OpProfile, OpProfile, OpProfile]:
+        head = np.array([n == "lm_head" for n in prof.names], dtype=bool)
+        attn = prof.is_attention
+        return prof.subset(~attn & ~head), prof.subset(attn), prof.subset(head)
+
+    pre_tok, pre_attn, _ = split(prefill)
+    pre_tok = pre_tok.per_token()
+    if decode is None:  # an encoder: every token's head (LM head or classifier) runs
+        every = prefill.subset(~prefill.is_attention).per_token()
+        empty = prefill.subset(np.zeros(len(prefill.names), dtype=bool))
+        return ServingParts(decode_tokens=every, prefill_tokens=every,
+                            decode_attention=empty, prefill_attention=pre_attn,
+                            head=empty, fused=True)
+    dec_tok, dec_attn, dec_head = split(decode)
+    return ServingParts(decode_tokens=dec_tok, prefill_tokens=dec_tok if fused else pre_tok,
+                        decode_attention=dec_attn, prefill_attention=pre_attn, head=dec_head,
+                        fused=fused)
+
+
 @lru_cache(maxsize=32)
 def inference_profile(spec: ModelSpec, *, prompt_len: int, output_len: int, precision: str,
                       kv_cache_precision: str | None) -> InferenceProfile:
     """Prefill and decode ops of `spec` for one request
     (planner.model.layers, inference, batch 1). MLA decodes with absorbed weights over the
-    cached latent (F21); the multi-token prediction modules are not served (F24)."""
+    cached latent (F21); the multi-token prediction modules are not served (F24). With
+    output_len = 0 (an encoder, or prompt scoring) there is no decode and every token's head
+    (LM head or classifier) runs."""
     policy = precision_policy(precision, mode="inference")
     a = policy.activation_bytes
     kv_b = dtype_bytes(kv_cache_precision) if kv_cache_precision else a
@@ -752,8 +821,6 @@ def inference_profile(spec: ModelSpec, *, prompt_len: int, output_len: int, prec
     pre_exec = pre if not spec.causal else layer_table(
         spec, seq_len=prompt_len, batch_size=1, mode="inference", precision=policy,
         kv_cache_dtype=kv_cache_precision, causal_attention="half")
-    dec = layer_table(spec, seq_len=avg_context, batch_size=1, mode="inference",
-                      precision=policy, kv_cache_dtype=kv_cache_precision)
 
     def build(table: pd.DataFrame, *, flops_col: str, q_len: float, kv_len: float,
               decode: bool, head_tokens: float | None, kv_scale: float) -> OpProfile:
@@ -761,27 +828,40 @@ def inference_profile(spec: ModelSpec, *, prompt_len: int, output_len: int, prec
         kw: dict[str, Any] = dict(flops_col=flops_col, q_len=q_len, a=a,
                                   w=policy.linear_weight_bytes, flash=True, decode=decode,
                                   head_tokens=head_tokens)
-        ops = (_block_ops(spec, table, count_of=float, kv_len=kv_len, fp8=False, **kw)
-               + _ops_from_rows(spec, outer, count=1.0, kv_len=kv_len, **kw))
+        outer_ops = _ops_from_rows(spec, outer, count=1.0, kv_len=kv_len, **kw)
+        for op in outer_ops:
+            op["outer"] = True
+        ops = _block_ops(spec, table, count_of=float, kv_len=kv_len, fp8=False, **kw) + outer_ops
         return _profile(ops, tokens_per_seq=q_len, kv_scale=kv_scale, attn_seq_len=kv_len,
                         attn_causal=spec.causal and not decode)
 
     prefill = build(pre_exec, flops_col="fwd_flops", q_len=float(prompt_len),
-                    kv_len=float(prompt_len), decode=False, head_tokens=1.0, kv_scale=1.0)
-    decode = build(dec, flops_col="decode_flops", q_len=1.0, kv_len=float(avg_context),
-                   decode=True, head_tokens=None, kv_scale=kv_b)
+                    kv_len=float(prompt_len), decode=False,
+                    head_tokens=1.0 if output_len else None, kv_scale=1.0)
+    decode: OpProfile | None = None
+    decode_flops = 0.0
+    if output_len:
+        dec = layer_table(spec, seq_len=avg_context, batch_size=1, mode="inference",
+                          precision=policy, kv_cache_dtype=kv_cache_precision)
+        decode = build(dec, flops_col="decode_flops", q_len=1.0, kv_len=float(avg_context),
+                       decode=True, head_tokens=None, kv_scale=kv_b)
+        decode_flops = float(dec["decode_flops"].sum())
     kv_proj = pre["layer"].str.endswith(tuple("." + n for n in _kv_proj_names(spec)))
-    if spec.sliding_window is None:
+    if not output_len and not spec.causal:
+        kv_per_token = 0.0  # an encoder keeps no cache
+    elif spec.sliding_window is None:
         kv_per_token = float(pre["kv_cache_bytes"].sum()) / prompt_len
     else:  # not linear in the context: its average over the whole context (F23)
         context = prompt_len + output_len
         kv_per_token = kv_cache_bytes(spec, context_len=context, bytes_per_element=kv_b) / context
     return InferenceProfile(
-        prefill=prefill, decode=decode, weight_bytes=float(pre["weight_bytes"].sum()),
+        prefill=prefill, decode=decode if decode is not None else prefill,
+        parts=_serving_parts(prefill, decode, fused=not spec.is_mla),
+        weight_bytes=float(pre["weight_bytes"].sum()),
         kv_proj_weight_bytes=float(pre.loc[kv_proj, "weight_bytes"].sum()),
         kv_bytes_per_token=kv_per_token,
         prefill_model_flops_per_seq=float(pre["fwd_flops"].sum()),
-        decode_model_flops_per_token=float(dec["decode_flops"].sum()),
+        decode_model_flops_per_token=decode_flops,
         activation_bytes=a, n_layers=spec.n_layers, d_model=spec.d_model,
         n_kv_heads=_kv_split_heads(spec), n_heads=spec.n_heads, moe=_moe_shape(spec, pre, a),
     )
@@ -848,11 +928,15 @@ def _pass_time_s(profile: OpProfile, *, batch_, split, kv_split_, rates: DeviceR
     heads = profile.batched_heads / split
     work_m = np.where(profile.batched_heads > 0, m * heads, m)
     tile_m = np.where(profile.batched_heads > 0, profile.tokens_per_seq, m)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        size = gemm_size(np.maximum(work_m, 1e-9), np.maximum(n, 1.0), np.maximum(k, 1.0))
     tile_n = np.where(profile.batched_heads > 0, np.maximum(n, GEMM_TILE), n)  # 64-wide tiles
-    g_frac = rates.kernels.gemm(size, index) * tile_frac(tile_m, tile_n,
-                                                         rates.kernels.gemm_tile[index])
+    tile = rates.kernels.gemm_tile[index]
+    # the table is read at the padded GEMM the kernel computes (K1b): each GEMM's rows raised
+    # to one tile, a batched call's work with them
+    pad = np.maximum(tile_m, tile) / np.maximum(tile_m, 1e-9)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        size = padded_gemm_size(np.maximum(work_m * pad, 1e-9), np.maximum(tile_n, 1.0),
+                                np.maximum(k, 1.0), tile)
+    g_frac = rates.kernels.gemm(size, index) * tile_frac(tile_m, tile_n, tile)
     a_frac = rates.kernels.attention(profile.attn_seq_len, causal=profile.attn_causal,
                                      direction="bwd" if backward else "fwd", index=index)
     peak_g = np.reshape(rates.gemm_peak_flops_per_s, index.shape)
@@ -876,10 +960,10 @@ def _pass_time_s(profile: OpProfile, *, batch_, split, kv_split_, rates: DeviceR
                      overhead_s=rates.op_overhead_s)
 
 
-def ops_time_s(profile: OpProfile, *, batch, tp, kv_split, rates: DeviceRates,
+def op_times_s(profile: OpProfile, *, batch, tp, kv_split, rates: DeviceRates,
                fwd_passes=None, backward: bool = False, ep=1):
-    """Σ over ops of count · (fwd_passes · t_fwd + t_bwd) (P6) for `batch` sequences on one
-    of `tp` devices; t_bwd only with `backward`.
+    """[..., op]: count · (fwd_passes · t_fwd + t_bwd) (P6) of each op for `batch` sequences
+    on one of `tp` devices; t_bwd only with `backward`.
 
     Arguments broadcast; the op axis is added last and summed. `fwd_passes` (optional,
     [..., op]) counts forward passes (2 when recomputed); the backward pass of an op moves
@@ -908,7 +992,57 @@ def ops_time_s(profile: OpProfile, *, batch, tp, kv_split, rates: DeviceRates,
     if profile.route_frac.any() and np.any(np.asarray(ep) > 1):
         ep_ = np.expand_dims(np.asarray(ep, dtype=float), -1)
         total = np.where(profile.route_frac > 0, passes(batch_=batch_ * ep_) / ep_, total)
-    return (total * profile.count).sum(axis=-1)
+    return total * profile.count
+
+
+def ops_time_s(profile: OpProfile, *, batch, tp, kv_split, rates: DeviceRates,
+               fwd_passes=None, backward: bool = False, ep=1):
+    """Σ over ops of count · (fwd_passes · t_fwd + t_bwd) (P6) for `batch` sequences on one
+    of `tp` devices; t_bwd only with `backward` (op_times_s, summed over ops)."""
+    return op_times_s(profile, batch=batch, tp=tp, kv_split=kv_split, rates=rates,
+                      fwd_passes=fwd_passes, backward=backward, ep=ep).sum(axis=-1)
+
+
+def serving_step_s(parts: ServingParts, *, decodes, query_tokens, prefill_tokens,
+                   prefill_prompts, tp, kv_split, rates: DeviceRates, ep=1, block_frac=1.0,
+                   prefill_attention_frac=1.0):
+    """P19a: compute and memory time of one serving step of a tensor-parallel group through
+    block_frac of the blocks (ceil(L/p)/L for a pipeline stage; the outer ops whole), before
+    communication. The step carries `decodes` sequences of `query_tokens` tokens each (1, or
+    1 + the draft tokens a speculative verify checks) and `prefill_tokens` prompt tokens, the
+    uncached part of `prefill_prompts` whole prompts (chunks), whose attention is
+    prefill_attention_frac of a whole prompt's each (1 − h² with a prefix-cache hit share h,
+    P19f). The per-token
+    ops run once over all the step's tokens (GEMMs of decodes · q + prefill rows, weights read
+    once: Sarathi-Serve's fused step, Agrawal et al. 2024); the decode attention reads each
+    sequence's KV cache once (the extra FLOPs of q > 1 queries are not counted: decode
+    attention is bound by the cache read); the LM head runs for each decode query and for each
+    prompt that completes. A part with nothing to do takes no time (no launch overhead)."""
+    kw: dict[str, Any] = dict(tp=tp, kv_split=kv_split, rates=rates, ep=ep)
+    dec_rows = np.asarray(decodes, dtype=float) * np.asarray(query_tokens, dtype=float)
+    prefill_tokens = np.asarray(prefill_tokens, dtype=float)
+    prompts = np.asarray(prefill_prompts, dtype=float)
+
+    def part(profile: OpProfile, batch) -> tuple[Any, Any]:
+        """(block ops, outer ops) seconds of `profile` over `batch`, 0 where batch is 0."""
+        if not profile.names:
+            return 0.0, 0.0
+        t = op_times_s(profile, batch=np.maximum(batch, 1e-12), **kw)
+        on = np.asarray(batch) > 0
+        outer = profile.is_outer
+        return (np.where(on, (t * ~outer).sum(axis=-1), 0.0),
+                np.where(on, (t * outer).sum(axis=-1), 0.0))
+
+    if parts.fused:
+        pieces = [part(parts.decode_tokens, dec_rows + prefill_tokens)]
+    else:
+        pieces = [part(parts.decode_tokens, dec_rows), part(parts.prefill_tokens, prefill_tokens)]
+    pieces += [part(parts.decode_attention, decodes),
+               part(parts.prefill_attention, prompts * prefill_attention_frac),
+               part(parts.head, dec_rows + prompts)]
+    blocks = sum(p[0] for p in pieces)
+    outer = sum(p[1] for p in pieces)
+    return blocks * block_frac + outer
 
 
 # ---- typed results ------------------------------------------------------------------------------
@@ -943,17 +1077,30 @@ class TrainingBreakdown:
 
 @dataclass(frozen=True)
 class ServingBreakdown:
-    """Every quantity of a grid of serving candidates (evaluate_inference)."""
+    """Every quantity of a grid of serving candidates (planner.plan.search.evaluate_inference;
+    docs/planning.md P19-P19k). Latencies: means with the queue's mean wait (ttft_s, tpot_s),
+    percentiles with its waiting-time tail (P19h); the *_at_percentile_s pair is what the
+    job's targets are checked against."""
 
-    prefill_s: Any
-    decode_s: Any
+    prefill_s: Any  # one prompt alone through the replica (P' tokens, P19a)
+    decode_s: Any  # one decode step of a full micro-batch through the replica, no prefill
     ttft_s: Any
-    tpot_s: Any
+    tpot_s: Any  # NaN for an encoder (no output tokens)
     latency_s: Any  # one request: TTFT + (output − 1) · TPOT
-    replicas: Any
+    ttft_p50_s: Any
+    ttft_p99_s: Any
+    tpot_p50_s: Any
+    tpot_p99_s: Any
+    ttft_at_percentile_s: Any
+    tpot_at_percentile_s: Any
+    queue_wait_s: Any  # mean waiting time before admission
+    utilization: Any  # offered load over the replica's slots
+    replicas: Any  # decode replicas (all replicas without disaggregation)
     n_devices: Any
-    delivered_tokens_per_s: Any
-    tokens_per_s_per_device: Any
+    prefill_devices: Any  # of n_devices, in the prefill pool (disaggregated; else 0)
+    kv_transfer_s: Any  # prefill -> decode KV cache transfer per request (disaggregated)
+    delivered_tokens_per_s: Any  # output tokens/s at the load (input tokens for an encoder)
+    tokens_per_s_per_device: Any  # a replica's capacity per device
     weight_mem_bytes: Any
     kv_mem_bytes: Any
     mem_per_device_bytes: Any

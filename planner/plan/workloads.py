@@ -73,6 +73,7 @@ from planner.model.layers import (
 )
 from planner.model.precision import (
     ADAPTERS,
+    FP8_KV_POLICIES,
     Adapter,
     dtype_bytes,
     optimizer_state_bytes,
@@ -94,6 +95,18 @@ from planner.plan.goodput import (
 DEFAULT_USABLE_MEMORY_FRAC = 0.9
 DEFAULT_MAX_DEVICES = 16384  # Llama 3 405B trained on 16,384 H100s (Llama 3 paper, Sec. 3.3)
 DEFAULT_MAX_BATCH_SIZE = 512  # serving: concurrent sequences per replica searched up to this
+# Serving defaults (docs/planning.md P19-P19k).
+# Step token budget with chunked prefill: vLLM's max_num_batched_tokens for its OpenAI server on
+# large-memory GPUs (vllm/engine/arg_utils.py, V1 defaults) and TensorRT-LLM's max_num_tokens
+# default, both 8192; Sarathi-Serve (Agrawal et al. 2024) used 512-2048 for tight TPOT targets.
+DEFAULT_PREFILL_CHUNK_TOKENS = 8192
+DEFAULT_KV_BLOCK_TOKENS = 16  # vLLM's default block size (Kwon et al. 2023, Sec. 4.1)
+# Replicas are sized to run at most this share of their capacity: queueing delay grows as
+# 1/(1 - utilization), and capacity planners keep ~20 % headroom.
+DEFAULT_TARGET_UTILIZATION = 0.8
+DEFAULT_LATENCY_PERCENTILE = 99.0  # targets on p99, as MLPerf Inference's Server scenario
+MAX_LATENCY_PERCENTILE = 99.99
+MAX_SPECULATIVE_TOKENS = 16
 
 # efficiency_overrides (planner.hardware.kernels.kernel_rates): flat fractions that replace a
 # kernel table for every device, multipliers of the tables' rates, and the fixed costs.
@@ -152,7 +165,14 @@ FIELD_RULES: dict[str, Callable[[Any, str], Any]] = {
     "moe_capacity_factor": number_rule(minimum=1.0, maximum=8.0),
     "global_batch_size": _SEQUENCES, "micro_batch_size": _SEQUENCES, "batch_size": _SEQUENCES,
     "max_batch_size": _SEQUENCES, "concurrent_requests": _SEQUENCES,
-    "seq_len": _LENGTH, "prompt_len": _LENGTH, "output_len": _LENGTH,
+    "seq_len": _LENGTH, "prompt_len": _LENGTH, "output_len": int_rule(0, MAX_SEQ_LEN),
+    "prefill_chunk_tokens": int_rule(0, MAX_SEQ_LEN), "kv_block_tokens": int_rule(1, 4096),
+    "speculative_tokens": int_rule(0, MAX_SPECULATIVE_TOKENS),
+    "acceptance_rate": number_rule(minimum=MIN_FRAC, maximum=1.0),
+    "prefix_cache_hit_frac": number_rule(minimum=0.0, maximum=1.0),
+    "target_utilization": _FRACTION,
+    "latency_percentile": number_rule(minimum=50.0, maximum=MAX_LATENCY_PERCENTILE),
+    "disaggregated": check_bool,
     "n_tokens": number_rule(positive=True, maximum=MAX_N_TOKENS), "zero_stage": int_rule(0, 3),
     "deadline_s": _SECONDS, "ttft_s": _SECONDS, "tpot_s": _SECONDS,
     "requests_per_s": number_rule(positive=True),
@@ -492,24 +512,65 @@ class TrainingJob(_Job):
 
 class InferenceJob(_Job):
     """Serve `model`: requests of `prompt_len` tokens in, `output_len` tokens out, at a load of
-    `requests_per_s` (or `concurrent_requests` users), optionally under latency targets."""
+    `requests_per_s` (or `concurrent_requests` users), optionally under latency targets on a
+    percentile. The serving model (docs/planning.md P19-P19k): continuous batching with
+    chunked prefill, a paged KV cache, tensor, pipeline and expert parallelism, optional
+    disaggregated prefill, speculative decoding and prefix caching, and an M/M/c queue per
+    replica for the waiting time. `output_len=0` serves an encoder (or scores prompts): one
+    forward pass of `prompt_len` tokens per request."""
 
     prompt_len: int = Field(gt=0, description="Input tokens per request.")
-    output_len: int = Field(gt=0, description="Generated tokens per request.")
+    output_len: int = Field(ge=0, description="Generated tokens per request; 0 = an encoder "
+                            "(or prompt scoring): one forward pass per request, no decode.")
     kv_cache_precision: str | None = Field(
-        default=None, description="dtype of the KV cache; None = the activation dtype.")
+        default=None, description="dtype of the KV cache; None = fp8 under fp8-inference and "
+        "fp4-inference serving (as TensorRT-LLM and vLLM deploy them), else the activation "
+        "dtype.")
     requests_per_s: float | None = Field(default=None, gt=0, allow_inf_nan=False,
-                                         description="Arrival rate to serve.")
+                                         description="Arrival rate to serve (Poisson).")
     concurrent_requests: int | None = Field(
         default=None, ge=1, description="Users kept in flight at once (closed loop). "
         "Neither given: 1 concurrent request.")
-    ttft_s: float | None = Field(default=None, gt=0, description="Time-to-first-token target.")
-    tpot_s: float | None = Field(default=None, gt=0, description="Time-per-output-token target.")
+    ttft_s: float | None = Field(default=None, gt=0, description="Time-to-first-token target "
+                                 "(at latency_percentile).")
+    tpot_s: float | None = Field(default=None, gt=0, description="Time-per-output-token target "
+                                 "(at latency_percentile).")
+    latency_percentile: float = Field(
+        default=DEFAULT_LATENCY_PERCENTILE, ge=50, le=MAX_LATENCY_PERCENTILE,
+        description="Percentile the ttft_s and tpot_s targets apply to (50 = the median).")
     tp: int | None = Field(default=None, ge=1, description="Tensor-parallel degree (pinned).")
-    batch_size: int | None = Field(default=None, ge=1,
-                                   description="Sequences decoded together per replica (pinned).")
+    pp: int | None = Field(default=None, ge=1, description="Pipeline stages per replica "
+                           "(pinned; None = searched).")
+    ep: int | None = Field(default=None, ge=1, description="Expert-parallel groups per replica "
+                           "(MoE: attention data-parallel over ep groups of tp devices, the "
+                           "routed experts split over them; None = searched, 1 for dense).")
+    batch_size: int | None = Field(default=None, ge=1, description="Sequences decoded "
+                                   "together per micro-batch of a tensor-parallel group "
+                                   "(pinned).")
     max_batch_size: int = Field(default=DEFAULT_MAX_BATCH_SIZE, ge=1,
                                 description="Largest batch per replica the search considers.")
+    prefill_chunk_tokens: int = Field(
+        default=DEFAULT_PREFILL_CHUNK_TOKENS, ge=0, description="Token budget of one step "
+        "(decodes + prefill chunks, vLLM's max_num_batched_tokens); 0 = no chunking: each "
+        "prompt is prefilled alone between decode steps.")
+    kv_block_tokens: int = Field(default=DEFAULT_KV_BLOCK_TOKENS, ge=1,
+                                 description="Tokens per KV-cache block (paged attention).")
+    prefix_cache_hit_frac: float = Field(
+        default=0.0, ge=0, lt=1, description="Share of each prompt found in the prefix cache "
+        "(its prefill and KV writes skipped).")
+    speculative_tokens: int = Field(default=0, ge=0, le=MAX_SPECULATIVE_TOKENS,
+                                    description="Draft tokens proposed per step (0 = off).")
+    acceptance_rate: float | None = Field(
+        default=None, gt=0, lt=1, description="Probability that the target accepts a draft "
+        "token (Leviathan et al. 2023's alpha); required with speculative_tokens.")
+    draft_model: ModelSpec | Literal["mtp"] | None = Field(
+        default=None, description="The draft: a ModelSpec or preset name, or 'mtp' for the "
+        "model's own multi-token-prediction module (the default when it has one).")
+    disaggregated: bool = Field(default=False, description="Prefill and decode on separate "
+                                "pools of devices, the KV cache sent between them.")
+    target_utilization: float = Field(
+        default=DEFAULT_TARGET_UTILIZATION, gt=0, le=1, description="Share of a replica's "
+        "capacity the load may use when sizing replicas (headroom for queueing).")
 
     @field_validator("precision")
     @classmethod
@@ -524,14 +585,21 @@ class InferenceJob(_Job):
             return value.lower()
         return value
 
+    @field_validator("draft_model", mode="before")
+    @classmethod
+    def _draft(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() == "mtp":
+            return "mtp"
+        return _as_model(value)
+
     @model_validator(mode="after")
     def _consistent(self) -> InferenceJob:
         spec = self.model
-        if not spec.causal or not spec.lm_head:
+        if self.output_len > 0 and (not spec.causal or not spec.lm_head):
             what = "an encoder" if not spec.causal else "a decoder"
             head = " without an LM head" if not spec.lm_head else ""
-            raise ValueError(f"model: {spec.name} is {what}{head}; serving (prefill + decode) "
-                             "needs a causal LM")
+            raise ValueError(f"output_len: {spec.name} is {what}{head}; generating tokens "
+                             "needs a causal LM (output_len=0 serves it as an encoder)")
         if self.requests_per_s is not None and self.concurrent_requests is not None:
             raise ValueError("requests_per_s: give either requests_per_s or "
                              "concurrent_requests, not both")
@@ -540,11 +608,73 @@ class InferenceJob(_Job):
         if self.context_len > MAX_SEQ_LEN:  # the KV cache holds the whole context
             raise InputError("prompt_len", f"prompt_len + output_len = {self.context_len:,} "
                              f"tokens; allowed: at most {MAX_SEQ_LEN:,} in all")
+        if self.output_len == 0:
+            for name in ("tpot_s", "draft_model", "acceptance_rate"):
+                if getattr(self, name) is not None:
+                    raise InputError(name, "an encoder job (output_len=0) generates no tokens")
+            for name in ("speculative_tokens",):
+                if getattr(self, name):
+                    raise InputError(name, "an encoder job (output_len=0) generates no tokens")
+            if self.disaggregated:
+                raise InputError("disaggregated", "an encoder job (output_len=0) has no "
+                                 "decode to separate from its prefill")
+        if self.ep is not None and self.ep > 1:
+            if not spec.is_moe:
+                raise InputError("ep", f"{spec.name} has no routed experts; allowed: 1")
+            if spec.n_experts % self.ep:
+                raise InputError("ep", f"{self.ep} does not divide the {spec.n_experts} "
+                                 f"routed experts of {spec.name}")
+        if self.pp is not None and self.pp > spec.n_layers:
+            raise InputError("pp", f"{self.pp} stages for the {spec.n_layers} layers of "
+                             f"{spec.name}; allowed: at most {spec.n_layers}")
+        self._check_speculation()
         return self
+
+    def _check_speculation(self) -> None:
+        spec = self.model
+        if not self.speculative_tokens:
+            for name in ("draft_model", "acceptance_rate"):
+                if getattr(self, name) is not None:
+                    raise InputError(name, "only with speculative_tokens >= 1")
+            return
+        if self.acceptance_rate is None:
+            raise InputError("acceptance_rate", "required with speculative_tokens: the "
+                             "probability a draft token is accepted, between 0 and 1 "
+                             "(published: about 0.6-0.9; DeepSeek-V3's MTP 0.85-0.9)")
+        draft = self.draft_model
+        if draft is None and not spec.n_mtp_layers:
+            raise InputError("draft_model", f"{spec.name} has no multi-token-prediction "
+                             "module; give a draft model (a preset name or ModelSpec)")
+        if draft == "mtp" and not spec.n_mtp_layers:
+            raise InputError("draft_model", f"'mtp': {spec.name} has no multi-token-"
+                             "prediction module; give a draft model")
+        if isinstance(draft, ModelSpec):
+            if not draft.causal or not draft.lm_head:
+                raise InputError("draft_model", f"{draft.name} is not a causal LM")
+            if draft.vocab_size != spec.vocab_size:
+                raise InputError("draft_model", f"{draft.name}'s vocabulary "
+                                 f"({draft.vocab_size:,}) differs from {spec.name}'s "
+                                 f"({spec.vocab_size:,}); a draft must share the tokenizer")
 
     @property
     def context_len(self) -> int:
         return self.prompt_len + self.output_len
+
+    @property
+    def kv_dtype(self) -> str | None:
+        """The KV cache's dtype: kv_cache_precision, else fp8 under fp8/fp4 serving (P19c),
+        else None (the activation dtype)."""
+        if self.kv_cache_precision is not None:
+            return self.kv_cache_precision
+        return "fp8" if self.precision in FP8_KV_POLICIES else None
+
+    @property
+    def draft(self) -> ModelSpec | Literal["mtp"] | None:
+        """The draft of speculative decoding: the given one, else the MTP module (when the
+        model has one), None without speculation."""
+        if not self.speculative_tokens:
+            return None
+        return self.draft_model if self.draft_model is not None else "mtp"
 
     @property
     def load_concurrency(self) -> int:
