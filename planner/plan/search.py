@@ -1097,14 +1097,17 @@ def serving_weight_bytes(job: InferenceJob, prof: InferenceProfile, *, tp, pp, e
 
 def serving_kv_bytes(job: InferenceJob, prof: InferenceProfile, *, tp, pp, batch,
                      draft_prof: InferenceProfile | None = None):
-    """P4, P19b: KV cache per device of the largest stage, paged: the pp micro-batches of
-    `batch` sequences each hold on average P + O/2 live tokens (sequences at every stage of
-    their output), plus half a block of padding (Kwon et al. 2023: waste only in the last
-    block); ceil(L/p)/L of the layers; split over min(t, K). A draft model keeps its own
-    cache (an MTP module: one layer's). An encoder keeps none."""
+    """P4b: KV cache per device of the largest stage, paged: the n = pp · batch
+    sequences of a group, admitted one after another, hold n · (P + O/2) live tokens plus O/2
+    at the peak (ages evenly staggered: n·P + O·(1 + (n−1)/2)); n = 1 holds its whole
+    context P + O. Each sequence wastes half a block on average (Kwon et al. 2023: only the
+    last block is partly empty). ceil(L/p)/L of the layers; split over min(t, K). A draft
+    model keeps its own cache (an MTP module: one layer's). An encoder keeps none."""
     if job.output_len == 0 and prof.kv_bytes_per_token == 0:
         return np.zeros(np.broadcast_shapes(np.shape(tp), np.shape(pp), np.shape(batch)))
-    live = job.prompt_len + job.output_len / 2.0 + job.kv_block_tokens / 2.0
+    seqs = np.asarray(batch, dtype=float) * np.asarray(pp, dtype=float)
+    live = (job.prompt_len + job.output_len / 2.0 + job.kv_block_tokens / 2.0
+            + job.output_len / 2.0 / seqs)
     per_token = prof.kv_bytes_per_token
     if job.speculative_tokens:
         per_token += (prof.kv_bytes_per_token / prof.n_layers if draft_prof is None
@@ -1395,6 +1398,7 @@ def _infer_frame(shape, q, money, code_all, axes: _InferAxes, table: _DeviceTabl
         feasible=code == 0, reason=pd.Categorical.from_codes(code, categories=INFER_REASONS),
         mem_per_device_bytes=g(q.mem_per_device_bytes), weight_mem_bytes=g(q.weight_mem_bytes),
         kv_cache_mem_bytes=g(q.kv_mem_bytes), secondary_mem_bytes=g(q.secondary_mem_bytes),
+        prefill_s=g(q.prefill_s), decode_s=g(q.decode_s),
         ttft_s=g(q.ttft_s), tpot_s=g(q.tpot_s), ttft_p50_s=g(q.ttft_p50_s),
         ttft_p99_s=g(q.ttft_p99_s), tpot_p50_s=g(q.tpot_p50_s), tpot_p99_s=g(q.tpot_p99_s),
         ttft_at_percentile_s=g(q.ttft_at_percentile_s),
