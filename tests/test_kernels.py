@@ -118,6 +118,26 @@ def test_collective_latency_grows_with_the_rank_count():
     assert bus_factor("all_to_all", 8) == pytest.approx(7 / 8)
 
 
+def test_small_messages_use_the_small_message_latency():
+    """K5b on 8 A100 (stas00/ml-engineering, nccl-tests): 32 KiB all-reduce measured 43.8 µs:
+    6 tree steps of 7.3 µs + 1.75 · 32,768 / (0.78 · 300e9) = 43.8 + 0.25 µs; at 1 MiB the
+    1 MiB point's α, 16 µs (102 µs measured): 6 · 16 + 1.75 · 1,048,576 / 234e9 = 103.8 µs;
+    256 KiB in between: α = 7.3 + 0.6 · (16 − 7.3) = 12.52 µs."""
+    def t(n_bytes: float) -> float:
+        return planner.collective_time_s("nvidia_a100_80gb_sxm", "all_reduce", n_bytes, 8)
+
+    assert t(32_768) == pytest.approx(6 * 7.3e-6 + 1.75 * 32_768 / (0.78 * 300e9))
+    assert t(32_768) == pytest.approx(43.8e-6, rel=0.01)
+    assert t(8_192) < t(32_768) < 45e-6
+    assert t(1 << 20) == pytest.approx(6 * 16e-6 + 1.75 * (1 << 20) / (0.78 * 300e9))
+    assert t(1 << 20) == pytest.approx(102e-6, rel=0.02)
+    assert t(1 << 18) == pytest.approx(6 * (7.3e-6 + 0.6 * 8.7e-6)
+                                       + 1.75 * (1 << 18) / (0.78 * 300e9))
+    # a tier without a small-message measurement keeps one α (H100: 7 µs)
+    h100 = planner.collective_time_s("nvidia_h100_sxm", "all_reduce", 8_192, 8)
+    assert h100 == pytest.approx(6 * 7e-6 + 1.75 * 8_192 / (0.95 * 450e9))
+
+
 def test_the_collective_model_against_the_measured_points():
     """Every measured nccl-tests point over a whole 8-device domain stored in the catalog: at
     256 MB and above the α–β model is within 30 % of the measured bus bandwidth, from 16 MB

@@ -236,6 +236,11 @@ class CollectiveTier(BaseModel):
         default_factory=dict,
         description="Per-op latency per step where it was measured (planner calibrate "
                     "--collectives); ops not listed use latency_s.")
+    small_message_latency_s: float | None = Field(
+        default=None, gt=0, lt=1,
+        description="α per step measured on small messages (≤ 32 KiB, where NCCL's low-latency "
+        "protocol runs); K5b interpolates to latency_s at 1 MiB. None: latency_s at every "
+        "size.")
     measured: tuple[MeasuredCollective, ...] = ()
 
     def busbw_frac(self, op: CollectiveOp) -> float:
@@ -244,6 +249,13 @@ class CollectiveTier(BaseModel):
     def latency(self, op: CollectiveOp) -> float:
         """α per algorithm step of `op`: its measured value, else the tier's latency_s."""
         return float(self.op_latency_s.get(op, self.latency_s))
+
+    def small_latency(self, op: CollectiveOp) -> float:
+        """α per step of `op` for small messages (K5b): the small-message measurement, else
+        latency(op)."""
+        if op in self.op_latency_s or self.small_message_latency_s is None:
+            return self.latency(op)
+        return float(self.small_message_latency_s)
 
 
 class Collectives(BaseModel):
@@ -457,6 +469,22 @@ def bus_factor(op: CollectiveOp | str, n_ranks):
     return np.where(n > 1, f, 0.0)
 
 
+SMALL_MESSAGE_BYTES = 32 * 1024  # NCCL's low-latency protocol regime (K5b)
+LATENCY_MESSAGE_BYTES = 1 << 20  # where the tables' latency_s was measured
+
+
+def latency_per_step_s(n_bytes, *, small_s, large_s):
+    """K5b: α per step by message size: `small_s` (measured on small messages, NCCL's LL
+    protocol) up to 32 KiB, `large_s` (the 1 MiB point) from 1 MiB, interpolated in log size
+    between. 8×A100 all-reduce: 43.8 µs at 32 KiB over 6 tree steps → 7.3 µs; 102 µs at 1 MiB
+    less its 7.8 µs bandwidth term → 15.7 µs; a 256 KiB message: w = log(8)/log(32) = 0.6,
+    7.3 + 0.6 · 8.4 = 12.3 µs."""
+    lo, hi = np.log(SMALL_MESSAGE_BYTES), np.log(LATENCY_MESSAGE_BYTES)
+    w = np.clip((np.log(np.maximum(np.asarray(n_bytes, dtype=float), 1.0)) - lo) / (hi - lo),
+                0.0, 1.0)
+    return np.asarray(small_s) * (1.0 - w) + np.asarray(large_s) * w
+
+
 def collective_seconds(op: CollectiveOp | str, *, n_bytes, n_ranks, link_bytes_per_s,
                        busbw_frac, latency_s):
     """K5, the α–β form: steps(op, n) · α + bus_factor(op, n) · n_bytes / (busbw · link).
@@ -486,7 +514,8 @@ class KernelRates:
     attn_frac: dict[tuple[bool, str], np.ndarray]  # (causal, direction) -> [device, j]
     mem_size: np.ndarray  # [i]
     mem_frac: np.ndarray  # [device, i]
-    latency_s: dict[tuple[Tier, CollectiveOp], np.ndarray]  # [device]
+    latency_s: dict[tuple[Tier, CollectiveOp], np.ndarray]  # [device], at 1 MiB and beyond
+    small_latency_s: dict[tuple[Tier, CollectiveOp], np.ndarray]  # [device], ≤ 32 KiB (K5b)
     busbw_frac: dict[tuple[Tier, CollectiveOp], np.ndarray]  # [device]
     rule: np.ndarray  # [device] bool: the table is a rule, not a measurement
     notes: tuple[str, ...] = field(default=())  # [device]: "" or where a borrowed table is from
@@ -502,9 +531,15 @@ class KernelRates:
     def memory(self, n_bytes, index):
         return _interp_rows(n_bytes, self.mem_size, self.mem_frac, index)
 
-    def collective(self, tier: Tier, op: CollectiveOp, index) -> tuple[np.ndarray, np.ndarray]:
-        """(latency per step s, large-message bus-bandwidth fraction) at rows `index`."""
-        return self.latency_s[(tier, op)][index], self.busbw_frac[(tier, op)][index]
+    def collective(self, tier: Tier, op: CollectiveOp, index,
+                   n_bytes=None) -> tuple[np.ndarray, np.ndarray]:
+        """(latency per step s, large-message bus-bandwidth fraction) at rows `index`; with
+        `n_bytes`, the latency of that message size (K5b, latency_per_step_s)."""
+        large = self.latency_s[(tier, op)][index]
+        if n_bytes is not None:
+            large = latency_per_step_s(n_bytes, small_s=self.small_latency_s[(tier, op)][index],
+                                       large_s=large)
+        return large, self.busbw_frac[(tier, op)][index]
 
 
 def _interp_rows(x, xp: np.ndarray, table: np.ndarray, index):
@@ -589,11 +624,13 @@ def kernel_rates(devices: Sequence[Any], *, gemm_dtypes: Sequence[str],
             attn[(causal, direction)] = sustained * np.array(rows)
     mem = np.array([log_interp(_MEM_GRID, e.memory.size_bytes, e.memory.frac) for e in entries])
     latency: dict[tuple[Tier, CollectiveOp], np.ndarray] = {}
+    small: dict[tuple[Tier, CollectiveOp], np.ndarray] = {}
     busbw: dict[tuple[Tier, CollectiveOp], np.ndarray] = {}
     for tier in Tier:
         tiers = [getattr(e.collectives, tier.value) or e.collectives.scale_up for e in entries]
         for op in CollectiveOp:
             latency[(tier, op)] = np.array([t.latency(op) for t in tiers])
+            small[(tier, op)] = np.array([t.small_latency(op) for t in tiers])
             busbw[(tier, op)] = np.array([t.busbw_frac(op) for t in tiers])
 
     def scaled(arr: np.ndarray, flat_key: str, scale_key: str) -> np.ndarray:
@@ -607,11 +644,12 @@ def kernel_rates(devices: Sequence[Any], *, gemm_dtypes: Sequence[str],
     busbw = {k: scaled(v, "network_frac", "network_scale") for k, v in busbw.items()}
     if "collective_latency_s" in overrides:
         latency = {k: np.full(n, float(overrides["collective_latency_s"])) for k in latency}
+        small = latency
     return KernelRates(
         gemm_size=_GEMM_GRID, gemm_frac=gemm,
         gemm_tile=np.array([e.gemm.tile for e in entries], dtype=float),
         attn_seq=_ATTN_GRID, attn_frac=attn, mem_size=_MEM_GRID, mem_frac=mem,
-        latency_s=latency, busbw_frac=busbw,
+        latency_s=latency, small_latency_s=small, busbw_frac=busbw,
         rule=np.array([e.rule for e in entries], dtype=bool), notes=tuple(notes))
 
 
@@ -736,8 +774,9 @@ def collective_time_s(device: Any, op: str, n_bytes: float, n_ranks: int,
         raise ValueError(f"device: {dev.id} has no {tier_.value} bandwidth in the catalog")
     entry, _ = kernel_entry(dev, index)
     t = getattr(entry.collectives, tier_.value) or entry.collectives.scale_up
+    alpha = latency_per_step_s(nb, small_s=t.small_latency(op_), large_s=t.latency(op_))
     return float(collective_seconds(op_, n_bytes=nb, n_ranks=n_ranks, link_bytes_per_s=bw,
-                                    busbw_frac=t.busbw_frac(op_), latency_s=t.latency(op_)))
+                                    busbw_frac=t.busbw_frac(op_), latency_s=alpha))
 
 
 # ---- peaks and fixed costs ---------------------------------------------------------------------

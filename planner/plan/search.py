@@ -318,8 +318,8 @@ def collective_s(dev: DeviceColumns, op: CollectiveOp, *, n_bytes, n_ranks, link
     device and direction, with the latency and bus-bandwidth fraction of the scale-out tier
     where `scale_out` is True, of the scale-up tier elsewhere."""
     rates = dev.rates
-    lat_up, frac_up = rates.kernels.collective(Tier.SCALE_UP, op, rates.index)
-    lat_out, frac_out = rates.kernels.collective(Tier.SCALE_OUT, op, rates.index)
+    lat_up, frac_up = rates.kernels.collective(Tier.SCALE_UP, op, rates.index, n_bytes)
+    lat_out, frac_out = rates.kernels.collective(Tier.SCALE_OUT, op, rates.index, n_bytes)
     return collective_seconds(op, n_bytes=n_bytes, n_ranks=n_ranks, link_bytes_per_s=link_bw,
                               busbw_frac=np.where(scale_out, frac_out, frac_up),
                               latency_s=np.where(scale_out, lat_out, lat_up))
