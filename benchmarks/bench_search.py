@@ -6,6 +6,7 @@ Cases (built-in catalog, every layout searched):
   * llama-3.1-405b pre-training (15.6T tokens, 8k context, batch 2048): the large search;
   * llama-2-7b pre-training (2T tokens, 4k, batch 1024): `planner.plan.search` for one training job;
   * llama-2-70b serving (1024 in / 256 out, 10 req/s).
+  * deepseek-v3 serving in fp8 (2000 in / 500 out, 50 req/s; expert parallelism searched).
 For each: `rank()` (evaluates the whole grid, keeps the best per device) and `search()` (the
 same plus a DataFrame row per candidate), best of --repeat warm runs, then the cold first
 call. The same 405B candidates are then evaluated one at a time in a plain Python loop
@@ -50,6 +51,9 @@ def main() -> int:
         ("llama-3.1-405b pre-train", planner.workload("llama-3.1-405b-pretrain")),
         ("llama-2-7b pre-train", planner.workload("llama-2-7b-pretrain")),
         ("llama-2-70b serving", planner.workload("llama-2-70b-chat-serving")),
+        ("deepseek-v3 serving fp8", planner.InferenceJob(
+            model="deepseek-v3", precision="fp8-inference", prompt_len=2000, output_len=500,
+            requests_per_s=50)),
     ]
     print(f"catalog: {len(catalog)} devices; cpu count {os.cpu_count()}")
     print(f"{'case':26s} {'candidates':>10s} {'rank cold':>10s} {'rank':>8s} {'search':>8s} "

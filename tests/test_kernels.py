@@ -349,3 +349,31 @@ def test_a_matrix_vector_engine_is_not_padded_to_a_tensor_core_tile():
     h100_one = planner.gemm_flops_per_s("nvidia_h100_sxm", 1, 4096, 4096, "bf16")
     h100_eight = planner.gemm_flops_per_s("nvidia_h100_sxm", 8, 4096, 4096, "bf16")
     assert h100_one == pytest.approx(h100_eight / 8)
+
+
+def test_routed_experts_run_as_one_grouped_gemm_by_hand():
+    """K1 for a routed-expert op: one grouped GEMM over the touched experts (vLLM's fused MoE,
+    Megatron's grouped GEMM), the table read at the whole call's rows. Mixtral 8x7B prefill of
+    2,048 tokens, top-2 of 8: every expert touched, 512 rows each, the call 4,096 × 14,336 ×
+    4,096: s = (4096 · 14336 · 4096)^(1/3) = 6,183, H100 bf16 table 0.792 + 0.008 ·
+    log2(6183/4096) = 0.7968; 2 · 2048 · 2 · 14336 · 4096 FLOPs = 4.81e11 at 989.4e12 ·
+    0.7968 · 0.759 = 804 µs, above the 0.94 GB weight read (280 µs at 3.35 TB/s). Each
+    expert alone (s = 3,091, table 0.7465) would take 858 µs."""
+    from planner.plan.search import device_columns
+    from planner.plan.steptime import inference_profile, ops_time_s
+
+    prof = inference_profile(planner.model("mixtral-8x7b"), prompt_len=2048, output_len=16,
+                             precision="bf16", kv_cache_precision=None)
+    up = prof.prefill.names.index("moe.experts.up")
+    job = planner.InferenceJob(model="mixtral-8x7b", prompt_len=2048, output_len=16,
+                               efficiency_overrides={"memory_bw_frac": 1.0})
+    rates = device_columns(CATALOG.get("nvidia_h100_sxm"), job).rates
+    t = ops_time_s(prof.prefill, batch=1, tp=1, kv_split=1, rates=rates,
+                   fwd_passes=np.eye(len(prof.prefill.names))[up]) / 32  # one layer
+    s = (4096 * 14336 * 4096) ** (1 / 3)
+    frac = 0.792 + 0.008 * math.log2(s / 4096)
+    assert frac == pytest.approx(0.7968, abs=1e-4)
+    flops = 2 * 2048 * 2 * 14336 * 4096
+    assert t == pytest.approx(flops / (H100_PEAK * frac * SUSTAINED_TENSOR_FRAC), rel=1e-3)
+    assert t == pytest.approx(804e-6, rel=3e-3)
+    assert 8 * 14336 * 4096 * 2 / 3.35e12 < 0.4 * t  # compute-bound, not the weight read

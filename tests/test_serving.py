@@ -280,8 +280,8 @@ def test_paged_kv_cache_bytes_by_hand():
     output 256, 16-token blocks. The n = batch · pp sequences of a tensor-parallel group hold
     n·(P + O/2 + block/2) tokens, plus O/2 at the peak (ages evenly staggered), of the
     ceil(L/pp)/L layers of the largest stage, split over min(t, K = 8).
-    NB: the brief (and commit fdb2fd8) had n·(P + O/2 + block/2) without the + O/2; the
-    working tree's serving_kv_bytes adds it (n = 1 then holds its whole context P + O).
+    NB: commit fdb2fd8 had n·(P + O/2 + block/2) without the + O/2; 79fd117 adds it
+    (n = 1 then holds its whole context P + O).
     Catches a ×5 on the block padding (block/2 = 8 -> 40 tokens a sequence: +2.7 %)."""
     assert LLAMA2_70B_KV_BYTES_PER_TOKEN == 327_680
     # tp 4, pp 3, batch 16: n = 48, ceil(80/3) = 27 of 80 layers;

@@ -444,10 +444,14 @@ def _rank(args: argparse.Namespace) -> int:
     print(_header(job, args.objective, cost))
     print(screen.to_string(index=False))
     if isinstance(job, InferenceJob):
-        unit = "output" if job.output_len else "input"
-        print("latency = TTFT + (output − 1) × TPOT (means, with the queue's mean wait); p99 "
-              f"from an M/M/c queue per replica; cost and energy per million {unit} tokens "
-              "at the load")
+        if job.output_len:
+            print("latency = TTFT + (output − 1) × TPOT (means, with the queue's mean wait); "
+                  "p99 from an M/M/c queue per replica; cost and energy per million output "
+                  "tokens at the load")
+        else:
+            print("an encoder: latency = one forward pass + the queue's mean wait; p99 from an "
+                  "M/M/c queue per replica; cost and energy per million input tokens at the "
+                  "load")
     print("* on the time-cost Pareto front. Prices: provider and date in the CSV "
           "(cost_price_provider, cost_price_date). Assumptions: docs/planning.md")
     if csv_path is not None:

@@ -415,7 +415,7 @@ def padded_gemm_size(m, n, k, tile=GEMM_TILE):
     to the row tile (8, GEMM_ROW_TILE; 1 on a matrix-vector engine) and n to the tile,
     s = (max(m, 8)·max(n, tile)·k)^(1/3). The table's fraction belongs to that padded GEMM;
     tile_frac then keeps only its useful share. A batch-1 decode GEMM 1 × 4096 × 4096 on a
-    tensor-core device runs as 8 × 4096 × 4096 (s = 645), not as a 256³ cube: looking the
+    tensor-core device runs as 8 × 4096 × 4096 (s = 512), not as a 256³ cube: looking the
     table up at the unpadded size would charge the small-size penalty twice."""
     tile = np.asarray(tile, dtype=float)
     return gemm_size(np.maximum(np.asarray(m, dtype=float), np.minimum(tile, GEMM_ROW_TILE)),

@@ -849,7 +849,8 @@ MAX_SERVING_EP = 64  # largest expert-parallel group count searched
 
 @dataclass(frozen=True)
 class _InferAxes:
-    """The serving grid's axes (device × tp × pp × ep × batch): the values of each."""
+    """The serving grid's axes (device × layout × batch): `tp`, `pp`, `ep` give each layout's
+    degrees (one entry per layout), `batch` the batch values."""
 
     tp: np.ndarray
     pp: np.ndarray
@@ -858,11 +859,14 @@ class _InferAxes:
 
     @property
     def shaped(self) -> dict[str, np.ndarray]:
-        return dict(tp=self.tp.reshape(1, -1, 1, 1, 1), pp=self.pp.reshape(1, 1, -1, 1, 1),
-                    ep=self.ep.reshape(1, 1, 1, -1, 1), batch=self.batch.reshape(1, 1, 1, 1, -1))
+        return dict(tp=self.tp.reshape(1, -1, 1), pp=self.pp.reshape(1, -1, 1),
+                    ep=self.ep.reshape(1, -1, 1), batch=self.batch.reshape(1, 1, -1))
 
 
 def _infer_axes(job: InferenceJob, table: _DeviceTable) -> _InferAxes:
+    """tp × pp × ep layouts, pruned: a replica of more than max_devices devices, or one whose
+    weights per device exceed the largest usable memory in the table (both tiers), can never
+    be feasible and is not evaluated."""
     spec = job.model
     max_domain = int(np.nanmax(table.domain))
     tp = [job.tp] if job.tp else _powers_of_two(min(MAX_TP, spec.n_heads, max_domain))
@@ -878,7 +882,15 @@ def _infer_axes(job: InferenceJob, table: _DeviceTable) -> _InferAxes:
     if job.requests_per_s is None:
         limit = min(limit, job.load_concurrency)
     b = [job.batch_size] if job.batch_size else _powers_of_two(limit)
-    return _InferAxes(*(np.array(v, dtype=float) for v in (tp, pp, ep, b)))
+    t, p, e = (np.array(v, dtype=float).ravel() for v in np.meshgrid(tp, pp, ep, indexing="ij"))
+    largest = np.nanmax(job.usable_memory_frac * (table.memory + table.memory2))
+    weights = serving_weight_bytes(job, serving_profile(job), tp=t, pp=p, ep=e,
+                                   draft_prof=serving_draft_profile(job))
+    keep = (t * p * e <= job.max_devices) & (weights <= largest)
+    if not keep.any():  # nothing can fit: keep the layouts so the rows say why
+        keep = t * p * e <= max(job.max_devices, 1)
+        keep = keep if keep.any() else np.ones_like(keep)
+    return _InferAxes(tp=t[keep], pp=p[keep], ep=e[keep], batch=np.array(b, dtype=float))
 
 
 def secondary_memory_read(job: InferenceJob, dev: DeviceColumns, *, weights, kv):
@@ -1119,6 +1131,32 @@ def serving_kv_bytes(job: InferenceJob, prof: InferenceProfile, *, tp, pp, batch
                                      n_kv_heads=prof.n_kv_heads)
 
 
+def _at_occupancy(r: _Replica, full: _Service, batch, occupancy) -> _Service:
+    """The schedule at `occupancy` sequences per micro-batch (≤ batch). On a grid whose last
+    axis holds the batch values (ascending, at least two), linearly interpolated along it
+    between the evaluated batches (TPOT and TTFT are close to affine in the batch: a weight
+    read plus a per-sequence part; clamped at the smallest batch); otherwise evaluated."""
+    values = np.asarray(batch, dtype=float)
+    if values.ndim == 0 or values.shape[-1] < 2:
+        return _schedule(r, occupancy)
+    b = values.reshape(-1)
+    if np.any(np.diff(b) <= 0):
+        return _schedule(r, occupancy)
+    shape = np.broadcast_shapes(np.shape(full.residence_s), np.shape(occupancy))
+    target = np.broadcast_to(np.asarray(occupancy, dtype=float), shape)
+    pos = np.clip(np.searchsorted(b, target, side="right") - 1, 0, len(b) - 2)
+    w = np.clip((target - b[pos]) / (b[pos + 1] - b[pos]), 0.0, 1.0)
+
+    def interp(v: Any) -> np.ndarray:
+        v = np.broadcast_to(np.asarray(v, dtype=float), shape)
+        lo = np.take_along_axis(v, pos, axis=-1)
+        hi = np.take_along_axis(v, pos + 1, axis=-1)
+        return lo * (1.0 - w) + hi * w
+
+    return _Service(tpot_s=interp(full.tpot_s), ttft_s=interp(full.ttft_s),
+                    residence_s=interp(full.residence_s))
+
+
 def evaluate_inference(job: InferenceJob, prof: InferenceProfile, dev: DeviceColumns, *, tp,
                        batch, pp=1, ep=1, scale_out=False,
                        draft_prof: InferenceProfile | None = None) -> ServingBreakdown:
@@ -1155,14 +1193,14 @@ def evaluate_inference(job: InferenceJob, prof: InferenceProfile, dev: DeviceCol
         waits: dict[float, Any] = {}
         for p in percentiles:
             busy = busy_quantile(load=offered, servers=slots, percentile=p)
-            at[p] = _schedule(r, busy / (pp * ep))
+            at[p] = _at_occupancy(r, full, batch, busy / (pp * ep))
             waits[p] = wait_quantile_s(**kw, percentile=p)
         mean = at[50.0]
     else:
         users = job.load_concurrency
         replicas = np.maximum(np.ceil(users / slots - 1e-9), 1.0)
         occupancy = users / replicas
-        mean = _schedule(r, occupancy / (pp * ep))
+        mean = _at_occupancy(r, full, batch, occupancy / (pp * ep))
         load_rps = users / mean.residence_s
         offered = np.asarray(occupancy, dtype=float)
         wait_mean = 0.0
@@ -1276,8 +1314,8 @@ def _infer_grid(job: InferenceJob, table: _DeviceTable, cost: CostOptions):
     axes = _infer_axes(job, table)
     ax = axes.shaped
     tp, pp, ep, batch = ax["tp"], ax["pp"], ax["ep"], ax["batch"]
-    dev = _device_columns(table, slice(None), 5)
-    shape = (len(table.ids), len(axes.tp), len(axes.pp), len(axes.ep), len(axes.batch))
+    dev = _device_columns(table, slice(None), 3)
+    shape = (len(table.ids), len(axes.tp), len(axes.batch))
     kw: dict[str, Any] = dict(tp=tp, pp=pp, ep=ep, batch=batch, draft_prof=draft)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         q = evaluate_inference(job, prof, dev, **kw)
@@ -1391,9 +1429,9 @@ def _infer_frame(shape, q, money, code_all, axes: _InferAxes, table: _DeviceTabl
     cols = dict(_device_cols(table, d, m))
     tp = axes.tp[index[1]].astype(int)
     cols.update(
-        n_devices=g(q.n_devices), tp=tp, pp=axes.pp[index[2]].astype(int),
-        ep=axes.ep[index[3]].astype(int), dp=g(q.replicas),
-        batch_size=axes.batch[index[4]].astype(int), replicas=g(q.replicas),
+        n_devices=g(q.n_devices), tp=tp, pp=axes.pp[index[1]].astype(int),
+        ep=axes.ep[index[1]].astype(int), dp=g(q.replicas),
+        batch_size=axes.batch[index[2]].astype(int), replicas=g(q.replicas),
         prefill_devices=g(q.prefill_devices),
         feasible=code == 0, reason=pd.Categorical.from_codes(code, categories=INFER_REASONS),
         mem_per_device_bytes=g(q.mem_per_device_bytes), weight_mem_bytes=g(q.weight_mem_bytes),

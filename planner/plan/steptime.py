@@ -35,6 +35,7 @@ import pandas as pd
 
 from planner.hardware.kernels import (
     ATTENTION_BWD_FLOPS_FACTOR,
+    GEMM_ROW_TILE,
     GEMM_TILE,
     CollectiveOp,
     KernelRates,
@@ -227,6 +228,8 @@ class OpProfile:
     split_k: np.ndarray
     split_flops: np.ndarray
     batched_heads: np.ndarray  # heads of a batched per-head GEMM (eager attention), else 0
+    # routed experts of a grouped GEMM (one kernel over the touched experts), else 0
+    grouped_experts: np.ndarray
     attn_seq_len: float
     attn_causal: bool
     # backward FLOPs and bytes per forward's (F2: 2, the input and the weight gradient; a
@@ -324,7 +327,9 @@ def _op_dict(spec: ModelSpec, name: str, kind: OpKind, *, kv_len: float, q_len: 
         split_n=bool(shape and shape.split is TpSplit.COLUMN),
         split_k=bool(shape and shape.split is TpSplit.ROW),
         split_flops=not (shape and shape.split is TpSplit.NONE),
-        batched_heads=float(spec.n_heads) if shape and shape.split is TpSplit.HEADS else 0.0)
+        batched_heads=float(spec.n_heads) if shape and shape.split is TpSplit.HEADS else 0.0,
+        grouped_experts=(float(spec.n_experts) if shape and fields.get("route_frac", 0.0) > 0
+                         else 0.0))
 
 
 @dataclass(frozen=True)
@@ -502,6 +507,7 @@ def _profile(ops: list[dict], *, tokens_per_seq: float, attn_seq_len: float,
         gemm_n=col("gemm_n"), gemm_k=col("gemm_k"), rows_per_token=col("rows_per_token"),
         split_n=col("split_n", bool), split_k=col("split_k", bool),
         split_flops=col("split_flops", bool), batched_heads=col("batched_heads"),
+        grouped_experts=np.array([o.get("grouped_experts", 0.0) for o in ops], dtype=float),
         attn_seq_len=float(attn_seq_len),
         attn_causal=bool(attn_causal),
         bwd_mult=np.array([o.get("bwd_mult", 2.0) for o in ops], dtype=float),
@@ -927,16 +933,28 @@ def _pass_time_s(profile: OpProfile, *, batch_, split, kv_split_, rates: DeviceR
     # table is read at the whole call's work, the tile share at one GEMM's q rows (K1, K1b)
     heads = profile.batched_heads / split
     work_m = np.where(profile.batched_heads > 0, m * heads, m)
+    if profile.route_frac.any():
+        # a routed-expert op is one grouped GEMM over the touched experts (vLLM's fused MoE,
+        # Megatron's grouped GEMM): the table at the whole call's work, the tile share at
+        # one expert's rows, as for a batched call (K1, K1b)
+        experts = profile.grouped_experts * experts_touched_frac(
+            route_frac=profile.route_frac, n_tokens=tokens)
+        work_m = np.where(profile.grouped_experts > 0, m * np.maximum(experts, 1.0), work_m)
     tile_m = np.where(profile.batched_heads > 0, profile.tokens_per_seq, m)
     tile_n = np.where(profile.batched_heads > 0, np.maximum(n, GEMM_TILE), n)  # 64-wide tiles
-    tile = rates.kernels.gemm_tile[index]
     # the table is read at the padded GEMM the kernel computes (K1b): each GEMM's rows raised
-    # to one tile, a batched call's work with them
-    pad = np.maximum(tile_m, tile) / np.maximum(tile_m, 1e-9)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        size = padded_gemm_size(np.maximum(work_m * pad, 1e-9), np.maximum(tile_n, 1.0),
-                                np.maximum(k, 1.0), tile)
-    g_frac = rates.kernels.gemm(size, index) * tile_frac(tile_m, tile_n, tile)
+    # to one tile, a batched call's work with them. One pass per distinct tile (tensor cores,
+    # matrix-vector engines), so that the sizes carry no device axis (the lookup's cost)
+    device_tile = rates.kernels.gemm_tile[index]
+    g_frac: Any = None
+    for tile in np.unique(rates.kernels.gemm_tile[rates.index]):
+        rows = min(float(tile), GEMM_ROW_TILE)
+        pad = np.maximum(tile_m, rows) / np.maximum(tile_m, 1e-9)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            size = padded_gemm_size(np.maximum(work_m * pad, 1e-9), np.maximum(tile_n, 1.0),
+                                    np.maximum(k, 1.0), tile)
+        frac = rates.kernels.gemm(size, index) * tile_frac(tile_m, tile_n, tile)
+        g_frac = frac if g_frac is None else np.where(device_tile == tile, frac, g_frac)
     a_frac = rates.kernels.attention(profile.attn_seq_len, causal=profile.attn_causal,
                                      direction="bwd" if backward else "fwd", index=index)
     peak_g = np.reshape(rates.gemm_peak_flops_per_s, index.shape)
