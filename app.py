@@ -340,7 +340,8 @@ OBJECTIVES = {"time": "fastest", "cost": "cheapest", "energy": "least energy"}
 RANKING_FIRST = ["rank", "device", "kind", "feasible", "reason", "n_devices", "tp", "cp", "pp",
                  "virtual_stages", "ep", "dp",
                  "zero_stage", "recompute", "micro_batch_size", "batch_size", "replicas",
-                 "time_s", "cost_usd", "energy_j", "mfu", "ttft_s", "tpot_s", "pareto",
+                 "time_s", "cost_usd", "energy_j", "mfu", "ttft_s", "ttft_p99_s", "tpot_s",
+                 "tpot_p99_s", "pareto",
                  "cost_price_provider", "cost_price_date", "cost_note"]
 
 
@@ -402,22 +403,70 @@ def plan_job(spec: planner.ModelSpec, work: dict[str, Any]) -> Any:
             global_batch_size=int(batch), precision=work["precision"],
             deadline_s=float(deadline_d) * SECONDS_PER_DAY if deadline_d > 0 else None,
             optimizer_offload=bool(offload), **tuning)
+    encoder = not (spec.causal and spec.lm_head)
     c1, c2, c3, c4, c5 = st.columns(5)
-    prompt = c1.number_input("Prompt (tokens)", min_value=1, value=1024, step=128,
-                             key="plan_prompt_len")
-    output = c2.number_input("Output (tokens)", min_value=1, value=256, step=64,
-                             key="plan_output_len")
+    prompt = c1.number_input("Prompt (tokens)", min_value=1, value=1024 if not encoder else 128,
+                             step=128, key="plan_prompt_len")
+    output = c2.number_input("Output (tokens)", min_value=0, value=256 if not encoder else 0,
+                             step=64, key="plan_output_len",
+                             help="0 serves an encoder (or scores prompts): one forward pass "
+                             "per request.")
     rate = c3.number_input("Load (requests/s)", min_value=0.001, value=10.0, step=1.0,
                            key="plan_requests_per_s")
     ttft_ms = c4.number_input("TTFT target (ms, 0 = none)", min_value=0.0, value=0.0,
                               step=100.0, key="plan_ttft_ms")
     tpot_ms = c5.number_input("TPOT target (ms, 0 = none)", min_value=0.0, value=0.0,
                               step=10.0, key="plan_tpot_ms")
+    options = serving_options(spec)
     return planner.InferenceJob(
         model=spec, prompt_len=int(prompt), output_len=int(output),
         requests_per_s=float(rate), precision=work["precision"],
         ttft_s=ttft_ms / 1e3 if ttft_ms > 0 else None,
-        tpot_s=tpot_ms / 1e3 if tpot_ms > 0 else None)
+        tpot_s=tpot_ms / 1e3 if tpot_ms > 0 else None, **options)
+
+
+def serving_options(spec: planner.ModelSpec) -> dict[str, Any]:
+    """The serving features (docs/planning.md P19-P19k) as InferenceJob fields; defaults are
+    the API's, so an untouched expander changes nothing."""
+    with st.expander("Serving options: percentiles, chunked prefill, KV cache, speculation"):
+        o1, o2, o3, o4 = st.columns(4)
+        percentile = o1.selectbox("Targets apply at", [99.0, 95.0, 90.0, 50.0],
+                                  format_func=lambda p: f"p{p:g}", key="plan_percentile")
+        chunk = o2.number_input("Prefill chunk (tokens per step, 0 = none)", min_value=0,
+                                value=8192, step=512, key="plan_prefill_chunk",
+                                help="vLLM's max_num_batched_tokens: decodes and prompt chunks "
+                                "share each step (Sarathi-Serve).")
+        kv = o3.selectbox("KV cache dtype", ["auto", "bf16", "fp16", "fp8"], key="plan_kv",
+                          help="auto: fp8 under fp8/fp4 serving, else 16-bit.")
+        util = o4.number_input("Target utilization (%)", min_value=1.0, max_value=100.0,
+                               value=80.0, step=5.0, key="plan_target_util",
+                               help="Replicas are sized so the load uses at most this share "
+                               "of their capacity (queueing headroom).")
+        s1, s2, s3, s4 = st.columns(4)
+        hit = s1.number_input("Prefix-cache hits (%)", min_value=0.0, max_value=99.0,
+                              value=0.0, step=10.0, key="plan_prefix_hit")
+        spec_tokens = s2.number_input("Speculative tokens (0 = off)", min_value=0,
+                                      max_value=16, value=0, step=1, key="plan_spec_tokens")
+        accept = s3.number_input("Acceptance rate (%)", min_value=1.0, max_value=99.0,
+                                 value=80.0, step=5.0, key="plan_acceptance",
+                                 disabled=spec_tokens == 0)
+        draft_choices = (["mtp"] if spec.n_mtp_layers else []) + planner.list_models()
+        draft = s4.selectbox("Draft model", draft_choices, key="plan_draft",
+                             disabled=spec_tokens == 0,
+                             help="mtp: the model's own multi-token-prediction module.")
+        disaggregated = st.checkbox("Disaggregated prefill and decode pools",
+                                    key="plan_disaggregated")
+    fields: dict[str, Any] = dict(latency_percentile=float(percentile),
+                                  prefill_chunk_tokens=int(chunk),
+                                  target_utilization=float(util) / 100.0,
+                                  prefix_cache_hit_frac=float(hit) / 100.0,
+                                  disaggregated=bool(disaggregated))
+    if kv != "auto":
+        fields["kv_cache_precision"] = kv
+    if spec_tokens:
+        fields.update(speculative_tokens=int(spec_tokens),
+                      acceptance_rate=float(accept) / 100.0, draft_model=draft)
+    return fields
 
 
 def plan_cost_options() -> Any:
@@ -637,8 +686,14 @@ def plan_layout(ranking: pd.DataFrame, query: tuple[Any, ...]) -> None:
                   "step": duration_str(row["step_time_s"]), "MFU": f"{row['mfu']:.1%}",
                   "goodput": f"{row['goodput_frac']:.1%}"}
     else:
-        facts |= {"batch per replica": f"{row['batch_size']}", "replicas": f"{row['replicas']}",
-                  "TTFT": duration_str(row["ttft_s"]), "TPOT": duration_str(row["tpot_s"])}
+        layout = f"TP {row['tp']} × PP {row['pp']}" + (f" × EP {row['ep']}"
+                                                        if row["ep"] > 1 else "")
+        facts |= {"replica": layout, "batch per micro-batch": f"{row['batch_size']}",
+                  "replicas": f"{row['replicas']}",
+                  "TTFT p50 / p99": f"{duration_str(row['ttft_p50_s'])} / "
+                                    f"{duration_str(row['ttft_p99_s'])}",
+                  "TPOT p50 / p99": f"{duration_str(row['tpot_p50_s'])} / "
+                                    f"{duration_str(row['tpot_p99_s'])}"}
     price = row.get("usd_per_device_hour")
     facts["price"] = (f"{usd_str(price)}/device-h ({row['cost_price_provider']}, "
                       f"{row['cost_price_date']})" if pd.notna(price) else "no price")

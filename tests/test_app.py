@@ -83,6 +83,37 @@ def test_plan_bad_workload_is_an_error_message():
     assert at.error and "max_seq_len" in at.error[0].value
 
 
+def test_plan_serving_options_reach_the_ranking():
+    """Serving mode: the p99 columns are shown; a p50 target, speculation with a draft model
+    and an encoder (output 0) each run without an error and change the table."""
+    at = open_page("Plan")
+    at.radio(key="mode").set_value("inference").run()
+    assert_clean(at)
+    table = at.dataframe[0].value
+    assert {"ttft_p99_s", "tpot_p99_s"} <= set(table.columns)
+    assert (table["ttft_p99_s"].dropna() >= table["ttft_s"].dropna() * 0.999).all()
+    at.number_input(key="plan_tpot_ms").set_value(50.0).run()
+    strict = at.dataframe[0].value
+    at.selectbox(key="plan_percentile").set_value(50.0).run()
+    assert_clean(at)
+    # a target at the median is looser: at least as many devices meet it
+    assert at.dataframe[0].value["feasible"].sum() >= strict["feasible"].sum()
+    at.number_input(key="plan_spec_tokens").set_value(3).run()
+    at.selectbox(key="plan_draft").set_value("llama-7b").run()  # shares llama-2-7b's vocabulary
+    assert_clean(at)
+    # a draft with another tokenizer is refused in one line, not a traceback
+    at.selectbox(key="plan_draft").set_value("gpt2").run()
+    assert not at.exception and at.error and "draft_model" in at.error[0].value
+    at.selectbox(key="model_preset").set_value("bert-base-cased").run()
+    at.number_input(key="plan_prompt_len").set_value(128).run()  # within BERT's 512 positions
+    at.number_input(key="plan_spec_tokens").set_value(0).run()
+    at.number_input(key="plan_tpot_ms").set_value(0.0).run()
+    at.number_input(key="plan_output_len").set_value(0).run()
+    assert_clean(at)
+    encoder = at.dataframe[0].value
+    assert encoder["feasible"].any() and encoder["tpot_s"].isna().all()
+
+
 # ---- Model --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def model_page() -> AppTest:
