@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from typing import Any
 
 import pandas as pd
 
@@ -70,14 +71,18 @@ def display_table(df: pd.DataFrame) -> pd.DataFrame:
         "run": df["run"],
         "device": df["device"] + " x" + df["n_devices"].astype(str),
         "layout": df.apply(layout, axis=1),
-        "metric": df["metric"],
-        "published": [format_value(m, v) for m, v in zip(df["metric"], df["published"],
-                                                         strict=True)],
-        "predicted": [format_value(m, v) for m, v in zip(df["metric"], df["predicted"],
-                                                         strict=True)],
-        "error": df["signed_error_frac"].map(_pct),
+        **_compared(df),
         "in median": df["headline"].map({True: "yes", False: "no (weak)"}),
     })
+
+
+def _compared(df: pd.DataFrame) -> dict[str, Any]:
+    """The metric, the published and predicted values in its unit, the signed error."""
+    def values(column: str) -> list[str]:
+        return [format_value(m, v) for m, v in zip(df["metric"], df[column], strict=True)]
+
+    return {"metric": df["metric"], "published": values("published"),
+            "predicted": values("predicted"), "error": df["signed_error_frac"].map(_pct)}
 
 
 def serving_display_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -95,12 +100,7 @@ def serving_display_table(df: pd.DataFrame) -> pd.DataFrame:
         "device": df["device"] + " x" + df["n_devices"].astype(str),
         "mode": df["mode"],
         "layout": df.apply(layout, axis=1),
-        "metric": df["metric"],
-        "published": [format_value(m, v) for m, v in zip(df["metric"], df["published"],
-                                                         strict=True)],
-        "predicted": [format_value(m, v) for m, v in zip(df["metric"], df["predicted"],
-                                                         strict=True)],
-        "error": df["signed_error_frac"].map(_pct),
+        **_compared(df),
         "note": df["note"].fillna(""),
     })
 

@@ -377,6 +377,17 @@ def backtest(*, kind: str = "training", catalog: Any = None,
     return training_backtest(catalog=catalog, runs=runs)
 
 
+def _predicted_records(runs: pd.DataFrame, carried: tuple[str, ...], predict: Any,
+                      catalog: Any) -> list[dict[str, Any]]:
+    """One record per run: its `carried` columns and what `predict(run, catalog)` adds."""
+    if catalog is None:
+        from planner.hardware.catalog import load_catalog
+
+        catalog = load_catalog()
+    return [{**{col: _pin(run[col]) for col in carried}, **predict(run, catalog)}
+            for _, run in runs.iterrows()]
+
+
 def training_backtest(*, catalog: Any = None, runs: pd.DataFrame | None = None) -> pd.DataFrame:
     """Predict every curated published training run with the default rules and compare.
 
@@ -389,17 +400,8 @@ def training_backtest(*, catalog: Any = None, runs: pd.DataFrame | None = None) 
 
     `runs` defaults to `load_training_runs()`; `catalog` to the built-in hardware catalog.
     """
-    if catalog is None:
-        from planner.hardware.catalog import load_catalog
-
-        catalog = load_catalog()
     runs = load_training_runs() if runs is None else runs
-    records = []
-    for _, run in runs.iterrows():
-        rec = {col: _pin(run[col]) for col in _CARRIED}
-        rec.update(_predict(run, catalog))
-        records.append(rec)
-    df = pd.DataFrame.from_records(records)
+    df = pd.DataFrame.from_records(_predicted_records(runs, _CARRIED, _predict, catalog))
     df["signed_error_frac"] = (df["predicted"] - df["published"]) / df["published"]
     df["abs_error_frac"] = df["signed_error_frac"].abs()
     return df[COLUMNS]
@@ -647,16 +649,8 @@ def serving_backtest(*, catalog: Any = None, runs: pd.DataFrame | None = None) -
     time), abs_error_frac, confidence, feasible, note (why a prediction is blank, or the
     engine's reason when it calls the published layout infeasible), source.
     """
-    if catalog is None:
-        from planner.hardware.catalog import load_catalog
-
-        catalog = load_catalog()
     runs = load_serving_runs() if runs is None else runs
-    records = []
-    for _, run in runs.iterrows():
-        rec = {col: _pin(run[col]) for col in _SERVING_CARRIED}
-        rec.update(_predict_serving(run, catalog))
-        records.append(rec)
+    records = _predicted_records(runs, _SERVING_CARRIED, _predict_serving, catalog)
     df = pd.DataFrame.from_records(records, columns=[c for c in SERVING_COLUMNS
                                                      if c not in ("signed_error_frac",
                                                                   "abs_error_frac")])
