@@ -23,6 +23,7 @@ from planner import (
     workload,
 )
 from planner.hardware.catalog import Device, Price
+from planner.plan.ranking import infeasible_summary
 from planner.plan.reasons import TrainReason
 from planner.plan.search import (
     candidate_evaluator,
@@ -218,12 +219,28 @@ def test_impossible_requests_return_rows_with_reasons_not_exceptions():
 def test_deadline_picks_the_cheapest_layout_that_meets_it():
     free = rank(_job(), CATALOG, devices=["big_gpu"]).iloc[0]
     deadline = 3 * free["time_s"]
-    df = rank(_job(deadline_s=deadline), CATALOG, devices=["big_gpu"])
+    df = rank(_job(deadline_s=deadline), CATALOG, devices=["big_gpu"], objective="cost")
     row = df.iloc[0]
     assert row["feasible"] and row["time_s"] <= deadline
     assert row["n_devices"] <= free["n_devices"] and row["cost_usd"] <= free["cost_usd"]
     rows = search(_job(deadline_s=deadline), CATALOG, devices=["big_gpu"])
     assert row["cost_usd"] == rows.loc[rows["feasible"], "cost_usd"].min()
+
+
+def test_with_a_deadline_objective_time_is_the_fastest_plan_that_meets_it():
+    # a deadline is a constraint, not an objective: "time" still gives the fastest plan
+    free = rank(_job(), CATALOG, devices=["big_gpu"]).iloc[0]
+    within = rank(_job(deadline_s=3 * free["time_s"]), CATALOG, devices=["big_gpu"]).iloc[0]
+    assert within["time_s"] == free["time_s"] and within["n_devices"] == free["n_devices"]
+    rows = search(_job(deadline_s=3 * free["time_s"]), CATALOG, devices=["big_gpu"])
+    assert within["time_s"] == rows.loc[rows["feasible"], "time_s"].min()
+    # an impossible deadline: the summary names it and how far the fastest plan is
+    late = _job(deadline_s=free["time_s"] / 2)
+    df = rank(late, CATALOG, devices=["big_gpu"])
+    text = infeasible_summary(late, df)
+    assert text.startswith("no device meets the deadline of ")
+    assert "(2×) on" in text and "big_gpu" in text
+    assert infeasible_summary(_job(), rank(_job(), CATALOG, devices=["big_gpu"])) == ""
 
 
 def test_pinned_layout_is_respected():

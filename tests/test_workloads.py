@@ -147,3 +147,21 @@ def test_unknown_workload_suggests_names():
     with pytest.raises(ValueError, match="workload: unknown preset 'llama-2-7b-pretrian'; did "
                                          "you mean llama-2-7b-pretrain"):
         workload("llama-2-7b-pretrian")
+
+
+def test_valid_but_odd_inputs_carry_warnings():
+    # beyond the trained context (rotary: allowed, warned), and a one-step run
+    long = TrainingJob(model="llama-2-7b", n_tokens=1e7, seq_len=10_000_000,
+                       global_batch_size=1)
+    assert long.warnings == (
+        "seq_len: 10,000,000 tokens is beyond llama-2-7b's trained context of 4,096; the "
+        "numbers hold, the model's quality there is unknown",
+        "n_tokens: the run is only 1 optimizer step of 1 × 10,000,000 tokens: start-up, "
+        "compilation and warm-up, which the model leaves out, would dominate")
+    assert TrainingJob(model="llama-2-7b", n_tokens=2e12, seq_len=4096,
+                       global_batch_size=1024).warnings == ()
+    serve = InferenceJob(model="llama-2-7b", prompt_len=8000, output_len=100, batch_size=64,
+                         concurrent_requests=4)
+    assert [w.split(":")[0] for w in serve.warnings] == ["prompt_len + output_len",
+                                                          "batch_size"]
+    assert InferenceJob(model="llama-2-7b", prompt_len=1000, output_len=100).warnings == ()

@@ -2,8 +2,9 @@
 and the reasons written out with the numbers behind them (docs/planning.md P18-P20).
 
 planner.plan.search evaluates every candidate; this module picks per device (feasible first,
-by the objective; with a training deadline the cheapest plan that meets it), marks the Pareto
-front and explains infeasible devices.
+by the objective among the plans that meet every constraint: a deadline, latency targets,
+max_devices), marks the Pareto front, explains infeasible devices and, when no device is
+feasible, the whole request (`infeasible_summary`).
 """
 
 from __future__ import annotations
@@ -294,9 +295,10 @@ def rank(job: TrainingJob | InferenceJob, catalog: Any = None, *,
     priced ones when ranking by cost (cost_usd NaN, `cost_note` says why). Its configuration
     is never chosen by speed: by ownership cost when only the cloud price is missing, else by
     fewest device-hours, and `cost_note` says which. Infeasible devices follow with their
-    closest candidate and a reason. With a training deadline, each device's configuration is
-    the cheapest one meeting it; ranked by cost without one, a training job is held to
-    DEFAULT_COST_HORIZON_S (90 days, A12), and a device that cannot meet it says so.
+    closest candidate and a reason. Each device's configuration is the best by `objective`
+    among those meeting the constraints (with a deadline: objective="time" gives its fastest
+    plan within it, "cost" its cheapest); ranked by cost without one, a training job is held
+    to DEFAULT_COST_HORIZON_S (90 days, A12), and a device that cannot meet it says so.
     Columns start with device, kind, feasible, reason, n_devices, tp, pp, dp, time_s,
     cost_usd, energy_j, mfu, pareto (on the time-cost front); the rest are search()'s columns.
     For inference, time_s is the request latency and cost_usd / energy_j are per million
@@ -315,9 +317,8 @@ def rank(job: TrainingJob | InferenceJob, catalog: Any = None, *,
             q, money = chunk.q, chunk.cost
             time_s = np.broadcast_to(q.time_s, full)
             n = np.broadcast_to(axes.shaped()["n"], full)
-            # With a deadline, each device's plan is its cheapest that meets it.
-            keys, key_notes = _keys("cost" if job.deadline_s is not None else objective,
-                                    cost.basis, time_s=time_s, money=money,
+            # the objective among the plans that meet the constraints (a deadline is one)
+            keys, key_notes = _keys(objective, cost.basis, time_s=time_s, money=money,
                                     device_s=time_s * n)
             keys = [np.broadcast_to(k, full) for k in keys]
             closeness = np.where(chunk.code == _FIT_CODE_TRAIN,
@@ -383,3 +384,35 @@ def rank(job: TrainingJob | InferenceJob, catalog: Any = None, *,
     df.insert(0, "rank", np.arange(1, len(df) + 1))
     rest = [c for c in df.columns if c not in RANK_COLUMNS_FIRST and c != "rank"]
     return df[["rank", *RANK_COLUMNS_FIRST, *rest]]
+
+
+def infeasible_summary(job: TrainingJob | InferenceJob, df: pd.DataFrame) -> str:
+    """One line for a ranking with no feasible device: the constraint that failed and how far
+    the best plan is from it ("" when some device is feasible). A deadline: "no device meets
+    the deadline of 7 d: the fastest plan takes 18.8 d (2.7×) on nvidia_h200_sxm"; a latency
+    target at a percentile likewise; otherwise the furthest device's own reason."""
+    if df.empty or df["feasible"].any():
+        return ""
+    reasons = df["reason"].astype(str)
+
+    def closest(mask: pd.Series, column: str) -> pd.Series:
+        return df[mask].sort_values(column, kind="stable").iloc[0]
+
+    deadline = reasons.str.startswith("misses the deadline")
+    if isinstance(job, TrainingJob) and deadline.any() and job.deadline_s:
+        best = closest(deadline, "time_s")
+        return (f"no device meets the deadline of {duration_str(job.deadline_s)}: the fastest "
+                f"plan takes {duration_str(best['time_s'])} "
+                f"({best['time_s'] / job.deadline_s:.2g}×) on {best['n_devices']:,} "
+                f"{best['device']}")
+    if isinstance(job, InferenceJob):
+        for what, target, label in (("ttft", job.ttft_s, "time-to-first-token"),
+                                    ("tpot", job.tpot_s, "time-per-output-token")):
+            hit = reasons.str.contains(f"misses the {label} target")
+            if target and hit.any():
+                column = f"{what}_at_percentile_s"
+                best = closest(hit, column)
+                return (f"no device meets the p{job.latency_percentile:g} {label} target of "
+                        f"{duration_str(target)}: the best is {duration_str(best[column])} "
+                        f"({best[column] / target:.2g}×) on {best['device']}")
+    return f"no device can run this workload: {df.iloc[0]['device']}: {reasons.iloc[0]}"

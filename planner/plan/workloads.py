@@ -95,6 +95,7 @@ from planner.plan.goodput import (
 DEFAULT_USABLE_MEMORY_FRAC = 0.9
 DEFAULT_MAX_DEVICES = 16384  # Llama 3 405B trained on 16,384 H100s (Llama 3 paper, Sec. 3.3)
 DEFAULT_MAX_BATCH_SIZE = 512  # serving: concurrent sequences per replica searched up to this
+FEW_STEPS = 10  # a training run shorter than this many optimizer steps gets a warning
 # Serving defaults (docs/planning.md P19-P19k).
 # Step token budget with chunked prefill: vLLM's max_num_batched_tokens for its OpenAI server on
 # large-memory GPUs (vllm/engine/arg_utils.py, V1 defaults) and TensorRT-LLM's max_num_tokens
@@ -196,6 +197,16 @@ def _as_model(value: Any) -> Any:
     if isinstance(value, str):
         return model(value)
     return value
+
+
+def _context_warnings(spec: ModelSpec, length: int, field: str) -> list[str]:
+    """A length beyond a rotary/ALiBi model's trained context runs (the formulas hold) but
+    the model was not trained for it (learned positions refuse it in _check_length)."""
+    if length > spec.max_seq_len:
+        return [f"{field}: {length:,} tokens is beyond {spec.name}'s trained context of "
+                f"{spec.max_seq_len:,}; the numbers hold, the model's quality there is "
+                "unknown"]
+    return []
 
 
 def _check_length(spec: ModelSpec, length: int, *, field: str, what: str = "") -> None:
@@ -484,6 +495,19 @@ class TrainingJob(_Job):
                              "allowed: bf16, fp16, fp32")
 
     @property
+    def warnings(self) -> tuple[str, ...]:
+        """Valid but unusual inputs worth a second look, one line each (shown beside a
+        result): a sequence beyond the model's trained context, a run of only a few optimizer
+        steps (fewer than one step is refused)."""
+        out = list(_context_warnings(self.model, self.seq_len, "seq_len"))
+        if self.n_steps < FEW_STEPS:
+            steps = "1 optimizer step" if self.n_steps == 1 else f"{self.n_steps} optimizer steps"
+            out.append(f"n_tokens: the run is only {steps} of {self.global_batch_size:,} × "
+                       f"{self.seq_len:,} tokens: start-up, compilation and warm-up, which "
+                       "the model leaves out, would dominate")
+        return tuple(out)
+
+    @property
     def tokens_per_step(self) -> int:
         return self.global_batch_size * self.seq_len
 
@@ -659,6 +683,18 @@ class InferenceJob(_Job):
     @property
     def context_len(self) -> int:
         return self.prompt_len + self.output_len
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Valid but unusual inputs worth a second look, one line each: a context beyond the
+        model's trained one, a pinned batch larger than the concurrent users."""
+        out = list(_context_warnings(self.model, self.context_len, "prompt_len + output_len"))
+        if (self.batch_size is not None and self.requests_per_s is None
+                and self.batch_size > self.load_concurrency):
+            out.append(f"batch_size: {self.batch_size:,} sequences per micro-batch but only "
+                       f"{self.load_concurrency:,} concurrent requests: the batch runs "
+                       "part-full")
+        return tuple(out)
 
     @property
     def kv_dtype(self) -> str | None:
