@@ -24,16 +24,25 @@ from planner.hardware.kernels import (
 from planner.measure.collectives import calibrate_collectives, fit_collectives
 from planner.measure.distributed import validate_distributed
 from planner.measure.validate import calibrate, validate
-from planner.model.layers import layer_table
+from planner.model.layers import DEFAULT_FLASH_ATTENTION, layer_table
 from planner.model.precision import POLICIES as PRECISION_POLICIES
 from planner.model.precision import PrecisionPolicy
 from planner.model.seed import seed_example
-from planner.model.spec import ModelSpec, list_models, model, model_from_hf_config
+from planner.model.spec import (
+    ModelSpec,
+    hf_cache_dir,
+    list_models,
+    model,
+    model_from_hf_cache,
+    model_from_hf_config,
+)
 from planner.plan.backtest import backtest, backtest_summary
+from planner.plan.breakeven import BreakEven, breakeven
 from planner.plan.cost import CostOptions
 from planner.plan.fits import FitResult, fits
-from planner.plan.ranking import rank
+from planner.plan.ranking import infeasible_summary, rank
 from planner.plan.search import pareto_mask, search
+from planner.plan.sweep import sweep, sweepable_fields
 from planner.plan.workloads import (
     InferenceJob,
     TrainingJob,
@@ -41,16 +50,19 @@ from planner.plan.workloads import (
     list_workloads,
     workload,
 )
-from planner.report.tables import to_csv, to_csv_text
+from planner.report.tables import to_csv, to_csv_text, to_json_text
 
 __all__ = [
     # models and the per-layer analytic model (issue 2)
+    "DEFAULT_FLASH_ATTENTION",
     "PRECISION_POLICIES",
     "ModelSpec",
     "PrecisionPolicy",
     "layer_table",
     "list_models",
+    "hf_cache_dir",
     "model",
+    "model_from_hf_cache",
     "model_from_hf_config",
     "seed_example",
     # hardware catalog (issue 3)
@@ -73,10 +85,16 @@ __all__ = [
     "backtest_summary",
     "conll2003_bert_finetune",
     "list_workloads",
+    "infeasible_summary",
     "pareto_mask",
     "rank",
     "search",
     "workload",
+    # sweeps and rent-or-buy (issue 14)
+    "BreakEven",
+    "breakeven",
+    "sweep",
+    "sweepable_fields",
     # does it fit on my GPU? (serving)
     "FitResult",
     "fits",
@@ -90,6 +108,7 @@ __all__ = [
     # reports
     "to_csv",
     "to_csv_text",
+    "to_json_text",
 ]
 
 __version__ = "0.1.0"

@@ -128,3 +128,31 @@ def test_missing_column_is_a_value_error_naming_it():
 def test_plots_never_import_streamlit():
     code = "import sys, planner.report.plots; sys.exit('streamlit' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_pareto_money_axis_reads_dollars_not_milli_dollars():
+    # serving costs per million tokens under $1: plotly's "$~s" printed $0.90 as "$900m"
+    df = _ranking().assign(cost_usd=[0.9, 1.2, 0.45, np.nan, 3.0])
+    fig = plots.pareto_figure(df)
+    y = fig.layout.yaxis
+    assert y.type == "log" and y.tickmode == "array"
+    assert list(y.ticktext) == ["$0.50", "$1.00", "$2.00"]  # cents throughout under $10
+    assert not any(t.endswith("m") for t in y.ticktext)
+
+
+def test_catalog_log_axes_label_only_chosen_ticks():
+    # the catalog's bandwidth axis spans under two decades: plotly labelled its minor ticks
+    # "3 4 ... 9 1 2"; now 1-2-5 steps, and decades on the compute axis
+    frame = planner.load_catalog().to_frame()
+    fig = plots.catalog_figure(frame)
+    x, y = fig.layout.xaxis, fig.layout.yaxis
+    assert x.tickmode == "array" and y.tickmode == "array"
+    assert set(x.ticktext) <= {"0.1", "0.2", "0.5", "1", "2", "5", "10", "20"}
+    assert list(y.ticktext) == ["10", "100", "1k"]
+
+
+def test_value_axis_switches_to_log_beyond_two_decades():
+    assert plots.value_axis([1.0, 99.0])["type"] == "linear"
+    axis = plots.value_axis([1.0, 1000.0], money=True)
+    assert axis["type"] == "log" and axis["ticktext"] == ["$1", "$10", "$100", "$1k"]
+    assert plots.value_axis([0.0, 1000.0])["type"] == "linear"  # zero cannot sit on a log axis

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from planner.errors import clip, one_line
 
 # Sub-command modules, in the order `planner --help` lists them.
-COMMAND_MODULES = ["models", "fits", "catalog", "rank", "backtest", "validate"]
+COMMAND_MODULES = ["models", "fits", "catalog", "rank", "sweep", "backtest", "validate"]
 
 # Longest word (a run without spaces) and longest message printed on the error line.
 WORD_MAX_CHARS = 120
@@ -85,6 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = one_line(err)
     except ValueError as err:  # InputError and the library's other bad-input errors
         message = str(err)
+    except BrokenPipeError:  # `planner models | head`: the reader left; not an error
+        # NB: stdout is gone; point it at devnull so the interpreter's final flush is quiet
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as err:  # a file that cannot be read or written, a full disk
         message = _os_error(err)
     except MemoryError:

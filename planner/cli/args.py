@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
+import pandas as pd
+
 from planner.errors import InputError, clip
+from planner.report.tables import to_json_text
 
 # Longest path echoed back in a message: more than a name (ECHO_MAX_CHARS), as the end of a
 # path is what tells the user which file.
@@ -37,6 +41,19 @@ def nonnegative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be a whole number ≥ 0, got {clip(text)}")
     return value
+
+
+def add_json_flag(parser: argparse.ArgumentParser, what: str = "the table") -> None:
+    """`--json`: print `what` on stdout as a JSON list of row objects, the --csv file's
+    columns in SI units (NaN as null), and nothing else; --csv still writes its file."""
+    parser.add_argument("--json", action="store_true",
+                        help=f"print {what} as a JSON list of row objects (SI units, the CSV's "
+                             "columns; missing values null) and nothing else on stdout")
+
+
+def print_json(df: pd.DataFrame) -> None:
+    """The --json output: `df`'s rows as one line of JSON on stdout."""
+    sys.stdout.write(to_json_text(df) + "\n")
 
 
 def check_output_path(path: str | os.PathLike[str], flag: str) -> Path:

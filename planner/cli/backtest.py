@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from planner.cli.args import check_output_path
+from planner.cli.args import add_json_flag, check_output_path, print_json
 from planner.plan.backtest import BACKTEST_KINDS, backtest, backtest_summary
 from planner.report.tables import to_csv
 
@@ -28,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "NIM, Gaudi, JetStream, ML.ENERGY)")
     p.add_argument("--csv", metavar="PATH", help="also write the full table (one row per "
                    "published number, with sources) as CSV")
+    add_json_flag(p, "the full table (one row per published number)")
     p.set_defaults(handler=_backtest)
 
 
@@ -123,6 +124,12 @@ def _serving(df: pd.DataFrame) -> None:
 
 def _backtest(args: argparse.Namespace) -> int:
     csv_path = check_output_path(args.csv, "--csv") if args.csv is not None else None
+    if args.json:
+        df = backtest(kind=args.kind)
+        if csv_path is not None:
+            to_csv(df, csv_path)
+        print_json(df)
+        return 0
     if args.kind == "serving":
         df = backtest(kind="serving")
         _serving(df)

@@ -18,7 +18,8 @@ from typing import Any
 
 import pandas as pd
 
-from planner.cli.args import check_output_path
+from planner.cli.args import add_json_flag, check_output_path, print_json
+from planner.errors import InputError
 from planner.hardware.catalog import (
     CLOUD_CONTRACTS,
     KINDS,
@@ -51,6 +52,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                         help=f"only these kinds ({', '.join(KINDS)})")
     p_list.add_argument("--csv", metavar="PATH",
                         help="write every column in SI units to PATH ('-' for stdout)")
+    add_json_flag(p_list, "every device")
     _add_price_args(p_list)
     _add_catalog_arg(p_list)
     p_list.set_defaults(handler=cmd_list)
@@ -98,12 +100,20 @@ def _contract(args: argparse.Namespace) -> str | None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    if args.json and args.csv == "-":
+        raise InputError("--csv", "'-' (stdout) cannot go with --json, which prints on stdout; "
+                                  "give --csv a file path")
     csv_path = (check_output_path(args.csv, "--csv")
                 if args.csv is not None and args.csv != "-" else None)
     catalog = load_catalog(*args.catalog)
     if args.kind:
         catalog = catalog.filter(kinds=args.kind)
     frame = catalog.to_frame(provider=args.provider, contract=_contract(args))
+    if args.json:
+        if csv_path is not None:
+            to_csv(frame, csv_path)
+        print_json(frame)
+        return 0
     if csv_path is not None:
         print(f"wrote {len(frame)} devices to {to_csv(frame, csv_path)}")
         return 0

@@ -4,20 +4,21 @@ sequences does it hold, how long a context, and how fast does it decode?
     planner fits llama-2-70b --device nvidia_h100_sxm --precision int4
     planner fits llama-2-70b --device nvidia_h100_sxm --n-devices 2 --json
 
-The screen shows GB, ms and tokens/s; `--json` prints the answer as one JSON object and
-`--csv` writes it as one row, both in SI units (planner.plan.fits.FitResult).
+The screen shows GB, ms and tokens/s; `--json` prints the answer as one JSON object (the one
+question has one answer; the other table commands print a list of such row objects) and
+`--csv` writes it as one row, both in SI units with the same columns
+(planner.plan.fits.FitResult), missing values null.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 
 from planner.cli.args import check_output_path, positive_int
 from planner.model.precision import POLICIES
 from planner.plan.fits import DEFAULT_OUTPUT_LEN, DEFAULT_PROMPT_LEN, FitResult, fits
-from planner.report.tables import to_csv
+from planner.report.tables import json_records, to_csv
 from planner.units import bytes_str, duration_str
 
 
@@ -28,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(tensor parallel), the most sequences it holds beside the weights, the longest "
         "context, and its decode speed at that batch, from the same serving model "
         "`planner rank --serve` uses.")
-    p.add_argument("model", help="preset name (see `planner models`) or path to a config.json")
+    p.add_argument("model", help="preset name (see `planner models`), a config.json path, "
+                   "or a Hugging Face id (owner/name) from the local cache")
     p.add_argument("--device", required=True, metavar="ID",
                    help="catalog id, e.g. nvidia_h100_sxm (see `planner catalog list`)")
     p.add_argument("--n-devices", type=positive_int, default=1, metavar="N",
@@ -74,22 +76,18 @@ def describe(r: FitResult) -> list[str]:
     return lines
 
 
-def _json_value(value: object) -> object:
-    return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
 def _fits(args: argparse.Namespace) -> int:
     csv_path = check_output_path(args.csv, "--csv") if args.csv is not None else None
     result = fits(args.model, args.device, args.n_devices, args.precision,
                   prompt_len=args.prompt_len, output_len=args.output_len,
                   kv_cache_precision=args.kv_precision)
+    frame = result.to_frame()
     if args.json:
-        row = {k: _json_value(v) for k, v in result.to_dict().items()}
-        print(json.dumps(row, ensure_ascii=False, allow_nan=False))
-    else:
-        print("\n".join(describe(result)))
+        if csv_path is not None:
+            to_csv(frame, csv_path)
+        print(json.dumps(json_records(frame)[0], ensure_ascii=False, allow_nan=False))
+        return 0
+    print("\n".join(describe(result)))
     if csv_path is not None:
-        written = to_csv(result.to_frame(), csv_path)
-        if not args.json:
-            print(f"wrote {written}")
+        print(f"wrote {to_csv(frame, csv_path)}")
     return 0

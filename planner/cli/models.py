@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import pandas as pd
 
-from planner.cli.args import check_output_path, positive_int
+from planner.cli.args import add_json_flag, check_output_path, positive_int, print_json
 from planner.model.layers import (
+    DEFAULT_FLASH_ATTENTION,
     block_kind_index,
     block_kind_summary,
     first_block_of_each_kind,
@@ -25,10 +27,12 @@ from planner.units import bytes_str, si
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("models", help="list the model presets")
     p.add_argument("--csv", metavar="PATH", help="also write the list as CSV")
+    add_json_flag(p, "the list")
     p.set_defaults(handler=_models)
 
     p = subparsers.add_parser("layers", help="per-layer compute C and storage S of a model")
-    p.add_argument("model", help="preset name (see `planner models`) or path to a config.json")
+    p.add_argument("model", help="preset name (see `planner models`), a config.json path, "
+                   "or a Hugging Face id (owner/name) from the local cache")
     p.add_argument("--seq-len", type=positive_int,
                    default=None, help="tokens per sequence (default: "
                    "the model's max_seq_len, capped at 2048)")
@@ -37,14 +41,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", choices=["train", "inference"], default="train")
     p.add_argument("--precision", choices=list(POLICIES), default="bf16")
     p.add_argument("--recompute", choices=["none", "selective", "full"], default="none")
-    p.add_argument("--flash-attention", action="store_true", help="fused attention kernel")
+    p.add_argument("--flash-attention", action=argparse.BooleanOptionalAction,
+                   default=DEFAULT_FLASH_ATTENTION,
+                   help="fused (flash) attention kernel: no score matrix saved (default: on, "
+                        "as `planner rank` assumes; --no-flash-attention for eager attention)")
     p.add_argument("--all", action="store_true",
                    help="print every block, not only the first block of each kind")
     p.add_argument("--csv", metavar="PATH", help="write the full table (SI units) as CSV")
+    add_json_flag(p, "the full table (every block)")
     p.set_defaults(handler=_layers)
 
     p = subparsers.add_parser("seed", help="the seed document's BERT example, checked")
     p.add_argument("--csv", metavar="PATH", help="write the check as CSV")
+    add_json_flag(p, "the check")
     p.set_defaults(handler=_seed)
 
 
@@ -64,13 +73,25 @@ def _models(args: argparse.Namespace) -> int:
                          n_active_params=spec.n_active_params, max_seq_len=spec.max_seq_len,
                          source_url=spec.source_url))
     df = pd.DataFrame(rows)
+    if _json_done(args, df, csv_path):
+        return 0
     shown = df.drop(columns="source_url").assign(
-        n_params=df["n_params"].map(lambda n: si(n, "", digits=4)),
-        n_active_params=df["n_active_params"].map(lambda n: si(n, "", digits=4)))
+        n_params=df["n_params"].map(lambda n: f"{n:,}"),
+        n_active_params=df["n_active_params"].map(lambda n: f"{n:,}"))
     print(shown.to_string(index=False))
     if csv_path is not None:
         print(f"wrote {to_csv(df, csv_path)}")
     return 0
+
+
+def _json_done(args: argparse.Namespace, df: pd.DataFrame, csv_path: Path | None) -> bool:
+    """With --json: write the --csv file (if asked), print the rows as JSON and say True."""
+    if not args.json:
+        return False
+    if csv_path is not None:
+        to_csv(df, csv_path)
+    print_json(df)
+    return True
 
 
 def _layers(args: argparse.Namespace) -> int:
@@ -80,9 +101,12 @@ def _layers(args: argparse.Namespace) -> int:
     df = layer_table(spec, seq_len=seq_len, batch_size=args.batch_size, mode=args.mode,
                      precision=args.precision, recompute=args.recompute,
                      flash_attention=args.flash_attention)
+    if _json_done(args, df, csv_path):
+        return 0
     shown, note, kinds_line = blocks_shown(df, spec, show_all=args.all, of=spec.n_layers)
     print(f"{spec.name}: {spec.n_params:,} parameters, {args.mode}, seq_len={seq_len}, "
-          f"batch_size={args.batch_size}, precision={args.precision}"
+          f"batch_size={args.batch_size}, precision={args.precision}, flash attention "
+          f"{'on' if args.flash_attention else 'off'}"
           + ("" if args.all else f"  ({note}; --all for every block)"))
     if kinds_line:
         print(kinds_line)
@@ -145,10 +169,20 @@ def _display(df: pd.DataFrame) -> pd.DataFrame:
 def _seed(args: argparse.Namespace) -> int:
     csv_path = _csv_path(args)
     df = seed_example()
+    if _json_done(args, df, csv_path):
+        return 0
     for row in df.itertuples():
-        print(f"- {row.item}  [{row.verdict}]\n    document: {row.document:.4g}   "
-              f"recomputed: {row.recomputed:.4g}   per-layer model: {row.per_layer_model:.4g} "
-              f"{row.unit}\n    {row.explanation}")
+        print(f"- {row.item}  [{row.verdict}]\n    document: {_g4(row.document)}   "
+              f"recomputed: {_g4(row.recomputed)}   per-layer model: "
+              f"{_g4(row.per_layer_model)} {row.unit}\n    {row.explanation}")
     if csv_path is not None:
         print(f"wrote {to_csv(df, csv_path)}")
     return 0
+
+
+def _g4(value: float | None) -> str:
+    """A figure to 4 significant digits, or "—" where the row has none (the document gives no
+    value, or the per-layer model has no counterpart; the explanation says which)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:.4g}"

@@ -19,7 +19,13 @@ from typing import Any
 import pandas as pd
 from pydantic import ValidationError
 
-from planner.cli.args import check_output_path, nonnegative_int, positive_int
+from planner.cli.args import (
+    add_json_flag,
+    check_output_path,
+    nonnegative_int,
+    positive_int,
+    print_json,
+)
 from planner.errors import InputError, clip, one_line
 from planner.hardware.catalog import CLOUD_CONTRACTS, KINDS, load_catalog
 from planner.model.precision import POLICIES
@@ -64,7 +70,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         description="Search device × count × parallel layout for a workload and rank the best "
         "configuration per device. Prices carry their provider and date (in the CSV).")
     what = p.add_argument_group("workload")
-    what.add_argument("--model", help="preset name (`planner models`) or a config.json path")
+    what.add_argument("--model", help="preset name (`planner models`), a config.json path or a "
+                      "Hugging Face id in the local cache")
     what.add_argument("--workload", choices=list_workloads(), metavar="NAME",
                       help=f"a preset workload: {', '.join(list_workloads())}")
     what.add_argument("--precision", choices=list(POLICIES), default=None,
@@ -149,7 +156,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     serve.add_argument("--target-utilization", type=float, metavar="FRAC",
                        help="share of a replica's capacity the load may use (default 0.8)")
     where = p.add_argument_group("hardware and cost")
-    where.add_argument("--objective", choices=OBJECTIVES, default="time")
+    where.add_argument("--objective", choices=OBJECTIVES, default=None,
+                       help="what to minimize (default: cost for serving and for training "
+                            "with a deadline, time otherwise)")
     where.add_argument("--kinds", help=f"comma-separated device kinds ({','.join(KINDS)})")
     where.add_argument("--devices", type=positive_int, metavar="N",
                        help="fixed device count (training); for serving, the most devices")
@@ -175,6 +184,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                             "per month (default 184.06; 0 leaves it out)")
     p.add_argument("--top", type=positive_int, default=None, metavar="N", help="show only N rows")
     p.add_argument("--csv", metavar="PATH", help="write every column (SI units) as CSV")
+    add_json_flag(p, "every ranked row (as the CSV, whatever --top)")
     p.set_defaults(handler=_rank)
     return p
 
@@ -427,6 +437,16 @@ def as_flag_error(err: Exception) -> InputError:
     return InputError(flag, rest) if sep and flag else InputError("", text)
 
 
+def objective_for(args: argparse.Namespace, job: TrainingJob | InferenceJob) -> str:
+    """--objective, else the usual question: the cheapest serving plan (under its latency
+    targets), the cheapest training plan within a deadline, the fastest without one."""
+    if args.objective:
+        return str(args.objective)
+    if isinstance(job, InferenceJob) or job.deadline_s is not None:
+        return "cost"
+    return "time"
+
+
 def _rank(args: argparse.Namespace) -> int:
     csv_path = check_output_path(args.csv, "--csv") if args.csv is not None else None
     catalog = load_catalog(*args.catalog)
@@ -436,12 +456,18 @@ def _rank(args: argparse.Namespace) -> int:
     try:
         job = build_job(args)
         cost = _cost_options(args)
-        df = rank(job, catalog, devices=ids, kinds=kinds, objective=args.objective, cost=cost)
+        objective = objective_for(args, job)
+        df = rank(job, catalog, devices=ids, kinds=kinds, objective=objective, cost=cost)
     except (ValidationError, ValueError) as err:
         raise as_flag_error(err) from None
+    if args.json:
+        if csv_path is not None:
+            to_csv(df, csv_path)
+        print_json(df)
+        return 0
     shown = df.head(args.top) if args.top else df
     screen = _training_screen(shown) if isinstance(job, TrainingJob) else _serving_screen(shown)
-    print(_header(job, args.objective, cost))
+    print(_header(job, objective, cost))
     print(screen.to_string(index=False))
     if isinstance(job, InferenceJob):
         if job.output_len:

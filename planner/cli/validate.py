@@ -10,13 +10,14 @@ import sys
 
 import pandas as pd
 
-from planner.cli.args import check_output_path, positive_int
+from planner.cli.args import add_json_flag, check_output_path, positive_int, print_json
 from planner.cli.models import blocks_shown, with_block_kinds
 from planner.measure.validate import (
     block_activations,
     calibrate,
     check_device_id,
     check_save_path,
+    rel_err,
     summary_frame,
     validate,
 )
@@ -28,7 +29,8 @@ from planner.units import bytes_str, duration_str, si
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "validate", help="check the analytic FLOPs and bytes against a real PyTorch run")
-    p.add_argument("model", help="preset name (see `planner models`) or path to a config.json")
+    p.add_argument("model", help="preset name (see `planner models`), a config.json path, "
+                   "or a Hugging Face id (owner/name) from the local cache")
     p.add_argument("--seq-len", type=positive_int,
                    default=128, help="tokens per sequence (default 128)")
     p.add_argument("--batch-size", type=positive_int,
@@ -49,6 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--all", action="store_true",
                    help="print every block, not only the first block of each kind")
     p.add_argument("--csv", metavar="PATH", help="write the per-layer table as CSV")
+    add_json_flag(p, "the per-layer table (with --nproc: the per-term table)")
     p.add_argument("--summary-csv", metavar="PATH", help="write the summary as CSV")
     p.add_argument("--save-ceilings", metavar="PATH.toml",
                    help="also write this machine's calibrated ceilings as a catalog entry")
@@ -88,6 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument("--id", dest="device_id", metavar="ID", default=None,
                    help="catalog id of the entry (default local_<device>_<name>)")
     c.add_argument("--csv", metavar="PATH", help="write every measured point as CSV")
+    add_json_flag(c, "every measured point")
     g = c.add_argument_group(
         "collectives", "time all_reduce, all_gather, reduce_scatter, all_to_all and send/recv "
         "on a real torch.distributed process group and fit the planner's α–β form per tier "
@@ -149,6 +153,11 @@ def _calibrate(args: argparse.Namespace) -> int:
                       device_id=args.device_id, repeats=args.repeats, progress=step)
     finally:
         bar.close()
+    if args.json:
+        if args.csv:
+            to_csv(sweep_frame(c), args.csv)
+        print_json(sweep_frame(c))
+        return 0
     print(f"{c.device_name}, {c.dtype}, {c.n_threads} threads, torch {c.torch_version}, "
           f"{c.measured_on} (best of {args.repeats} repeats; frac = of the best, as the "
           "catalog stores it)")
@@ -214,24 +223,14 @@ def _calibrate_collectives(args: argparse.Namespace) -> int:
         df = calibrate_collectives(args.nproc or 2, backend, sizes, ops,
                                    ranks_per_node=args.ranks_per_node, repeats=args.repeats)
     fit = fit_collectives(df)
-    print(f"collectives: {fit.backend}, {fit.n_ranks} ranks ({fit.ranks_per_node} per node), "
-          f"{fit.host}, {fit.measured_on}; median over {args.repeats} rounds of one-call "
-          "samples, each the slowest rank; predicted = α–β fit without that size")
-    shown = pd.DataFrame({
-        "tier": df["tier"], "op": df["op"], "ranks": df["n_ranks"],
-        "message": df["n_bytes"].map(bytes_str),
-        "measured": df["measured_s"].map(duration_str),
-        "predicted": df["predicted_s"].map(duration_str),
-        "error": df["rel_err"].map(_pct),
-        "busbw": df["measured_busbw_bytes_per_s"].map(lambda v: si(v, "B/s"))})
-    print(shown.to_string(index=False))
-    print("\nfit per tier and op (t = steps·α + bus_factor·bytes/busbw):")
-    for f in fit.fits:
-        print(f"  {f.tier.value:<9} {f.op.value:<15} α {duration_str(f.latency_s):>9} per step, "
-              f"busbw {si(f.busbw_bytes_per_s, 'B/s'):>10}, median |error| on left-out sizes "
-              f"{f.median_abs_rel_err:.1%}")
-    if args.csv:
-        print(f"wrote {to_csv(df, args.csv)}")
+    if args.json:
+        if args.csv:
+            to_csv(df, args.csv)
+        print_json(df)
+    else:
+        _print_collectives(df, fit, args.repeats)
+        if args.csv:
+            print(f"wrote {to_csv(df, args.csv)}")
     if args.save_catalog:
         if args.base_device is not None:
             text = collectives_catalog_toml(fit, base_device=args.base_device)
@@ -254,9 +253,29 @@ def _calibrate_collectives(args: argparse.Namespace) -> int:
         from pathlib import Path
 
         Path(args.save_catalog).write_text(text, encoding="utf-8")
-        print(f"wrote {args.save_catalog}: device {did} with the measured tiers (use it with "
-              f"`planner rank ... --catalog {args.save_catalog}`)")
+        if not args.json:
+            print(f"wrote {args.save_catalog}: device {did} with the measured tiers (use it "
+                  f"with `planner rank ... --catalog {args.save_catalog}`)")
     return 0
+
+
+def _print_collectives(df: pd.DataFrame, fit, repeats: int) -> None:
+    print(f"collectives: {fit.backend}, {fit.n_ranks} ranks ({fit.ranks_per_node} per node), "
+          f"{fit.host}, {fit.measured_on}; median over {repeats} rounds of one-call "
+          "samples, each the slowest rank; predicted = α–β fit without that size")
+    shown = pd.DataFrame({
+        "tier": df["tier"], "op": df["op"], "ranks": df["n_ranks"],
+        "message": df["n_bytes"].map(bytes_str),
+        "measured": df["measured_s"].map(duration_str),
+        "predicted": df["predicted_s"].map(duration_str),
+        "error": df["rel_err"].map(_pct),
+        "busbw": df["measured_busbw_bytes_per_s"].map(lambda v: si(v, "B/s"))})
+    print(shown.to_string(index=False))
+    print("\nfit per tier and op (t = steps·α + bus_factor·bytes/busbw):")
+    for f in fit.fits:
+        print(f"  {f.tier.value:<9} {f.op.value:<15} α {duration_str(f.latency_s):>9} per step, "
+              f"busbw {si(f.busbw_bytes_per_s, 'B/s'):>10}, median |error| on left-out sizes "
+              f"{f.median_abs_rel_err:.1%}")
 
 
 def _with_changes(spec, settings: list[str]):
@@ -275,7 +294,7 @@ def _pct(x: float) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "—"
     if x == 0:
-        return "0"
+        return "0%"
     return "inf" if math.isinf(x) else f"{x:+.2%}"
 
 
@@ -313,6 +332,10 @@ def _validate(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     s = df.attrs["summary"]
+    if args.json:
+        _write_validate_files(args, df, s, say=False)
+        print_json(df)
+        return 0
     changed = f" with {', '.join(args.set)}" if args.set else ""
     run = spec.with_(n_layers=args.layers) if args.layers is not None else spec
     shown, note, kinds_line = blocks_shown(df, run, show_all=args.all)
@@ -333,14 +356,23 @@ def _validate(args: argparse.Namespace) -> int:
     print()
     for line in _summary_lines(s, args.mode):
         print(line)
+    _write_validate_files(args, df, s, say=True)
+    return 0
+
+
+def _write_validate_files(args: argparse.Namespace, df: pd.DataFrame, s: dict, *, say: bool
+                          ) -> None:
+    """--csv, --summary-csv and --save-ceilings, each with a "wrote" line when `say`."""
+    written = []
     if args.csv:
-        print(f"wrote {to_csv(df, args.csv)}")
+        written.append(f"wrote {to_csv(df, args.csv)}")
     if args.summary_csv:
-        print(f"wrote {to_csv(summary_frame(df), args.summary_csv)}")
+        written.append(f"wrote {to_csv(summary_frame(df), args.summary_csv)}")
     if args.save_ceilings:
         calibrate(args.device, s["dtype"], save_toml=args.save_ceilings)
-        print(f"wrote {args.save_ceilings} (load it with load_catalog(path))")
-    return 0
+        written.append(f"wrote {args.save_ceilings} (load it with load_catalog(path))")
+    for line in written if say else []:
+        print(line)
 
 
 def _validate_distributed(args: argparse.Namespace) -> int:
@@ -362,6 +394,11 @@ def _validate_distributed(args: argparse.Namespace) -> int:
     df = validate_distributed(spec, seq_len=args.seq_len, batch_size=args.batch_size,
                               nproc=args.nproc, tp=args.tp, n_layers=args.layers,
                               repeats=args.repeats, collectives=fit)
+    if args.json:
+        if args.csv:
+            to_csv(df, args.csv)
+        print_json(df)
+        return 0
     lay = df.attrs["layout"]
     print(f"{lay['model']}: {lay['n_layers']} blocks, train, seq_len={lay['seq_len']}, "
           f"batch_size={lay['batch_size']} per data-parallel rank, {lay['nproc']} gloo "
@@ -396,18 +433,33 @@ def _display(df: pd.DataFrame, mode: str) -> pd.DataFrame:
 
 
 def _summary_lines(s: dict, mode: str) -> list[str]:
+    """The headline: per quantity, the relative error of the measured total against the
+    analytic one (0% when they are equal, "both 0" when neither has any), the worst row, and
+    the two totals."""
     qs = (["fwd_flops", "bwd_flops", "param_bytes", "grad_bytes", "optimizer_bytes",
            "activation_bytes"] if mode == "train"
           else ["fwd_flops", "decode_flops", "param_bytes", "kv_cache_bytes"])
-    lines = ["max |relative error| (FLOPs: matmul rows; element-wise rows are not counted by "
-             "FlopCounterMode):"]
-    lines += [f"  {q:<18} {_pct(s.get(f'{q}_max_abs_rel_err', float('nan'))):>9}   "
-              f"total analytic {_fmt(q, s.get(f'{q}_analytic_total'))}, measured "
-              f"{_fmt(q, s.get(f'{q}_measured_total'))}" for q in qs]
-    if mode == "train" and s["device"] != "meta":
-        lines.append(f"  activations per block {_pct(s['activation_bytes_block_max_abs_rel_err'])}"
-                     "   (per row, bytes may sit on a neighbouring row of the same block: "
-                     "docs/validation.md)")
+    per_block = mode == "train" and s["device"] != "meta"
+    rows = []
+    for q in qs:
+        analytic, measured = s.get(f"{q}_analytic_total"), s.get(f"{q}_measured_total")
+        worst = float(s.get("activation_bytes_block_max_abs_rel_err", float("nan"))
+                      if q == "activation_bytes" and per_block
+                      else s.get(f"{q}_max_abs_rel_err", float("nan")))
+        rows.append({"quantity": q, "total error": _total_err(measured, analytic),
+                     "worst row": _pct(worst) + ("*" if q == "activation_bytes" and per_block
+                                                 else ""),
+                     "analytic": _fmt(q, analytic), "measured": _fmt(q, measured)})
+    lines = ["measured against analytic: relative error of the totals, and the max |relative "
+             "error| of a row:"]
+    widths = {k: max(len(k), *(len(r[k]) for r in rows)) for k in rows[0]}
+    for cells in [dict(zip(widths, widths, strict=True)), *rows]:
+        lines.append("  " + "   ".join(cells[k].ljust(w) if k == "quantity" else cells[k].rjust(w)
+                                       for k, w in widths.items()))
+    lines.append("  FLOPs: matmul rows only (FlopCounterMode does not count element-wise rows)")
+    if per_block:
+        lines.append("  * activations: the worst block, as a saved tensor may sit on a "
+                     "neighbouring row of the same block (docs/validation.md)")
     if "ceiling_matmul_flops_per_s" in s:
         bw = si(s["ceiling_memory_bw_bytes_per_s"], "B/s")
         skinny = s.get("ceiling_skinny_matmul_bw_bytes_per_s") or 0.0
@@ -422,11 +474,30 @@ def _summary_lines(s: dict, mode: str) -> list[str]:
         fastest = s.get(f"{ph}_s_measured_min", float("nan"))
         lines.append(f"  {ph:<10} predicted {duration_str(pred):>9}   measured "
                      f"{duration_str(meas):>9} (fastest {duration_str(fastest)})   "
-                     f"measured/predicted {meas / pred:.2f}")
+                     f"measured/predicted {_ratio(meas, pred)}")
     if not math.isnan(s.get("peak_bytes_measured", float("nan"))):
         lines.append(f"peak memory: predicted {bytes_str(s['peak_bytes_predicted'])}, measured "
                      f"{bytes_str(s['peak_bytes_measured'])} (CUDA max_memory_allocated)")
     return lines
+
+
+def _ratio(numerator: float, denominator: float) -> str:
+    """numerator / denominator to 2 decimals, or "—" when either is missing or the
+    denominator is 0."""
+    if not (math.isfinite(numerator) and math.isfinite(denominator)) or denominator == 0:
+        return "—"
+    return f"{numerator / denominator:.2f}"
+
+
+def _total_err(measured: float | None, analytic: float | None) -> str:
+    """The relative error of a total: "0%" when equal, "both 0" when neither has any, "—"
+    when one is missing, and "analytic 0" (not ±inf) when only the measured total is
+    non-zero."""
+    if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in (measured, analytic)):
+        return "—"
+    if analytic == 0:
+        return "both 0" if measured == 0 else "analytic 0"
+    return _pct(float(rel_err(measured, analytic)))
 
 
 def _fmt(q: str, v) -> str:

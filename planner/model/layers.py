@@ -68,6 +68,13 @@ LOGSUMEXP_BYTES = 4  # fp32 log-sum-exp per query row saved by fused attention
 LORA_TARGET_ALIASES = ("all-linear", "attention", "mlp")
 DEFAULT_LORA_TARGETS: tuple[str, ...] = ("all-linear",)
 DEFAULT_LORA_RANK = 16
+# Fused (flash) attention, on unless asked otherwise: the default of `planner layers`
+# (--no-flash-attention), of TrainingJob.flash_attention (planner.plan.workloads) and of the
+# app's Model page, so that every page counts the same saved activations (F17: no s×s score
+# matrix saved). `layer_table(flash_attention=False)` keeps eager attention as its own default
+# because `planner.measure.validate` compares it with an eager PyTorch run, which saves the
+# scores.
+DEFAULT_FLASH_ATTENTION = True
 MAX_LORA_RANK = 65536
 # Readers of the attention block's normed input (one saved tensor, F14)
 _ATTN_INPUT_READERS = frozenset({"attn.q", "attn.k", "attn.v", "attn.q_a", "attn.kv_a"})

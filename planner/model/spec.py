@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 import unicodedata
 from pathlib import Path
@@ -483,10 +484,12 @@ def list_models() -> list[str]:
 
 
 def model(name: str | Path | ModelSpec) -> ModelSpec:
-    """The preset called `name`, or the model of a Hugging Face `config.json` when `name` is a
-    path ending in .json (a ModelSpec is passed through).
+    """The preset called `name`, the model of a Hugging Face `config.json` when `name` is a
+    path ending in .json, or of a Hugging Face model id ("owner/name") from the local
+    Hugging Face cache (`hf_cached_config`; never the network). A ModelSpec is passed through.
 
-    Raises InputError (a ValueError) naming the closest presets when the name is unknown.
+    Raises InputError (a ValueError) naming the closest presets when the name is unknown, and
+    naming the id and the cache folder when an id is not cached.
     """
     if isinstance(name, ModelSpec):
         return name
@@ -496,12 +499,97 @@ def model(name: str | Path | ModelSpec) -> ModelSpec:
     if str(name).endswith(".json"):
         return model_from_hf_config(Path(name))
     key = str(name).strip().lower()
+    if key not in _PRESETS and isinstance(name, str) and _HF_REPO_ID.fullmatch(name.strip()):
+        return model_from_hf_cache(name.strip())
     if key not in _PRESETS:
         close = difflib.get_close_matches(key, _PRESETS, n=3, cutoff=0.4)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise InputError("model", f"unknown preset {clip(str(name))}{hint} (see `planner models` "
                                   f"for all {len(_PRESETS)} presets)")
     return ModelSpec(name=key, **_PRESETS[key])
+
+
+# ---- Hugging Face model ids, from the local cache only ------------------------------------------
+# A Hugging Face repository id, "owner/name": letters, digits, "-", "_", "." (the Hub's rule;
+# at most 96 characters each side, no "--" or ".." anywhere, which the cache's folder names
+# and paths rely on).
+_HF_REPO_ID = re.compile(r"(?!.*(--|\.\.))[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}",
+                         re.ASCII)
+
+
+def hf_cache_dir() -> Path:
+    """The local Hugging Face hub cache, where `huggingface_hub` puts downloads: $HF_HUB_CACHE,
+    else $HUGGINGFACE_HUB_CACHE, else $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub, else
+    ~/.cache/huggingface/hub (huggingface_hub's constants.py, same order)."""
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(var):
+            return _expand(os.environ[var])
+    if os.environ.get("HF_HOME"):
+        return _expand(os.environ["HF_HOME"]) / "hub"
+    return _expand(os.environ.get("XDG_CACHE_HOME") or "~/.cache") / "huggingface" / "hub"
+
+
+def _expand(text: str) -> Path:
+    """`text` as a path with "~" expanded (left as is where no home folder is known)."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # no HOME and no password entry
+        return Path(text)
+
+
+def hf_cached_config(repo_id: str) -> Path | None:
+    """The cached `config.json` of the model `repo_id` ("owner/name"), or None when the cache
+    holds none: hub cache layout `models--owner--name/snapshots/<commit>/config.json`, the
+    snapshot `refs/main` points to first, else the most recently written snapshot. Reads only
+    the local disk (no network, no `huggingface_hub` needed)."""
+    folder = hf_cache_dir() / ("models--" + repo_id.replace("/", "--"))
+    try:
+        ref = folder / "refs" / "main"
+        if ref.is_file():
+            commit = ref.read_text(encoding="utf-8", errors="replace").strip()
+            config = folder / "snapshots" / commit / "config.json"
+            if re.fullmatch(r"[0-9A-Za-z]+", commit) and config.is_file():
+                return config
+        snapshots = folder / "snapshots"
+        found = [p for p in snapshots.glob("*/config.json") if p.is_file()] \
+            if snapshots.is_dir() else []
+    except OSError:  # an unreadable cache folder counts as not cached
+        return None
+    return max(found, key=lambda p: p.stat().st_mtime, default=None)
+
+
+def _shown_dir(path: Path) -> str:
+    """A folder for a message, the home folder as "~"."""
+    home = _expand("~")
+    text = (f"~/{path.relative_to(home)}" if home not in (Path("~"), Path("/"))
+            and path.is_relative_to(home)
+            else str(path))
+    return text if len(text) <= 160 else "…" + text[-159:]
+
+
+def model_from_hf_cache(repo_id: str) -> ModelSpec:
+    """The model of Hugging Face id `repo_id` ("owner/name") from the `config.json` in the
+    local cache (hf_cached_config), read by model_from_hf_config and named `repo_id`.
+
+    Raises InputError naming the id: when the cache has no config.json for it (with the cache
+    folder and what to do), or when its config cannot be imported (e.g. an unsupported
+    model_type, with the supported ones).
+    """
+    if not _HF_REPO_ID.fullmatch(repo_id):
+        raise InputError("model", f"{clip(repo_id)} is not a Hugging Face model id "
+                                  "(owner/name)")
+    config = hf_cached_config(repo_id)
+    if config is None:
+        raise InputError("model", f"{repo_id} is not in the local Hugging Face cache "
+                                  f"({_shown_dir(hf_cache_dir())}) and is not a preset; "
+                                  "download its config.json (`hf download "
+                                  f"{repo_id} config.json`) or give a config.json path")
+    try:
+        spec = model_from_hf_config(config, name=repo_id)
+    except InputError as err:
+        raise InputError("model", f"{repo_id} (config.json in the Hugging Face cache): {err}"
+                         ) from None
+    return spec.with_(source_url=f"{_HF}{repo_id}/blob/{config.parent.name}/config.json")
 
 
 def _describe(value: Any) -> str:

@@ -64,6 +64,7 @@ from planner.errors import (
     number_rule,
 )
 from planner.model.layers import (
+    DEFAULT_FLASH_ATTENTION,
     DEFAULT_LORA_RANK,
     DEFAULT_LORA_TARGETS,
     MAX_BATCH_SIZE,
@@ -374,7 +375,8 @@ class TrainingJob(_Job):
                                    description="ZeRO/FSDP stage 0-3 (pinned).")
     recompute: Recompute | None = Field(default=None,
                                         description="Activation recomputation (pinned).")
-    flash_attention: bool = Field(default=True, description="Fused attention kernel.")
+    flash_attention: bool = Field(default=DEFAULT_FLASH_ATTENTION,
+                                  description="Fused attention kernel.")
     causal_attention: Literal["full", "half"] = Field(
         default="full", description="Count causal attention in full (PaLM MFU) or halved.")
     goodput_frac: float | None = Field(

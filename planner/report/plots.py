@@ -7,11 +7,17 @@ days) happens only here, and every axis title says its unit.
 
 from __future__ import annotations
 
+import math
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from planner.units import GB, SECONDS_PER_DAY, SECONDS_PER_HOUR
+from planner.units import GB, JOULES_PER_KWH, SECONDS_PER_DAY, SECONDS_PER_HOUR, SECONDS_PER_YEAR
+
+if TYPE_CHECKING:
+    from planner.plan.breakeven import BreakEven
 
 # One colour per device kind, stable across figures (Okabe-Ito, colour-blind safe).
 KIND_COLORS = {
@@ -123,13 +129,120 @@ def memory_breakdown_figure(table: pd.DataFrame, *, label: str = "whole model",
 
 # ---- Plan page ----------------------------------------------------------------------------------
 def _time_unit(seconds: pd.Series) -> tuple[float, str]:
-    """Pick days or hours for an axis from the typical value."""
+    """Pick years, days, hours, minutes, seconds or milliseconds for an axis from the typical
+    value."""
     typical = float(seconds.median()) if len(seconds) else 0.0
-    if typical >= 2 * SECONDS_PER_DAY:
-        return SECONDS_PER_DAY, "days"
-    if typical >= 2 * SECONDS_PER_HOUR:
-        return SECONDS_PER_HOUR, "hours"
+    for scale, unit in ((SECONDS_PER_YEAR, "years"), (SECONDS_PER_DAY, "days"),
+                        (SECONDS_PER_HOUR, "hours"), (60.0, "minutes")):
+        if typical >= 2 * scale:
+            return scale, unit
+    if 0 < typical < 1:
+        return 1e-3, "ms"
     return 1.0, "s"
+
+
+# ---- axis ticks that read as numbers -----------------------------------------------------------
+# Plotly labels the minor ticks of a short log axis "2 3 4 ... 9" and formats money with SI
+# prefixes ("$900m" for $0.90). Axes here get explicit ticks: decades on a log axis (1-2-5
+# steps when it spans under two decades), "nice" 1-2-2.5-5 steps on a linear one, labelled by
+# number_text / money_text.
+LOG_SPAN_DECADES = 2.0  # an automatic axis turns logarithmic when its data span more than this
+_SHORT_SCALES = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
+_MONEY_SCALES = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k"))
+
+
+def number_text(x: float) -> str:
+    """A tick label: '0.5', '2,048', '16,384', '10k', '131k', '2M', '1.5T'."""
+    if not math.isfinite(x):
+        return ""
+    a = abs(x)
+    if a >= 1e5:
+        for scale, suffix in _SHORT_SCALES:
+            if a >= scale:
+                return f"{x / scale:.3g}{suffix}"
+    if a >= 1e3 and float(x / 1e3).is_integer():
+        return f"{int(x / 1e3)}k"
+    if float(x).is_integer():
+        return f"{int(x):,}"
+    return f"{x:.3g}"
+
+
+def money_text(usd: float) -> str:
+    """A dollar label: '$0.005', '$0.90', '$12.5', '$950', '$1.5k', '$2M', '$1.2B'."""
+    if not math.isfinite(usd):
+        return ""
+    sign, a = ("-" if usd < 0 else ""), abs(usd)
+    for scale, suffix in _MONEY_SCALES:
+        if a >= scale:
+            return f"{sign}${a / scale:.3g}{suffix}"
+    if a >= 1 or a == 0:
+        return f"{sign}${a:.3g}"
+    if a >= 0.01:
+        return f"{sign}${a:.2f}"
+    return f"{sign}${a:.2g}"
+
+
+def _nice_step(span: float, n: int = 6) -> float:
+    raw = span / n
+    mag = 10.0 ** math.floor(math.log10(raw))
+    return next(m * mag for m in (1.0, 2.0, 2.5, 5.0, 10.0) if m * mag >= raw * (1 - 1e-9))
+
+
+def _log_ticks(lo: float, hi: float) -> list[float]:
+    """Decades within [lo, hi]; 1-2-5 steps when fewer than three decades fall inside."""
+    k0, k1 = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    decades = [10.0 ** k for k in range(k0, k1 + 1) if lo <= 10.0 ** k <= hi]
+    if len(decades) >= 3:
+        return decades
+    steps = [m * 10.0 ** k for k in range(k0, k1 + 1) for m in (1.0, 2.0, 5.0)
+             if lo <= m * 10.0 ** k <= hi]
+    return steps if len(steps) >= 2 else _linear_ticks(lo, hi)
+
+
+def _linear_ticks(lo: float, hi: float) -> list[float]:
+    step = _nice_step(hi - lo)
+    first = math.ceil(lo / step - 1e-9) * step
+    return [round(first + i * step, 12) for i in range(int((hi - first) / step + 1e-9) + 1)]
+
+
+def value_axis(values: Any, *, money: bool = False, log: bool | None = None,
+               title: str = "", ticks: Any = None) -> dict:
+    """Plotly axis settings for `values` (display units) with tick labels that read as
+    numbers: logarithmic when `log` is True, or when None and the positive data span more
+    than LOG_SPAN_DECADES decades; `money` labels ticks '$0.90', '$1.5k', '$2M'. Only the
+    chosen ticks (or the given `ticks`) are labelled: no '3 4 ... 9' minor labels, no
+    '$900m'."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if log is None:
+        pos = v[v > 0]
+        log = bool(len(pos) == len(v) and len(pos)
+                   and math.log10(pos.max() / pos.min()) > LOG_SPAN_DECADES)
+    if log:
+        v = v[v > 0]
+    axis: dict[str, Any] = dict(title=title, type="log" if log else "linear")
+    if not len(v):
+        return axis
+    lo, hi = float(v.min()), float(v.max())
+    if log:
+        pad = 10.0 ** (0.05 * max(math.log10(hi / lo), 1.0))
+        lo, hi = lo / pad, hi * pad
+        ticks = _log_ticks(lo, hi) if ticks is None else ticks
+        axis["range"] = [math.log10(lo), math.log10(hi)]
+    else:
+        pad = 0.05 * (hi - lo) if hi > lo else (0.1 * abs(hi) or 1.0)
+        lo, hi = (max(lo - pad, 0.0) if lo >= 0 else lo - pad), hi + pad
+        ticks = _linear_ticks(lo, hi) if ticks is None else ticks
+        axis["range"] = [lo, hi]
+    ticks = [float(t) for t in ticks]
+    if not ticks:
+        return axis
+    if money and max(abs(t) for t in ticks) < 10 and any(not t.is_integer() for t in ticks):
+        text = [f"${t:,.2f}" if abs(t) >= 0.01 or t == 0 else money_text(t) for t in ticks]
+    else:
+        text = [(money_text if money else number_text)(t) for t in ticks]
+    axis.update(tickmode="array", tickvals=ticks, ticktext=text)
+    return axis
 
 
 def _layout_text(df: pd.DataFrame) -> pd.Series:
@@ -163,9 +276,11 @@ def pareto_figure(ranking: pd.DataFrame, *, title: str = "Time vs cost") -> go.F
             x=rows["time_s"] / scale, y=rows["cost_usd"], mode="markers", name=str(kind).upper(),
             marker=dict(size=11, color=KIND_COLORS.get(str(kind), "#999999"),
                         line=dict(width=1, color="white")),
-            text=rows["device"], customdata=np.stack([n, _layout_text(rows)], axis=-1),
+            text=rows["device"],
+            customdata=np.stack([n, _layout_text(rows), [money_text(c) for c in rows["cost_usd"]]],
+                                axis=-1),
             hovertemplate="<b>%{text}</b> × %{customdata[0]}<br>%{customdata[1]}<br>"
-                          f"%{{x:.3g}} {unit}<br>$%{{y:,.0f}}<extra></extra>",
+                          f"%{{x:.3g}} {unit}<br>%{{customdata[2]}}<extra></extra>",
         )
     if "pareto" in ok:
         front = ok[ok["pareto"].astype(bool)].sort_values("time_s")
@@ -176,8 +291,9 @@ def pareto_figure(ranking: pd.DataFrame, *, title: str = "Time vs cost") -> go.F
                             text=front["device"], textposition="top right",
                             hoverinfo="skip")
     fig.update_layout(title=_title(title),
-                      xaxis=dict(title=f"time ({unit})", type="log"),
-                      yaxis=dict(title="cost (USD)", type="log", tickformat="$~s"),
+                      xaxis=value_axis(ok["time_s"] / scale, log=True, title=f"time ({unit})"),
+                      yaxis=value_axis(ok["cost_usd"], money=True, log=True,
+                                       title="cost (USD)"),
                       **_LAYOUT)
     return fig
 
@@ -335,7 +451,163 @@ def catalog_figure(frame: pd.DataFrame, *, dtype: str = "bf16",
                         hovertemplate="<b>%{text}</b><br>%{x:.3g} TB/s<br>%{y:.4g} " + unit
                                       + "<extra></extra>")
     fig.update_layout(title=_title(title),
-                      xaxis=dict(title="memory bandwidth (TB/s)", type="log"),
-                      yaxis=dict(title=f"dense {dtype} peak ({unit})", type="log"),
+                      xaxis=value_axis(df["memory_bw_bytes_per_s"] / 1e12, log=True,
+                                       title="memory bandwidth (TB/s)"),
+                      yaxis=value_axis(df[peak_col] / 1e12, log=True,
+                                       title=f"dense {dtype} peak ({unit})"),
+                      **_LAYOUT)
+    return fig
+
+
+# ---- Sweep page ---------------------------------------------------------------------------------
+# Units of the swept job fields on the x axis (planner.plan.sweep); *_s fields are durations and
+# *_frac fields fractions.
+SWEEP_FIELD_UNITS = {
+    "seq_len": "tokens", "n_tokens": "tokens", "prompt_len": "tokens", "output_len": "tokens",
+    "prefill_chunk_tokens": "tokens", "kv_block_tokens": "tokens",
+    "global_batch_size": "sequences", "micro_batch_size": "sequences",
+    "batch_size": "sequences", "max_batch_size": "sequences",
+    "concurrent_requests": "requests", "requests_per_s": "requests/s",
+    "n_devices": "devices", "max_devices": "devices", "tp": "devices", "pp": "stages",
+    "cp": "devices", "ep": "groups", "latency_percentile": "percentile",
+}
+MAX_VALUE_TICKS = 12  # up to this many swept values, the ticks sit at the values themselves
+MAX_NAMED = 6  # devices named in the "no line" note; the rest are counted
+# Line colours per device (plotly's default sequence, named so that it stays put)
+DEVICE_PALETTE = ("#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A", "#19D3F3", "#FF6692",
+                  "#B6E880", "#FF97FF", "#FECB52")
+
+
+def _is_serving(df: pd.DataFrame) -> bool:
+    return "ttft_s" in df.columns
+
+
+def _metric_display(df: pd.DataFrame, metric: str) -> tuple[float, str, bool]:
+    """(divide by, axis title, money?) for a ranking column shown on an axis."""
+    serving = _is_serving(df)
+    per = " per million tokens" if serving else ""
+    if metric == "cost_usd":
+        return 1.0, f"cost{per} ($)", True
+    if metric == "time_s":
+        ok = df["time_s"].astype(float)
+        scale, unit = _time_unit(ok[np.isfinite(ok)])
+        return scale, f"{'request latency' if serving else 'time to train'} ({unit})", False
+    if metric == "energy_j":
+        return JOULES_PER_KWH, f"energy{per} (kWh)", False
+    if metric in ("mfu", "hfu"):
+        return 0.01, f"{metric.upper()} (%)", False
+    if metric.endswith("_frac"):
+        return 0.01, f"{metric.removesuffix('_frac')} (%)", False
+    if metric.endswith("_bytes"):
+        return GB, f"{metric.removesuffix('_bytes')} (GB, 10⁹ bytes)", False
+    return 1.0, metric, False
+
+
+def _field_display(over: str, values: pd.Series) -> tuple[float, str]:
+    """(divide by, axis title) for the swept field: durations in a readable unit."""
+    if over.endswith("_s") and over != "requests_per_s":
+        scale, unit = _time_unit(values)
+        return scale, f"{over} ({unit})"
+    if over.endswith("_frac"):
+        return 1.0, f"{over} (fraction)"
+    named = SWEEP_FIELD_UNITS.get(over)
+    return 1.0, f"{over} ({named})" if named else over
+
+
+def sweep_figure(df: pd.DataFrame, metric: str = "cost_usd", *,
+                 title: str | None = None) -> go.Figure:
+    """`metric` (cost_usd, time_s, energy_j, mfu, or another numeric column of a sweep)
+    against the swept value, one line per device (planner.sweep's DataFrame). Only feasible
+    points are drawn: an infeasible value, or one without a price, is a gap in the line. An
+    axis is logarithmic where its data span more than two decades; ticks are labelled as
+    numbers ($1k, 10k), the x axis at the swept values when there are at most
+    MAX_VALUE_TICKS of them."""
+    _require(df, ["over", "value", "device", "feasible", metric], "sweep")
+    over = str(df["over"].iloc[0]) if len(df) else "value"
+    scale, y_title, money = _metric_display(df, metric)
+    values = df["value"].astype(float)
+    x_scale, x_title = _field_display(over, values)
+    what = y_title.split(" (")[0]
+    title = title or f"{what[:1].upper()}{what[1:]} against {over}"
+    y = np.where(df["feasible"].astype(bool), df[metric].astype(float), np.nan) / scale
+    shown = df.assign(_x=values / x_scale, _y=y)
+    drawn = shown[np.isfinite(shown["_y"])]
+    if drawn.empty:
+        return _empty(title, f"no feasible point with a {metric}")
+    time_scale, time_unit = _time_unit(drawn["time_s"].astype(float))
+    fig = go.Figure()
+    left_out = []
+    # a device keeps its colour in every metric's chart, drawn or not
+    palette = DEVICE_PALETTE
+    color = {d: palette[i % len(palette)] for i, d in enumerate(dict.fromkeys(df["device"]))}
+    for device, rows in shown.groupby("device", sort=False):
+        rows = rows.sort_values("_x")
+        if not np.isfinite(rows["_y"]).any():
+            left_out.append(str(device))  # no feasible point (or no price): no line
+            continue
+        hover = np.stack([
+            [number_text(v) for v in rows["value"].astype(float)],
+            [money_text(c) for c in rows["cost_usd"].astype(float)],
+            [f"{t / time_scale:.3g} {time_unit}" if np.isfinite(t) else ""
+             for t in rows["time_s"].astype(float)],
+            rows["n_devices"].astype(str) if "n_devices" in rows else [""] * len(rows),
+            _layout_text(rows),
+        ], axis=-1)
+        fig.add_scatter(x=rows["_x"], y=rows["_y"], mode="lines+markers", name=str(device),
+                        connectgaps=False, customdata=hover, line=dict(color=color[device]),
+                        hovertemplate=f"<b>{device}</b><br>{over} %{{customdata[0]}}<br>"
+                                      "%{customdata[1]} · %{customdata[2]}<br>"
+                                      "%{customdata[3]} devices, %{customdata[4]}"
+                                      "<extra></extra>")
+    if left_out:
+        names = ", ".join(left_out[:MAX_NAMED]) + (
+            f" and {len(left_out) - MAX_NAMED} more" if len(left_out) > MAX_NAMED else "")
+        fig.add_annotation(text=f"no line (infeasible or no {metric} at every value): {names}",
+                           showarrow=False, x=0, y=-0.2, xref="paper", yref="paper",
+                           xanchor="left", yanchor="top", font=dict(size=11, color="grey"))
+    xs = np.unique(drawn["_x"])
+    fig.update_layout(
+        title=_title(title),
+        xaxis=value_axis(xs, title=x_title,
+                         ticks=xs if len(xs) <= MAX_VALUE_TICKS else None),
+        yaxis=value_axis(drawn["_y"], money=money, title=y_title), **_LAYOUT)
+    if left_out:
+        fig.update_layout(margin_b=110)
+    return fig
+
+
+def breakeven_figure(result: BreakEven, *, title: str | None = None) -> go.Figure:
+    """Cumulative cost of renting against owning per month of use (planner.breakeven's
+    result), the break-even month marked, and the end of the amortization lifetime; the
+    reason in place of the chart when a price is missing."""
+    name = f"{result.n_devices:,} × {result.device}" if result.n_devices else result.device
+    title = title or f"Rent or buy: {name}"
+    table = result.table
+    if result.reason or table.empty:
+        return _empty(title, result.reason or "no months to show")
+    fig = go.Figure()
+    for col, label, color in (("rent_cost_usd", f"rent (${result.usd_per_device_hour:.3g}"
+                                                 "/device-hour)", "#0072B2"),
+                              ("own_cost_usd", "own (purchase, facility, power)", "#D55E00")):
+        fig.add_scatter(x=table["month"], y=table[col], mode="lines", name=label,
+                        line=dict(color=color, width=2),
+                        customdata=[money_text(v) for v in table[col]],
+                        hovertemplate="month %{x:.3g}<br>%{customdata}<extra>" + label.split(
+                            " (")[0] + "</extra>")
+    lo, hi = float(table["month"].min()), float(table["month"].max())
+    m = result.breakeven_months
+    if m is not None and lo <= m <= hi:
+        fig.add_vline(x=m, line=dict(color="black", dash="dash", width=1),
+                      annotation_text=f"break-even: month {result.breakeven_month}",
+                      annotation_position="top left")
+    if lo <= result.lifetime_months <= hi:
+        fig.add_vline(x=result.lifetime_months, line=dict(color="grey", dash="dot", width=1),
+                      annotation_text=f"end of {result.lifetime_months / 12:g}-year life",
+                      annotation_position="bottom right")
+    money = pd.concat([table["rent_cost_usd"], table["own_cost_usd"]])
+    fig.update_layout(title=_title(title),
+                      xaxis=value_axis(table["month"], log=False, title="months of use"),
+                      yaxis=value_axis(money, money=True, log=False,
+                                       title="cumulative cost ($)"),
                       **_LAYOUT)
     return fig

@@ -1,4 +1,5 @@
-"""Reports: DataFrames written as CSV with SI numbers in unit-suffixed columns.
+"""Reports: DataFrames written as CSV (or JSON, `to_json_text`) with SI numbers in
+unit-suffixed columns.
 
 One header row, no index, numbers as plain SI values (no thousands separators, no unit
 strings). Two defences against CSV injection (OWASP "CSV injection"):
@@ -14,11 +15,17 @@ strings). Two defences against CSV injection (OWASP "CSV injection"):
 from __future__ import annotations
 
 import csv
+import datetime
+import enum
 import io
+import json
+import math
 import re
 import unicodedata
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 _FORMULA_START = frozenset("=+-@")
@@ -95,3 +102,43 @@ def to_csv(df: pd.DataFrame, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(to_csv_text(df), encoding="utf-8", newline="")
     return path
+
+
+# ---- JSON ---------------------------------------------------------------------------------------
+def _json_value(value: Any) -> Any:
+    """One cell as a plain JSON value: numpy scalars and arrays as Python numbers, bools and
+    lists; NaN, ±inf, None and pandas' NA as null (JSON has no NaN); dates as ISO 8601 text;
+    enums by their value; anything else as its text."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.ndarray | list | tuple | set | frozenset):
+        return [_json_value(v) for v in (value.tolist() if isinstance(value, np.ndarray)
+                                         else value)]
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    return str(value)
+
+
+def json_records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows of `df` as JSON-ready objects, one per row with the CSV's columns (SI units,
+    unit-suffixed names) in order: missing and non-finite numbers are None, numpy types are
+    Python types. The index is dropped, as in the CSV."""
+    columns = [str(c) for c in df.columns]
+    return [{col: _json_value(value) for col, value in zip(columns, row, strict=True)}
+            for row in df.itertuples(index=False, name=None)]
+
+
+def to_json_text(df: pd.DataFrame) -> str:
+    """The report as JSON text: a list of row objects (json_records), UTF-8 characters kept,
+    no NaN (null instead), one line."""
+    return json.dumps(json_records(df), ensure_ascii=False, allow_nan=False)
