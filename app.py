@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,14 +24,17 @@ from planner.errors import ECHO_MAX_CHARS, InputError, clip, one_line
 from planner.hardware.catalog import decode_catalog_bytes
 from planner.model.layers import block_kind_summary, first_block_of_each_kind
 from planner.model.spec import MAX_CONFIG_BYTES, supported_hf_model_types
+from planner.plan import ranking as planner_ranking
 from planner.report import plots
 from planner.units import (
     GB,
     SECONDS_PER_DAY,
     SECONDS_PER_HOUR,
+    SECONDS_PER_YEAR,
     bytes_str,
     duration_str,
     energy_str,
+    money_str,
     si,
     usd_str,
 )
@@ -71,10 +75,50 @@ MAX_WIDGET_INT = 2**53 - 1
 @st.cache_data(show_spinner=False, max_entries=64)
 def cached_layer_table(spec_json: str, seq_len: int, batch_size: int, mode: str,
                        precision: str, recompute: str, flash_attention: bool) -> pd.DataFrame:
+    """The layer table, bounded: beyond MAX_SHOWN_BLOCKS blocks the rest are summed
+    (bounded_layers), so a 100,000-layer model stays a few thousand rows on the page."""
     spec = planner.ModelSpec.model_validate_json(spec_json)
-    return planner.layer_table(spec, seq_len=seq_len, batch_size=batch_size, mode=mode,
-                               precision=precision, recompute=recompute,
-                               flash_attention=flash_attention)
+    table = planner.layer_table(spec, seq_len=seq_len, batch_size=batch_size, mode=mode,
+                                precision=precision, recompute=recompute,
+                                flash_attention=flash_attention)
+    return bounded_layers(table, spec)
+
+
+# Blocks shown one by one on the Model page; beyond, the blocks of each row name are summed into
+# one row (every block of a kind is alike), so a huge model cannot freeze the browser.
+MAX_SHOWN_BLOCKS = 200
+
+
+def bounded_layers(table: pd.DataFrame, spec: planner.ModelSpec,
+                   max_blocks: int = MAX_SHOWN_BLOCKS) -> pd.DataFrame:
+    """`table` when the model has at most `max_blocks` blocks; else the rows outside the
+    blocks, blocks 0 to max_blocks - 1 (and the first block of each kind), and one row per
+    row name summing the other blocks: 'blocks.200-99999.attn.q', block = n_layers. Column
+    sums are unchanged."""
+    n = spec.n_layers
+    if n <= max_blocks:
+        return table
+    kept_blocks = set(range(max_blocks)) | {first for _, _, first in block_kind_summary(spec)}
+    block = table["block"]
+    keep = (block < 0) | block.isin(kept_blocks)
+    rest = table[~keep]
+    row_name = rest["layer"].str.split(".", n=2).str[2]
+    numeric = [c for c in rest.columns if pd.api.types.is_numeric_dtype(rest[c])
+               and rest[c].dtype != bool and c != "block"]
+    summed = rest.groupby([row_name, rest["kind"]], sort=False, observed=True)[numeric].sum()
+    summed = summed.reset_index(names=["row", "kind"])
+    first_rest = int(rest["block"].min())
+    summed.insert(0, "layer", [f"blocks.{first_rest}-{n - 1}.{r}" for r in summed.pop("row")])
+    summed.insert(1, "block", n)
+    for col in table.columns:
+        if col not in summed:
+            summed[col] = rest.groupby([row_name, rest["kind"]], sort=False,
+                                       observed=True)[col].first().to_numpy()
+    first_block_row = int((block >= 0).to_numpy().argmax())
+    head, body = table.iloc[:first_block_row], table[keep].iloc[first_block_row:]
+    inner, tail = body[body["block"] >= 0], body[body["block"] < 0]
+    out = pd.concat([head, inner, summed[table.columns], tail], ignore_index=True)
+    return out.astype(table.dtypes.to_dict())
 
 
 @st.cache_data(show_spinner=False)
@@ -170,6 +214,147 @@ def guarded(render: Callable[..., None], *args: Any) -> None:
         st.error(f"Unexpected error ({type(err).__name__}): {err}", icon=":material/bug_report:")
 
 
+# ---- numbers the user types ---------------------------------------------------------------------
+# A number_input's min/max are enforced in the browser: a typed 0, negative or 150 % stays on
+# screen while the old value is used, silently. So the app's number inputs carry no min/max;
+# each value is checked here and a bad one is named in an st.error before anything is computed.
+_INVALID: dict[str, str] = {}  # widget key -> "label: problem"; the script reruns afresh
+_SHOWN_INVALID: set[str] = set()
+
+
+def number_field(where: Any, label: str, *, key: str, value: float, step: float,
+                 minimum: float | None = None, maximum: float | None = None,
+                 above: float | None = None, disabled: bool = False, **kwargs: Any) -> Any:
+    """st.number_input without a silent clamp: a value out of range (below `minimum`, not
+    above `above`, over `maximum`) is recorded for `show_invalid` to name."""
+    got = where.number_input(label, value=value, step=step, key=key, disabled=disabled,
+                             **kwargs)
+    problem = range_problem(got, minimum=minimum, maximum=maximum, above=above)
+    if problem and not disabled:
+        _INVALID[key] = f"{label}: {problem}"
+    return got
+
+
+def range_problem(value: float, *, minimum: float | None, maximum: float | None,
+                  above: float | None) -> str:
+    """'' when value is within the bounds, else what is wrong and what is allowed."""
+    low = (above is not None and not value > above) or (minimum is not None and value < minimum)
+    if not (low or (maximum is not None and value > maximum)):
+        return ""
+    def text(x: float) -> str:
+        return f"{int(x):,}" if float(x).is_integer() and abs(x) < 1e18 else f"{x:,g}"
+
+    if above is not None:
+        lower = f"above {text(above)}"
+    elif minimum is not None:
+        lower = f"at least {text(minimum)}"
+    else:
+        lower = ""
+    upper = f"at most {text(maximum)}" if maximum is not None else ""
+    return f"{text(value)} is not allowed; allowed: {' and '.join(p for p in (lower, upper) if p)}"
+
+
+def show_invalid(*prefixes: str) -> bool:
+    """Show each recorded bad number whose widget key starts with one of `prefixes` as an
+    st.error line (once per run); True when any is bad, so the caller stops."""
+    bad = [k for k in _INVALID if k.startswith(prefixes)]
+    for key in bad:
+        if key not in _SHOWN_INVALID:
+            _SHOWN_INVALID.add(key)
+            st.error(_INVALID[key], icon=":material/error:")
+    return bool(bad)
+
+
+# ---- readable tables: human headers, money as "$1.15 M", durations as "21.3 d" ----------------
+def number_str(value: float) -> str:
+    """'1,307', '42.03', '0.6317'; '' when missing."""
+    if value is None or pd.isna(value):
+        return ""
+    return f"{value:,.0f}" if abs(value) >= 1e4 else f"{value:.4g}"
+
+
+def time_str(seconds: float) -> str:
+    """planner.units.duration_str, '' when missing."""
+    if seconds is None or pd.isna(seconds):
+        return ""
+    return "0 s" if seconds == 0 else duration_str(float(seconds))
+
+
+COLUMN_LABELS = {
+    "rank": "#", "device": "Device", "kind": "Kind", "feasible": "Feasible",
+    "reason": "Why not", "n_devices": "Devices", "tp": "TP", "cp": "CP", "pp": "PP",
+    "virtual_stages": "Chunks/stage", "ep": "EP", "dp": "DP", "zero_stage": "ZeRO",
+    "recompute": "Recompute", "micro_batch_size": "Micro-batch", "batch_size": "Batch",
+    "replicas": "Replicas", "mfu": "MFU (%)", "pareto": "Pareto", "step_time_s": "Step",
+    "ttft_s": "TTFT", "ttft_p50_s": "TTFT p50", "ttft_p99_s": "TTFT p99", "tpot_s": "TPOT",
+    "tpot_p50_s": "TPOT p50", "tpot_p99_s": "TPOT p99", "prefill_s": "Prefill",
+    "decode_s": "Decode", "queue_wait_s": "Queue wait",
+    "cost_price_provider": "Price from", "cost_price_date": "Price date",
+    "cost_price_contract": "Contract", "cost_note": "Cost note",
+    "usd_per_device_hour": "Price ($/device-h)", "usd_per_hour": "Cluster ($/h)",
+    "over": "Swept", "value": "Value",
+}
+
+
+def column_label(col: str, mode: str) -> str:
+    """A ranking or sweep column's header: what it is, with its unit; serving costs and
+    energy are per million output tokens."""
+    per_m = " per M output tokens" if mode == "inference" else ""
+    if col == "time_s":
+        return "Time" if mode == "train" else "Latency"
+    if col == "cost_usd":
+        return f"Cost ($){per_m}"
+    if col == "energy_j":
+        return f"Energy (kWh){per_m}"
+    if col.endswith("_cost_usd"):
+        return f"{col.removesuffix('_cost_usd').replace('_', ' ').capitalize()} cost ($){per_m}"
+    if col in COLUMN_LABELS:
+        return COLUMN_LABELS[col]
+    if col.endswith("_s") and "_per_" not in col:
+        return col.removesuffix("_s").replace("_", " ").capitalize()
+    unit = display_unit(col, pd.Series(dtype=float))
+    label = unit[1] if unit else col.replace("_", " ")
+    return label[:1].upper() + label[1:]
+
+
+def readable_frame(df: pd.DataFrame, mode: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A ranking or sweep frame for the eye: durations as '21.3 d', money as '$1.15 M', other
+    SI columns in a display unit, missing values blank; column keys unchanged (the headers
+    are column_config labels)."""
+    shown = pd.DataFrame(index=df.index)
+    config: dict[str, Any] = {}
+    for col in df.columns:
+        values, label = df[col], column_label(str(col), mode)
+        if values.dtype == bool or pd.api.types.is_integer_dtype(values):
+            shown[col] = values
+        elif pd.api.types.is_numeric_dtype(values):
+            name = str(col)
+            if name.endswith("usd") or "usd_per" in name:
+                shown[col] = values.map(money_str)
+            elif name.endswith("_s") and "_per_" not in name:
+                shown[col] = values.map(time_str)
+            else:
+                unit = display_unit(name, values)
+                scaled = values / unit[0] if unit else values
+                shown[col] = scaled.map(number_str)
+        else:
+            shown[col] = values.astype(object).where(values.notna(), "").map(
+                lambda v: "" if v is None else str(v) if not isinstance(v, bool) else v)
+        config[col] = st.column_config.Column(label)
+    return shown, config
+
+
+def show_readable_table(df: pd.DataFrame, *, mode: str, key: str, file_name: str,
+                        height: int | None = None) -> None:
+    """A ranking-like table with human headers and values; the CSV keeps SI snake_case."""
+    shown, config = readable_frame(df, mode)
+    st.dataframe(shown, column_config=config, hide_index=True, height=height or "auto",
+                 key=f"{key}_table")
+    st.download_button("Download CSV (SI units, snake_case columns)", planner.to_csv_text(df),
+                       file_name=file_name, mime="text/csv", key=f"{key}_csv",
+                       icon=":material/download:")
+
+
 # ---- sidebar: the model and the workload shared by every page ----------------------------------
 def sidebar_model() -> planner.ModelSpec | None:
     """Preset, uploaded config.json, or a preset with edited dimensions."""
@@ -236,10 +421,13 @@ def edit_dimensions(spec: planner.ModelSpec) -> planner.ModelSpec:
         changes = {}
         for dim in EDITABLE_DIMS:
             current = getattr(spec, dim) if dim != "n_kv_heads" else spec.kv_heads
-            value = st.number_input(dim, min_value=1, value=int(current), step=1,
-                                    key=f"dim_{spec.name}_{dim}")
+            value = number_field(st, dim, minimum=1, maximum=MAX_WIDGET_INT,
+                                 value=int(current), step=1, key=f"dim_{spec.name}_{dim}")
             if value != current:
                 changes[dim] = int(value)
+    bad = [k for k in _INVALID if k.startswith(f"dim_{spec.name}_")]
+    if bad:
+        raise ValueError("; ".join(_INVALID.pop(k) for k in bad))
     if not changes:
         return spec
     return spec.with_(name=f"{spec.name} (edited)", **changes)
@@ -255,8 +443,9 @@ def sidebar_workload(spec: planner.ModelSpec | None) -> dict[str, Any]:
         "Precision policy", policies, index=policies.index("bf16"), key=f"precision_{mode}",
         help="; ".join(f"{n}: {planner.PRECISION_POLICIES[n].note}" for n in policies))
     max_len = spec.max_seq_len if spec is not None else DEFAULT_SEQ_LEN
-    seq_len = st.sidebar.number_input(
-        "Sequence length (tokens)", min_value=1, value=min(max_len, DEFAULT_SEQ_LEN), step=128,
+    seq_len = number_field(
+        st.sidebar, "Sequence length (tokens)", minimum=1, maximum=MAX_WIDGET_INT,
+        value=min(max_len, DEFAULT_SEQ_LEN), step=128,
         key=f"seq_len_{spec.name if spec else ''}",
         help="Train: tokens per sequence. Serve: the context length of the Model page's KV "
         "cache (the Plan page takes prompt and output lengths).")
@@ -272,11 +461,14 @@ def page_model(spec: planner.ModelSpec | None, work: dict[str, Any]) -> None:
     if spec.source_url:
         st.caption(f"Configuration: {spec.source_url}")
     c1, c2, c3 = st.columns(3)
-    batch = c1.number_input("Batch (sequences per step)", min_value=1, value=1, step=1,
-                            key="model_batch")
+    batch = number_field(c1, "Batch (sequences per step)", minimum=1, maximum=MAX_WIDGET_INT,
+                         value=1, step=1, key="model_batch")
     recompute = c2.selectbox("Activation recomputation", ["none", "selective", "full"],
                              key="model_recompute", disabled=work["mode"] != "train")
-    flash = c3.toggle("Fused (flash) attention", value=False, key="model_flash")
+    flash = c3.toggle("Fused (flash) attention", value=planner.DEFAULT_FLASH_ATTENTION,
+                      key="model_flash")
+    if show_invalid("model_", "seq_len"):
+        return
     table = cached_layer_table(spec.model_dump_json(), work["seq_len"], int(batch),
                                work["mode"], work["precision"], recompute, flash)
     model_metrics(spec, table, work["mode"])
@@ -288,9 +480,18 @@ def page_model(spec: planner.ModelSpec | None, work: dict[str, Any]) -> None:
         default = ("the outer layers and the first block of each kind: "
                    + ", ".join(f"{label} (block {first}, {count:,} such)"
                                for label, count, first in kinds))
-    every = st.toggle(f"Chart all {spec.n_layers} blocks (default: {default})", value=False,
+    n = spec.n_layers
+    what = (f"all {n} blocks" if n <= MAX_SHOWN_BLOCKS
+            else f"the first {MAX_SHOWN_BLOCKS} of {n:,} blocks")
+    every = st.toggle(f"Chart {what} (default: {default})", value=False,
                       key="model_all_blocks")
-    charted = table if every else first_block_of_each_kind(table, spec)
+    charted = table[table["block"] < n] if every else first_block_of_each_kind(table, spec)
+    if n > MAX_SHOWN_BLOCKS:
+        st.caption(f"{n:,} blocks: the charts show at most the first {MAX_SHOWN_BLOCKS:,} "
+                   f"({n - MAX_SHOWN_BLOCKS:,} omitted; every block of a kind is alike), and "
+                   f"the table sums blocks {MAX_SHOWN_BLOCKS:,}-{n - 1:,} into one row per "
+                   "row name (totals unchanged). `planner layers` lists every row.",
+                   help=None)
     left, right = st.columns(2)
     left.plotly_chart(plots.layer_flops_figure(charted), key="model_flops_fig")
     right.plotly_chart(plots.layer_bytes_figure(charted), key="model_bytes_fig")
@@ -343,86 +544,175 @@ RANKING_FIRST = ["rank", "device", "kind", "feasible", "reason", "n_devices", "t
                  "time_s", "cost_usd", "energy_j", "mfu", "ttft_s", "ttft_p99_s", "tpot_s",
                  "tpot_p99_s", "pareto",
                  "cost_price_provider", "cost_price_date", "cost_note"]
+SEARCHED = "search"  # a layout select left to the search
+# The sweep panel's fields (any numeric job field works in the API; these are the usual ones)
+# and the values it starts with, as multiples of the job's value (None: these counts).
+SWEEP_FIELDS = {
+    "train": {"seq_len": "Sequence length (tokens)", "n_tokens": "Training tokens",
+              "global_batch_size": "Global batch (sequences)", "n_devices": "Devices"},
+    "inference": {"prompt_len": "Prompt (tokens)", "output_len": "Output (tokens)",
+                  "requests_per_s": "Load (requests/s)"},
+}
+SWEEP_MULTIPLES = (0.5, 1.0, 2.0, 4.0)
+SWEEP_DEVICE_COUNTS = (64, 256, 1024, 4096)
+MAX_SWEEP_VALUES = 12
 
 
 @st.cache_data(show_spinner="Searching devices and layouts...", max_entries=32)
-def cached_rank(job_kind: str, job_json: str, kinds: tuple[str, ...], objective: str,
-                cost_json: str, catalog_name: str, catalog_text: str) -> pd.DataFrame:
-    job_type = planner.TrainingJob if job_kind == "train" else planner.InferenceJob
-    job = job_type.model_validate_json(job_json)
+def cached_rank(job_kind: str, job_json: str, devices: tuple[str, ...], kinds: tuple[str, ...],
+                objective: str, cost_json: str, catalog_name: str, catalog_text: str
+                ) -> pd.DataFrame:
+    job = job_from_json(job_kind, job_json)
     cost = planner.CostOptions.model_validate_json(cost_json)
     catalog = cached_catalog(catalog_name, catalog_text) if catalog_text else cached_catalog()
-    return planner.rank(job, catalog, kinds=list(kinds) or None, objective=objective,
-                        cost=cost)
+    return planner.rank(job, catalog, devices=list(devices) or None, kinds=list(kinds) or None,
+                        objective=objective, cost=cost)
+
+
+def job_from_json(job_kind: str, job_json: str) -> Any:
+    job_type = planner.TrainingJob if job_kind == "train" else planner.InferenceJob
+    return job_type.model_validate_json(job_json)
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
-def cached_plan_figures(job_kind: str, job_json: str, kinds: tuple[str, ...], objective: str,
-                        cost_json: str, catalog_name: str, catalog_text: str) -> dict[str, Any]:
+def cached_plan_figures(*query: Any) -> dict[str, Any]:
     """The Plan page's two overview figures, built once per query (a rerun only sends them)."""
-    ranking = cached_rank(job_kind, job_json, kinds, objective, cost_json, catalog_name,
-                          catalog_text)
-    return {"pareto": plots.pareto_figure(ranking, title=plan_scatter_title(job_kind)),
+    ranking = cached_rank(*query)
+    return {"pareto": plots.pareto_figure(ranking, title=plan_scatter_title(query[0])),
             "memory": plots.memory_capacity_figure(ranking[ranking["feasible"]])}
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
-def cached_layout_figure(device: str, job_kind: str, job_json: str, kinds: tuple[str, ...],
-                         objective: str, cost_json: str, catalog_name: str,
-                         catalog_text: str) -> Any:
-    ranking = cached_rank(job_kind, job_json, kinds, objective, cost_json, catalog_name,
-                          catalog_text)
+def cached_layout_figure(device: str, *query: Any) -> Any:
+    ranking = cached_rank(*query)
     row = ranking[ranking["device"] == device].iloc[0]
     return plots.layout_memory_figure(row, title=f"Memory on one {device}")
 
 
-def plan_job(spec: planner.ModelSpec, work: dict[str, Any]) -> Any:
-    """The training or serving job from the page's inputs (ValueError when it is invalid)."""
+@st.cache_data(show_spinner="Sweeping: one search per value...", max_entries=16)
+def cached_sweep(job_kind: str, job_json: str, devices: tuple[str, ...],
+                 kinds: tuple[str, ...], objective: str, cost_json: str, catalog_name: str,
+                 catalog_text: str, over: str, values: tuple[float, ...]) -> pd.DataFrame:
+    job = job_from_json(job_kind, job_json)
+    catalog = cached_catalog(catalog_name, catalog_text) if catalog_text else cached_catalog()
+    return sweep_api()(job, over=over, values=list(values), devices=list(devices) or None,
+                       kinds=list(kinds) or None, objective=objective, catalog=catalog,
+                       cost=planner.CostOptions.model_validate_json(cost_json))
+
+
+def sweep_api() -> Any:
+    """planner.sweep, where this version of the library has it (else None)."""
+    return getattr(planner, "sweep", None)
+
+
+def plan_inputs(spec: planner.ModelSpec, work: dict[str, Any]) -> dict[str, Any]:
+    """The workload's main fields (train or serve) from the page's first row of inputs."""
     if work["mode"] == "train":
         c1, c2, c3 = st.columns(3)
-        tokens_b = c1.number_input("Training tokens (billions)", min_value=0.001,
-                                   value=DEFAULT_TOKENS / 1e9, step=100.0, key="plan_tokens_b")
-        batch = c2.number_input("Global batch (sequences)", min_value=1,
-                                value=DEFAULT_GLOBAL_BATCH, step=64, key="plan_global_batch")
-        deadline_d = c3.number_input("Deadline (days, 0 = none)", min_value=0.0,
-                                     value=DEFAULT_DEADLINE_DAYS,
-                                     step=1.0, key="plan_deadline_d",
-                                     help="With a deadline each device gets the cheapest "
-                                     "layout that meets it.")
+        tokens_b = number_field(c1, "Training tokens (billions)", above=0.0,
+                                value=DEFAULT_TOKENS / 1e9, step=100.0, key="plan_tokens_b")
+        batch = number_field(c2, "Global batch (sequences)", minimum=1,
+                             value=DEFAULT_GLOBAL_BATCH, step=64, key="plan_global_batch")
+        deadline_d = number_field(c3, "Deadline (days, 0 = none)", minimum=0.0,
+                                  value=DEFAULT_DEADLINE_DAYS, step=1.0, key="plan_deadline_d",
+                                  help="With a deadline, Fastest is the quickest plan and "
+                                  "Cheapest the cheapest plan that meet it.")
         f1, f2, f3 = st.columns(3)
         adapter = f1.selectbox("Fine-tuning", ["none", "lora", "qlora"], key="plan_adapter",
                                help="LoRA adapters on a frozen base, or QLoRA (4-bit base); "
                                "none trains every weight (docs/planning.md P30-P32).")
-        lora_rank = f2.number_input("LoRA rank", min_value=1, value=16, step=8,
-                                    key="plan_lora_rank", disabled=adapter == "none")
+        lora_rank = number_field(f2, "LoRA rank", minimum=1, value=16, step=8,
+                                 key="plan_lora_rank", disabled=adapter == "none")
         offload = f3.checkbox("Optimizer in host memory", key="plan_offload",
                               help="ZeRO-Offload: gradients and optimizer state on the CPU.")
         tuning = dict(adapter=adapter, lora_rank=int(lora_rank)) if adapter != "none" else {}
-        return planner.TrainingJob(
-            model=spec, n_tokens=float(tokens_b) * 1e9, seq_len=work["seq_len"],
-            global_batch_size=int(batch), precision=work["precision"],
-            deadline_s=float(deadline_d) * SECONDS_PER_DAY if deadline_d > 0 else None,
-            optimizer_offload=bool(offload), **tuning)
+        return dict(model=spec, n_tokens=float(tokens_b) * 1e9, seq_len=work["seq_len"],
+                    global_batch_size=int(batch), precision=work["precision"],
+                    deadline_s=float(deadline_d) * SECONDS_PER_DAY if deadline_d > 0 else None,
+                    optimizer_offload=bool(offload), **tuning)
     encoder = not (spec.causal and spec.lm_head)
     c1, c2, c3, c4, c5 = st.columns(5)
-    prompt = c1.number_input("Prompt (tokens)", min_value=1, value=1024 if not encoder else 128,
-                             step=128, key="plan_prompt_len")
-    output = c2.number_input("Output (tokens)", min_value=0, value=256 if not encoder else 0,
-                             step=64, key="plan_output_len",
-                             help="0 serves an encoder (or scores prompts): one forward pass "
-                             "per request.")
-    rate = c3.number_input("Load (requests/s)", min_value=0.001, value=10.0, step=1.0,
-                           key="plan_requests_per_s")
-    ttft_ms = c4.number_input("TTFT target (ms, 0 = none)", min_value=0.0, value=0.0,
-                              step=100.0, key="plan_ttft_ms")
-    tpot_ms = c5.number_input("TPOT target (ms, 0 = none)", min_value=0.0, value=0.0,
-                              step=10.0, key="plan_tpot_ms")
-    options = serving_options(spec)
-    return planner.InferenceJob(
-        model=spec, prompt_len=int(prompt), output_len=int(output),
-        requests_per_s=float(rate), precision=work["precision"],
-        ttft_s=ttft_ms / 1e3 if ttft_ms > 0 else None,
-        tpot_s=tpot_ms / 1e3 if tpot_ms > 0 else None, **options)
+    prompt = number_field(c1, "Prompt (tokens)", minimum=1, step=128,
+                          value=1024 if not encoder else 128, key="plan_prompt_len")
+    output = number_field(c2, "Output (tokens)", minimum=0, value=256 if not encoder else 0,
+                          step=64, key="plan_output_len",
+                          help="0 serves an encoder (or scores prompts): one forward pass "
+                          "per request.")
+    rate = number_field(c3, "Load (requests/s)", above=0.0, value=10.0, step=1.0,
+                        key="plan_requests_per_s")
+    ttft_ms = number_field(c4, "TTFT target (ms, 0 = none)", minimum=0.0, value=0.0,
+                           step=100.0, key="plan_ttft_ms")
+    tpot_ms = number_field(c5, "TPOT target (ms, 0 = none)", minimum=0.0, value=0.0,
+                           step=10.0, key="plan_tpot_ms")
+    return dict(model=spec, prompt_len=int(prompt), output_len=int(output),
+                requests_per_s=float(rate), precision=work["precision"],
+                ttft_s=ttft_ms / 1e3 if ttft_ms > 0 else None,
+                tpot_s=tpot_ms / 1e3 if tpot_ms > 0 else None)
+
+
+def plan_options(mode: str, catalog: Any) -> tuple[list[str], dict[str, Any]]:
+    """(devices to consider, [] = all; job fields) from the Options expander: devices, a fixed
+    cluster, layout pins and efficiency overrides. Untouched, it changes nothing."""
+    train = mode == "train"
+    with st.expander("Options: devices, my cluster, layout pins, efficiency"):
+        devices = st.multiselect("Devices", catalog.ids(), key="plan_devices",
+                                 placeholder="all devices in the catalog",
+                                 format_func=device_name)
+        o1, o2, o3 = st.columns(3)
+        count = number_field(
+            o1, "I have N devices (0 = search)" if train else "At most N devices (0 = 16,384)",
+            minimum=0, maximum=MAX_WIDGET_INT, value=0, step=8, key=f"plan_fixed_n_{mode}",
+            help="Training: plan on exactly this many devices (n_devices). Serving: the "
+            "replicas may use at most this many (max_devices).")
+        tp = number_field(o2, "TP (0 = search)", minimum=0, value=0, step=1,
+                          key=f"plan_tp_{mode}")
+        pp = number_field(o3, "PP (0 = search)", minimum=0, value=0, step=1,
+                          key=f"plan_pp_{mode}")
+        fields: dict[str, Any] = {}
+        if count:
+            fields["n_devices" if train else "max_devices"] = int(count)
+        fields.update({k: int(v) for k, v in (("tp", tp), ("pp", pp)) if v})
+        l1, l2, l3 = st.columns(3)
+        if train:
+            zero = l1.selectbox("ZeRO stage", [SEARCHED, 0, 1, 2, 3], key="plan_zero")
+            micro = number_field(l2, "Micro-batch (0 = search)", minimum=0, value=0, step=1,
+                                 key="plan_micro_batch")
+            recompute = l3.selectbox("Recompute", [SEARCHED, "none", "selective", "full"],
+                                     key="plan_recompute")
+            if zero != SEARCHED:
+                fields["zero_stage"] = int(zero)
+            if micro:
+                fields["micro_batch_size"] = int(micro)
+            if recompute != SEARCHED:
+                fields["recompute"] = recompute
+        else:
+            batch = number_field(l1, "Batch per replica (0 = search)", minimum=0, value=0,
+                                 step=8, key="plan_batch_size")
+            max_batch = number_field(l2, "Max batch searched", minimum=1, value=512, step=64,
+                                     key="plan_max_batch")
+            if batch:
+                fields["batch_size"] = int(batch)
+            if max_batch != 512:
+                fields["max_batch_size"] = int(max_batch)
+        e1, e2, e3, e4 = st.columns(4)
+        flat = e1.toggle("Flat fraction of peak", key="plan_flat",
+                         help="Replace the kernel tables by one fraction of the dense peak for "
+                         "every GEMM and attention kernel (compute_frac); not an MFU.")
+        frac = e2.slider("Fraction of peak (%)", 1, 100, 50, key="plan_compute_frac",
+                         disabled=not flat)
+        network = number_field(e3, "Network rate × (1 = tables)", above=0.0, maximum=1e6,
+                               value=1.0, step=0.1, key="plan_network_scale",
+                               help="Multiplies the collective rates (network_scale).")
+        memory = number_field(e4, "Memory rate × (1 = tables)", above=0.0, maximum=1e6,
+                              value=1.0, step=0.1, key="plan_memory_scale",
+                              help="Multiplies the memory-copy rates (memory_scale).")
+        if flat:
+            fields["compute_frac"] = frac / 100
+        overrides = {k: float(v) for k, v in (("network_scale", network),
+                                              ("memory_scale", memory)) if v != 1.0}
+        if overrides:
+            fields["efficiency_overrides"] = overrides
+    return list(devices), fields
 
 
 def serving_options(spec: planner.ModelSpec) -> dict[str, Any]:
@@ -432,24 +722,24 @@ def serving_options(spec: planner.ModelSpec) -> dict[str, Any]:
         o1, o2, o3, o4 = st.columns(4)
         percentile = o1.selectbox("Targets apply at", [99.0, 95.0, 90.0, 50.0],
                                   format_func=lambda p: f"p{p:g}", key="plan_percentile")
-        chunk = o2.number_input("Prefill chunk (tokens per step, 0 = none)", min_value=0,
-                                value=8192, step=512, key="plan_prefill_chunk",
-                                help="vLLM's max_num_batched_tokens: decodes and prompt chunks "
-                                "share each step (Sarathi-Serve).")
+        chunk = number_field(o2, "Prefill chunk (tokens per step, 0 = none)", minimum=0,
+                             value=8192, step=512, key="plan_prefill_chunk",
+                             help="vLLM's max_num_batched_tokens: decodes and prompt chunks "
+                             "share each step (Sarathi-Serve).")
         kv = o3.selectbox("KV cache dtype", ["auto", "bf16", "fp16", "fp8"], key="plan_kv",
                           help="auto: fp8 under fp8/fp4 serving, else 16-bit.")
-        util = o4.number_input("Target utilization (%)", min_value=1.0, max_value=100.0,
-                               value=80.0, step=5.0, key="plan_target_util",
-                               help="Replicas are sized so the load uses at most this share "
-                               "of their capacity (queueing headroom).")
+        util = number_field(o4, "Target utilization (%)", above=0.0, maximum=100.0,
+                            value=80.0, step=5.0, key="plan_target_util",
+                            help="Replicas are sized so the load uses at most this share "
+                            "of their capacity (queueing headroom).")
         s1, s2, s3, s4 = st.columns(4)
-        hit = s1.number_input("Prefix-cache hits (%)", min_value=0.0, max_value=99.0,
-                              value=0.0, step=10.0, key="plan_prefix_hit")
-        spec_tokens = s2.number_input("Speculative tokens (0 = off)", min_value=0,
-                                      max_value=16, value=0, step=1, key="plan_spec_tokens")
-        accept = s3.number_input("Acceptance rate (%)", min_value=1.0, max_value=99.0,
-                                 value=80.0, step=5.0, key="plan_acceptance",
-                                 disabled=spec_tokens == 0)
+        hit = number_field(s1, "Prefix-cache hits (%)", minimum=0.0, maximum=99.0,
+                           value=0.0, step=10.0, key="plan_prefix_hit")
+        spec_tokens = number_field(s2, "Speculative tokens (0 = off)", minimum=0,
+                                   maximum=16, value=0, step=1, key="plan_spec_tokens")
+        accept = number_field(s3, "Acceptance rate (%)", above=0.0, maximum=99.0,
+                              value=80.0, step=5.0, key="plan_acceptance",
+                              disabled=spec_tokens == 0)
         draft_choices = (["mtp"] if spec.n_mtp_layers else []) + planner.list_models()
         draft = s4.selectbox("Draft model", draft_choices, key="plan_draft",
                              disabled=spec_tokens == 0,
@@ -463,55 +753,84 @@ def serving_options(spec: planner.ModelSpec) -> dict[str, Any]:
                                   disaggregated=bool(disaggregated))
     if kv != "auto":
         fields["kv_cache_precision"] = kv
-    if spec_tokens:
+    if spec_tokens > 0:
         fields.update(speculative_tokens=int(spec_tokens),
                       acceptance_rate=float(accept) / 100.0, draft_model=draft)
     return fields
 
 
-def plan_cost_options() -> Any:
-    cost_type = planner.CostOptions
-    defaults = cost_type()
-    with st.expander("Money and energy: cloud or ownership, electricity, PUE, lifetime, "
-                     "servers and facility"):
+CHEAPEST_PROVIDER = "cheapest of each device's providers"
+CONTRACTS = ["on-demand", "reserved", "spot", "capacity-block", "any"]
+
+
+def plan_cost_options(catalog: Any) -> dict[str, Any]:
+    """CostOptions fields from the Money and energy expander (built once every input on the
+    page is checked)."""
+    defaults = planner.CostOptions()
+    with st.expander("Money and energy: cloud or ownership, provider, my own price, "
+                     "electricity, PUE, lifetime, servers and facility"):
         c1, c2, c3, c4, c5 = st.columns(5)
         basis = c1.radio("Cost basis", ["cloud", "ownership"], key="plan_basis",
                          help="cloud: rent at the cheapest of each provider's latest on-demand "
                          "prices in the catalog (a larger offer for a job beyond one node, "
                          "or flagged); ownership: chips, servers, network and facility "
                          "amortized over the lifetime, plus electricity")
-        kwh = c2.number_input("Electricity ($/kWh)", min_value=0.0, value=defaults.usd_per_kwh,
-                              step=0.01, format="%.3f", key="plan_usd_per_kwh")
-        pue = c3.number_input("PUE", min_value=1.0, value=defaults.pue, step=0.05,
-                              key="plan_pue")
-        years = c4.number_input("Lifetime (years)", min_value=0.1,
-                                value=defaults.lifetime_years, step=0.5, key="plan_lifetime")
-        util = c5.number_input("Utilization (%)", min_value=1.0, max_value=100.0,
-                               value=defaults.ownership_utilization_frac * 100, step=5.0,
-                               key="plan_utilization",
-                               help="share of its lifetime an owned device does paid work")
+        providers = sorted({p.provider for d in catalog for p in d.prices
+                            if p.kind == "cloud"})
+        provider = c2.selectbox("Cloud provider", [CHEAPEST_PROVIDER, *providers],
+                                key="plan_provider", disabled=basis != "cloud",
+                                help="A device this provider does not list has no cloud price.")
+        contract = c3.selectbox("Contract", CONTRACTS, key="plan_contract",
+                                disabled=basis != "cloud")
+        own_hour = number_field(c4, "My price ($/device-hour, 0 = catalog)", minimum=0.0,
+                                maximum=1e4, value=0.0, step=0.25, key="plan_usd_per_hour",
+                                disabled=basis != "cloud",
+                                help="One cloud price for every device, instead of the "
+                                "catalog's.")
+        own_buy = number_field(c5, "My purchase price ($/device, 0 = catalog)", minimum=0.0,
+                               maximum=1e8, value=0.0, step=1000.0, key="plan_purchase_usd",
+                               disabled=basis != "ownership")
+        e1, e2, e3, e4 = st.columns(4)
+        kwh = number_field(e1, "Electricity ($/kWh)", minimum=0.0, maximum=10.0,
+                           value=defaults.usd_per_kwh, step=0.01, format="%.3f",
+                           key="plan_usd_per_kwh")
+        pue = number_field(e2, "PUE", minimum=1.0, maximum=3.0, value=defaults.pue, step=0.05,
+                           key="plan_pue")
+        years = number_field(e3, "Lifetime (years)", above=0.0, maximum=50.0,
+                             value=defaults.lifetime_years, step=0.5, key="plan_lifetime")
+        util = number_field(e4, "Utilization (%)", above=0.0, maximum=100.0,
+                            value=defaults.ownership_utilization_frac * 100, step=5.0,
+                            key="plan_utilization",
+                            help="share of its lifetime an owned device does paid work")
         d1, d2, d3, d4 = st.columns(4)
-        server = d1.number_input("Server cost factor", min_value=1.0, max_value=10.0,
-                                 value=defaults.server_cost_factor, step=0.05,
-                                 key="plan_server_factor",
-                                 help="server cost over its accelerators' (Epoch AI: 1.3-2.1)")
-        network = d2.number_input("Network cost factor", min_value=1.0, max_value=10.0,
-                                  value=defaults.network_cost_factor, step=0.01,
-                                  key="plan_network_factor",
-                                  help="cluster with interconnect over servers (Epoch AI: "
-                                  "1.07-1.32)")
-        facility = d3.number_input("Facility ($/kW-month)", min_value=0.0, max_value=1e4,
-                                   value=defaults.facility_usd_per_kw_month, step=10.0,
-                                   key="plan_facility",
-                                   help="colocation per kW of system power (CBRE H2 2024 "
-                                   "average: $184.06); 0 leaves it out")
-        power = d4.number_input("Busy draw (% of TDP above idle)", min_value=1.0,
-                                max_value=100.0, value=defaults.power_frac * 100, step=5.0,
-                                key="plan_power_frac")
-    return cost_type(basis=basis, usd_per_kwh=kwh, pue=pue, lifetime_years=years,
-                     ownership_utilization_frac=util / 100, server_cost_factor=server,
-                     network_cost_factor=network, facility_usd_per_kw_month=facility,
-                     power_frac=power / 100)
+        server = number_field(d1, "Server cost factor", minimum=1.0, maximum=10.0,
+                              value=defaults.server_cost_factor, step=0.05,
+                              key="plan_server_factor",
+                              help="server cost over its accelerators' (Epoch AI: 1.3-2.1)")
+        network = number_field(d2, "Network cost factor", minimum=1.0, maximum=10.0,
+                               value=defaults.network_cost_factor, step=0.01,
+                               key="plan_network_factor",
+                               help="cluster with interconnect over servers (Epoch AI: "
+                               "1.07-1.32)")
+        facility = number_field(d3, "Facility ($/kW-month)", minimum=0.0, maximum=1e4,
+                                value=defaults.facility_usd_per_kw_month, step=10.0,
+                                key="plan_facility",
+                                help="colocation per kW of system power (CBRE H2 2024 "
+                                "average: $184.06); 0 leaves it out")
+        power = number_field(d4, "Busy draw (% of TDP above idle)", above=0.0,
+                             maximum=100.0, value=defaults.power_frac * 100, step=5.0,
+                             key="plan_power_frac")
+    prices: dict[str, Any] = {}
+    if basis == "cloud":
+        prices = dict(provider=None if provider == CHEAPEST_PROVIDER else provider,
+                      contract=None if contract == "any" else contract,
+                      usd_per_device_hour=float(own_hour) if own_hour > 0 else None)
+    elif own_buy > 0:
+        prices = dict(purchase_usd=float(own_buy))
+    return dict(basis=basis, usd_per_kwh=kwh, pue=pue, lifetime_years=years,
+                ownership_utilization_frac=util / 100, server_cost_factor=server,
+                network_cost_factor=network, facility_usd_per_kw_month=facility,
+                power_frac=power / 100, **prices)
 
 
 DEFAULT_FIT_DEVICE = "nvidia_h100_sxm"
@@ -537,19 +856,21 @@ def plan_fits(spec: planner.ModelSpec, catalog: Any) -> None:
     device = c1.selectbox("Device", ids, key="fits_device", format_func=device_name,
                           index=ids.index(DEFAULT_FIT_DEVICE) if DEFAULT_FIT_DEVICE in ids
                           else 0)
-    n = c2.number_input("Devices", min_value=1, max_value=1024, value=1, step=1,
-                        key="fits_n_devices", help="one replica: tensor parallel, or tp × pp "
-                        "pipeline stages where that holds more sequences")
+    n = number_field(c2, "Devices", minimum=1, maximum=1024, value=1, step=1,
+                     key="fits_n_devices", help="one replica: tensor parallel, or tp × pp "
+                     "pipeline stages where that holds more sequences")
     policies = list(planner.PRECISION_POLICIES)
     precision = c3.selectbox("Precision", policies, index=policies.index("bf16"),
                              key="fits_precision")
     # defaults within the model's context (GPT-2: 768 + 256); keyed per model, so they reset
     output_default = max(1, min(256, spec.max_seq_len // 4))
-    prompt = c4.number_input("Prompt (tokens)", min_value=1, step=128,
-                             value=max(1, min(1024, spec.max_seq_len - output_default)),
-                             key=f"fits_prompt_len_{spec.name}")
-    output = c5.number_input("Output (tokens)", min_value=1, value=output_default, step=64,
-                             key=f"fits_output_len_{spec.name}")
+    prompt = number_field(c4, "Prompt (tokens)", minimum=1, step=128,
+                          value=max(1, min(1024, spec.max_seq_len - output_default)),
+                          key=f"fits_prompt_len_{spec.name}")
+    output = number_field(c5, "Output (tokens)", minimum=1, value=output_default, step=64,
+                          key=f"fits_output_len_{spec.name}")
+    if show_invalid("fits_"):
+        return
     name, text = catalog_source()
     if text and catalog is cached_catalog():  # an invalid user file is not used
         name, text = "", ""
@@ -560,9 +881,9 @@ def plan_fits(spec: planner.ModelSpec, catalog: Any) -> None:
                    help=f"tp={r['tp']}, pp={r['pp']}")
     cols[1].metric("Max batch", f"{r['max_batch_size']:,}",
                    help=f"sequences of {r['prompt_len'] + r['output_len']:,} tokens")
-    cols[2].metric("Max context", f"{r['max_context_len']:,} tokens")
+    cols[2].metric("Max context (tokens)", f"{r['max_context_len']:,}")
     speed = r["tokens_per_s"]
-    cols[3].metric("Decode", "—" if speed is None else f"{speed:,.0f} tok/s",
+    cols[3].metric("Decode (tok/s)", "—" if speed is None else f"{speed:,.0f}",
                    help=None if speed is None else
                    f"at the max batch; {r['tokens_per_s_per_user']:.3g} tok/s per user, TPOT "
                    f"{duration_str(r['tpot_s'])}, TTFT {duration_str(r['ttft_s'])}")
@@ -580,7 +901,10 @@ def page_plan(spec: planner.ModelSpec | None, work: dict[str, Any]) -> None:
     catalog = active_catalog()
     with st.expander("Does it fit on my GPU? (serving)", expanded=True):
         guarded(plan_fits, spec, catalog)
-    job = plan_job(spec, work)
+    fields = plan_inputs(spec, work)
+    devices, options = plan_options(work["mode"], catalog)
+    if work["mode"] == "inference":
+        fields |= serving_options(spec)
     c1, c2 = st.columns([3, 2])
     all_kinds = sorted({d.kind for d in catalog})
     kinds = c1.multiselect("Kinds of hardware", all_kinds, key="plan_kinds",
@@ -588,7 +912,12 @@ def page_plan(spec: planner.ModelSpec | None, work: dict[str, Any]) -> None:
     objective = c2.radio("Objective", list(OBJECTIVES), index=1, key="plan_objective",
                          horizontal=True,
                          format_func=lambda o: f"{o} ({OBJECTIVES[o]} first)")
-    cost = plan_cost_options()
+    cost_fields = plan_cost_options(catalog)
+    if show_invalid("plan_", "seq_len"):
+        return
+    job = (planner.TrainingJob if work["mode"] == "train" else planner.InferenceJob)(
+        **fields, **options)
+    cost = planner.CostOptions(**cost_fields)
     name, text = catalog_source()
     if text and catalog is cached_catalog():
         st.warning(f"Your catalog file {name} is invalid and not used; the Catalog page says "
@@ -596,12 +925,12 @@ def page_plan(spec: planner.ModelSpec | None, work: dict[str, Any]) -> None:
         name, text = "", ""
     elif text:
         st.caption(f"Using your catalog file {name} on top of the built-in catalog.")
-    query = (work["mode"], job.model_dump_json(), tuple(kinds), objective,
+    query = (work["mode"], job.model_dump_json(), tuple(devices), tuple(kinds), objective,
              cost.model_dump_json(), name, text)
     ranking = cached_rank(*query)
-    # Each headline figure comes from the ranking by its own objective: the fastest plan is
-    # not among the cheapest plans per device, and vice versa (all cached, ~0.1 s each cold).
-    by_objective = {o: ranking if o == objective else cached_rank(*query[:3], o, *query[4:])
+    # Each headline card comes from the ranking by its own objective: the fastest plan is not
+    # among the cheapest plans per device, and vice versa (all cached, ~0.1 s each cold).
+    by_objective = {o: ranking if o == objective else cached_rank(*with_objective(query, o))
                     for o in OBJECTIVES}
     plan_headline(job, work["mode"], by_objective)
     figures = cached_plan_figures(*query)
@@ -612,18 +941,58 @@ def page_plan(spec: planner.ModelSpec | None, work: dict[str, Any]) -> None:
     if not unpriced.empty:
         st.caption(f"Not on the scatter (no price in the catalog): "
                    f"{', '.join(unpriced['device'])}.")
-    st.markdown("**Ranking** (best configuration per device; infeasible devices last, with "
-                "the reason)")
+    per_m = "; serving costs and energy are per million output tokens" if (
+        work["mode"] == "inference") else ""
+    st.markdown(f"**Ranking** (best configuration per device; infeasible devices last, with "
+                f"the reason{per_m})")
     order = [c for c in RANKING_FIRST if c in ranking] + [
         c for c in ranking if c not in RANKING_FIRST]
-    show_table(ranking[order], key="plan_ranking", file_name="ranking.csv", height=380)
+    show_readable_table(ranking[order], mode=work["mode"], key="plan_ranking",
+                        file_name="ranking.csv", height=380)
     plan_layout(ranking, query)
+    plan_sweep(job, query)
+
+
+def with_objective(query: tuple[Any, ...], objective: str) -> tuple[Any, ...]:
+    """The Plan page's query (mode, job, devices, kinds, objective, cost, catalog) for
+    another objective."""
+    return (*query[:4], objective, *query[5:])
 
 
 def plan_scatter_title(mode: str) -> str:
     if mode == "train":
         return "Time to train vs cost (Pareto frontier dotted)"
     return "Request latency vs cost per million output tokens"
+
+
+HEADLINE_CARDS = [("Fastest", "time", "time_s"), ("Cheapest", "cost", "cost_usd"),
+                  ("Least energy", "energy", "energy_j")]
+
+
+def infeasible_text(job: Any, ranking: pd.DataFrame) -> str:
+    """Why nothing is feasible: the library's one-line summary (the failed constraint and how
+    far the best plan is) where it has one, else the first devices' reasons."""
+    summary = getattr(planner_ranking, "infeasible_summary", None)
+    text = str(summary(job, ranking)) if summary is not None else ""
+    if text:
+        return text[:1].upper() + text[1:]
+    rows = ranking[ranking["reason"].astype(str) != ""].head(3)
+    reasons = "; ".join(f"{r.device}: {r.reason}" for r in rows.itertuples())
+    return f"No device can run this workload. {reasons}" if reasons else (
+        "No device can run this workload.")
+
+
+def card_value(best: pd.Series, metric: str, mode: str) -> str:
+    """A headline card's value: its own figure first, then the other that matters beside it
+    ('$1.15 M · 9.6 y')."""
+    per_m = "/M tok" if mode == "inference" else ""
+    time, money = time_str(best["time_s"]), money_str(best["cost_usd"])
+    money = f"{money}{per_m}" if money else "no price"
+    if metric == "time_s":
+        return f"{time} · {money}"
+    if metric == "cost_usd":
+        return f"{money} · {time}"
+    return f"{energy_str(best['energy_j'])}{per_m} · {time}"
 
 
 def plan_headline(job: Any, mode: str, by_objective: dict[str, pd.DataFrame]) -> None:
@@ -635,26 +1004,33 @@ def plan_headline(job: Any, mode: str, by_objective: dict[str, pd.DataFrame]) ->
         st.subheader(f"Serve {job.model.name} at {job.requests_per_s:g} requests/s "
                      f"({job.prompt_len} in, {job.output_len} out): who is fastest and "
                      "cheapest?")
-    if not by_objective["time"]["feasible"].any():
-        st.warning("No device can run this workload; the reasons are in the table.")
+    for warning in getattr(job, "warnings", ()):
+        st.warning(str(warning), icon=":material/warning:")
+    if not any(df["feasible"].any() for df in by_objective.values()):
+        st.warning(infeasible_text(job, by_objective["time"]), icon=":material/block:")
         return
     cols = st.columns(3)
-    cost_unit = "" if mode == "train" else " per M tokens"
-    for col, (label, objective, metric) in zip(cols, [
-            ("Fastest", "time", "time_s"), ("Cheapest", "cost", "cost_usd"),
-            ("Least energy", "energy", "energy_j")], strict=True):
+    bests: dict[str, pd.Series] = {}
+    for col, (label, objective, metric) in zip(cols, HEADLINE_CARDS, strict=True):
         ranking = by_objective[objective]
         valid = ranking[ranking["feasible"]].dropna(subset=[metric])
         if valid.empty:
-            col.metric(label, "—", help=f"no device has a {metric}")
+            col.metric(label, "—", help=f"no feasible plan has a {metric} "
+                       "(no price or no power figure in the catalog)")
             continue
-        best = valid.loc[valid[metric].idxmin()]
-        value = {"time_s": duration_str(best["time_s"]),
-                 "cost_usd": usd_str(best["cost_usd"]) + cost_unit,
-                 "energy_j": energy_str(best["energy_j"]) + cost_unit}[metric]
+        best = bests[objective] = valid.loc[valid[metric].idxmin()]
         col.metric(f"{label}: {int(best['n_devices'])} × **{device_name(best['device'])}**",
-                   value, help=f"{duration_str(best['time_s'])}, {usd_str(best['cost_usd'])}"
-                   f"{cost_unit}; TP {best['tp']} · PP {best['pp']} · DP {best['dp']}")
+                   card_value(best, metric, mode),
+                   help=f"{time_str(best['time_s'])}, {money_str(best['cost_usd']) or 'no price'}"
+                   f"{' per M output tokens' if mode == 'inference' else ''}, "
+                   f"{energy_str(best['energy_j'])}; TP {best['tp']} · PP {best['pp']} · "
+                   f"DP {best['dp']}")
+    cheapest = bests.get("cost")
+    if (mode == "train" and job.deadline_s is None and cheapest is not None
+            and cheapest["time_s"] > SECONDS_PER_YEAR):
+        st.warning(f"The cheapest plan takes {time_str(cheapest['time_s'])}, more than a year; "
+                   "set a deadline to see the cheapest plan that finishes in time.",
+                   icon=":material/schedule:")
 
 
 def device_name(device_id: str) -> str:
@@ -664,12 +1040,78 @@ def device_name(device_id: str) -> str:
         return device_id
 
 
+def sweep_values(text: str, over: str) -> list[float]:
+    """The comma-separated values of the sweep panel; InputError naming the field when one is
+    not a number or there are none or too many."""
+    parts = [p.strip() for p in text.replace(";", ",").split(",") if p.strip()]
+    if not parts:
+        raise InputError(f"values of {over}", "none given; allowed: comma-separated numbers")
+    if len(parts) > MAX_SWEEP_VALUES:
+        raise InputError(f"values of {over}", f"{len(parts)} given; allowed: at most "
+                         f"{MAX_SWEEP_VALUES} (each is one search)")
+    values = []
+    for part in parts:
+        try:
+            values.append(float(part.replace("_", "")))
+        except ValueError:
+            raise InputError(f"values of {over}", f"{clip(part)} is not a number") from None
+    return values
+
+
+def default_sweep_text(job: Any, over: str) -> str:
+    """Values to start from: the job's own value halved, kept, doubled and quadrupled."""
+    current = getattr(job, over, None)
+    if over == "n_devices" or current is None:
+        return ", ".join(f"{n:,}".replace(",", "") for n in SWEEP_DEVICE_COUNTS)
+    values = [current * m for m in SWEEP_MULTIPLES]
+    if isinstance(current, int):
+        return ", ".join(str(max(1, round(v))) for v in values)
+    return ", ".join(f"{v:g}" for v in values)
+
+
+def plan_sweep(job: Any, query: tuple[Any, ...]) -> None:
+    """Sweep one job field: each value's best plan per device, cost and time against it."""
+    with st.expander("Sweep a parameter: cost and time against sequence length, tokens, "
+                     "batch, devices or load"):
+        if sweep_api() is None or not hasattr(plots, "sweep_figure"):
+            st.info("planner.sweep is not in this version of the library.")
+            return
+        mode = query[0]
+        fields = SWEEP_FIELDS[mode]
+        c1, c2, c3 = st.columns([2, 4, 1])
+        over = c1.selectbox("Field", list(fields), format_func=lambda f: fields[f],
+                            key=f"plan_sweep_over_{mode}")
+        text = c2.text_input("Values (comma-separated)", value=default_sweep_text(job, over),
+                             key=f"plan_sweep_values_{mode}_{over}",
+                             help="Each value is one full search; the other inputs as above.")
+        values = tuple(sweep_values(text, over))
+        inputs = (*query, over, values)
+        c3.markdown("&nbsp;")  # align the button with the inputs
+        if c3.button("Run", key="plan_sweep_run", type="primary"):
+            st.session_state["plan_sweep_result"] = (inputs, cached_sweep(*inputs))
+        stored = st.session_state.get("plan_sweep_result")
+        if stored is None:
+            st.caption("Press Run: one search per value, a few seconds each for training.")
+            return
+        if stored[0] != inputs:
+            st.caption("The inputs changed since this sweep; press Run to sweep again.")
+        result = stored[1]
+        left, right = st.columns(2)
+        left.plotly_chart(plots.sweep_figure(result, metric="cost_usd"),
+                          key="plan_sweep_cost_fig")
+        right.plotly_chart(plots.sweep_figure(result, metric="time_s"),
+                           key="plan_sweep_time_fig")
+        show_readable_table(result, mode=stored[0][0], key="plan_sweep",
+                            file_name=f"sweep_{stored[0][-2]}.csv", height=300)
+
+
 def plan_layout(ranking: pd.DataFrame, query: tuple[Any, ...]) -> None:
     ok = ranking[ranking["feasible"]]
     if ok.empty:
         return
     st.markdown("**Chosen layout**")
-    device = st.selectbox("Device", list(ok["device"]), key="plan_layout_device")
+    device = st.selectbox("Device", list(ok["device"]), key="plan_layout_device",
+                          format_func=device_name)
     row = ok[ok["device"] == device].iloc[0]
     facts = {"devices": f"{int(row['n_devices'])}", "TP": f"{row['tp']}", "PP": f"{row['pp']}",
              "DP": f"{row['dp']}"}
@@ -702,6 +1144,34 @@ def plan_layout(ranking: pd.DataFrame, query: tuple[Any, ...]) -> None:
     if row.get("cost_note"):
         st.caption(str(row["cost_note"]))
     st.plotly_chart(cached_layout_figure(device, *query), key="plan_layout_memory_fig")
+    plan_breakeven(row, query)
+
+
+def plan_breakeven(row: pd.Series, query: tuple[Any, ...]) -> None:
+    """Renting against owning the chosen plan's devices, by months of use (when the plots
+    module has the figure)."""
+    if breakeven_api() is None or not hasattr(plots, "breakeven_figure"):
+        return
+    n = int(row["n_devices"])
+    result = cached_breakeven(str(row["device"]), n, *query[5:])
+    with st.expander(f"Rent or buy {n:,} × {device_name(str(row['device']))}? Cost against "
+                     "months of use"):
+        st.plotly_chart(plots.breakeven_figure(result), key="plan_breakeven_fig")
+        if result.note:
+            st.caption(result.note)
+
+
+def breakeven_api() -> Any:
+    """planner.breakeven (cloud against ownership), where this version of the library has it."""
+    return getattr(planner, "breakeven", None)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def cached_breakeven(device: str, n_devices: int, cost_json: str, catalog_name: str,
+                     catalog_text: str) -> Any:
+    catalog = cached_catalog(catalog_name, catalog_text) if catalog_text else cached_catalog()
+    return breakeven_api()(device, n_devices=n_devices, catalog=catalog,
+                           cost=planner.CostOptions.model_validate_json(cost_json))
 
 
 # ---- Validate page ------------------------------------------------------------------------------
@@ -713,6 +1183,11 @@ def torch_devices() -> list[str]:
     except ImportError:
         return []
     return ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+
+
+# Wall time of the Validate page's default run (GPT-2, 2 layers, 128 × 2 tokens, train, CPU,
+# timing on; torch imported) on the 2-core build machine, 2026-12-03: 13.0 and 13.8 s.
+VALIDATE_DEFAULT_S = 14.0
 
 
 def page_validate(spec: planner.ModelSpec | None, work: dict[str, Any]) -> None:
@@ -737,11 +1212,16 @@ def page_validate(spec: planner.ModelSpec | None, work: dict[str, Any]) -> None:
                         "roofline prediction of the step time beside the measured one")
     inputs = (name, int(n_layers), int(seq_len), int(batch), mode, device, time_it)
     if st.button("Run the measured validation", key="val_run", type="primary"):
-        st.session_state["val_result"] = (inputs, run_validation(*inputs))
+        start = time.perf_counter()
+        result = run_validation(*inputs)
+        st.session_state["val_result"] = (inputs, result, time.perf_counter() - start)
     stored = st.session_state.get("val_result")
     if stored is None:
-        st.info("Press the button to measure (a few seconds for GPT-2 with 2 layers on a CPU).")
+        st.info(f"Press the button to measure: GPT-2 with 2 layers took {VALIDATE_DEFAULT_S:.0f} s "
+                "on a 2-core CPU with timing on (measured 2026-12-03); more layers, longer "
+                "sequences and the timing take longer.")
         return
+    st.caption(f"This run took {duration_str(stored[2])} on this machine.")
     if stored[0] != inputs:
         st.caption("The inputs changed since the last run; press the button to measure again.")
     ran_name, ran_layers = stored[0][:2]

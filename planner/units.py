@@ -87,6 +87,26 @@ def usd_str(value: float) -> str:
     return f"${value:,.2f}"
 
 
+def money_str(usd: float | None) -> str:
+    """Dollars for a table cell or a card, in thousands, millions ... beyond $10,000:
+    '$1.15 M', '$196 k', '$2,345', '$0.93', '$0.0042'; '' when missing (a blank cell)."""
+    try:
+        value = float(usd)  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # None, pd.NA
+        return ""
+    if not math.isfinite(value):
+        return ""
+    for above, scale, suffix in ((1e12, 1e12, "T"), (1e9, 1e9, "B"), (1e6, 1e6, "M"),
+                                 (1e4, 1e3, "k")):
+        if abs(value) >= above:
+            return f"${value / scale:.3g} {suffix}"
+    if abs(value) >= 100:
+        return f"${value:,.0f}"
+    if abs(value) >= 0.01 or value == 0:
+        return f"${value:,.2f}"
+    return f"${value:.3g}"
+
+
 def energy_str(joules: float) -> str:
     """Format joules as kWh, or MWh from 1,000 kWh: '5.38 kWh', '1.2 MWh'."""
     if joules is None or (isinstance(joules, float) and math.isnan(joules)):

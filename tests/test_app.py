@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+import planner
+
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TIMEOUT_S = 120
 
@@ -53,17 +55,21 @@ def test_plan_default_answers_who_is_fastest_and_cheapest(plan):
     assert {"plan_ranking_csv"} <= download_keys(plan)
 
 
+PLAN_DEFAULT_JOB = dict(model="llama-2-7b", n_tokens=2e12, seq_len=4096, global_batch_size=1024,
+                        precision="bf16", deadline_s=30 * 86400.0)
+
+
 def test_plan_objective_changes_the_ranking(plan):
-    # The default question is ranked by cost (cheapest within the 30-day deadline).
+    # The default question is ranked by cost (cheapest within the 30-day deadline); the table
+    # shows rank()'s order (its values are readable text: "$70.2 k", "15.2 d").
+    job = planner.TrainingJob(**PLAN_DEFAULT_JOB)
     cheapest_first = plan.dataframe[0].value
-    feasible = cheapest_first[cheapest_first["feasible"]]
-    assert feasible["cost_usd"].dropna().is_monotonic_increasing  # priced devices first
+    assert list(cheapest_first["device"]) == list(planner.rank(job, objective="cost")["device"])
     plan.radio(key="plan_objective").set_value("time").run()
     assert_clean(plan)
     fastest_first = plan.dataframe[0].value
     assert list(fastest_first["device"]) != list(cheapest_first["device"])
-    feasible = fastest_first[fastest_first["feasible"]]
-    assert feasible["time_s"].is_monotonic_increasing
+    assert list(fastest_first["device"]) == list(planner.rank(job, objective="time")["device"])
     plan.radio(key="plan_objective").set_value("cost").run()
 
 
@@ -91,7 +97,8 @@ def test_plan_serving_options_reach_the_ranking():
     assert_clean(at)
     table = at.dataframe[0].value
     assert {"ttft_p99_s", "tpot_p99_s"} <= set(table.columns)
-    assert (table["ttft_p99_s"].dropna() >= table["ttft_s"].dropna() * 0.999).all()
+    feasible = table[table["feasible"]]
+    assert (feasible["ttft_p99_s"] != "").all() and (feasible["tpot_p99_s"] != "").all()
     at.number_input(key="plan_tpot_ms").set_value(50.0).run()
     strict = at.dataframe[0].value
     at.selectbox(key="plan_percentile").set_value(50.0).run()
@@ -111,7 +118,7 @@ def test_plan_serving_options_reach_the_ranking():
     at.number_input(key="plan_output_len").set_value(0).run()
     assert_clean(at)
     encoder = at.dataframe[0].value
-    assert encoder["feasible"].any() and encoder["tpot_s"].isna().all()
+    assert encoder["feasible"].any() and (encoder["tpot_s"] == "").all()  # blank, not None
 
 
 # ---- Model --------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 Checks that the title, a plotly chart and a table render on the default page, and saves a
 screenshot: to docs/screenshot.png when PLANNER_UPDATE_SCREENSHOT=1, else to a temp folder.
+Then drives the Plan page as a user would: "I have 256 devices" in the Options, and a sweep of
+the sequence length, each answered without an error.
 Run with `pytest -m browser tests/test_browser.py`.
 """
 
@@ -101,5 +103,52 @@ def test_default_page_renders_title_chart_and_table(app_url, tmp_path):
             shot.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(shot), full_page=False)
             assert shot.stat().st_size > 10_000
+        finally:
+            browser.close()
+
+
+def _no_errors(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0
+    errors = page.locator('[data-testid="stAlertContentError"]')
+    assert errors.count() == 0, errors.all_inner_texts()
+
+
+def _settled(page) -> None:
+    """Wait until the app's rerun has finished (the status widget says 'Running...')."""
+    page.wait_for_timeout(500)
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached",
+                                                            timeout=RENDER_TIMEOUT_MS)
+
+
+def test_plan_page_fixed_cluster_and_a_sweep(app_url):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1500})
+            page.goto(f"{app_url}/?page=Plan", wait_until="domcontentloaded")
+            page.locator('[data-testid="stDataFrame"]').first.wait_for(
+                timeout=RENDER_TIMEOUT_MS)
+            _settled(page)
+            # my cluster: 256 devices
+            page.get_by_text("Options: devices, my cluster").click()
+            count = page.get_by_role("spinbutton", name="I have N devices (0 = search)")
+            count.fill("256")
+            count.press("Enter")
+            page.get_by_text("Fastest: 256 ×").first.wait_for(timeout=RENDER_TIMEOUT_MS)
+            _settled(page)
+            _no_errors(page)
+            # a sweep of the sequence length on that cluster
+            page.get_by_text("Sweep a parameter").click()
+            values = page.get_by_role("textbox", name="Values (comma-separated)")
+            values.fill("2048, 4096")
+            values.press("Enter")
+            _settled(page)
+            page.get_by_role("button", name="Run").click()
+            page.locator(".js-plotly-plot", has_text="against seq_len").first.wait_for(
+                timeout=RENDER_TIMEOUT_MS)
+            _settled(page)
+            _no_errors(page)
+            assert page.locator(".js-plotly-plot", has_text="against seq_len").count() == 2
         finally:
             browser.close()

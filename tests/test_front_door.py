@@ -365,3 +365,15 @@ def test_streamlit_config_is_not_git_ignored():
     result = subprocess.run(["git", "check-ignore", "-q", ".streamlit/config.toml"], cwd=ROOT,
                             check=False)
     assert result.returncode == 1  # 1: not ignored
+
+
+def test_money_reads_as_people_write_it():
+    from planner.units import money_str
+
+    # the examples: $1.15 M, not 1150000; blank for a missing price
+    assert money_str(1_150_000) == "$1.15 M"
+    assert money_str(196_000) == "$196 k"
+    assert money_str(2_345) == "$2,345"
+    assert money_str(0.93) == "$0.93"
+    assert money_str(0.0042) == "$0.0042"
+    assert money_str(None) == money_str(float("nan")) == ""

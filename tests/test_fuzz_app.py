@@ -5,8 +5,9 @@ the number and text inputs, the page shows no traceback (`at.exception` is empty
 AppTest runs take seconds, so this module draws few examples: PLANNER_FUZZ_EXAMPLES // 20 per
 property (3 at the default of 60, 12 app runs in all); `PLANNER_FUZZ_EXAMPLES=1000` gives 50
 each. Values stay within what a browser can send: whole numbers within ±(2**53 - 1) for
-integer inputs, finite doubles for the others (Streamlit itself resets a value outside a
-widget's min/max to its default). The Validate page (torch) is not driven here.
+integer inputs, finite doubles for the others. The Plan and Model pages' number inputs have
+no min/max (a browser clamps those silently): a value out of range is an st.error naming the
+input. The Validate page (torch) is not driven here.
 """
 
 from __future__ import annotations
@@ -99,7 +100,9 @@ def sidebar_values(draw) -> dict[str, Any]:
 def plan_train_values(draw) -> dict[str, Any]:
     fields = {"plan_tokens_b": REAL, "plan_global_batch": WHOLE, "plan_deadline_d": REAL,
               "plan_usd_per_kwh": REAL, "plan_pue": REAL, "plan_lifetime": REAL,
-              "plan_utilization": REAL}
+              "plan_utilization": REAL, "plan_fixed_n_train": WHOLE, "plan_tp_train": WHOLE,
+              "plan_pp_train": WHOLE, "plan_micro_batch": WHOLE, "plan_usd_per_hour": REAL,
+              "plan_network_scale": REAL, "plan_memory_scale": REAL}
     chosen = draw(st.lists(st.sampled_from(sorted(fields)), min_size=1, max_size=3,
                            unique=True))
     return {**{k: draw(fields[k]) for k in chosen}, **sidebar_values(draw)}
@@ -108,7 +111,8 @@ def plan_train_values(draw) -> dict[str, Any]:
 @st.composite
 def plan_serve_values(draw) -> dict[str, Any]:
     fields = {"plan_prompt_len": WHOLE, "plan_output_len": WHOLE, "plan_requests_per_s": REAL,
-              "plan_ttft_ms": REAL, "plan_tpot_ms": REAL}
+              "plan_ttft_ms": REAL, "plan_tpot_ms": REAL, "plan_fixed_n_inference": WHOLE,
+              "plan_batch_size": WHOLE, "plan_max_batch": WHOLE, "plan_target_util": REAL}
     chosen = draw(st.lists(st.sampled_from(sorted(fields)), min_size=1, max_size=3,
                            unique=True))
     return {k: draw(fields[k]) for k in chosen}
