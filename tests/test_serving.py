@@ -506,3 +506,37 @@ def test_decode_rows_pad_to_the_8_row_mma_tile():
     assert _one(tile_frac(16, 4096)) == 1.0
     # n under one 128-wide tile: 64/128 of it useful
     assert _one(tile_frac(8, 64)) == pytest.approx(0.5)
+
+
+def test_a_slot_turns_over_once_per_output_steps_so_short_outputs_cannot_beat_the_peak():
+    """Capacity per slot is 1 / max(TTFT + (O − 1)·TPOT, O·TPOT) (P19h): with O = 1 the
+    steady-state prefill chunks of every arriving request share each step, so a request
+    holds its slot for a whole step cycle, not one chunk's time. Every feasible row keeps
+    MFU ≤ 1 and its utilization ≤ the target."""
+    for output_len in (1, 2, 16):
+        job = InferenceJob(model="llama-2-7b", prompt_len=2048, output_len=output_len,
+                           requests_per_s=50, tp=1, pp=1)
+        rows = search(job, devices=["nvidia_h100_sxm"])
+        ok = rows[rows["feasible"]]
+        assert len(ok) and (ok["mfu"] <= 1.0).all(), (output_len, ok["mfu"].max())
+        assert (ok["utilization"] <= job.target_utilization + 1e-9).all()
+
+
+def test_weights_in_a_second_memory_slow_the_sizing_not_only_the_latency():
+    """P19b's spill time is part of the schedule replicas are sized with: on a U280 serving
+    Llama-2-7B in int8-w8a8 every feasible row stays at or below the target utilization."""
+    job = InferenceJob(model="llama-2-7b", prompt_len=512, output_len=128, requests_per_s=0.5,
+                       precision="int8-w8a8")
+    rows = search(job, devices=["amd_alveo_u280"])
+    spilled = rows[rows["feasible"] & (rows["secondary_mem_bytes"] > 0)]
+    assert len(spilled)
+    assert (spilled["utilization"] <= job.target_utilization + 1e-9).all()
+    assert np.isfinite(spilled["queue_wait_s"]).all()
+
+
+@pytest.mark.parametrize("field", ["acceptance_rate", "prefix_cache_hit_frac"])
+def test_fractions_that_must_stay_below_one(field):
+    extra = {"speculative_tokens": 2, "draft_model": "llama-7b"} if field == "acceptance_rate" \
+        else {}
+    with pytest.raises(ValueError, match=f"{field}: must be below 1, got 1"):
+        InferenceJob(model="llama-2-7b", prompt_len=128, output_len=16, **extra, **{field: 1})

@@ -41,10 +41,10 @@ KERNELS_FILE = "kernels.toml"
 # are under 100 kB; tomllib parses about 4 MB/s, so a 50 MB file would hold a page for 12 s.
 MAX_CATALOG_FILE_BYTES = 5_000_000
 
-# Tile padding (K1b): cuBLAS/CUTLASS tensor-core kernels work on output tiles of 128 rows or
-# columns (64 for the smaller configurations); a dimension m < 128 still costs a whole tile, so
-# the achieved rate of an m-row GEMM is m/128 of the rate at m = 128. NVIDIA "Matrix
-# Multiplication Background User's Guide", sections "Tile quantization" and "Wave quantization".
+# Tile padding (K1b): cuBLAS/CUTLASS tensor-core kernels work on output tiles of 128 columns
+# (64 for the smaller configurations); an n < 128 still costs a whole tile, so its rate is
+# n/128 of the rate at n = 128 (NVIDIA "Matrix Multiplication Background User's Guide",
+# sections "Tile quantization" and "Wave quantization"). The token rows pad to GEMM_ROW_TILE.
 GEMM_TILE = 128.0
 # K1b: the row (token) side of a skinny GEMM is padded to 8, not to a whole 128-row tile:
 # tensor cores' smallest MMA is m16n8k16 (PTX ISA, "Warp-level matrix multiply-accumulate
@@ -410,6 +410,12 @@ def gemm_size(m, n, k):
                    * np.asarray(k, dtype=float))
 
 
+def row_tile(tile):
+    """K1b: the rows a GEMM's token side pads to: GEMM_ROW_TILE (8) on a matrix unit, the
+    table's tile where smaller (1 on a matrix-vector engine)."""
+    return np.minimum(np.asarray(tile, dtype=float), GEMM_ROW_TILE)
+
+
 def padded_gemm_size(m, n, k, tile=GEMM_TILE):
     """K1 at K1b's padding: the size of the GEMM the kernel actually computes, the rows raised
     to the row tile (8, GEMM_ROW_TILE; 1 on a matrix-vector engine) and n to the tile,
@@ -418,7 +424,7 @@ def padded_gemm_size(m, n, k, tile=GEMM_TILE):
     tensor-core device runs as 8 × 4096 × 4096 (s = 512), not as a 256³ cube: looking the
     table up at the unpadded size would charge the small-size penalty twice."""
     tile = np.asarray(tile, dtype=float)
-    return gemm_size(np.maximum(np.asarray(m, dtype=float), np.minimum(tile, GEMM_ROW_TILE)),
+    return gemm_size(np.maximum(np.asarray(m, dtype=float), row_tile(tile)),
                      np.maximum(np.asarray(n, dtype=float), tile), k)
 
 
@@ -428,8 +434,7 @@ def tile_frac(m, n, tile=GEMM_TILE):
     on tensor cores and matrix units, 1 on a matrix-vector engine, the kernel table's
     `gemm.tile`)."""
     tile = np.asarray(tile, dtype=float)
-    rows = np.minimum(tile, GEMM_ROW_TILE)
-    return (np.minimum(1.0, np.asarray(m, dtype=float) / rows)
+    return (np.minimum(1.0, np.asarray(m, dtype=float) / row_tile(tile))
             * np.minimum(1.0, np.asarray(n, dtype=float) / tile))
 
 

@@ -7,7 +7,8 @@ servers of mean service time S. The M/M/c model (Erlang 1917; Kleinrock 1975, Vo
 Sec. 3.5) gives the probability of waiting (Erlang C) and an exponential tail of the waiting
 time: P(W > t) = C · exp(−(c/S − λ) t). Exponential service is the conservative choice for
 requests of unequal length (fixed-length requests wait about half as long: the Allen–Cunneen
-factor (1 + c_s²)/2). Arrays broadcast; nothing loops over candidates.
+factor (1 + c_s²)/2). Arrays broadcast; the only loops are Erlang B's recursion (over the
+servers, up to 64) and the normal tail of the large-c cells.
 """
 
 from __future__ import annotations

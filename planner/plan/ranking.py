@@ -210,11 +210,11 @@ def _infer_reason_text(job: InferenceJob, table: _DeviceTable, row: pd.Series) -
         return _non_finite_text(row, layout)
     if code is InferReason.TTFT:
         return (f"misses the time-to-first-token target {job.ttft_s:g} s at "
-                f"p{job.latency_percentile:g}: best {_at_percentile(row, 'ttft', job):.3g} s "
+                f"p{job.latency_percentile:g}: best {_at_percentile(row, 'ttft'):.3g} s "
                 f"({layout})")
     if code is InferReason.TPOT:
         return (f"misses the time-per-output-token target {job.tpot_s:g} s at "
-                f"p{job.latency_percentile:g}: best {_at_percentile(row, 'tpot', job):.3g} s "
+                f"p{job.latency_percentile:g}: best {_at_percentile(row, 'tpot'):.3g} s "
                 f"({layout})")
     if code is InferReason.MAX_DEVICES:
         n = int(row["n_devices"])
@@ -223,7 +223,7 @@ def _infer_reason_text(job: InferenceJob, table: _DeviceTable, row: pd.Series) -
     return code.text
 
 
-def _at_percentile(row: pd.Series, what: str, job: InferenceJob) -> float:
+def _at_percentile(row: pd.Series, what: str) -> float:
     """The row's TTFT or TPOT at the job's latency percentile (what the search checked)."""
     return float(row[f"{what}_at_percentile_s"])
 
@@ -390,7 +390,8 @@ def infeasible_summary(job: TrainingJob | InferenceJob, df: pd.DataFrame) -> str
     """One line for a ranking with no feasible device: the constraint that failed and how far
     the best plan is from it ("" when some device is feasible). A deadline: "no device meets
     the deadline of 7 d: the fastest plan takes 18.8 d (2.7×) on nvidia_h200_sxm"; a latency
-    target at a percentile likewise; otherwise the furthest device's own reason."""
+    target at a percentile likewise; otherwise the first-ranked device's own reason (the one
+    that got furthest through the checks)."""
     if df.empty or df["feasible"].any():
         return ""
     reasons = df["reason"].astype(str)

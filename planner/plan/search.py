@@ -958,9 +958,9 @@ class _Replica:
         group = tp * ep
         ep_inside = group_fits_domain(group=group, n=replica, domain=dev.scaleup_domain_size)
         ep_link = np.where(ep_inside, group_link_bw(dev, group), dev.scaleout_bw_bytes_per_s)
-        pp_inside = replica <= dev.scaleup_domain_size
-        pp_link = np.where(pp_inside, neighbour_link_bw(dev), dev.scaleout_bw_bytes_per_s)
-        return tp_link, ep_link, ep_inside, pp_link, pp_inside
+        pp_link = np.where(replica <= dev.scaleup_domain_size, neighbour_link_bw(dev),
+                           dev.scaleout_bw_bytes_per_s)
+        return tp_link, ep_link, ep_inside, pp_link
 
     def stage(self, decodes, prefill_tokens):
         """One micro-batch of `decodes` sequences (each with the verify's query tokens) and
@@ -977,7 +977,7 @@ class _Replica:
             prefill_attention_frac=1.0 - hit * hit, tp=tp, kv_split=np.minimum(tp, prof.n_kv_heads),
             rates=dev.rates, ep=ep, block_frac=self.block_frac)
         tokens = decodes * self.query_tokens + prefill_tokens
-        tp_link, ep_link, ep_inside, pp_link, _ = self._links()
+        tp_link, ep_link, ep_inside, pp_link = self._links()
         layers = np.ceil(prof.n_layers / pp)
         on = tokens > 0
         tp_comm = TP_COLLECTIVES_PER_LAYER_INFERENCE * layers * collective_s(
@@ -1024,20 +1024,27 @@ class _Replica:
 @dataclass(frozen=True)
 class _Service:
     """A replica's schedule at one occupancy (P19a-P19g): seconds per output token of a
-    sequence, a request's time to first token without queueing, and its residence time."""
+    sequence, a request's time to first token without queueing, its residence time
+    (TTFT + (O − 1)·TPOT), and how long it holds a batch slot (slot_s, what capacity and the
+    queue use: at least O·TPOT, since in the steady state the prefill chunks of the requests
+    that replace finished ones share every step, so a slot turns over once per O output
+    steps; the decode pool's O·TPOT when disaggregated)."""
 
     tpot_s: Any
     ttft_s: Any
     residence_s: Any
+    slot_s: Any
 
 
-def _schedule(r: _Replica, batch) -> _Service:
-    """P19a-P19g at `batch` sequences per micro-batch of a tensor-parallel group."""
+def _schedule(r: _Replica, batch, spill_s=0.0) -> _Service:
+    """P19a-P19g at `batch` sequences per micro-batch of a tensor-parallel group; `spill_s`
+    (P19b) is added to every pass."""
     job = r.job
     out, P_ = job.output_len, r.uncached_prompt
     if out == 0:  # an encoder: whole prompts, a batch at a time (P19j)
-        t = r.cycle(0.0, batch * P_)
-        return _Service(tpot_s=np.full(np.shape(t), np.nan), ttft_s=t, residence_s=t)
+        t = r.cycle(0.0, batch * P_) + spill_s
+        return _Service(tpot_s=np.full(np.shape(t), np.nan), ttft_s=t, residence_s=t,
+                        slot_s=t)
     g = job.speculative_tokens
     E = speculation_tokens_per_step(speculative_tokens=g,
                                     acceptance_rate=job.acceptance_rate or 0.0)
@@ -1061,8 +1068,11 @@ def _schedule(r: _Replica, batch) -> _Service:
         decode = r.cycle(batch, 0.0) + g * r.draft(batch)
         cycle = decode + batch * E / out * prefill
         ttft = prefill + decode
-    tpot = cycle / E
-    return _Service(tpot_s=tpot, ttft_s=ttft, residence_s=ttft + (out - 1) * tpot)
+    tpot = cycle / E + spill_s
+    ttft = ttft + spill_s
+    residence = ttft + (out - 1) * tpot
+    slot = out * tpot if job.disaggregated else np.maximum(residence, out * tpot)
+    return _Service(tpot_s=tpot, ttft_s=ttft, residence_s=residence, slot_s=slot)
 
 
 def _kv_transfer_s(r: _Replica):
@@ -1114,34 +1124,41 @@ def serving_kv_bytes(job: InferenceJob, prof: InferenceProfile, *, tp, pp, batch
     at the peak (ages evenly staggered: n·P + O·(1 + (n−1)/2)); n = 1 holds its whole
     context P + O. Each sequence wastes half a block on average (Kwon et al. 2023: only the
     last block is partly empty). ceil(L/p)/L of the layers; split over min(t, K). A draft
-    model keeps its own cache (an MTP module: one layer's). An encoder keeps none."""
+    model keeps its own cache (an MTP module: one layer's). An encoder keeps none; a causal
+    model scoring prompts (output_len = 0) holds each prompt's cache during its pass."""
     if job.output_len == 0 and prof.kv_bytes_per_token == 0:
         return np.zeros(np.broadcast_shapes(np.shape(tp), np.shape(pp), np.shape(batch)))
     seqs = np.asarray(batch, dtype=float) * np.asarray(pp, dtype=float)
     live = (job.prompt_len + job.output_len / 2.0 + job.kv_block_tokens / 2.0
             + job.output_len / 2.0 / seqs)
-    per_token = prof.kv_bytes_per_token
-    if job.speculative_tokens:
-        per_token += (prof.kv_bytes_per_token / prof.n_layers if draft_prof is None
-                      else draft_prof.kv_bytes_per_token)
     pp = np.asarray(pp, dtype=float)
     stage = np.ceil(prof.n_layers / pp) / prof.n_layers
-    return kv_cache_bytes_per_device(kv_bytes_per_token=per_token * stage, context_len=live,
-                                     batch_size=np.asarray(batch, dtype=float) * pp, tp=tp,
-                                     n_kv_heads=prof.n_kv_heads)
+    kw = dict(context_len=live, batch_size=np.asarray(batch, dtype=float) * pp, tp=tp)
+    kv = kv_cache_bytes_per_device(kv_bytes_per_token=prof.kv_bytes_per_token * stage,
+                                   n_kv_heads=prof.n_kv_heads, **kw)
+    if not job.speculative_tokens:
+        return kv
+    # the draft sits whole beside a stage, as its weights do: an MTP module's one layer, or
+    # a draft model's cache split over its own KV heads
+    if draft_prof is None:
+        return kv + kv_cache_bytes_per_device(
+            kv_bytes_per_token=prof.kv_bytes_per_token / prof.n_layers,
+            n_kv_heads=prof.n_kv_heads, **kw)
+    return kv + kv_cache_bytes_per_device(kv_bytes_per_token=draft_prof.kv_bytes_per_token,
+                                          n_kv_heads=draft_prof.n_kv_heads, **kw)
 
 
-def _at_occupancy(r: _Replica, full: _Service, batch, occupancy) -> _Service:
+def _at_occupancy(r: _Replica, full: _Service, batch, occupancy, spill_s=0.0) -> _Service:
     """The schedule at `occupancy` sequences per micro-batch (≤ batch). On a grid whose last
     axis holds the batch values (ascending, at least two), linearly interpolated along it
     between the evaluated batches (TPOT and TTFT are close to affine in the batch: a weight
     read plus a per-sequence part; clamped at the smallest batch); otherwise evaluated."""
     values = np.asarray(batch, dtype=float)
     if values.ndim == 0 or values.shape[-1] < 2:
-        return _schedule(r, occupancy)
+        return _schedule(r, occupancy, spill_s)
     b = values.reshape(-1)
     if np.any(np.diff(b) <= 0):
-        return _schedule(r, occupancy)
+        return _schedule(r, occupancy, spill_s)
     shape = np.broadcast_shapes(np.shape(full.residence_s), np.shape(occupancy))
     target = np.broadcast_to(np.asarray(occupancy, dtype=float), shape)
     pos = np.clip(np.searchsorted(b, target, side="right") - 1, 0, len(b) - 2)
@@ -1154,7 +1171,7 @@ def _at_occupancy(r: _Replica, full: _Service, batch, occupancy) -> _Service:
         return lo * (1.0 - w) + hi * w
 
     return _Service(tpot_s=interp(full.tpot_s), ttft_s=interp(full.ttft_s),
-                    residence_s=interp(full.residence_s))
+                    residence_s=interp(full.residence_s), slot_s=interp(full.slot_s))
 
 
 def evaluate_inference(job: InferenceJob, prof: InferenceProfile, dev: DeviceColumns, *, tp,
@@ -1174,85 +1191,86 @@ def evaluate_inference(job: InferenceJob, prof: InferenceProfile, dev: DeviceCol
     r = _Replica(job=job, prof=prof, dev=dev, tp=tp, pp=pp, ep=ep, scale_out=scale_out,
                  draft_prof=draft_prof)
     slots = batch * pp * ep
-    full = _schedule(r, batch)
     n_out = job.output_len
+    weights = serving_weight_bytes(job, prof, tp=tp, pp=pp, ep=ep, draft_prof=draft_prof)
+    kv = serving_kv_bytes(job, prof, tp=tp, pp=pp, batch=batch, draft_prof=draft_prof)
+    # P19b: every pass reads the weights spilled to a second memory tier (before sizing)
+    spill_bytes, spill_s = secondary_memory_read(job, dev, weights=weights, kv=kv)
+    full = _schedule(r, batch, spill_s)
     out_tokens = n_out if n_out else job.prompt_len  # delivered: outputs (inputs, P19j)
-    replica_rps = slots / full.residence_s  # capacity of one replica
+    replica_requests_per_s = slots / full.slot_s  # capacity of one replica
     percentiles = sorted({50.0, 99.0, job.latency_percentile})
     if job.requests_per_s is not None:
-        load_rps = job.requests_per_s
-        replicas = np.maximum(np.ceil(load_rps / (job.target_utilization * replica_rps)
+        load_requests_per_s = job.requests_per_s
+        replicas = np.maximum(np.ceil(load_requests_per_s / (job.target_utilization
+                                                             * replica_requests_per_s)
                                       - 1e-9), 1.0)
-        per_replica = load_rps / replicas
-        offered = per_replica * full.residence_s  # Erlangs per replica
-        p_wait = erlang_c(slots, offered)
-        kw = dict(p_wait=p_wait, servers=slots, service_s=full.residence_s,
+        per_replica = load_requests_per_s / replicas
+        offered_erlangs = per_replica * full.slot_s
+        p_wait = erlang_c(slots, offered_erlangs)
+        kw = dict(p_wait=p_wait, servers=slots, service_s=full.slot_s,
                   arrival_per_s=per_replica)
         wait_mean = mean_wait_s(**kw)
         at: dict[float, _Service] = {}
         waits: dict[float, Any] = {}
         for p in percentiles:
-            busy = busy_quantile(load=offered, servers=slots, percentile=p)
-            at[p] = _at_occupancy(r, full, batch, busy / (pp * ep))
+            busy = busy_quantile(load=offered_erlangs, servers=slots, percentile=p)
+            at[p] = _at_occupancy(r, full, batch, busy / (pp * ep), spill_s)
             waits[p] = wait_quantile_s(**kw, percentile=p)
-        mean = at[50.0]
+        median = at[50.0]
     else:
         users = job.load_concurrency
         replicas = np.maximum(np.ceil(users / slots - 1e-9), 1.0)
         occupancy = users / replicas
-        mean = _at_occupancy(r, full, batch, occupancy / (pp * ep))
-        load_rps = users / mean.residence_s
-        offered = np.asarray(occupancy, dtype=float)
+        median = _at_occupancy(r, full, batch, occupancy / (pp * ep), spill_s)
+        load_requests_per_s = users / median.slot_s  # Little's law per slot
+        offered_erlangs = np.asarray(occupancy, dtype=float)
         wait_mean = 0.0
-        at = {p: mean for p in percentiles}
+        at = {p: median for p in percentiles}
         waits = {p: 0.0 for p in percentiles}
     replica_devices = tp * pp * ep
-    prefill_devices = (_prefill_pool(r, load_rps) * replica_devices if job.disaggregated
-                       else 0.0)
+    prefill_devices = (_prefill_pool(r, load_requests_per_s) * replica_devices
+                       if job.disaggregated else 0.0)
     n_devices = replicas * replica_devices + prefill_devices
-    delivered = load_rps * out_tokens
-    weights = serving_weight_bytes(job, prof, tp=tp, pp=pp, ep=ep, draft_prof=draft_prof)
-    kv = serving_kv_bytes(job, prof, tp=tp, pp=pp, batch=batch, draft_prof=draft_prof)
-    spill, spill_s = secondary_memory_read(job, dev, weights=weights, kv=kv)
-    if np.any(spill_s):  # P19b: every pass reads the spilled weights from the second tier
-        full = _Service(tpot_s=full.tpot_s + spill_s, ttft_s=full.ttft_s + spill_s,
-                        residence_s=full.residence_s + n_out * spill_s)
-        at = {p: _Service(tpot_s=s.tpot_s + spill_s, ttft_s=s.ttft_s + spill_s,
-                          residence_s=s.residence_s + n_out * spill_s) for p, s in at.items()}
-        mean = at[50.0]
-    # a percentile never falls below a lower one: the schedule at a higher occupancy can come
-    # out a little faster (a GEMM crossing into a more efficient size), the quantile cannot
+    delivered = load_requests_per_s * out_tokens
+    ttft_mean = median.ttft_s + wait_mean
+    # a percentile never falls below a lower one (the schedule at a higher occupancy can come
+    # out a little faster: a GEMM crossing into a more efficient size), and an upper one not
+    # below the mean (the mean holds the wait of the few who queue; its tail is to the right)
     ttft: dict[float, Any] = {}
     tpot: dict[float, Any] = {}
     for lo, p in zip([None, *percentiles], percentiles, strict=False):
         ttft[p] = at[p].ttft_s + waits[p]
         tpot[p] = at[p].tpot_s
         if lo is not None:
-            ttft[p] = np.maximum(ttft[p], ttft[lo])
+            ttft[p] = np.maximum(np.maximum(ttft[p], ttft[lo]), ttft_mean)
             tpot[p] = np.maximum(tpot[p], tpot[lo])
     flops_per_request = (prof.prefill_model_flops_per_seq * (1.0 - job.prefix_cache_hit_frac)
                          + max(n_out - 1, 0) * prof.decode_model_flops_per_token)
     ones = np.ones(np.broadcast_shapes(np.shape(full.residence_s), np.shape(replicas)))
-    ttft_mean = mean.ttft_s + wait_mean
-    latency = ttft_mean + max(n_out - 1, 0) * (mean.tpot_s if n_out else 0.0)
+    latency = ttft_mean + max(n_out - 1, 0) * (median.tpot_s if n_out else 0.0)
     decode_s = (r.cycle(batch, 0.0) + job.speculative_tokens * r.draft(batch) + spill_s
                 if n_out else np.nan)
+    # a replica's capacity per device, its share of a disaggregated prefill pool included
+    devices_per_replica = replica_devices + prefill_devices / replicas
     return ServingBreakdown(
         prefill_s=(r.cycle(0.0, r.uncached_prompt) + spill_s) * ones, decode_s=decode_s * ones,
-        ttft_s=ttft_mean * ones, tpot_s=mean.tpot_s * ones, latency_s=latency * ones,
+        ttft_s=ttft_mean * ones, tpot_s=median.tpot_s * ones, latency_s=latency * ones,
         ttft_p50_s=ttft[50.0] * ones, ttft_p99_s=ttft[99.0] * ones,
         tpot_p50_s=tpot[50.0] * ones, tpot_p99_s=tpot[99.0] * ones,
         ttft_at_percentile_s=ttft[job.latency_percentile] * ones,
         tpot_at_percentile_s=tpot[job.latency_percentile] * ones,
-        queue_wait_s=wait_mean * ones, utilization=offered / slots * ones,
+        queue_wait_s=wait_mean * ones, utilization=offered_erlangs / slots * ones,
         replicas=replicas * ones, n_devices=n_devices * ones,
         prefill_devices=prefill_devices * ones,
         kv_transfer_s=(_kv_transfer_s(r) if job.disaggregated else 0.0) * ones,
         delivered_tokens_per_s=delivered * ones,
-        tokens_per_s_per_device=replica_rps * out_tokens / replica_devices * ones,
+        tokens_per_s_per_device=replica_requests_per_s * out_tokens / devices_per_replica
+        * ones,
         weight_mem_bytes=weights * ones, kv_mem_bytes=kv * ones,
-        mem_per_device_bytes=(weights + kv) * ones, secondary_mem_bytes=spill * ones,
-        mfu=replica_rps * flops_per_request / (replica_devices * dev.peak_flops_per_s) * ones,
+        mem_per_device_bytes=(weights + kv) * ones, secondary_mem_bytes=spill_bytes * ones,
+        mfu=replica_requests_per_s * flops_per_request
+        / (devices_per_replica * dev.peak_flops_per_s) * ones,
         hours_per_million_tokens=1e6 / (delivered * SECONDS_PER_HOUR) * ones,
     )
 
@@ -1332,7 +1350,6 @@ def _infer_grid(job: InferenceJob, table: _DeviceTable, cost: CostOptions):
                       prices=dev.prices, options=cost)
         code = _infer_reasons(job, dev, q, tp=tp, pp=pp, ep=ep, money=money)
     valid = (((tp <= dev.scaleup_domain_size) & tiles) | (job.tp is not None))
-    valid = valid & (pp <= job.model.n_layers)
     return shape, np.broadcast_to(valid, shape), q, money, np.broadcast_to(code, shape), axes
 
 

@@ -35,11 +35,11 @@ import pandas as pd
 
 from planner.hardware.kernels import (
     ATTENTION_BWD_FLOPS_FACTOR,
-    GEMM_ROW_TILE,
     GEMM_TILE,
     CollectiveOp,
     KernelRates,
     padded_gemm_size,
+    row_tile,
     tile_frac,
 )
 from planner.model.layers import (
@@ -948,8 +948,7 @@ def _pass_time_s(profile: OpProfile, *, batch_, split, kv_split_, rates: DeviceR
     device_tile = rates.kernels.gemm_tile[index]
     g_frac: Any = None
     for tile in np.unique(rates.kernels.gemm_tile[rates.index]):
-        rows = min(float(tile), GEMM_ROW_TILE)
-        pad = np.maximum(tile_m, rows) / np.maximum(tile_m, 1e-9)
+        pad = np.maximum(tile_m, row_tile(tile)) / np.maximum(tile_m, 1e-9)
         with np.errstate(divide="ignore", invalid="ignore"):
             size = padded_gemm_size(np.maximum(work_m * pad, 1e-9), np.maximum(tile_n, 1.0),
                                     np.maximum(k, 1.0), tile)

@@ -135,6 +135,17 @@ _LENGTH = int_rule(1, MAX_SEQ_LEN)
 _SECONDS = number_rule(positive=True)
 
 
+def _below_one(minimum: float) -> Callable[[Any, str], float]:
+    """A fraction in [minimum, 1): 1 itself is refused (an acceptance rate of 1 makes the
+    expected tokens per step infinite; a prefix hit of 1 leaves nothing to prefill)."""
+    def rule(value: Any, field: str) -> float:
+        number = check_number(value, field, minimum=minimum)
+        if number >= 1.0:
+            raise InputError(field, f"must be below 1, got {clip(value)}")
+        return number
+    return rule
+
+
 def _adapter_rule(value: Any, field: str) -> str:
     """adapter: one of ADAPTERS, any case."""
     key = str(value).strip().lower() if isinstance(value, str) else None
@@ -170,8 +181,8 @@ FIELD_RULES: dict[str, Callable[[Any, str], Any]] = {
     "seq_len": _LENGTH, "prompt_len": _LENGTH, "output_len": int_rule(0, MAX_SEQ_LEN),
     "prefill_chunk_tokens": int_rule(0, MAX_SEQ_LEN), "kv_block_tokens": int_rule(1, 4096),
     "speculative_tokens": int_rule(0, MAX_SPECULATIVE_TOKENS),
-    "acceptance_rate": number_rule(minimum=MIN_FRAC, maximum=1.0),
-    "prefix_cache_hit_frac": number_rule(minimum=0.0, maximum=1.0),
+    "acceptance_rate": _below_one(MIN_FRAC),
+    "prefix_cache_hit_frac": _below_one(0.0),
     "target_utilization": _FRACTION,
     "latency_percentile": number_rule(minimum=50.0, maximum=MAX_LATENCY_PERCENTILE),
     "disaggregated": check_bool,
@@ -638,9 +649,9 @@ class InferenceJob(_Job):
             for name in ("tpot_s", "draft_model", "acceptance_rate"):
                 if getattr(self, name) is not None:
                     raise InputError(name, "an encoder job (output_len=0) generates no tokens")
-            for name in ("speculative_tokens",):
-                if getattr(self, name):
-                    raise InputError(name, "an encoder job (output_len=0) generates no tokens")
+            if self.speculative_tokens:
+                raise InputError("speculative_tokens", "an encoder job (output_len=0) "
+                                 "generates no tokens")
             if self.disaggregated:
                 raise InputError("disaggregated", "an encoder job (output_len=0) has no "
                                  "decode to separate from its prefill")
