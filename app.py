@@ -24,13 +24,11 @@ from planner.errors import ECHO_MAX_CHARS, InputError, clip, one_line
 from planner.hardware.catalog import decode_catalog_bytes
 from planner.model.layers import block_kind_summary, first_block_of_each_kind
 from planner.model.spec import MAX_CONFIG_BYTES, supported_hf_model_types
-from planner.plan import ranking as planner_ranking
 from planner.report import plots
 from planner.units import (
     GB,
     SECONDS_PER_DAY,
     SECONDS_PER_HOUR,
-    SECONDS_PER_YEAR,
     bytes_str,
     duration_str,
     energy_str,
@@ -595,14 +593,9 @@ def cached_sweep(job_kind: str, job_json: str, devices: tuple[str, ...],
                  catalog_text: str, over: str, values: tuple[float, ...]) -> pd.DataFrame:
     job = job_from_json(job_kind, job_json)
     catalog = cached_catalog(catalog_name, catalog_text) if catalog_text else cached_catalog()
-    return sweep_api()(job, over=over, values=list(values), devices=list(devices) or None,
-                       kinds=list(kinds) or None, objective=objective, catalog=catalog,
-                       cost=planner.CostOptions.model_validate_json(cost_json))
-
-
-def sweep_api() -> Any:
-    """planner.sweep, where this version of the library has it (else None)."""
-    return getattr(planner, "sweep", None)
+    return planner.sweep(job, over=over, values=list(values), devices=list(devices) or None,
+                         kinds=list(kinds) or None, objective=objective, catalog=catalog,
+                         cost=planner.CostOptions.model_validate_json(cost_json))
 
 
 def plan_inputs(spec: planner.ModelSpec, work: dict[str, Any]) -> dict[str, Any]:
@@ -971,15 +964,9 @@ HEADLINE_CARDS = [("Fastest", "time", "time_s"), ("Cheapest", "cost", "cost_usd"
 
 def infeasible_text(job: Any, ranking: pd.DataFrame) -> str:
     """Why nothing is feasible: the library's one-line summary (the failed constraint and how
-    far the best plan is) where it has one, else the first devices' reasons."""
-    summary = getattr(planner_ranking, "infeasible_summary", None)
-    text = str(summary(job, ranking)) if summary is not None else ""
-    if text:
-        return text[:1].upper() + text[1:]
-    rows = ranking[ranking["reason"].astype(str) != ""].head(3)
-    reasons = "; ".join(f"{r.device}: {r.reason}" for r in rows.itertuples())
-    return f"No device can run this workload. {reasons}" if reasons else (
-        "No device can run this workload.")
+    far the best plan is), capitalized as a sentence."""
+    text = planner.infeasible_summary(job, ranking)
+    return text[:1].upper() + text[1:]
 
 
 def card_value(best: pd.Series, metric: str, mode: str) -> str:
@@ -1004,13 +991,12 @@ def plan_headline(job: Any, mode: str, by_objective: dict[str, pd.DataFrame]) ->
         st.subheader(f"Serve {job.model.name} at {job.requests_per_s:g} requests/s "
                      f"({job.prompt_len} in, {job.output_len} out): who is fastest and "
                      "cheapest?")
-    for warning in getattr(job, "warnings", ()):
-        st.warning(str(warning), icon=":material/warning:")
+    for warning in job.warnings:
+        st.warning(warning, icon=":material/warning:")
     if not any(df["feasible"].any() for df in by_objective.values()):
         st.warning(infeasible_text(job, by_objective["time"]), icon=":material/block:")
         return
     cols = st.columns(3)
-    bests: dict[str, pd.Series] = {}
     for col, (label, objective, metric) in zip(cols, HEADLINE_CARDS, strict=True):
         ranking = by_objective[objective]
         valid = ranking[ranking["feasible"]].dropna(subset=[metric])
@@ -1018,19 +1004,13 @@ def plan_headline(job: Any, mode: str, by_objective: dict[str, pd.DataFrame]) ->
             col.metric(label, "—", help=f"no feasible plan has a {metric} "
                        "(no price or no power figure in the catalog)")
             continue
-        best = bests[objective] = valid.loc[valid[metric].idxmin()]
+        best = valid.loc[valid[metric].idxmin()]
         col.metric(f"{label}: {int(best['n_devices'])} × **{device_name(best['device'])}**",
                    card_value(best, metric, mode),
                    help=f"{time_str(best['time_s'])}, {money_str(best['cost_usd']) or 'no price'}"
                    f"{' per M output tokens' if mode == 'inference' else ''}, "
                    f"{energy_str(best['energy_j'])}; TP {best['tp']} · PP {best['pp']} · "
                    f"DP {best['dp']}")
-    cheapest = bests.get("cost")
-    if (mode == "train" and job.deadline_s is None and cheapest is not None
-            and cheapest["time_s"] > SECONDS_PER_YEAR):
-        st.warning(f"The cheapest plan takes {time_str(cheapest['time_s'])}, more than a year; "
-                   "set a deadline to see the cheapest plan that finishes in time.",
-                   icon=":material/schedule:")
 
 
 def device_name(device_id: str) -> str:
@@ -1073,9 +1053,6 @@ def plan_sweep(job: Any, query: tuple[Any, ...]) -> None:
     """Sweep one job field: each value's best plan per device, cost and time against it."""
     with st.expander("Sweep a parameter: cost and time against sequence length, tokens, "
                      "batch, devices or load"):
-        if sweep_api() is None or not hasattr(plots, "sweep_figure"):
-            st.info("planner.sweep is not in this version of the library.")
-            return
         mode = query[0]
         fields = SWEEP_FIELDS[mode]
         c1, c2, c3 = st.columns([2, 4, 1])
@@ -1148,10 +1125,7 @@ def plan_layout(ranking: pd.DataFrame, query: tuple[Any, ...]) -> None:
 
 
 def plan_breakeven(row: pd.Series, query: tuple[Any, ...]) -> None:
-    """Renting against owning the chosen plan's devices, by months of use (when the plots
-    module has the figure)."""
-    if breakeven_api() is None or not hasattr(plots, "breakeven_figure"):
-        return
+    """Renting against owning the chosen plan's devices, by months of use."""
     n = int(row["n_devices"])
     result = cached_breakeven(str(row["device"]), n, *query[5:])
     with st.expander(f"Rent or buy {n:,} × {device_name(str(row['device']))}? Cost against "
@@ -1161,17 +1135,12 @@ def plan_breakeven(row: pd.Series, query: tuple[Any, ...]) -> None:
             st.caption(result.note)
 
 
-def breakeven_api() -> Any:
-    """planner.breakeven (cloud against ownership), where this version of the library has it."""
-    return getattr(planner, "breakeven", None)
-
-
 @st.cache_data(show_spinner=False, max_entries=32)
 def cached_breakeven(device: str, n_devices: int, cost_json: str, catalog_name: str,
                      catalog_text: str) -> Any:
     catalog = cached_catalog(catalog_name, catalog_text) if catalog_text else cached_catalog()
-    return breakeven_api()(device, n_devices=n_devices, catalog=catalog,
-                           cost=planner.CostOptions.model_validate_json(cost_json))
+    return planner.breakeven(device, n_devices=n_devices, catalog=catalog,
+                             cost=planner.CostOptions.model_validate_json(cost_json))
 
 
 # ---- Validate page ------------------------------------------------------------------------------

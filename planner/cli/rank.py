@@ -437,6 +437,14 @@ def as_flag_error(err: Exception) -> InputError:
     return InputError(flag, rest) if sep and flag else InputError("", text)
 
 
+def device_filters(args: argparse.Namespace) -> tuple[list[str] | None, list[str] | None]:
+    """(--kinds, --device-ids) as lists, None where not given."""
+    def items(text: str | None) -> list[str] | None:
+        return [v.strip() for v in text.split(",") if v.strip()] if text else None
+
+    return items(args.kinds), items(args.device_ids)
+
+
 def objective_for(args: argparse.Namespace, job: TrainingJob | InferenceJob) -> str:
     """--objective, else the usual question: the cheapest serving plan (under its latency
     targets), the cheapest training plan within a deadline, the fastest without one."""
@@ -450,9 +458,7 @@ def objective_for(args: argparse.Namespace, job: TrainingJob | InferenceJob) -> 
 def _rank(args: argparse.Namespace) -> int:
     csv_path = check_output_path(args.csv, "--csv") if args.csv is not None else None
     catalog = load_catalog(*args.catalog)
-    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()] if args.kinds else None
-    ids = [i.strip() for i in args.device_ids.split(",") if i.strip()] if args.device_ids \
-        else None
+    kinds, ids = device_filters(args)
     try:
         job = build_job(args)
         cost = _cost_options(args)

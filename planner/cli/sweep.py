@@ -160,13 +160,11 @@ def _sweep(args: argparse.Namespace) -> int:
     over = field_name(args.over)
     values = parse_values(args.values, over)
     catalog = load_catalog(*args.catalog)
-    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()] if args.kinds else None
-    ids = [i.strip() for i in args.device_ids.split(",") if i.strip()] if args.device_ids \
-        else None
+    kinds, ids = rank_cli.device_filters(args)
     try:
         job = rank_cli.build_job(args)
         cost = rank_cli._cost_options(args)
-        objective = args.objective or "cost"
+        objective = args.objective  # the parser's default here is "cost"
         df = sweep(job, over, values, devices=ids, kinds=kinds, objective=objective,
                    catalog=catalog, cost=cost, progress=sys.stderr.isatty())
     except (ValidationError, ValueError) as err:

@@ -510,8 +510,8 @@ def _serving_job_fields(run: pd.Series) -> dict[str, Any]:
     for target, limit in (("ttft_s", "ttft_limit_s"), ("tpot_s", "tpot_limit_s")):
         if math.isfinite(float(run[limit])):
             fields[target] = float(run[limit])
-    # the percentile the limits apply to, where the engine takes one (else its means)
-    if math.isfinite(float(run["limit_percentile"])) and _job_has("latency_percentile"):
+    # the percentile the limits apply to
+    if math.isfinite(float(run["limit_percentile"])):
         fields["latency_percentile"] = float(run["limit_percentile"])
     mode = run["mode"]
     if mode == "offline":
@@ -533,17 +533,10 @@ def _serving_job_fields(run: pd.Series) -> dict[str, Any]:
     return fields
 
 
-def _job_has(field: str) -> bool:
-    """Whether the engine's InferenceJob takes `field` (the serving model is being extended)."""
-    from planner import InferenceJob
-
-    return field in InferenceJob.model_fields
-
-
 def _replica_devices(rows: pd.DataFrame) -> pd.Series:
-    """Devices per replica of each candidate: tp × pp (pp = 1 where the engine gives none)."""
-    pp = rows["pp"].astype(int) if "pp" in rows.columns else 1
-    return rows["tp"].astype(int) * pp
+    """Devices per replica of each candidate: tp × pp × ep (ep 1 where not given)."""
+    ep = rows["ep"].astype(int) if "ep" in rows.columns else 1
+    return rows["tp"].astype(int) * rows["pp"].astype(int) * ep
 
 
 def _select_serving(rows: pd.DataFrame, run: pd.Series) -> tuple[pd.Series | None, str]:
@@ -592,7 +585,7 @@ def serving_metric(row: pd.Series, *, metric: str, mode: str, n_devices: int,
     capacity of the published devices) and the delivered tokens_per_s at the load otherwise;
     output_tokens_per_s_per_user = 1 / tpot_s; ttft_s and tpot_s as the engine gives them,
     from its percentile column (ttft_p50_s, tpot_p99_s, ...) when `statistic` is "median" or
-    "p99" and the engine has one, else its mean.
+    "p99" and the row has it, else its mean.
     """
     if metric == "output_tokens_per_s":
         if mode == "offline":
@@ -619,11 +612,9 @@ def _predict_serving(run: pd.Series, catalog: Any) -> dict[str, Any]:
     from planner import InferenceJob, search  # the engine; imported lazily
 
     fields = _serving_job_fields(run)
-    if "pp" in fields and not _job_has("pp"):
-        return _blank("InferenceJob has no pp field yet (pipeline-parallel serving)")
     try:
         job = InferenceJob(**fields)
-    except ValueError as err:  # e.g. a precision policy the engine does not know yet
+    except ValueError as err:  # a row the engine refuses: blank, with its reason
         from pydantic import ValidationError
 
         return _blank(one_line(err) if isinstance(err, ValidationError) else str(err))
@@ -634,8 +625,7 @@ def _predict_serving(run: pd.Series, catalog: Any) -> dict[str, Any]:
     predicted = serving_metric(best, metric=run["metric"], mode=run["mode"],
                                n_devices=int(run["n_devices"]), statistic=run["statistic"])
     return dict(predicted=predicted, feasible=not note, note=note, tp=int(best["tp"]),
-                pp=int(best["pp"]) if "pp" in best.index else 1,
-                batch_size=int(best["batch_size"]))
+                pp=int(best["pp"]), batch_size=int(best["batch_size"]))
 
 
 def serving_backtest(*, catalog: Any = None, runs: pd.DataFrame | None = None) -> pd.DataFrame:

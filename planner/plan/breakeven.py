@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 
 from planner.errors import InputError, check_int, check_number, clip
-from planner.hardware.catalog import Catalog, Device
 from planner.plan.cost import (
     HOURS_PER_MONTH,
     CostOptions,
@@ -31,6 +30,7 @@ from planner.plan.cost import (
     ownership_cost_usd,
 )
 from planner.plan.ranking import rank
+from planner.plan.search import catalog_device
 from planner.plan.workloads import MAX_DEVICES_LIMIT, MIN_FRAC, InferenceJob, TrainingJob
 from planner.units import SECONDS_PER_HOUR, SECONDS_PER_YEAR
 
@@ -64,25 +64,6 @@ class BreakEven:
     reason: str = ""
     note: str = ""
     table: pd.DataFrame = field(default_factory=pd.DataFrame, compare=False)
-
-
-def _device(catalog: Any, device: Any) -> tuple[Catalog, Device]:
-    if catalog is None:
-        from planner.hardware.catalog import load_catalog
-
-        catalog = load_catalog()
-    if not isinstance(catalog, Catalog):
-        try:
-            catalog = Catalog(tuple(catalog))
-        except (TypeError, ValueError):
-            raise InputError("catalog", "must be a Catalog (planner.load_catalog()) or a list "
-                             f"of Device, got {clip(catalog)}") from None
-    if not isinstance(device, str):
-        raise InputError("device", f"must be a catalog id (str), got {clip(device)}")
-    try:
-        return catalog, catalog.get(device)
-    except ValueError as err:
-        raise InputError("device", str(err)) from None
 
 
 def _months(months: Any) -> np.ndarray:
@@ -128,7 +109,7 @@ def breakeven(device: str, *, job: TrainingJob | InferenceJob | None = None,
         raise InputError("cost", f"must be a CostOptions, got {clip(cost)}")
     busy_frac = check_number(busy_frac, "busy_frac", minimum=MIN_FRAC, maximum=1.0)
     month = _months(months)
-    catalog, dev = _device(catalog, device)
+    dev = catalog_device(catalog, device)
     if job is not None and n_devices is not None:
         raise InputError("n_devices", "give either a job or n_devices, not both")
     if job is not None:

@@ -21,19 +21,23 @@ every tp × pp = n_devices split is tried and the one holding the largest batch 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from planner.errors import InputError, check_int, clip
-from planner.hardware.catalog import Device, load_catalog, suggest
+from planner.errors import check_int
+from planner.hardware.catalog import Device
 from planner.model.spec import MAX_SEQ_LEN, ModelSpec
 from planner.model.spec import model as preset
 from planner.plan.reasons import InferReason
-from planner.plan.search import infer_tp_divides_heads, search
-from planner.plan.steptime import inference_profile
+from planner.plan.search import (
+    catalog_device,
+    infer_tp_divides_heads,
+    search,
+    serving_profile,
+)
 from planner.plan.workloads import MAX_DEVICES_LIMIT, MAX_SEQUENCES, InferenceJob
 
 DEFAULT_PROMPT_LEN = 1024  # tokens in: the Plan page's and README's serving example
@@ -89,31 +93,11 @@ class _Layout:
 
 
 def _layouts(n_devices: int, n_layers: int) -> list[_Layout]:
-    """Splits of `n_devices` into one replica: tensor parallel first, then, where the serving
-    model has pipeline stages (an InferenceJob `pp`), every tp × pp = n_devices, pp ≤ n_layers."""
-    out = [_Layout(n_devices, 1)]
-    if "pp" in InferenceJob.model_fields:
-        out += [_Layout(n_devices // p, p) for p in range(2, min(n_devices, n_layers) + 1)
-                if n_devices % p == 0]
-    return out
-
-
-def _device(catalog: Any, device: Any) -> Device:
-    """The catalog entry `device` names; InputError naming `device` otherwise."""
-    if not isinstance(device, str) or not device.strip():
-        raise InputError("device", f"must be a catalog id (str), got {clip(device)}; "
-                         "`planner catalog list` shows the ids")
-    pool = load_catalog() if catalog is None else catalog
-    if isinstance(pool, str | bytes) or not isinstance(pool, Iterable):
-        raise InputError("catalog", "must be a Catalog (planner.load_catalog()) or a list of "
-                         f"Device, got {clip(pool)}")
-    devices = {d.id: d for d in pool if isinstance(d, Device)}
-    if device not in devices:
-        hints = suggest(device, devices)
-        hint = f"; did you mean {', '.join(hints)}?" if hints else ""
-        raise InputError("device", f"unknown device {clip(device)}{hint} ({len(devices)} "
-                         "known; `planner catalog list` shows the ids)")
-    return devices[device]
+    """Splits of `n_devices` into one replica: tensor parallel first, then every
+    tp × pp = n_devices with pp ≤ n_layers."""
+    return [_Layout(n_devices, 1)] + [_Layout(n_devices // p, p)
+                                      for p in range(2, min(n_devices, n_layers) + 1)
+                                      if n_devices % p == 0]
 
 
 def _largest(ok: Callable[[int], bool], lo: int, cap: int) -> int:
@@ -154,21 +138,14 @@ class _Fitter:
         return layout.rows[key]
 
     def _search(self, layout: _Layout, *, batch: int, prompt_len: int) -> pd.Series | None:
-        pin: dict[str, Any] = dict(tp=layout.tp)
-        known = InferenceJob.model_fields
-        if "pp" in known:
-            pin["pp"] = layout.pp
-        if "ep" in known:  # the replica is the n_devices given: no expert-parallel groups
-            pin["ep"] = 1
+        # the replica is the n_devices given: no expert-parallel groups
+        pin: dict[str, Any] = dict(tp=layout.tp, pp=layout.pp, ep=1)
         # as many users as the replica has slots (batch per micro-batch × pp in flight)
         job = InferenceJob(**{**self.fields, "prompt_len": prompt_len}, **pin,
                            batch_size=batch, concurrent_requests=batch * layout.pp,
                            max_batch_size=batch, max_devices=MAX_DEVICES_LIMIT)
         df = search(job, self.catalog, devices=[self.device.id])
-        keep = (df["tp"] == layout.tp) & (df["batch_size"] == batch)
-        if "pp" in df:
-            keep &= df["pp"] == layout.pp
-        df = df[keep]
+        df = df[(df["tp"] == layout.tp) & (df["pp"] == layout.pp) & (df["batch_size"] == batch)]
         if df.empty:
             return None
         # one candidate when everything is pinned; should the serving model add a choice,
@@ -280,7 +257,7 @@ def fits(model: ModelSpec | str, device: str, n_devices: int = 1, precision: str
     closest ids.
     """
     n = check_int(n_devices, "n_devices", maximum=MAX_DEVICES_LIMIT)
-    dev = _device(catalog, device)
+    dev = catalog_device(catalog, device)
     spec = preset(model) if isinstance(model, str) else model
     fitter = _Fitter(dict(model=spec, precision=precision, prompt_len=prompt_len,
                           output_len=output_len, kv_cache_precision=kv_cache_precision),
@@ -299,8 +276,7 @@ def fits(model: ModelSpec | str, device: str, n_devices: int = 1, precision: str
     max_context = fitter.max_context(best)
     batch = sizes.get(best, 0)
     kv_dtype = job.kv_dtype  # the serving model's: fp8 under fp8/fp4 serving unless given
-    prof = inference_profile(job.model, prompt_len=job.prompt_len, output_len=job.output_len,
-                             precision=job.precision, kv_cache_precision=kv_dtype)
+    prof = serving_profile(job)
     return FitResult(
         model=job.model.name, device=dev.id, device_name=f"{dev.vendor} {dev.name}",
         n_devices=n, precision=job.precision, kv_cache_precision=kv_dtype,

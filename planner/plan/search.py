@@ -128,7 +128,7 @@ def _catalog_devices(catalog: Any) -> tuple[list[Device], Any]:
     return items, None
 
 
-def _resolve_devices(catalog: Any, devices: Iterable[str] | None,
+def resolve_devices(catalog: Any, devices: Iterable[str] | None,
                      kinds: Iterable[str] | None) -> tuple[list[Any], Any]:
     """(the chosen devices in catalog order, the catalog's kernel tables or None); one pass
     over the catalog with a set of the wanted ids (no lookup per device)."""
@@ -158,6 +158,20 @@ def _resolve_devices(catalog: Any, devices: Iterable[str] | None,
         raise InputError(field, "no device in the catalog matches the selection "
                          f"(devices={clip(wanted)}, kinds={clip(kind_list)})")
     return chosen, kernel_index
+
+
+def catalog_device(catalog: Any, device: Any) -> Device:
+    """The catalog entry `device` names, looked up as `search` does (the catalog's checks,
+    "did you mean" for an unknown id); the error names `device`."""
+    if not isinstance(device, str) or not device.strip():
+        raise InputError("device", f"must be a catalog id (str), got {clip(device)}; "
+                         "`planner catalog list` shows the ids")
+    try:
+        chosen, _ = resolve_devices(catalog, [device], None)
+    except InputError as err:
+        raise InputError("device" if err.field == "devices" else err.field,
+                         err.message) from None
+    return chosen[0]
 
 
 @dataclass(frozen=True)
@@ -863,7 +877,8 @@ class _InferAxes:
                     ep=self.ep.reshape(1, -1, 1), batch=self.batch.reshape(1, 1, -1))
 
 
-def _infer_axes(job: InferenceJob, table: _DeviceTable) -> _InferAxes:
+def _infer_axes(job: InferenceJob, table: _DeviceTable, prof: InferenceProfile,
+                draft: InferenceProfile | None) -> _InferAxes:
     """tp × pp × ep layouts, pruned: a replica of more than max_devices devices, or one whose
     weights per device exceed the largest usable memory in the table (both tiers), can never
     be feasible and is not evaluated."""
@@ -884,8 +899,7 @@ def _infer_axes(job: InferenceJob, table: _DeviceTable) -> _InferAxes:
     b = [job.batch_size] if job.batch_size else _powers_of_two(limit)
     t, p, e = (np.array(v, dtype=float).ravel() for v in np.meshgrid(tp, pp, ep, indexing="ij"))
     largest = np.nanmax(job.usable_memory_frac * (table.memory + table.memory2))
-    weights = serving_weight_bytes(job, serving_profile(job), tp=t, pp=p, ep=e,
-                                   draft_prof=serving_draft_profile(job))
+    weights = serving_weight_bytes(job, prof, tp=t, pp=p, ep=e, draft_prof=draft)
     keep = (t * p * e <= job.max_devices) & (weights <= largest)
     if not keep.any():  # nothing can fit: keep the layouts so the rows say why
         keep = t * p * e <= max(job.max_devices, 1)
@@ -1329,7 +1343,7 @@ def serving_profile(job: InferenceJob) -> InferenceProfile:
 def _infer_grid(job: InferenceJob, table: _DeviceTable, cost: CostOptions):
     prof = serving_profile(job)
     draft = serving_draft_profile(job)
-    axes = _infer_axes(job, table)
+    axes = _infer_axes(job, table, prof, draft)
     ax = axes.shaped
     tp, pp, ep, batch = ax["tp"], ax["pp"], ax["ep"], ax["batch"]
     dev = _device_columns(table, slice(None), 3)
@@ -1535,7 +1549,7 @@ def checked_rows(df: pd.DataFrame, reason: str) -> pd.DataFrame:
 def _table_for(job: TrainingJob | InferenceJob, catalog: Any, devices, kinds,
                cost: CostOptions) -> _DeviceTable:
     mode: Mode = "train" if isinstance(job, TrainingJob) else "inference"
-    chosen, kernel_index = _resolve_devices(catalog, devices, kinds)
+    chosen, kernel_index = resolve_devices(catalog, devices, kinds)
     compute_dtype = precision_policy(job.precision, mode=mode).compute_dtype
     return _device_table(chosen, compute_dtype=compute_dtype, job=job, cost=cost,
                          kernel_index=kernel_index)

@@ -8,7 +8,6 @@ The loop runs over the values only; each `rank` call is vectorized over its cand
 
 from __future__ import annotations
 
-import difflib
 import numbers
 import types
 import typing
@@ -20,6 +19,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from planner.errors import InputError, check_number, clip, one_line
+from planner.hardware.catalog import suggest
 from planner.plan.cost import CostOptions
 from planner.plan.ranking import rank
 from planner.plan.workloads import InferenceJob, TrainingJob
@@ -56,7 +56,7 @@ def _check_over(job: TrainingJob | InferenceJob, over: Any) -> str:
         return over
     if over in type(job).model_fields:
         raise InputError("over", f"{over!r} is not a numeric field; {allowed}")
-    close = difflib.get_close_matches(over, fields, n=3, cutoff=0.5)
+    close = suggest(over, fields, n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     raise InputError("over", f"unknown field {clip(over)}{hint}; {allowed}")
 
